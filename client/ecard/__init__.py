@@ -1,0 +1,127 @@
+"""ecard SDK: mint e-card tokens (channels), verify and settle them (merchants), administer (operators).
+
+Typical use:
+
+    from ecard import TokenSigner, PharmacyClient, Purpose, Assurance
+    signer = TokenSigner.from_pem(pem, issuer_id="icbc-nb")
+    text = signer.mint(ecard_id, purposes=[Purpose.MEDICAL_SETTLEMENT], assurance=Assurance.PIN)
+    with PharmacyClient("127.0.0.1:50051", merchant_id="nb-ph-001") as pos:
+        print(pos.verify(text, purpose=Purpose.MEDICAL_SETTLEMENT).verdict)
+"""
+
+from __future__ import annotations
+
+from ecard._admin import AdminClient, ChannelClient, card_ref, physical_cards
+from ecard._base45 import b45decode, b45encode
+from ecard._client import AsyncPharmacyClient, PharmacyClient, verify_request
+from ecard._keys import (
+    ALGORITHM_NAMES as ALGORITHMS,
+)
+from ecard._keys import (
+    ECDSA_P256,
+    ED25519,
+    KeyFormatError,
+    generate_private_key,
+    kid_for,
+    load_private_key_pem,
+    load_public_key_pem,
+    private_key_pem,
+    public_key_pem,
+    signature_check,
+)
+from ecard._options import NO_RETRY, ClientOptions, RetryConfig, TLSConfig
+from ecard._rpc_errors import from_grpc_error
+from ecard._token import (
+    ALL_PURPOSES,
+    MAX_TOKEN_CHARS,
+    SIGNING_CONTEXT,
+    TEXT_PREFIX,
+    ParsedToken,
+    TokenFormatError,
+    TokenSigner,
+    TokenTooLargeError,
+    encode_token,
+    parse_token,
+)
+from ecard.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    EcardError,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from ecard.v1 import (
+    Assurance,
+    CardStatus,
+    DrugClass,
+    KeyAlgorithm,
+    MerchantKind,
+    Purpose,
+    Reason,
+    SettlementStatus,
+    Verdict,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "ALL_PURPOSES",
+    "ECDSA_P256",
+    "ED25519",
+    "MAX_TOKEN_CHARS",
+    "NO_RETRY",
+    "SIGNING_CONTEXT",
+    "TEXT_PREFIX",
+    "AdminClient",
+    "AlreadyExists",
+    "Assurance",
+    "AsyncPharmacyClient",
+    "CardStatus",
+    "ChannelClient",
+    "ClientOptions",
+    "DeadlineExceeded",
+    "DrugClass",
+    "EcardError",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "KeyAlgorithm",
+    "KeyFormatError",
+    "MerchantKind",
+    "NotFound",
+    "ParsedToken",
+    "PermissionDenied",
+    "PharmacyClient",
+    "Purpose",
+    "Reason",
+    "ResourceExhausted",
+    "RetryConfig",
+    "SettlementStatus",
+    "TLSConfig",
+    "TokenFormatError",
+    "TokenSigner",
+    "TokenTooLargeError",
+    "Unauthenticated",
+    "Unavailable",
+    "Verdict",
+    "b45decode",
+    "b45encode",
+    "card_ref",
+    "encode_token",
+    "from_grpc_error",
+    "generate_private_key",
+    "kid_for",
+    "load_private_key_pem",
+    "load_public_key_pem",
+    "parse_token",
+    "physical_cards",
+    "private_key_pem",
+    "public_key_pem",
+    "signature_check",
+    "verify_request",
+]

@@ -1,0 +1,140 @@
+"""Clients for the operator (AdminClient) and for issuing channels (ChannelClient)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ecard._keys import algorithm_of, kid_for, load_public_key_pem
+from ecard._options import ClientOptions
+from ecard._rpc_errors import from_grpc_error
+from ecard._transport import call, principal_metadata, sync_channel
+from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2
+
+
+def card_ref(*, card_no: str = "", ecard_id: str = "") -> cards_pb2.CardRef:
+    if bool(card_no) == bool(ecard_id):
+        raise ValueError("name the card by exactly one of card_no or ecard_id")
+    return cards_pb2.CardRef(card_no=card_no) if card_no else cards_pb2.CardRef(ecard_id=ecard_id)
+
+
+class _Client:
+    def __init__(self, target: str, principal: str, options: ClientOptions | None) -> None:
+        self.options = options or ClientOptions()
+        self.channel = sync_channel(target, self.options)
+        self._metadata = principal_metadata(principal, self.options)
+        self._cards = cards_pb2_grpc.CardsStub(self.channel)
+
+    def _call(self, method: Any, request: Any, *, retry: bool = True) -> Any:
+        # Every call here is safe to repeat: upserts, idempotent lifecycle changes, keyed credits.
+        return call(
+            method, request, metadata=self._metadata, timeout=self.options.timeout,
+            retry=self.options.retry if retry else None,
+        )
+
+    def get_ecard(self, ecard_id: str) -> cards_pb2.ECard:
+        return self._call(self._cards.GetECard, cards_pb2.GetECardRequest(ecard_id=ecard_id))
+
+    def report_lost(self, **ref: str) -> cards_pb2.ECard:
+        return self._call(self._cards.ReportLost, card_ref(**ref))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ChannelClient(_Client):
+    """A bank or payment app: issues e-cards to its users and reports them lost."""
+
+    def __init__(self, target: str, *, issuer_id: str, options: ClientOptions | None = None) -> None:
+        super().__init__(target, f"channel:{issuer_id}", options)
+        self.issuer_id = issuer_id
+
+    def issue_ecard(
+        self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE
+    ) -> cards_pb2.ECard:
+        request = cards_pb2.IssueECardRequest(
+            card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=assurance
+        )
+        return self._call(self._cards.IssueECard, request)
+
+
+class AdminClient(_Client):
+    """The platform operator: issuers, keys, merchants, card enrollment, credits and card lifecycle."""
+
+    def __init__(self, target: str, *, options: ClientOptions | None = None) -> None:
+        super().__init__(target, "admin", options)
+        self._admin = admin_pb2_grpc.AdminStub(self.channel)
+
+    def upsert_issuer(self, issuer_id: str, display_name: str = "") -> admin_pb2.Issuer:
+        return self._call(self._admin.UpsertIssuer, admin_pb2.Issuer(issuer_id=issuer_id, display_name=display_name))
+
+    def register_key(
+        self,
+        issuer_id: str,
+        public_key_pem: str | bytes,
+        *,
+        kid: str | None = None,
+        not_before: int | None = None,
+        not_after: int | None = None,
+    ) -> admin_pb2.IssuerKey:
+        """Registers a public key (PEM); kid defaults to the SDK's kid_for(key)."""
+        pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
+        public = load_public_key_pem(pem)
+        key = admin_pb2.IssuerKey(
+            issuer_id=issuer_id, kid=kid or kid_for(public), algorithm=algorithm_of(public), public_key_pem=pem
+        )
+        if not_before is not None:
+            key.not_before.CopyFrom(Timestamp(seconds=not_before))
+        if not_after is not None:
+            key.not_after.CopyFrom(Timestamp(seconds=not_after))
+        return self._call(self._admin.RegisterIssuerKey, key)
+
+    def revoke_key(self, issuer_id: str, kid: str) -> admin_pb2.IssuerKey:
+        return self._call(self._admin.RevokeIssuerKey, admin_pb2.KeyRef(issuer_id=issuer_id, kid=kid))
+
+    def list_keys(self, issuer_id: str = "") -> list[admin_pb2.IssuerKey]:
+        return list(self._call(self._admin.ListIssuerKeys, admin_pb2.ListIssuerKeysRequest(issuer_id=issuer_id)).keys)
+
+    def upsert_merchant(
+        self, merchant_id: str, *, kind: int, display_name: str = "", region: str = "", designated: bool = True
+    ) -> admin_pb2.Merchant:
+        merchant = admin_pb2.Merchant(
+            merchant_id=merchant_id, display_name=display_name, kind=kind, region=region, designated=designated
+        )
+        return self._call(self._admin.UpsertMerchant, merchant)
+
+    def enroll_cards(
+        self, cards: Iterable[admin_pb2.PhysicalCard], *, timeout: float | None = None
+    ) -> admin_pb2.EnrollSummary:
+        """Streams physical cards to the server; not retried (a retry would resend the whole stream)."""
+        try:
+            return self._admin.EnrollCards(iter(cards), metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc) from exc
+
+    def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> cards_pb2.ECard:
+        request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
+        return self._call(self._admin.CreditAccount, request)
+
+    def reinstate(self, **ref: str) -> cards_pb2.ECard:
+        return self._call(self._cards.Reinstate, card_ref(**ref))
+
+    def cancel(self, **ref: str) -> cards_pb2.ECard:
+        return self._call(self._cards.Cancel, card_ref(**ref))
+
+
+def physical_cards(rows: Iterable[tuple[str, str, str, str, int]]) -> Iterator[admin_pb2.PhysicalCard]:
+    """(card_no, holder_name, id_number, region, balance_fen) tuples as PhysicalCard messages."""
+    for card_no, name, id_number, region, balance in rows:
+        yield admin_pb2.PhysicalCard(
+            card_no=card_no, holder_name=name, id_number=id_number, region=region, personal_account_balance_fen=balance
+        )

@@ -1,0 +1,141 @@
+"""The pharmacy and hospital client: verify a scanned token (and settle, see Settlement).
+
+    with PharmacyClient("127.0.0.1:50051", merchant_id="nb-pharmacy-001") as pos:
+        answer = pos.verify(qr_text, purpose=PURPOSE_MEDICAL_SETTLEMENT, min_assurance=ASSURANCE_PIN)
+        if answer.verdict == VERDICT_ACCEPTED: ...
+
+Verify is never retried: it consumes the token, and the holder's phone shows a fresh one anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from ecard._options import ClientOptions
+from ecard._rpc_errors import from_grpc_error
+from ecard._transport import acall, aio_channel, call, principal_metadata, sync_channel
+from ecard.v1 import types_pb2, verifier_pb2, verifier_pb2_grpc
+
+
+def verify_request(
+    token: str,
+    *,
+    purpose: int = types_pb2.PURPOSE_IDENTITY,
+    min_assurance: int = types_pb2.ASSURANCE_UNSPECIFIED,
+    terminal_id: str = "",
+    request_id: str = "",
+) -> verifier_pb2.VerifyRequest:
+    return verifier_pb2.VerifyRequest(
+        token=token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id, request_id=request_id
+    )
+
+
+class _MerchantBase:
+    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+        self.target = target
+        self.merchant_id = merchant_id
+        self.options = options or ClientOptions()
+        self._metadata = principal_metadata(f"merchant:{merchant_id}", self.options)
+
+
+class PharmacyClient(_MerchantBase):
+    """Synchronous client for a merchant's counter. Thread-safe; reuse one per process."""
+
+    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+        super().__init__(target, merchant_id=merchant_id, options=options)
+        self.channel = sync_channel(target, self.options)
+        self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
+        self._init_stubs()
+
+    def _init_stubs(self) -> None:
+        """Hook for the other merchant services (Settlement)."""
+
+    def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
+        return call(
+            method,
+            request,
+            metadata=self._metadata,
+            timeout=timeout or self.options.timeout,
+            retry=self.options.retry if retry else None,
+        )
+
+    def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
+        """Verifies one scanned token. Fields: purpose, min_assurance, terminal_id, request_id."""
+        return self._call(self._verifier.Verify, verify_request(token, **fields))
+
+    def verify_batch(
+        self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
+    ) -> list[verifier_pb2.VerifyResponse]:
+        """Up to 1,000 verifications in one call; answers in request order."""
+        batch = verifier_pb2.VerifyBatchRequest(requests=list(requests))
+        return list(self._call(self._verifier.VerifyBatch, batch, timeout=timeout).responses)
+
+    def verify_stream(
+        self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
+    ) -> Iterator[verifier_pb2.VerifyResponse]:
+        """Many verifications on one stream; match answers to requests by request_id."""
+        try:
+            yield from self._verifier.VerifyStream(iter(requests), metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc) from exc
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> PharmacyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncPharmacyClient(_MerchantBase):
+    """asyncio client with the same calls as PharmacyClient, on the same stubs."""
+
+    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+        super().__init__(target, merchant_id=merchant_id, options=options)
+        self.channel = aio_channel(target, self.options)
+        self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
+        self._init_stubs()
+
+    def _init_stubs(self) -> None:
+        """Hook for the other merchant services (Settlement)."""
+
+    async def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
+        return await acall(
+            method,
+            request,
+            metadata=self._metadata,
+            timeout=timeout or self.options.timeout,
+            retry=self.options.retry if retry else None,
+        )
+
+    async def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
+        return await self._call(self._verifier.Verify, verify_request(token, **fields))
+
+    async def verify_batch(
+        self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
+    ) -> list[verifier_pb2.VerifyResponse]:
+        batch = verifier_pb2.VerifyBatchRequest(requests=list(requests))
+        return list((await self._call(self._verifier.VerifyBatch, batch, timeout=timeout)).responses)
+
+    async def verify_stream(
+        self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
+    ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
+        try:
+            async for response in self._verifier.VerifyStream(iter(requests), metadata=self._metadata, timeout=timeout):
+                yield response
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc) from exc
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncPharmacyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

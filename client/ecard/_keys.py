@@ -1,0 +1,160 @@
+"""Issuer keys: generation, PEM loading, kids, signing, and the fast signature check.
+
+cryptography owns keys and PEM. The check itself uses the fastest correct backend measured on our
+hardware: libsodium (PyNaCl) for Ed25519 when it is installed, cryptography's OpenSSL otherwise and
+for ECDSA P-256. `tests/test_keys.py` holds both Ed25519 paths to the same answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from ecard.v1 import types_pb2
+
+ED25519 = types_pb2.KEY_ALGORITHM_ED25519
+ECDSA_P256 = types_pb2.KEY_ALGORITHM_ECDSA_P256
+ALGORITHM_NAMES = {"ed25519": ED25519, "p256": ECDSA_P256}
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+SignatureCheck = Callable[[bytes, bytes], bool]
+"""check(signature, message) -> True when the signature is valid."""
+
+
+class KeyFormatError(ValueError):
+    """A key is unreadable, of an unsupported type, or does not match its algorithm."""
+
+
+def generate_private_key(algorithm: int = ED25519) -> PrivateKey:
+    if algorithm == ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    if algorithm == ECDSA_P256:
+        return ec.generate_private_key(ec.SECP256R1())
+    raise KeyFormatError(f"unsupported key algorithm {algorithm}")
+
+
+def algorithm_of(key: PrivateKey | PublicKey) -> int:
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return ED25519
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        return ECDSA_P256
+    raise KeyFormatError("key is neither Ed25519 nor ECDSA P-256")
+
+
+def load_private_key_pem(pem: bytes) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"not a PEM private key without password: {exc}") from None
+    algorithm_of(key)  # type: ignore[arg-type]
+    return key  # type: ignore[return-value]
+
+
+def load_public_key_pem(pem: bytes | str, algorithm: int | None = None) -> PublicKey:
+    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"not a PEM public key: {exc}") from None
+    actual = algorithm_of(key)  # type: ignore[arg-type]
+    if algorithm is not None and algorithm != actual:
+        raise KeyFormatError("public key does not match the declared algorithm")
+    return key  # type: ignore[return-value]
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_pem(key: PrivateKey | PublicKey) -> str:
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    return public.public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def kid_for(key: PrivateKey | PublicKey) -> str:
+    """A short, stable key id: 16 base32 characters of SHA-256 over the SubjectPublicKeyInfo."""
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    der = public.public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b32encode(hashlib.sha256(der).digest()[:10]).decode("ascii").lower()
+
+
+def sign(key: PrivateKey, message: bytes) -> bytes:
+    """Ed25519: the 64-byte signature. ECDSA P-256 with SHA-256: fixed-size r || s (64 bytes)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(message)
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@dataclass(frozen=True)
+class _OpenSSLEd25519:
+    key: ed25519.Ed25519PublicKey
+
+    def __call__(self, signature: bytes, message: bytes) -> bool:
+        try:
+            self.key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class _OpenSSLP256:
+    key: ec.EllipticCurvePublicKey
+
+    def __call__(self, signature: bytes, message: bytes) -> bool:
+        if len(signature) != 64:
+            return False
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        try:
+            self.key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+def _sodium_ed25519(key: ed25519.Ed25519PublicKey) -> SignatureCheck | None:
+    try:
+        from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    sign_open = lib.crypto_sign_open  # PyNaCl's binding has no detached verify: open signature || message
+    new_buffer = ffi.new
+    length = ffi.new("unsigned long long *")
+
+    def check(signature: bytes, message: bytes) -> bool:
+        if len(signature) != 64:
+            return False
+        signed = signature + message
+        return sign_open(new_buffer("unsigned char[]", len(signed)), length, signed, len(signed), raw) == 0
+
+    return check
+
+
+def signature_check(public_key: PublicKey, *, backend: str = "fastest") -> SignatureCheck:
+    """A callable that checks signatures made by `sign` with the private half of `public_key`.
+
+    backend: "fastest" (libsodium for Ed25519 where installed) or "openssl" (cryptography only).
+    """
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        if backend == "fastest" and (fast := _sodium_ed25519(public_key)) is not None:
+            return fast
+        return _OpenSSLEd25519(public_key)
+    return _OpenSSLP256(public_key)  # type: ignore[arg-type]

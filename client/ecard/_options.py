@@ -1,0 +1,68 @@
+"""Connection options for every ecard client: frozen, typed, one docstring per field."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """mTLS to a production server. The principal is the client certificate's URI SAN."""
+
+    ca_cert: bytes
+    """PEM of the CA that signed the server's certificate."""
+    client_cert: bytes
+    """PEM of this client's certificate (URI SAN ecard://merchant/<id>, ecard://channel/<id> or ecard://admin)."""
+    client_key: bytes
+    """PEM of this client's private key."""
+    server_name: str | None = None
+    """Overrides the name checked against the server certificate (tests, IP targets)."""
+
+    @classmethod
+    def from_files(cls, ca_cert: str | Path, client_cert: str | Path, client_key: str | Path, **kw: str) -> TLSConfig:
+        return cls(Path(ca_cert).read_bytes(), Path(client_cert).read_bytes(), Path(client_key).read_bytes(), **kw)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of calls that are safe to repeat (never Verify: it consumes the token)."""
+
+    max_attempts: int = 4
+    """Attempts in all, the first included."""
+    initial_backoff: float = 0.05
+    """Seconds before the first retry; later waits grow by `multiplier`, with full jitter."""
+    max_backoff: float = 1.0
+    """Upper bound of one wait, in seconds."""
+    multiplier: float = 2.0
+    retry_codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+    )
+    """Status codes that mean "try again": transient by nature."""
+
+    def delays(self) -> list[float]:
+        """The jittered waits between attempts."""
+        return [
+            random.uniform(0, min(self.max_backoff, self.initial_backoff * self.multiplier**n))
+            for n in range(self.max_attempts - 1)
+        ]
+
+
+NO_RETRY = RetryConfig(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """What every ecard client takes besides its target."""
+
+    tls: TLSConfig | None = None
+    """mTLS settings; None for the development mode (plaintext on loopback, principal as metadata)."""
+    timeout: float = 5.0
+    """Deadline of each call, in seconds."""
+    retry: RetryConfig = RetryConfig()
+    """Retry policy for the calls that are safe to repeat."""
+    channel_options: tuple[tuple[str, object], ...] = ()
+    """Extra gRPC channel arguments, e.g. (("grpc.lb_policy_name", "round_robin"),)."""

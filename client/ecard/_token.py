@@ -1,0 +1,154 @@
+"""The e-card token: what the QR code carries, how it is minted and how it is parsed.
+
+Layout (docs/token.md has the bytes and test vectors):
+
+    text      = "EC1:" + base45(SignedToken)
+    SignedToken { claims: bytes = TokenClaims serialized deterministically,
+                  signature: bytes = sign(key, SIGNING_CONTEXT + claims) }
+
+The server parses with `parse_token` from this very module, so SDK and server cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
+
+from ecard._base45 import Base45Error, b45decode, b45encode
+from ecard._keys import PrivateKey, algorithm_of, kid_for, load_private_key_pem, sign
+from ecard.v1 import token_pb2, types_pb2
+
+TOKEN_VERSION = 1
+TEXT_PREFIX = "EC1:"
+SIGNING_CONTEXT = b"ecard/v1/token\x00"
+MAX_TOKEN_CHARS = 300
+NONCE_BYTES = 16
+DEFAULT_TTL_SECONDS = 60
+ALL_PURPOSES = (
+    types_pb2.PURPOSE_IDENTITY,
+    types_pb2.PURPOSE_MEDICAL_SETTLEMENT,
+    types_pb2.PURPOSE_PAYMENT,
+    types_pb2.PURPOSE_REGISTRATION,
+)
+_OTHER_VERSION = re.compile(r"EC[0-9]+:")
+
+
+class TokenFormatError(ValueError):
+    """A token text that cannot be parsed. `reason` is REASON_MALFORMED or REASON_UNSUPPORTED_VERSION."""
+
+    def __init__(self, reason: int, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TokenTooLargeError(ValueError):
+    """A minted token would not fit the QR budget of MAX_TOKEN_CHARS characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A token whose format is valid; its signature is not checked yet."""
+
+    claims: token_pb2.TokenClaims
+    signed_bytes: bytes = field(repr=False)  # SIGNING_CONTEXT + claims bytes: what the signature covers
+    signature: bytes = field(repr=False)
+
+
+def _malformed(message: str) -> TokenFormatError:
+    return TokenFormatError(types_pb2.REASON_MALFORMED, message)
+
+
+def parse_token(text: str) -> ParsedToken:
+    """Parses the QR text. Raises TokenFormatError; never checks keys, times or signatures."""
+    if not text.startswith(TEXT_PREFIX):
+        if _OTHER_VERSION.match(text):
+            raise TokenFormatError(types_pb2.REASON_UNSUPPORTED_VERSION, "unsupported token text version")
+        raise _malformed(f"token text must start with {TEXT_PREFIX}")
+    if len(text) > MAX_TOKEN_CHARS:
+        raise _malformed(f"token text longer than {MAX_TOKEN_CHARS} characters")
+    try:
+        signed = token_pb2.SignedToken.FromString(b45decode(text[len(TEXT_PREFIX) :]))
+        claims = token_pb2.TokenClaims.FromString(signed.claims)
+    except (Base45Error, DecodeError) as exc:
+        raise _malformed(f"token is not valid base45 protobuf: {exc}") from None
+    if claims.version != TOKEN_VERSION:
+        raise TokenFormatError(types_pb2.REASON_UNSUPPORTED_VERSION, f"token version {claims.version}")
+    if not (claims.issuer_id and claims.kid and claims.ecard_id):
+        raise _malformed("token lacks issuer, kid or e-card id")
+    if len(claims.nonce) != NONCE_BYTES:
+        raise _malformed(f"token nonce must be {NONCE_BYTES} bytes")
+    if claims.expires_at < claims.issued_at or len(signed.signature) != 64:
+        raise _malformed("token times or signature length are inconsistent")
+    return ParsedToken(claims, SIGNING_CONTEXT + signed.claims, signed.signature)
+
+
+def encode_token(claims: token_pb2.TokenClaims, private_key: PrivateKey) -> str:
+    """Signs the claims and returns the QR text. Raises TokenTooLargeError past MAX_TOKEN_CHARS."""
+    claims_bytes = claims.SerializeToString(deterministic=True)
+    signed = token_pb2.SignedToken(claims=claims_bytes, signature=sign(private_key, SIGNING_CONTEXT + claims_bytes))
+    text = TEXT_PREFIX + b45encode(signed.SerializeToString(deterministic=True))
+    if len(text) > MAX_TOKEN_CHARS:
+        raise TokenTooLargeError(
+            f"token is {len(text)} characters, over the QR budget of {MAX_TOKEN_CHARS}: shorten the ids"
+        )
+    return text
+
+
+class TokenSigner:
+    """Mints tokens for one issuer key, as a channel app does when the holder unlocks the e-card.
+
+    >>> signer = TokenSigner.from_pem(pem_bytes, issuer_id="icbc-nb")
+    >>> qr_text = signer.mint("E123", purposes=[PURPOSE_MEDICAL_SETTLEMENT], assurance=ASSURANCE_PIN)
+    """
+
+    def __init__(self, private_key: PrivateKey, *, issuer_id: str, kid: str | None = None) -> None:
+        if not issuer_id:
+            raise ValueError("issuer_id is required")
+        self.algorithm = algorithm_of(private_key)
+        self._key = private_key
+        self.issuer_id = issuer_id
+        self.kid = kid or kid_for(private_key)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, *, issuer_id: str, kid: str | None = None) -> TokenSigner:
+        return cls(load_private_key_pem(pem), issuer_id=issuer_id, kid=kid)
+
+    def claims(
+        self,
+        ecard_id: str,
+        *,
+        purposes: Iterable[int] = ALL_PURPOSES,
+        assurance: int = types_pb2.ASSURANCE_PIN,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        issued_at: int | None = None,
+        nonce: bytes | None = None,
+    ) -> token_pb2.TokenClaims:
+        if not ecard_id:
+            raise ValueError("ecard_id is required")
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        now = int(time.time()) if issued_at is None else issued_at
+        return token_pb2.TokenClaims(
+            version=TOKEN_VERSION,
+            issuer_id=self.issuer_id,
+            kid=self.kid,
+            ecard_id=ecard_id,
+            nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce,
+            issued_at=now,
+            expires_at=now + ttl_seconds,
+            purposes=list(purposes),
+            assurance=assurance,
+        )
+
+    def mint(self, ecard_id: str, **options: object) -> str:
+        """A fresh token text (new nonce). Options as for `claims`."""
+        return encode_token(self.claims(ecard_id, **options), self._key)  # type: ignore[arg-type]
+
+    def sign_claims(self, claims: token_pb2.TokenClaims) -> str:
+        """Signs claims built by hand (test vectors, negative tests)."""
+        return encode_token(claims, self._key)

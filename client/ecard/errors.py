@@ -1,0 +1,96 @@
+"""One error hierarchy for the SDK and the server core.
+
+    EcardError                      reason: an UPPER_SNAKE word (ErrorInfo.reason, domain "ecard.v1")
+     ├── InvalidArgument            INVALID_ARGUMENT     malformed request: fix it, do not retry
+     ├── NotFound                   NOT_FOUND
+     ├── AlreadyExists              ALREADY_EXISTS       e.g. IDEMPOTENCY_KEY_REUSED
+     ├── PermissionDenied           PERMISSION_DENIED    the principal may not do this
+     ├── Unauthenticated            UNAUTHENTICATED      no principal at all
+     ├── FailedPrecondition         FAILED_PRECONDITION  e.g. CARD_LOST, VERIFICATION_EXPIRED
+     ├── ResourceExhausted          RESOURCE_EXHAUSTED
+     ├── Unavailable                UNAVAILABLE          transient: a store is down; safe calls retry
+     ├── DeadlineExceeded           DEADLINE_EXCEEDED    transient
+     └── Internal                   INTERNAL (and any other status)
+
+The server raises these from its core; `ecard_server.rpc.status` maps each to its gRPC status in one
+table. The SDK maps a gRPC error back with `ecard.from_grpc_error`. This module imports no gRPC.
+"""
+
+from __future__ import annotations
+
+DOMAIN = "ecard.v1"
+
+
+class EcardError(Exception):
+    """Base of every ecard error. `reason` is the ErrorInfo word, `metadata` its details."""
+
+    status_name = "INTERNAL"
+    retryable = False
+
+    def __init__(self, message: str, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.status_name
+        self.metadata = dict(metadata or {})
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}" if self.reason != self.status_name else self.message
+
+
+class InvalidArgument(EcardError):
+    status_name = "INVALID_ARGUMENT"
+
+
+class NotFound(EcardError):
+    status_name = "NOT_FOUND"
+
+
+class AlreadyExists(EcardError):
+    status_name = "ALREADY_EXISTS"
+
+
+class PermissionDenied(EcardError):
+    status_name = "PERMISSION_DENIED"
+
+
+class Unauthenticated(EcardError):
+    status_name = "UNAUTHENTICATED"
+
+
+class FailedPrecondition(EcardError):
+    status_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(EcardError):
+    status_name = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(EcardError):
+    status_name = "UNAVAILABLE"
+    retryable = True
+
+
+class DeadlineExceeded(EcardError):
+    status_name = "DEADLINE_EXCEEDED"
+    retryable = True
+
+
+class Internal(EcardError):
+    status_name = "INTERNAL"
+
+
+BY_STATUS_NAME: dict[str, type[EcardError]] = {
+    cls.status_name: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        Unauthenticated,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Internal,
+    )
+}

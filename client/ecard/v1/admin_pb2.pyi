@@ -1,0 +1,108 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from ecard.v1 import types_pb2 as _types_pb2
+from ecard.v1 import cards_pb2 as _cards_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Issuer(_message.Message):
+    __slots__ = ("issuer_id", "display_name")
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    display_name: str
+    def __init__(self, issuer_id: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class IssuerKey(_message.Message):
+    __slots__ = ("issuer_id", "kid", "algorithm", "public_key_pem", "not_before", "not_after", "revoked")
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    KID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    kid: str
+    algorithm: _types_pb2.KeyAlgorithm
+    public_key_pem: str
+    not_before: _timestamp_pb2.Timestamp
+    not_after: _timestamp_pb2.Timestamp
+    revoked: bool
+    def __init__(self, issuer_id: _Optional[str] = ..., kid: _Optional[str] = ..., algorithm: _Optional[_Union[_types_pb2.KeyAlgorithm, str]] = ..., public_key_pem: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
+class KeyRef(_message.Message):
+    __slots__ = ("issuer_id", "kid")
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    KID_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    kid: str
+    def __init__(self, issuer_id: _Optional[str] = ..., kid: _Optional[str] = ...) -> None: ...
+
+class ListIssuerKeysRequest(_message.Message):
+    __slots__ = ("issuer_id",)
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    def __init__(self, issuer_id: _Optional[str] = ...) -> None: ...
+
+class ListIssuerKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[IssuerKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[IssuerKey, _Mapping]]] = ...) -> None: ...
+
+class Merchant(_message.Message):
+    __slots__ = ("merchant_id", "display_name", "kind", "region", "designated")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DESIGNATED_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    display_name: str
+    kind: _types_pb2.MerchantKind
+    region: str
+    designated: bool
+    def __init__(self, merchant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MerchantKind, str]] = ..., region: _Optional[str] = ..., designated: _Optional[bool] = ...) -> None: ...
+
+class PhysicalCard(_message.Message):
+    __slots__ = ("card_no", "holder_name", "id_number", "region", "personal_account_balance_fen")
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    card_no: str
+    holder_name: str
+    id_number: str
+    region: str
+    personal_account_balance_fen: int
+    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., region: _Optional[str] = ..., personal_account_balance_fen: _Optional[int] = ...) -> None: ...
+
+class EnrollSummary(_message.Message):
+    __slots__ = ("enrolled", "updated", "rejected", "errors")
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    enrolled: int
+    updated: int
+    rejected: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, enrolled: _Optional[int] = ..., updated: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreditRequest(_message.Message):
+    __slots__ = ("card_no", "amount_fen", "idempotency_key")
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    card_no: str
+    amount_fen: int
+    idempotency_key: str
+    def __init__(self, card_no: _Optional[str] = ..., amount_fen: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...

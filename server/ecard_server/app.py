@@ -1,0 +1,194 @@
+"""Assembly: a Deployment holds one process's state; create_server puts it on a gRPC port.
+
+    deployment = Deployment.open(Settings(), "sqlite:///var/ecard.db")
+    server, port = create_server(deployment, "127.0.0.1:0")
+    server.start()
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from ecard_server.config import Settings
+from ecard_server.core.admin import AdminService
+from ecard_server.core.audit import AuditTrail
+from ecard_server.core.caches import CardCache, KeyRegistry, MerchantDirectory
+from ecard_server.core.cards import CardService
+from ecard_server.core.events import ChangeBus, LocalChangeBus
+from ecard_server.core.handles import VerificationHandles
+from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.nonces import MemoryNonceStore, NonceStore
+from ecard_server.core.verification import TokenVerifier
+from ecard_server.rpc.admin import AdminServicer
+from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
+from ecard_server.rpc.cards import CardsServicer
+from ecard_server.rpc.interceptor import CallGuard
+from ecard_server.rpc.verifier import VerifierServicer
+from ecard_server.storage import SqlStore, open_store
+
+log = logging.getLogger("ecard.server")
+
+
+@dataclass
+class Deployment:
+    """Everything one server process holds: store, caches, nonce store, services."""
+
+    settings: Settings
+    store: SqlStore
+    bus: ChangeBus
+    nonces: NonceStore
+    keys: KeyRegistry
+    merchants: MerchantDirectory
+    card_cache: CardCache
+    verifier: TokenVerifier
+    cards: CardService
+    admin: AdminService
+    audit: AuditTrail
+    handles: VerificationHandles
+    clock: Callable[[], float]
+
+    @classmethod
+    def open(
+        cls, settings: Settings, db_url: str, redis_url: str | None = None, *, clock: Callable[[], float] = time.time
+    ) -> Deployment:
+        store = open_store(db_url)
+        bus: ChangeBus
+        nonces: NonceStore
+        if redis_url:
+            from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
+
+            nonces, bus = RedisNonceStore.from_url(redis_url), RedisChangeBus.from_url(redis_url)
+        else:
+            nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
+        return cls.assemble(settings, store, bus, nonces, clock=clock)
+
+    @classmethod
+    def assemble(
+        cls, settings: Settings, store: SqlStore, bus: ChangeBus, nonces: NonceStore, *, clock: Callable[[], float]
+    ) -> Deployment:
+        secret = store.secret()
+        hasher = IdentityHasher(secret)
+        keys, merchants = KeyRegistry(store), MerchantDirectory(store)
+        card_cache = CardCache(store, settings.card_cache_size)
+        for listener in (keys.on_change, merchants.on_change, card_cache.on_change):
+            bus.subscribe(listener)
+        handles = VerificationHandles(secret)
+        verifier = TokenVerifier(
+            keys=keys, cards=card_cache, nonces=nonces, handles=handles, settings=settings, clock=clock
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            bus=bus,
+            nonces=nonces,
+            keys=keys,
+            merchants=merchants,
+            card_cache=card_cache,
+            verifier=verifier,
+            cards=CardService(store, bus, hasher, clock),
+            admin=AdminService(store, bus, hasher, settings, clock),
+            audit=AuditTrail(store.append_audit, clock=clock),
+            handles=handles,
+            clock=clock,
+        )
+
+    def close(self) -> None:
+        self.audit.close()
+        self.bus.close()
+        close_nonces = getattr(self.nonces, "close", None)
+        if close_nonces:
+            close_nonces()
+        self.store.close()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for mTLS: the server's certificate and key, and the CA that signs client certificates."""
+
+    cert: str
+    key: str
+    client_ca: str
+
+    def credentials(self) -> grpc.ServerCredentials:
+        try:
+            with open(self.key, "rb") as k, open(self.cert, "rb") as c, open(self.client_ca, "rb") as ca:
+                key, cert, root = k.read(), c.read(), ca.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read TLS file: {exc.filename}: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=root, require_client_auth=True)
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+SERVICE_NAMES = (
+    verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name,
+    cards_pb2.DESCRIPTOR.services_by_name["Cards"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+
+
+def create_server(
+    deployment: Deployment,
+    address: str,
+    *,
+    tls: TlsFiles | None = None,
+    max_workers: int = 32,
+    reuse_port: bool = False,
+    extra: Callable[[grpc.Server, Deployment], list[str]] | None = None,
+) -> tuple[grpc.Server, int]:
+    """A gRPC server with every ecard service, not yet started, and the port it bound.
+
+    Plaintext (principal from metadata) is allowed only on a loopback address; anything else needs
+    mTLS. Raises ValueError with a one-line reason when the address cannot be used.
+    """
+    if tls is None and not is_loopback(address):
+        raise ValueError(
+            f"refusing plaintext on non-loopback address {address}: give --tls-cert, --tls-key and --client-ca"
+        )
+    resolve = principal_from_metadata if tls is None else principal_from_certificate
+    authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc"),
+        interceptors=[CallGuard(authorizer)],
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
+    )
+    verifier_pb2_grpc.add_VerifierServicer_to_server(
+        VerifierServicer(deployment.verifier, deployment.audit, deployment.settings), server
+    )
+    cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), server)
+    names = list(SERVICE_NAMES)
+    if extra is not None:
+        names += extra(server, deployment)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    try:
+        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"cannot listen on {address}: address in use or not available")
+    server.health = health_servicer  # type: ignore[attr-defined]
+    server.health_names = ["", *names]  # type: ignore[attr-defined]
+    return server, port

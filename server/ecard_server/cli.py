@@ -1,0 +1,335 @@
+"""The `ecard` command line. Every command exits non-zero with one line on stderr for bad input."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # our own one-line errors say it; set it to see gRPC's
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from ecard import (
+    ALGORITHMS,
+    AdminClient,
+    ChannelClient,
+    EcardError,
+    KeyFormatError,
+    PharmacyClient,
+    TokenSigner,
+    TokenTooLargeError,
+    generate_private_key,
+    kid_for,
+    physical_cards,
+    private_key_pem,
+    public_key_pem,
+)
+from ecard.v1 import types_pb2
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_DB = "sqlite:///var/ecard.db"
+PURPOSES = {
+    "identity": types_pb2.PURPOSE_IDENTITY,
+    "medical_settlement": types_pb2.PURPOSE_MEDICAL_SETTLEMENT,
+    "payment": types_pb2.PURPOSE_PAYMENT,
+    "registration": types_pb2.PURPOSE_REGISTRATION,
+}
+ASSURANCES = {"none": types_pb2.ASSURANCE_NONE, "pin": types_pb2.ASSURANCE_PIN, "face": types_pb2.ASSURANCE_FACE}
+KINDS = {"pharmacy": types_pb2.MERCHANT_KIND_PHARMACY, "hospital": types_pb2.MERCHANT_KIND_HOSPITAL}
+
+
+class UsageError(Exception):
+    """Bad input on the command line: printed as one line, exit status 2."""
+
+
+def _show(message: object) -> None:
+    print(json_format.MessageToJson(message, ensure_ascii=False, indent=None), flush=True)  # type: ignore[arg-type]
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ecard_server import logs
+    from ecard_server.app import TlsFiles
+    from ecard_server.config import Settings
+    from ecard_server.serving import ServeOptions, serve
+
+    logs.configure(args.log_level)
+    settings = Settings.from_toml(args.config) if args.config else Settings()
+    tls_parts = (args.tls_cert, args.tls_key, args.client_ca)
+    if any(tls_parts) and not all(tls_parts):
+        raise UsageError("mTLS needs all of --tls-cert, --tls-key and --client-ca")
+    if args.db.startswith("sqlite:///") and not args.db.startswith("sqlite:////"):
+        Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    options = ServeOptions(
+        db_url=args.db,
+        redis_url=args.redis,
+        listen=args.listen,
+        workers=args.workers,
+        settings=settings,
+        tls=TlsFiles(*tls_parts) if all(tls_parts) else None,  # type: ignore[arg-type]
+        metrics_listen=args.metrics_listen,
+        grace_seconds=args.grace,
+    )
+    return serve(options)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ecard_server.storage import open_store
+
+    store = open_store(args.db)
+    print(f"schema version {store.migrate()}")
+    store.close()
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror}") from None
+    key = generate_private_key(ALGORITHMS[args.alg])
+    kid = kid_for(key)
+    private_path = out / f"{kid}.key.pem"
+    private_path.write_bytes(private_key_pem(key))
+    private_path.chmod(0o600)
+    (out / f"{kid}.pub.pem").write_text(public_key_pem(key))
+    print(kid)
+    return 0
+
+
+def cmd_mint(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    if args.ttl < 1:
+        raise UsageError("--ttl must be at least 1 second")
+    signer = TokenSigner.from_pem(_read(args.key, "key file"), issuer_id=args.issuer, kid=args.kid)
+    purposes = [PURPOSES[p] for p in args.purpose] if args.purpose else list(PURPOSES.values())
+    issued_at = args.issued_at if args.issued_at is not None else int(time.time())
+    lines = [
+        signer.mint(args.ecard, purposes=purposes, assurance=ASSURANCES[args.assurance], ttl_seconds=args.ttl,
+                    issued_at=issued_at)
+        for _ in range(args.count)
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_qr(args: argparse.Namespace) -> int:
+    from ecard.qr import write_qr
+
+    write_qr(args.token, args.out)
+    print(args.out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with PharmacyClient(args.target, merchant_id=args.merchant) as client:
+        answer = client.verify(
+            args.token, purpose=PURPOSES[args.purpose], min_assurance=ASSURANCES[args.min_assurance],
+            terminal_id=args.terminal,
+        )
+    _show(answer)
+    return 0 if answer.verdict == types_pb2.VERDICT_ACCEPTED else 3
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ecard_server.demo import HOSPITAL, PHARMACY, load_demo
+
+    data = load_demo(args.target, Path(args.out))
+    print(f"demo loaded into {args.target}")
+    print(f"  channel {data.issuer_id}, key {data.kid} at {data.key_path}")
+    print(f"  merchants {PHARMACY} (pharmacy), {HOSPITAL} (hospital)")
+    for ecard_id in data.ecard_ids:
+        print(f"  e-card {ecard_id}")
+    print("mint and verify a token:")
+    print(f"  TOKEN=$(ecard mint --issuer {data.issuer_id} --kid {data.kid} --key {data.key_path} "
+          f"--ecard {data.ecard_ids[0]})")
+    print(f"  ecard verify \"$TOKEN\" --merchant {PHARMACY} --purpose medical_settlement")
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "issue":
+        with ChannelClient(args.target, issuer_id=args.channel) as channel:
+            _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
+        return 0
+    with AdminClient(args.target) as admin:
+        if action == "issuer":
+            _show(admin.upsert_issuer(args.issuer_id, args.name))
+        elif action == "register-key":
+            pem = _read(args.pub, "public key")
+            _show(admin.register_key(args.issuer, pem, kid=args.kid, not_before=args.not_before,
+                                     not_after=args.not_after))
+        elif action == "revoke-key":
+            _show(admin.revoke_key(args.issuer, args.kid))
+        elif action == "keys":
+            for key in admin.list_keys(args.issuer):
+                _show(key)
+        elif action == "merchant":
+            _show(admin.upsert_merchant(args.merchant_id, kind=KINDS[args.kind], display_name=args.name,
+                                        region=args.region, designated=not args.not_designated))
+        elif action == "enroll":
+            _show(admin.enroll_cards(physical_cards(_csv_cards(args.csv)), timeout=None))
+        elif action == "credit":
+            _show(admin.credit_account(args.card_no, args.amount_fen, args.idempotency_key))
+        elif action == "card":
+            _show(admin.get_ecard(args.ecard_id))
+        else:
+            ref = {"card_no": args.card_no} if args.card_no else {"ecard_id": args.ecard_id}
+            method = {"lost": admin.report_lost, "reinstate": admin.reinstate, "cancel": admin.cancel}[action]
+            _show(method(**ref))
+    return 0
+
+
+def _csv_cards(path: str) -> list[tuple[str, str, str, str, int]]:
+    """card_no,holder_name,id_number,region,balance_fen rows (a header row is skipped)."""
+    text = _read(path, "CSV file").decode("utf-8-sig")
+    rows = []
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if number == 1 and row and row[0] == "card_no":
+            continue
+        if len(row) != 5:
+            raise UsageError(f"{path} line {number}: expected 5 columns, got {len(row)}")
+        try:
+            rows.append((row[0], row[1], row[2], row[3], int(row[4] or 0)))
+        except ValueError:
+            raise UsageError(f"{path} line {number}: balance_fen must be an integer") from None
+    return rows
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecard", description="Electronic social security card service and tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"sqlite:///PATH or postgresql://... (default {DEFAULT_DB})")
+    p.add_argument("--redis", help="redis://HOST:PORT/DB, shared nonces and cache invalidation")
+    p.add_argument("--listen", default=DEFAULT_TARGET, help=f"HOST:PORT (default {DEFAULT_TARGET})")
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (default 1)")
+    p.add_argument("--config", help="TOML file of settings (policy ratios, time limits, cache sizes)")
+    p.add_argument("--tls-cert", help="server certificate PEM (mTLS)")
+    p.add_argument("--tls-key", help="server private key PEM (mTLS)")
+    p.add_argument("--client-ca", help="CA PEM that signs client certificates (mTLS)")
+    p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (worker N uses PORT+N)")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply schema migrations and exit")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("keygen", help="make an issuer key pair; prints the kid")
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--alg", choices=sorted(ALGORITHMS), default="ed25519")
+    p.add_argument("--out", required=True, help="folder for <kid>.key.pem (PKCS#8) and <kid>.pub.pem")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("mint", help="mint token texts as a channel app does")
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--kid", required=True)
+    p.add_argument("--key", required=True, help="private key PEM")
+    p.add_argument("--ecard", required=True)
+    p.add_argument("--ttl", type=int, default=60, help="lifetime in seconds (default 60)")
+    p.add_argument("--issued-at", type=int, help="unix seconds (default now)")
+    p.add_argument("--purpose", action="append", choices=sorted(PURPOSES), help="repeatable (default all four)")
+    p.add_argument("--assurance", choices=sorted(ASSURANCES), default="pin")
+    p.add_argument("--count", type=int, default=1, help="tokens with fresh nonces, one per line")
+    p.set_defaults(func=cmd_mint)
+
+    p = sub.add_parser("qr", help="render a token as a QR code")
+    p.add_argument("token")
+    p.add_argument("--out", required=True, help="FILE.png or FILE.svg")
+    p.set_defaults(func=cmd_qr)
+
+    p = sub.add_parser("verify", help="verify a token as a merchant (exit 3 when rejected)")
+    p.add_argument("token")
+    p.add_argument("--merchant", required=True)
+    p.add_argument("--purpose", choices=sorted(PURPOSES), default="identity")
+    p.add_argument("--min-assurance", choices=sorted(ASSURANCES), default="none")
+    p.add_argument("--terminal", default="cli")
+    p.add_argument("--target", default=DEFAULT_TARGET)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="load demo issuers, keys, merchants and cards into a running server")
+    p.add_argument("--target", default=DEFAULT_TARGET)
+    p.add_argument("--out", default="var/demo", help="folder for the demo channel's private key")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("admin", help="operator calls (Admin and Cards services)")
+    p.add_argument("--target", default=DEFAULT_TARGET)
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("issuer", help="create or rename an issuing channel")
+    a.add_argument("issuer_id")
+    a.add_argument("--name", default="")
+    a = acts.add_parser("register-key", help="register an issuer public key")
+    a.add_argument("--issuer", required=True)
+    a.add_argument("--pub", required=True, help="public key PEM")
+    a.add_argument("--kid", help="default: derived from the key, as keygen prints it")
+    a.add_argument("--not-before", type=int)
+    a.add_argument("--not-after", type=int)
+    a = acts.add_parser("revoke-key")
+    a.add_argument("--issuer", required=True)
+    a.add_argument("--kid", required=True)
+    a = acts.add_parser("keys", help="list keys")
+    a.add_argument("--issuer", default="")
+    a = acts.add_parser("merchant", help="create or update a merchant")
+    a.add_argument("merchant_id")
+    a.add_argument("--kind", choices=sorted(KINDS), required=True)
+    a.add_argument("--name", default="")
+    a.add_argument("--region", default="")
+    a.add_argument("--not-designated", action="store_true")
+    a = acts.add_parser("enroll", help="enroll cards from CSV: card_no,holder_name,id_number,region,balance_fen")
+    a.add_argument("csv")
+    a = acts.add_parser("credit", help="credit a personal account")
+    a.add_argument("card_no")
+    a.add_argument("amount_fen", type=int)
+    a.add_argument("--idempotency-key", required=True)
+    a = acts.add_parser("card", help="show an e-card")
+    a.add_argument("ecard_id")
+    for name in ("lost", "reinstate", "cancel"):
+        a = acts.add_parser(name, help=f"{name} a card")
+        ref = a.add_mutually_exclusive_group(required=True)
+        ref.add_argument("--card-no")
+        ref.add_argument("--ecard-id")
+    a = acts.add_parser("issue", help="issue an e-card as a channel (face check done)")
+    a.add_argument("--channel", required=True)
+    a.add_argument("card_no")
+    a.add_argument("name")
+    a.add_argument("id_number")
+    p.set_defaults(func=cmd_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, KeyFormatError, TokenTooLargeError) as exc:
+        print(f"ecard: error: {exc}", file=sys.stderr)
+        return 2
+    except EcardError as exc:
+        print(f"ecard: error: {exc.status_name} {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Server settings: the contract's defaults, overridable by a TOML file (`ecard serve --config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
+from pathlib import Path
+
+import tomllib
+
+from ecard.v1 import types_pb2
+
+
+def _ratio(value: object, name: str) -> Fraction:
+    try:
+        ratio = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}") from None
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"{name} must be between 0 and 1, not {value!r}")
+    return ratio
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator may tune. Ratios are exact fractions (money is integer fen)."""
+
+    max_token_lifetime_s: int = 300
+    """Longest accepted `expires_at - issued_at`."""
+    clock_skew_s: int = 30
+    """Tolerance between the channel's clock and ours, both ways."""
+    verification_window_s: int = 300
+    """How long a verification_id may be used for one Settle."""
+    class_b_self_pay_ratio: Fraction = Fraction(1, 10)
+    """Share of a class B line that the holder pays before coverage."""
+    fund_ratio: dict[int, Fraction] = field(
+        default_factory=lambda: {
+            types_pb2.MERCHANT_KIND_PHARMACY: Fraction(0),
+            types_pb2.MERCHANT_KIND_HOSPITAL: Fraction(1, 2),
+        }
+    )
+    """Share of the covered amount the pooled fund pays, by merchant kind."""
+    card_cache_size: int = 200_000
+    """E-cards whose status and bindings are held in memory (LRU)."""
+    nonce_capacity: int = 2_000_000
+    """Consumed nonces held in memory (embedded default); past it Verify fails closed."""
+    max_batch: int = 1000
+    max_basket_items: int = 500
+    max_enroll_errors: int = 100
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Settings:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        return cls().with_overrides(data)
+
+    def with_overrides(self, data: dict[str, object]) -> Settings:
+        known = {f.name for f in fields(self)}
+        changes: dict[str, object] = {}
+        for key, value in data.items():
+            if key not in known:
+                raise ValueError(f"unknown setting {key!r}")
+            if key == "class_b_self_pay_ratio":
+                changes[key] = _ratio(value, key)
+            elif key == "fund_ratio":
+                if not isinstance(value, dict):
+                    raise ValueError("fund_ratio must be a table: pharmacy = 0.0, hospital = 0.5")
+                ratios = dict(self.fund_ratio)
+                for kind, ratio in value.items():
+                    enum = types_pb2.MerchantKind.Value(f"MERCHANT_KIND_{str(kind).upper()}")
+                    ratios[enum] = _ratio(ratio, f"fund_ratio.{kind}")
+                changes[key] = ratios
+            else:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"{key} must be a non-negative integer")
+                changes[key] = value
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,160 @@
+"""Operator actions: issuers and their keys, merchants, card enrollment, account credits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound
+from ecard.v1 import types_pb2 as t
+from ecard_server.config import Settings
+from ecard_server.core import events, validation
+from ecard_server.core.events import ChangeBus
+from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
+from ecard_server.storage.sql import SqlStore
+
+ENROLL_CHUNK = 2000
+_ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
+_KINDS = (t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL)
+
+
+@dataclass(frozen=True)
+class EnrollInput:
+    card_no: str
+    holder_name: str
+    id_number: str
+    region: str
+    personal_account_balance_fen: int
+
+
+@dataclass
+class EnrollResult:
+    enrolled: int = 0
+    updated: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class AdminService:
+    def __init__(
+        self,
+        store: SqlStore,
+        bus: ChangeBus,
+        hasher: IdentityHasher,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._hasher = hasher
+        self._settings = settings
+        self._clock = clock
+
+    def upsert_issuer(self, issuer_id: str, display_name: str) -> Issuer:
+        issuer = Issuer(validation.identifier(issuer_id, "issuer_id"), validation.text(display_name, "display_name",
+                                                                                        required=False, max_len=128))
+        self._store.upsert_issuer(issuer, int(self._clock()))
+        self._bus.publish(events.ISSUER, issuer.issuer_id)
+        return issuer
+
+    def register_key(
+        self, issuer_id: str, kid: str, algorithm: int, public_key_pem: str, not_before: int | None,
+        not_after: int | None,
+    ) -> IssuerKey:
+        validation.identifier(issuer_id, "issuer_id")
+        validation.enum(algorithm, "algorithm", _ALGORITHMS)
+        try:
+            public_key = load_public_key_pem(public_key_pem, algorithm)
+        except KeyFormatError as exc:
+            raise InvalidArgument(f"public_key_pem: {exc}", "BAD_PUBLIC_KEY") from None
+        kid = validation.identifier(kid, "kid") if kid else kid_for(public_key)
+        if not_before is not None and not_after is not None and not_after <= not_before:
+            raise InvalidArgument("not_after must be later than not_before", "INVALID_KEY_WINDOW")
+        if self._store.get_issuer(issuer_id) is None:
+            raise FailedPrecondition(f"issuer {issuer_id} is not registered", "UNKNOWN_ISSUER")
+        key = self._store.register_key(
+            IssuerKey(issuer_id, kid, algorithm, public_key_pem.strip() + "\n", not_before, not_after, False),
+            int(self._clock()),
+        )
+        self._bus.publish(events.KEY, issuer_id)
+        return key
+
+    def revoke_key(self, issuer_id: str, kid: str) -> IssuerKey:
+        key = self._store.revoke_key(issuer_id, kid)
+        if key is None:
+            raise NotFound(f"no key {kid} for issuer {issuer_id}", "UNKNOWN_KEY")
+        self._bus.publish(events.KEY, issuer_id)
+        return key
+
+    def list_keys(self, issuer_id: str) -> list[IssuerKey]:
+        return self._store.list_keys(issuer_id or None)
+
+    def upsert_merchant(
+        self, merchant_id: str, display_name: str, kind: int, region: str, designated: bool
+    ) -> Merchant:
+        merchant = Merchant(
+            validation.identifier(merchant_id, "merchant_id"),
+            validation.text(display_name, "display_name", required=False, max_len=128),
+            validation.enum(kind, "kind", _KINDS),
+            validation.text(region, "region", required=False),
+            designated,
+        )
+        self._store.upsert_merchant(merchant, int(self._clock()))
+        self._bus.publish(events.MERCHANT, merchant.merchant_id)
+        return merchant
+
+    def _enroll_row(self, row: EnrollInput) -> EnrollRow:
+        validation.card_no(row.card_no)
+        validation.id_number(row.id_number)
+        if row.personal_account_balance_fen < 0:
+            raise InvalidArgument("personal_account_balance_fen must not be negative", "NEGATIVE_AMOUNT")
+        return EnrollRow(
+            row.card_no,
+            validation.text(row.holder_name, "holder_name"),
+            self._hasher.hash(row.id_number),
+            validation.text(row.region, "region", required=False),
+            row.personal_account_balance_fen,
+        )
+
+    def enroll_cards(self, rows: Iterable[EnrollInput]) -> EnrollResult:
+        """Enrolls in chunks; a malformed row is counted and reported, the others still enroll."""
+        result = EnrollResult()
+        chunk: list[EnrollRow] = []
+        now = int(self._clock())
+
+        def flush() -> None:
+            enrolled, updated = self._store.enroll(chunk, now)
+            result.enrolled += enrolled
+            result.updated += updated
+            if updated:  # names and regions are in the card caches
+                self._bus.publish(events.CARD, events.ALL)
+            chunk.clear()
+
+        for number, row in enumerate(rows, start=1):
+            try:
+                chunk.append(self._enroll_row(row))
+            except InvalidArgument as exc:
+                result.rejected += 1
+                if len(result.errors) < self._settings.max_enroll_errors:
+                    result.errors.append(f"row {number}: {exc.message}")
+                continue
+            if len(chunk) >= ENROLL_CHUNK:
+                flush()
+        if chunk:
+            flush()
+        return result
+
+    def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> Card:
+        validation.card_no(card_no)
+        validation.text(idempotency_key, "idempotency_key", max_len=128)
+        if amount_fen <= 0:
+            raise InvalidArgument("amount_fen must be positive", "NON_POSITIVE_AMOUNT")
+        request_hash = hashlib.sha256(f"{card_no}\x00{amount_fen}".encode()).digest()
+        try:
+            return self._store.credit(card_no, amount_fen, idempotency_key, request_hash, int(self._clock()))
+        except LookupError:
+            raise NotFound("no enrolled card with this number", "CARD_UNKNOWN") from None

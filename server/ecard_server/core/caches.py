@@ -1,0 +1,173 @@
+"""Hot read caches for Verify: parsed issuer keys, merchants, and card status with bindings.
+
+Each cache is filled from the store and dropped on a change notice. A generation counter closes the
+race where a reader loads a row, a writer commits and invalidates, and the reader then caches the
+old row: a load started before an invalidation is not kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from ecard._keys import KeyFormatError, SignatureCheck, load_public_key_pem, signature_check
+from ecard_server.core import events
+from ecard_server.core.identity import mask_name
+from ecard_server.core.model import Card, IssuerKey, Merchant
+
+
+class ReadStore(Protocol):
+    def list_issuer_ids(self) -> list[str]: ...
+    def list_keys(self, issuer_id: str | None = None) -> list[IssuerKey]: ...
+    def list_merchants(self) -> list[Merchant]: ...
+    def get_card(self, *, card_no: str | None = None, ecard_id: str | None = None) -> Card | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    key: IssuerKey
+    check: SignatureCheck
+
+
+class KeyRegistry:
+    """All issuers and their parsed public keys; reloaded whole after any issuer or key change."""
+
+    def __init__(self, store: ReadStore, *, signature_backend: str = "fastest") -> None:
+        self._store = store
+        self._backend = signature_backend
+        self._issuers: frozenset[str] = frozenset()
+        self._keys: dict[tuple[str, str], KeyEntry] = {}
+        self._generation = 0
+        self._loaded_generation = -1
+        self._lock = threading.Lock()
+
+    def on_change(self, kind: str, key: str) -> None:
+        if kind in (events.KEY, events.ISSUER, events.ALL):
+            self._generation += 1
+
+    def _refresh(self) -> None:
+        with self._lock:
+            generation = self._generation
+            if generation == self._loaded_generation:
+                return
+            issuers = frozenset(self._store.list_issuer_ids())
+            keys: dict[tuple[str, str], KeyEntry] = {}
+            for record in self._store.list_keys():
+                try:
+                    check = signature_check(load_public_key_pem(record.public_key_pem), backend=self._backend)
+                except KeyFormatError:
+                    continue  # refused at registration; a damaged row must not take the service down
+                keys[(record.issuer_id, record.kid)] = KeyEntry(record, check)
+            self._issuers, self._keys = issuers, keys
+            self._loaded_generation = generation
+
+    def has_issuer(self, issuer_id: str) -> bool:
+        if self._generation != self._loaded_generation:
+            self._refresh()
+        return issuer_id in self._issuers
+
+    def get(self, issuer_id: str, kid: str) -> KeyEntry | None:
+        if self._generation != self._loaded_generation:
+            self._refresh()
+        return self._keys.get((issuer_id, kid))
+
+
+class MerchantDirectory:
+    """Every merchant, for the principal check on each merchant call."""
+
+    def __init__(self, store: ReadStore) -> None:
+        self._store = store
+        self._merchants: dict[str, Merchant] = {}
+        self._generation = 0
+        self._loaded_generation = -1
+        self._lock = threading.Lock()
+
+    def on_change(self, kind: str, key: str) -> None:
+        if kind in (events.MERCHANT, events.ALL):
+            self._generation += 1
+
+    def get(self, merchant_id: str) -> Merchant | None:
+        if self._generation != self._loaded_generation:
+            with self._lock:
+                generation = self._generation
+                if generation != self._loaded_generation:
+                    self._merchants = {m.merchant_id: m for m in self._store.list_merchants()}
+                    self._loaded_generation = generation
+        return self._merchants.get(merchant_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CardSnapshot:
+    """What Verify needs of a card, and what a merchant may see of it."""
+
+    ecard_id: str
+    card_no: str
+    status: int
+    channels: frozenset[str]
+    holder_name_masked: str
+    region: str
+
+    @classmethod
+    def of(cls, card: Card) -> CardSnapshot:
+        return cls(
+            card.ecard_id or "",
+            card.card_no,
+            card.status,
+            frozenset(card.channels),
+            mask_name(card.holder_name),
+            card.region,
+        )
+
+
+class CardCache:
+    """A bounded LRU of e-card snapshots by ecard_id. Unknown ids are cached too (as None)."""
+
+    def __init__(self, store: ReadStore, capacity: int = 200_000) -> None:
+        self._store = store
+        self._capacity = max(capacity, 1)
+        self._entries: OrderedDict[str, CardSnapshot | None] = OrderedDict()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def on_change(self, kind: str, key: str) -> None:
+        if kind == events.CARD:
+            with self._lock:
+                self._generation += 1
+                if key == events.ALL:
+                    self._entries.clear()
+                else:
+                    self._entries.pop(key, None)
+        elif kind == events.ALL:
+            with self._lock:
+                self._generation += 1
+                self._entries.clear()
+
+    def get(self, ecard_id: str) -> CardSnapshot | None:
+        entries = self._entries
+        with self._lock:
+            if ecard_id in entries:
+                entries.move_to_end(ecard_id)
+                self.hits += 1
+                return entries[ecard_id]
+            generation = self._generation
+        self.misses += 1
+        card = self._store.get_card(ecard_id=ecard_id)
+        snapshot = CardSnapshot.of(card) if card is not None else None
+        with self._lock:
+            if generation == self._generation:
+                entries[ecard_id] = snapshot
+                if len(entries) > self._capacity:
+                    entries.popitem(last=False)
+        return snapshot

@@ -1,0 +1,61 @@
+"""Admin servicer: the operator's registrations, enrollment and credits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
+from ecard_server.core.admin import AdminService, EnrollInput
+from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    def __init__(self, admin: AdminService) -> None:
+        self._admin = admin
+
+    def UpsertIssuer(self, request: admin_pb2.Issuer, context: grpc.ServicerContext) -> admin_pb2.Issuer:
+        issuer = self._admin.upsert_issuer(request.issuer_id, request.display_name)
+        return admin_pb2.Issuer(issuer_id=issuer.issuer_id, display_name=issuer.display_name)
+
+    def RegisterIssuerKey(self, request: admin_pb2.IssuerKey, context: grpc.ServicerContext) -> admin_pb2.IssuerKey:
+        key = self._admin.register_key(
+            request.issuer_id,
+            request.kid,
+            request.algorithm,
+            request.public_key_pem,
+            seconds(request, "not_before"),
+            seconds(request, "not_after"),
+        )
+        return issuer_key(key)
+
+    def RevokeIssuerKey(self, request: admin_pb2.KeyRef, context: grpc.ServicerContext) -> admin_pb2.IssuerKey:
+        return issuer_key(self._admin.revoke_key(request.issuer_id, request.kid))
+
+    def ListIssuerKeys(
+        self, request: admin_pb2.ListIssuerKeysRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListIssuerKeysResponse:
+        return admin_pb2.ListIssuerKeysResponse(keys=[issuer_key(k) for k in self._admin.list_keys(request.issuer_id)])
+
+    def UpsertMerchant(self, request: admin_pb2.Merchant, context: grpc.ServicerContext) -> admin_pb2.Merchant:
+        return merchant(
+            self._admin.upsert_merchant(
+                request.merchant_id, request.display_name, request.kind, request.region, request.designated
+            )
+        )
+
+    def EnrollCards(
+        self, request_iterator: Iterator[admin_pb2.PhysicalCard], context: grpc.ServicerContext
+    ) -> admin_pb2.EnrollSummary:
+        rows = (
+            EnrollInput(r.card_no, r.holder_name, r.id_number, r.region, r.personal_account_balance_fen)
+            for r in request_iterator
+        )
+        result = self._admin.enroll_cards(rows)
+        return admin_pb2.EnrollSummary(
+            enrolled=result.enrolled, updated=result.updated, rejected=result.rejected, errors=result.errors
+        )
+
+    def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.ServicerContext) -> cards_pb2.ECard:
+        return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))

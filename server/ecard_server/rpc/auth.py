@@ -1,0 +1,111 @@
+"""Who is calling, and may they: the principal of each call and the role table of the contract.
+
+Production: mTLS, the principal is the client certificate's URI SAN (ecard://merchant/<id>, ...).
+Development (plaintext on loopback only): the `x-ecard-principal` metadata value.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from functools import lru_cache
+
+import grpc
+from cryptography import x509
+
+from ecard.errors import PermissionDenied, Unauthenticated
+from ecard_server.core.caches import KeyRegistry, MerchantDirectory
+from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
+
+PRINCIPAL_METADATA = "x-ecard-principal"
+
+_ALL = frozenset({ADMIN, CHANNEL, MERCHANT})
+ROLE_TABLE: dict[str, frozenset[str]] = {
+    "/ecard.v1.Verifier/Verify": frozenset({MERCHANT}),
+    "/ecard.v1.Verifier/VerifyStream": frozenset({MERCHANT}),
+    "/ecard.v1.Verifier/VerifyBatch": frozenset({MERCHANT}),
+    "/ecard.v1.Settlement/Settle": frozenset({MERCHANT}),
+    "/ecard.v1.Settlement/Refund": frozenset({MERCHANT}),
+    "/ecard.v1.Settlement/GetSettlement": frozenset({MERCHANT}),
+    "/ecard.v1.Cards/IssueECard": frozenset({CHANNEL}),
+    "/ecard.v1.Cards/GetECard": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Cards/ReportLost": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Cards/Reinstate": frozenset({ADMIN}),
+    "/ecard.v1.Cards/Cancel": frozenset({ADMIN}),
+}
+ADMIN_SERVICE = "/ecard.v1.Admin/"
+# Open to anyone who can reach the port: health checks and reflection.
+PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("ecard_principal")
+
+
+def allowed_kinds(method: str) -> frozenset[str] | None:
+    """Principal kinds that may call `method`; None for public methods; empty for unknown ones."""
+    if method.startswith(PUBLIC_PREFIXES):
+        return None
+    if method.startswith(ADMIN_SERVICE):
+        return frozenset({ADMIN})
+    return ROLE_TABLE.get(method, frozenset())
+
+
+@lru_cache(maxsize=4096)
+def _principal_from_pem(pem: bytes) -> Principal:
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise Unauthenticated("client certificate has no subject alternative name", "BAD_PRINCIPAL") from None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith("ecard://"):
+            return Principal.from_uri(uri)
+    raise Unauthenticated("client certificate names no ecard:// principal", "BAD_PRINCIPAL")
+
+
+def principal_from_metadata(context: grpc.ServicerContext) -> Principal:
+    for item in context.invocation_metadata():
+        if item.key == PRINCIPAL_METADATA:
+            return Principal.parse(item.value if isinstance(item.value, str) else item.value.decode())
+    raise Unauthenticated(f"no principal: send the {PRINCIPAL_METADATA} metadata", "NO_PRINCIPAL")
+
+
+def principal_from_certificate(context: grpc.ServicerContext) -> Principal:
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        raise Unauthenticated("no client certificate", "NO_PRINCIPAL")
+    return _principal_from_pem(bytes(pems[0]))
+
+
+class Authorizer:
+    """Resolves the caller and applies the role table. Merchants must be known and designated;
+    channels must be registered issuers."""
+
+    def __init__(
+        self,
+        merchants: MerchantDirectory,
+        keys: KeyRegistry,
+        resolve: Callable[[grpc.ServicerContext], Principal] = principal_from_metadata,
+    ) -> None:
+        self._merchants = merchants
+        self._keys = keys
+        self._resolve = resolve
+
+    def authorize(self, method: str, kinds: frozenset[str], context: grpc.ServicerContext) -> Principal:
+        principal = self._resolve(context)
+        if principal.kind not in kinds:
+            raise PermissionDenied(f"{principal.kind} may not call {method.rsplit('/', 1)[-1]}", "ROLE_NOT_ALLOWED")
+        if principal.kind == MERCHANT:
+            merchant = self._merchants.get(principal.id)
+            if merchant is None or not merchant.designated:
+                raise PermissionDenied("merchant is unknown or not designated", "MERCHANT_NOT_DESIGNATED")
+        elif principal.kind == CHANNEL and not self._keys.has_issuer(principal.id):
+            raise PermissionDenied("channel is not a registered issuer", "UNKNOWN_CHANNEL")
+        return principal
+
+
+def own_id(requested: str) -> str:
+    """The id a request names for its caller: empty means the caller's own; anything else must match."""
+    principal = current_principal.get()
+    if requested and requested != principal.id:
+        raise PermissionDenied("a request may only name the caller's own id", "PRINCIPAL_MISMATCH")
+    return principal.id

@@ -1,0 +1,125 @@
+"""`ecard serve`: one process, or N worker processes sharing one port (SO_REUSEPORT).
+
+Workers are forked before any gRPC object exists in the parent (gRPC's own multiprocessing example
+does the same): each child opens its own store connections, caches and server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+
+from grpc_health.v1 import health_pb2
+
+from ecard_server.app import Deployment, TlsFiles, create_server
+from ecard_server.config import Settings
+from ecard_server.logs import event
+
+log = logging.getLogger("ecard.server")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    db_url: str
+    redis_url: str | None
+    listen: str
+    workers: int
+    settings: Settings
+    tls: TlsFiles | None
+    metrics_listen: str | None
+    grace_seconds: float = 10.0
+    threads: int = 32
+
+
+def check_options(options: ServeOptions) -> None:
+    """Refuses combinations that would silently be wrong. Raises ValueError with one line."""
+    if options.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if options.workers > 1:
+        if options.db_url.startswith("sqlite"):
+            raise ValueError("--workers above 1 needs a shared store: --db postgresql://... and --redis URL")
+        if not options.redis_url:
+            raise ValueError("--workers above 1 needs --redis URL for single use and cache invalidation")
+        if options.listen.rsplit(":", 1)[-1] == "0":
+            raise ValueError("--workers above 1 needs a fixed port in --listen")
+
+
+def _start_metrics(address: str | None, worker: int) -> None:
+    if not address:
+        return
+    from prometheus_client import start_http_server
+
+    host, _, port = address.rpartition(":")
+    try:
+        start_http_server(int(port) + worker, addr=host or "127.0.0.1")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot serve metrics on {address}: {exc}") from None
+
+
+def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = False) -> None:
+    """Runs one server process until SIGTERM or SIGINT, then drains in-flight calls and exits."""
+    deployment = Deployment.open(options.settings, options.db_url, options.redis_url)
+    try:
+        server, port = create_server(
+            deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads
+        )
+    except ValueError:
+        deployment.close()
+        raise
+    _start_metrics(options.metrics_listen, worker)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    host = options.listen.rsplit(":", 1)[0]
+    event(log, "serving", address=f"{host}:{port}", worker=worker, db=options.db_url.split("://")[0],
+          redis=bool(options.redis_url), tls=options.tls is not None)
+    if worker == 0:
+        print(f"ecard serving on {host}:{port}", flush=True)
+    stop.wait()
+    event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
+    for name in server.health_names:  # type: ignore[attr-defined]
+        server.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)  # type: ignore[attr-defined]
+    server.stop(options.grace_seconds).wait()
+    deployment.close()
+    event(log, "stopped", worker=worker)
+
+
+def serve(options: ServeOptions) -> int:
+    check_options(options)
+    if options.workers == 1:
+        run_server(options)
+        return 0
+    children: list[int] = []
+    for worker in range(options.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                run_server(options, worker=worker, reuse_port=True)
+            except ValueError as exc:
+                print(f"ecard: error: {exc}", file=sys.stderr)
+                code = 2
+            except BaseException:
+                log.exception('{"event":"worker_crashed"}')
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst

@@ -1,0 +1,74 @@
+"""Versioned schema migrations, shared by every SQL backend.
+
+Each entry is (version, statements). `{blob}` and `{serial}` are filled in by the dialect. Applied in
+order by `SqlStore.migrate()` on start; never edit an applied entry, add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value {blob} NOT NULL)",
+            """CREATE TABLE issuers (
+                issuer_id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE issuer_keys (
+                issuer_id TEXT NOT NULL REFERENCES issuers (issuer_id),
+                kid TEXT NOT NULL,
+                algorithm INTEGER NOT NULL,
+                public_key_pem TEXT NOT NULL,
+                not_before BIGINT,
+                not_after BIGINT,
+                revoked BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (issuer_id, kid))""",
+            """CREATE TABLE merchants (
+                merchant_id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                kind INTEGER NOT NULL,
+                region TEXT NOT NULL,
+                designated BOOLEAN NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE cards (
+                card_no TEXT PRIMARY KEY,
+                holder_name TEXT NOT NULL,
+                id_hash {blob} NOT NULL,
+                region TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                balance_fen BIGINT NOT NULL CHECK (balance_fen >= 0),
+                ecard_id TEXT UNIQUE,
+                issued_at BIGINT,
+                enrolled_at BIGINT NOT NULL)""",
+            """CREATE TABLE ecard_channels (
+                ecard_id TEXT NOT NULL,
+                issuer_id TEXT NOT NULL,
+                bound_at BIGINT NOT NULL,
+                PRIMARY KEY (ecard_id, issuer_id))""",
+            """CREATE TABLE ledger (
+                entry_id {serial},
+                card_no TEXT NOT NULL,
+                delta_fen BIGINT NOT NULL,
+                balance_after_fen BIGINT NOT NULL CHECK (balance_after_fen >= 0),
+                kind TEXT NOT NULL,
+                ref TEXT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX ledger_by_card ON ledger (card_no)",
+            """CREATE TABLE credits (
+                idempotency_key TEXT PRIMARY KEY,
+                request_hash {blob} NOT NULL,
+                card_no TEXT NOT NULL,
+                amount_fen BIGINT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+            """CREATE TABLE audit (
+                event_id {serial},
+                at BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                detail TEXT NOT NULL)""",
+        ],
+    ),
+]
