@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ecard._admin import AdminClient, ChannelClient, card_ref, physical_cards
 from ecard._base45 import b45decode, b45encode
-from ecard._client import AsyncPharmacyClient, PharmacyClient, verify_request
+from ecard._client import AsyncPharmacyClient, PharmacyClient, line_item, settle_request, verify_request
 from ecard._keys import (
     ALGORITHM_NAMES as ALGORITHMS,
 )
@@ -116,12 +116,14 @@ __all__ = [
     "from_grpc_error",
     "generate_private_key",
     "kid_for",
+    "line_item",
     "load_private_key_pem",
     "load_public_key_pem",
     "parse_token",
     "physical_cards",
     "private_key_pem",
     "public_key_pem",
+    "settle_request",
     "signature_check",
     "verify_request",
 ]

@@ -1,10 +1,13 @@
-"""The pharmacy and hospital client: verify a scanned token (and settle, see Settlement).
+"""The pharmacy and hospital client: verify a scanned token, then settle the basket.
 
     with PharmacyClient("127.0.0.1:50051", merchant_id="nb-pharmacy-001") as pos:
         answer = pos.verify(qr_text, purpose=PURPOSE_MEDICAL_SETTLEMENT, min_assurance=ASSURANCE_PIN)
-        if answer.verdict == VERDICT_ACCEPTED: ...
+        if answer.verdict == VERDICT_ACCEPTED:
+            record = pos.settle(basket, idempotency_key=receipt_no, verification_id=answer.verification_id)
 
 Verify is never retried: it consumes the token, and the holder's phone shows a fresh one anyway.
+Settle, Refund and GetSettlement are retried on transient errors: the idempotency key makes a
+repeated Settle or Refund return the first record without moving money again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import grpc
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import acall, aio_channel, call, principal_metadata, sync_channel
-from ecard.v1 import types_pb2, verifier_pb2, verifier_pb2_grpc
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc
 
 
 def verify_request(
@@ -31,6 +34,34 @@ def verify_request(
     return verifier_pb2.VerifyRequest(
         token=token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id, request_id=request_id
     )
+
+
+def line_item(
+    code: str, name: str, drug_class: int, unit_price_fen: int, quantity: int = 1
+) -> settlement_pb2.LineItem:
+    return settlement_pb2.LineItem(
+        code=code, name=name, drug_class=drug_class, unit_price_fen=unit_price_fen, quantity=quantity
+    )
+
+
+def settle_request(
+    items: Iterable[settlement_pb2.LineItem],
+    *,
+    idempotency_key: str,
+    verification_id: str = "",
+    token: str = "",
+    skip_personal_account: bool = False,
+) -> settlement_pb2.SettleRequest:
+    if bool(verification_id) == bool(token):
+        raise ValueError("settle with exactly one of verification_id or token")
+    request = settlement_pb2.SettleRequest(
+        idempotency_key=idempotency_key, items=list(items), skip_personal_account=skip_personal_account
+    )
+    if verification_id:
+        request.verification_id = verification_id
+    else:
+        request.token = token
+    return request
 
 
 class _MerchantBase:
@@ -48,10 +79,7 @@ class PharmacyClient(_MerchantBase):
         super().__init__(target, merchant_id=merchant_id, options=options)
         self.channel = sync_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
-        self._init_stubs()
-
-    def _init_stubs(self) -> None:
-        """Hook for the other merchant services (Settlement)."""
+        self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
 
     def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
         return call(
@@ -82,6 +110,22 @@ class PharmacyClient(_MerchantBase):
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
+    def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
+        """Settles a basket, by `verification_id` (from an accepted Verify) or directly by `token`.
+        Fields: idempotency_key (required: the receipt number), verification_id | token, skip_personal_account.
+        Retried on transient errors; the idempotency key makes that safe."""
+        return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+
+    def refund(self, settlement_id: str, *, idempotency_key: str, reason: str = "") -> settlement_pb2.SettlementRecord:
+        request = settlement_pb2.RefundRequest(
+            settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason
+        )
+        return self._call(self._settlement.Refund, request, retry=True)
+
+    def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
+        request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
+        return self._call(self._settlement.GetSettlement, request, retry=True)
+
     def close(self) -> None:
         self.channel.close()
 
@@ -99,10 +143,7 @@ class AsyncPharmacyClient(_MerchantBase):
         super().__init__(target, merchant_id=merchant_id, options=options)
         self.channel = aio_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
-        self._init_stubs()
-
-    def _init_stubs(self) -> None:
-        """Hook for the other merchant services (Settlement)."""
+        self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
 
     async def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
         return await acall(
@@ -130,6 +171,21 @@ class AsyncPharmacyClient(_MerchantBase):
                 yield response
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
+
+    async def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
+        return await self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+
+    async def refund(
+        self, settlement_id: str, *, idempotency_key: str, reason: str = ""
+    ) -> settlement_pb2.SettlementRecord:
+        request = settlement_pb2.RefundRequest(
+            settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason
+        )
+        return await self._call(self._settlement.Refund, request, retry=True)
+
+    async def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
+        request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
+        return await self._call(self._settlement.GetSettlement, request, retry=True)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -1,0 +1,49 @@
+# ecard: the targets people guess. `make run` and `make test` do all their own set-up.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ECARD := $(VENV)/bin/ecard
+CONTRACT := $(wildcard ../shared/tools/check_contract.py)
+LISTEN ?= 127.0.0.1:50051
+PYTEST_ARGS ?=
+
+.PHONY: install proto lint typecheck test test-embedded run demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with .pyi stubs)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --grpc_python_out=client --pyi_out=client \
+		proto/ecard/v1/*.proto
+
+lint: install
+	$(VENV)/bin/ruff check .
+ifneq ($(CONTRACT),)
+	$(PY) $(CONTRACT) --proto-dir proto
+endif
+
+typecheck: install
+	$(VENV)/bin/mypy client/ecard server/ecard_server
+
+test: install  ## every test, PostgreSQL and Redis included (they fail when those are down)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-embedded: install  ## only what needs no PostgreSQL or Redis (a laptop)
+	$(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
+
+run: install  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C stops it
+	@mkdir -p var
+	@$(ECARD) serve --db sqlite:///var/ecard.db --listen $(LISTEN) & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
+	$(PY) -c "from ecard.testing import wait_healthy; wait_healthy('$(LISTEN)', process=None)" && \
+	$(ECARD) demo --target $(LISTEN) --out var/demo && \
+	echo "(server running; Ctrl-C to stop)" && wait $$pid
+
+clean:
+	rm -rf var reports build dist .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

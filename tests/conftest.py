@@ -1,0 +1,62 @@
+"""Shared fixtures.
+
+- `server`: one real `ecard serve` process (fresh SQLite file) for the module; `world` seeds a fresh,
+  isolated set of issuer, merchants and e-cards on it for each test.
+- `pg_url` / `redis_url`: the real PostgreSQL and Redis of the machine (ECARD_TEST_PG, ECARD_TEST_REDIS).
+  A test that asks for them FAILS when the service is down: CI must prove the shared deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from ecard.testing import EcardServer, World
+
+PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ECARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EcardServer]:
+    with EcardServer() as running:
+        yield running
+
+
+@pytest.fixture
+def world(server: EcardServer) -> World:
+    return World.seed(server.target, cards=3)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    import psycopg
+    name = f"ecard_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis; each test isolates itself with its own key namespace."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
