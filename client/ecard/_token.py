@@ -77,6 +77,8 @@ def parse_token(text: str) -> ParsedToken:
     except (Base45Error, DecodeError) as exc:
         raise _malformed(f"token is not valid base45 protobuf: {exc}") from None
     if claims.version != TOKEN_VERSION:
+        if not claims.version:  # no version at all: not a token, not a future one
+            raise _malformed("token claims carry no version")
         raise TokenFormatError(types_pb2.REASON_UNSUPPORTED_VERSION, f"token version {claims.version}")
     if not (claims.issuer_id and claims.kid and claims.ecard_id):
         raise _malformed("token lacks issuer, kid or e-card id")
