@@ -1,0 +1,185 @@
+"""The verification order, on the core without a network: each reason is reached by the smallest
+change of a good token, and the first failing check is the one reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from ecard import ED25519, TokenSigner, Unavailable, generate_private_key, public_key_pem
+from ecard.v1 import types_pb2 as t
+from ecard_server.app import Deployment
+from ecard_server.config import Settings
+from ecard_server.core.admin import EnrollInput
+from ecard_server.core.nonces import MemoryNonceStore
+from ecard_server.core.principals import ADMIN, CHANNEL, Principal
+
+NOW = 1_800_000_000
+HOLDER = ("C0000001", "朱小明", "330203199001011234")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Env:
+    deployment: Deployment
+    clock: Clock
+    signer: TokenSigner
+    ecard_id: str
+
+    def mint(self, **options: object) -> str:
+        options.setdefault("issued_at", int(self.clock.now))
+        options.setdefault("purposes", [t.PURPOSE_IDENTITY, t.PURPOSE_MEDICAL_SETTLEMENT])
+        return self.signer.mint(self.ecard_id, **options)  # type: ignore[arg-type]
+
+    def verify(self, token: str, purpose: int = t.PURPOSE_IDENTITY, min_assurance: int = t.ASSURANCE_NONE) -> int:
+        return self.deployment.verifier.verify_token(
+            token, merchant_id="pharmacy-1", purpose=purpose, min_assurance=min_assurance
+        ).reason
+
+    def add_issuer(self, issuer_id: str, **window: int | None) -> TokenSigner:
+        admin = self.deployment.admin
+        admin.upsert_issuer(issuer_id, issuer_id)
+        key = generate_private_key()
+        registered = admin.register_key(
+            issuer_id, "", ED25519, public_key_pem(key), window.get("not_before"), window.get("not_after")
+        )
+        return TokenSigner(key, issuer_id=issuer_id, kid=registered.kid)
+
+
+@pytest.fixture
+def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    deployment = Deployment.open(Settings(), f"sqlite:///{tmp_path}/ecard.db", clock=clock)
+    holder = Env(deployment, clock, None, "")  # type: ignore[arg-type]
+    holder.signer = holder.add_issuer("bank")
+    deployment.admin.enroll_cards([EnrollInput(*HOLDER, "330200", 10_000)])
+    card = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *HOLDER, t.ASSURANCE_FACE)
+    holder.ecard_id = card.ecard_id or ""
+    yield holder
+    deployment.close()
+
+
+def test_good_token_is_accepted_with_a_settlement_handle(env: Env) -> None:
+    outcome = env.deployment.verifier.verify_token(
+        env.mint(), merchant_id="pharmacy-1", purpose=t.PURPOSE_MEDICAL_SETTLEMENT, min_assurance=t.ASSURANCE_PIN
+    )
+    assert outcome.reason == t.REASON_OK and outcome.accepted
+    assert outcome.card is not None and outcome.card.holder_name_masked == "朱**"
+    assert outcome.verification_expires_at == NOW + 300
+    opened = env.deployment.handles.open(outcome.verification_id, merchant_id="pharmacy-1", now=NOW + 10)
+    assert (opened.ecard_id, opened.purpose, opened.assurance) == (
+        env.ecard_id, t.PURPOSE_MEDICAL_SETTLEMENT, t.ASSURANCE_PIN,
+    )
+
+
+def test_malformed_and_unsupported_version(env: Env) -> None:
+    good = env.mint()
+    assert env.verify(good[:-3]) == t.REASON_MALFORMED
+    assert env.verify("EC2:" + good[4:]) == t.REASON_UNSUPPORTED_VERSION
+
+
+def test_unknown_issuer_and_unknown_key(env: Env) -> None:
+    stranger = TokenSigner(env.signer._key, issuer_id="nobody", kid=env.signer.kid)
+    assert env.verify(stranger.mint(env.ecard_id, issued_at=NOW)) == t.REASON_UNKNOWN_ISSUER
+    other_kid = TokenSigner(env.signer._key, issuer_id="bank", kid="nokid")
+    assert env.verify(other_kid.mint(env.ecard_id, issued_at=NOW)) == t.REASON_UNKNOWN_KEY
+
+
+def test_revoked_key_takes_effect_at_once(env: Env) -> None:
+    token = env.mint()
+    env.deployment.admin.revoke_key("bank", env.signer.kid)
+    assert env.verify(token) == t.REASON_KEY_REVOKED
+
+
+def test_key_outside_its_window_is_inactive(env: Env) -> None:
+    future = env.add_issuer("bank-f", not_before=NOW + 100)
+    past = env.add_issuer("bank-p", not_after=NOW - 1)
+    for signer in (future, past):
+        assert env.verify(signer.mint(env.ecard_id, issued_at=NOW)) == t.REASON_KEY_INACTIVE
+    env.clock.now = NOW + 100  # the window opens
+    env.deployment.cards.issue_ecard(Principal(CHANNEL, "bank-f"), *HOLDER, t.ASSURANCE_FACE)
+    assert env.verify(future.mint(env.ecard_id, issued_at=NOW + 100)) == t.REASON_OK
+
+
+@pytest.mark.parametrize(
+    ("issued_at", "ttl", "reason"),
+    [
+        (NOW + 31, 60, t.REASON_NOT_YET_VALID),
+        (NOW + 30, 60, t.REASON_OK),  # inside the 30 s skew
+        (NOW - 91, 60, t.REASON_EXPIRED),  # expired 31 s ago
+        (NOW - 90, 60, t.REASON_OK),  # expired 30 s ago: skew
+        (NOW, 301, t.REASON_LIFETIME_TOO_LONG),
+        (NOW, 300, t.REASON_OK),
+    ],
+)
+def test_time_window_edges(env: Env, issued_at: int, ttl: int, reason: int) -> None:
+    assert env.verify(env.mint(issued_at=issued_at, ttl_seconds=ttl)) == reason
+
+
+def test_bad_signature(env: Env) -> None:
+    forger = TokenSigner(generate_private_key(), issuer_id="bank", kid=env.signer.kid)
+    assert env.verify(forger.mint(env.ecard_id, issued_at=NOW)) == t.REASON_BAD_SIGNATURE
+
+
+def test_card_checks(env: Env) -> None:
+    assert env.verify(env.signer.mint("ENOSUCHCARD00000", issued_at=NOW)) == t.REASON_CARD_UNKNOWN
+    cards, admin = env.deployment.cards, Principal(ADMIN)
+    cards.report_lost(admin, ecard_id=env.ecard_id)
+    assert env.verify(env.mint()) == t.REASON_CARD_LOST
+    cards.reinstate(admin, ecard_id=env.ecard_id)
+    assert env.verify(env.mint()) == t.REASON_OK
+    cards.cancel(admin, ecard_id=env.ecard_id)
+    assert env.verify(env.mint()) == t.REASON_CARD_CANCELLED
+
+
+def test_channel_not_bound(env: Env) -> None:
+    unbound = env.add_issuer("bank-2")
+    assert env.verify(unbound.mint(env.ecard_id, issued_at=NOW)) == t.REASON_CHANNEL_NOT_BOUND
+
+
+def test_purpose_and_assurance(env: Env) -> None:
+    assert env.verify(env.mint(purposes=[t.PURPOSE_IDENTITY]), t.PURPOSE_PAYMENT) == t.REASON_PURPOSE_NOT_ALLOWED
+    pin = env.mint(assurance=t.ASSURANCE_PIN)
+    assert env.verify(pin, min_assurance=t.ASSURANCE_FACE) == t.REASON_ASSURANCE_TOO_LOW
+    assert env.verify(env.mint(assurance=t.ASSURANCE_FACE), min_assurance=t.ASSURANCE_FACE) == t.REASON_OK
+
+
+def test_replayed_and_rejected_tokens_are_not_consumed(env: Env) -> None:
+    token = env.mint(purposes=[t.PURPOSE_IDENTITY])
+    assert env.verify(token, t.PURPOSE_PAYMENT) == t.REASON_PURPOSE_NOT_ALLOWED  # not consumed
+    assert env.verify(token) == t.REASON_OK
+    assert env.verify(token) == t.REASON_REPLAYED
+
+
+def test_first_failing_check_wins(env: Env) -> None:
+    forger = TokenSigner(generate_private_key(), issuer_id="bank", kid=env.signer.kid)
+    # expired and forged: time comes before signature
+    assert env.verify(forger.mint(env.ecard_id, issued_at=NOW - 500)) == t.REASON_EXPIRED
+    # forged for an unknown card: signature comes before card
+    assert env.verify(forger.mint("ENOSUCHCARD00000", issued_at=NOW)) == t.REASON_BAD_SIGNATURE
+    env.deployment.cards.report_lost(Principal(ADMIN), ecard_id=env.ecard_id)
+    # lost card, wrong purpose, low assurance: the card comes first
+    token = env.mint(purposes=[t.PURPOSE_IDENTITY], assurance=t.ASSURANCE_NONE)
+    assert env.verify(token, t.PURPOSE_PAYMENT, t.ASSURANCE_FACE) == t.REASON_CARD_LOST
+
+
+def test_nonce_store_forgets_only_after_expiry_and_fails_closed_when_full() -> None:
+    clock = Clock()
+    store = MemoryNonceStore(capacity=2, clock=clock)
+    assert store.consume(b"a", NOW + 10)
+    assert not store.consume(b"a", NOW + 10)
+    assert store.consume(b"b", NOW + 10)
+    with pytest.raises(Unavailable):
+        store.consume(b"c", NOW + 10)  # full of live nonces: refuse rather than forget one
+    clock.now = NOW + 11
+    assert store.consume(b"c", NOW + 20)  # a and b expired and were dropped
+    assert len(store) == 1
