@@ -1,0 +1,120 @@
+"""The `ecard` command line, run as a user runs it: a subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecard import kid_for, load_public_key_pem, parse_token
+from ecard.testing import EcardServer, World, free_port
+from ecard.v1 import types_pb2 as t
+
+
+def ecard(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ecard_server.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecard"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "p256"])
+def test_keygen_writes_a_key_pair_named_by_kid(tmp_path: Path, alg: str) -> None:
+    result = ecard("keygen", "--issuer", "bank", "--alg", alg, "--out", str(tmp_path / "keys"))
+    assert result.returncode == 0, result.stderr
+    kid = result.stdout.strip()
+    public = load_public_key_pem((tmp_path / "keys" / f"{kid}.pub.pem").read_bytes())
+    assert kid_for(public) == kid
+    assert (tmp_path / "keys" / f"{kid}.key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_mint_defaults_count_and_options(tmp_path: Path) -> None:
+    kid = ecard("keygen", "--issuer", "bank", "--out", str(tmp_path)).stdout.strip()
+    key = str(tmp_path / f"{kid}.key.pem")
+    base = ["mint", "--issuer", "bank", "--kid", kid, "--key", key, "--ecard", "E1234"]
+    tokens = ecard(*base, "--count", "3").stdout.splitlines()  # base45 has spaces: one token per line
+    assert len(set(tokens)) == 3
+    claims = parse_token(tokens[0]).claims
+    assert sorted(claims.purposes) == [1, 2, 3, 4] and claims.assurance == t.ASSURANCE_PIN
+    assert claims.expires_at - claims.issued_at == 60
+    one = parse_token(ecard(*base, "--purpose", "identity", "--purpose", "payment", "--assurance", "face",
+                            "--ttl", "30", "--issued-at", "1800000000").stdout.strip()).claims
+    assert list(one.purposes) == [t.PURPOSE_IDENTITY, t.PURPOSE_PAYMENT] and one.assurance == t.ASSURANCE_FACE
+    assert (one.issued_at, one.expires_at) == (1_800_000_000, 1_800_000_030)
+
+
+def test_bad_inputs_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    kid = ecard("keygen", "--issuer", "bank", "--out", str(tmp_path)).stdout.strip()
+    mint = ["mint", "--issuer", "bank", "--kid", kid, "--ecard", "E1"]
+    assert_one_line_error(ecard(*mint, "--key", str(tmp_path / "missing.pem")), "missing.pem")
+    assert_one_line_error(ecard(*mint, "--key", str(tmp_path / f"{kid}.pub.pem")), "private key")
+    assert_one_line_error(ecard(*mint, "--key", str(tmp_path / f"{kid}.key.pem"), "--assurance", "high"), "assurance")
+    assert_one_line_error(ecard(*mint, "--key", str(tmp_path / f"{kid}.key.pem"), "--count", "0"), "--count")
+    assert_one_line_error(ecard("serve", "--db", "mysql://nope"), "unsupported database URL")
+    assert_one_line_error(ecard("serve", "--listen", "0.0.0.0:0", "--db", f"sqlite:///{tmp_path}/x.db"), "loopback")
+    assert_one_line_error(ecard("serve", "--db", f"sqlite:///{tmp_path}/no/such/dir/x.db", "--workers", "2"),
+                          "--workers")
+    (tmp_path / "bad.toml").write_text("clock_skew_s = 'soon'\n")
+    assert_one_line_error(ecard("serve", "--config", str(tmp_path / "bad.toml")), "clock_skew_s")
+    assert_one_line_error(ecard("qr", "EC1:ABC", "--out", str(tmp_path / "x.gif")), ".png")
+    assert_one_line_error(ecard("verify", "EC1:X", "--merchant", "m", "--target", f"127.0.0.1:{free_port()}"),
+                          "UNAVAILABLE")
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = ecard("serve", "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path}/x.db")
+    assert_one_line_error(result, "cannot listen")
+
+
+def test_qr_renders_png_and_svg(tmp_path: Path) -> None:
+    kid = ecard("keygen", "--issuer", "bank", "--out", str(tmp_path)).stdout.strip()
+    token = ecard("mint", "--issuer", "bank", "--kid", kid, "--key", str(tmp_path / f"{kid}.key.pem"),
+                  "--ecard", "EABCDEFGHIJKLMNOP").stdout.strip()
+    for name in ("t.png", "t.svg"):
+        assert ecard("qr", token, "--out", str(tmp_path / name)).returncode == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "t.svg").read_bytes()
+
+
+def test_demo_then_mint_and_verify_from_the_command_line(server: EcardServer, tmp_path: Path) -> None:
+    demo = ecard("demo", "--target", server.target, "--out", str(tmp_path))
+    assert demo.returncode == 0, demo.stderr
+    mint_line = next(line for line in demo.stdout.splitlines() if "ecard mint" in line)
+    args = mint_line.split("ecard mint", 1)[1].rstrip(")").split()
+    token = ecard("mint", *args).stdout.strip()
+    verify = ["verify", token, "--merchant", "demo-pharmacy", "--purpose", "medical_settlement",
+              "--target", server.target]
+    first = ecard(*verify)
+    assert first.returncode == 0 and "VERDICT_ACCEPTED" in first.stdout, first.stdout + first.stderr
+    again = ecard(*verify)
+    assert again.returncode == 3 and "REASON_REPLAYED" in again.stdout
+    assert ecard("demo", "--target", server.target, "--out", str(tmp_path)).returncode == 0  # idempotent
+
+
+def test_admin_commands(world: World, tmp_path: Path) -> None:
+    csv_file = tmp_path / "cards.csv"
+    csv_file.write_text("card_no,holder_name,id_number,region,balance_fen\n"
+                        "K00000001,钱一,330203198001010011,330200,1000\nbad row!,x,1,330200,0\n")
+    target = ["admin", "--target", world.target]
+    enrolled = ecard(*target, "enroll", str(csv_file))
+    assert enrolled.returncode == 0 and '"enrolled": "1"' in enrolled.stdout and '"rejected": "1"' in enrolled.stdout
+    issued = ecard(*target, "issue", "--channel", world.issuer_id, "K00000001", "钱一", "330203198001010011")
+    assert issued.returncode == 0 and "K00000001" not in issued.stdout  # the card number is masked
+    assert '"status": "CARD_STATUS_LOST"' in ecard(*target, "lost", "--card-no", "K00000001").stdout
+    assert ecard(*target, "keys", "--issuer", world.issuer_id).stdout.count(world.signer.kid) == 1
+    assert_one_line_error(ecard(*target, "credit", "Z00000000", "5", "--idempotency-key", "k"), "NOT_FOUND")
+    assert_one_line_error(ecard(*target, "enroll", str(tmp_path / "none.csv")), "none.csv")
