@@ -27,7 +27,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ecard._admin import AdminClient, ChannelClient, physical_cards
 from ecard._client import PharmacyClient
 from ecard._keys import PrivateKey, generate_private_key, public_key_pem
+from ecard._options import ClientOptions
 from ecard._token import TokenSigner
+from ecard._transport import sync_channel
 from ecard.v1 import types_pb2
 
 
@@ -38,10 +40,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(target: str, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_healthy(
+    target: str,
+    timeout: float = 20.0,
+    process: subprocess.Popen[Any] | None = None,
+    options: ClientOptions | None = None,
+) -> None:
     """Blocks until the server at `target` answers the standard health check with SERVING."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
+    with sync_channel(target, options or ClientOptions()) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process is not None and process.poll() is not None:
@@ -72,6 +79,7 @@ class EcardServer:
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
+        client_options: ClientOptions | None = None,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="ecard-test-")
         self.db = db or f"sqlite:///{self._tmp.name}/ecard.db"
@@ -81,6 +89,7 @@ class EcardServer:
         self.extra_args = list(extra_args)
         self.env = env
         self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "serve.log"
+        self.client_options = client_options  # how the health check connects (mTLS servers)
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -95,7 +104,7 @@ class EcardServer:
             self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
         )
         try:
-            wait_healthy(self.target, timeout, self.process)
+            wait_healthy(self.target, timeout, self.process, self.client_options)
         except BaseException:
             self.kill()
             raise
