@@ -111,9 +111,9 @@ def test_principal_comes_from_the_client_certificate(pki: dict) -> None:
             pos.verify(token, purpose=t.PURPOSE_IDENTITY)
         # no client certificate at all: the handshake is refused before any call
         credentials = grpc.ssl_channel_credentials(pki["admin"].ca_cert)
-        with grpc.secure_channel(server.target, credentials, [("grpc.ssl_target_name_override", "localhost")]) as ch:
-            with pytest.raises(grpc.RpcError) as caught:
-                health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)
+        override = [("grpc.ssl_target_name_override", "localhost")]
+        with grpc.secure_channel(server.target, credentials, override) as ch, pytest.raises(grpc.RpcError) as caught:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
