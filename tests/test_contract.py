@@ -1,0 +1,39 @@
+"""The .proto files keep every name of the shared contract, and the committed generated code is fresh."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKER = ROOT.parent / "shared" / "tools" / "check_contract.py"
+
+
+@pytest.mark.skipif(not CHECKER.exists(), reason="../shared/tools/check_contract.py is not beside this checkout")
+def test_protos_match_the_shared_contract() -> None:
+    result = subprocess.run(
+        [sys.executable, str(CHECKER), "--proto-dir", str(ROOT / "proto")], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "contract: 0 problem(s)" in result.stdout
+
+
+def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
+    from grpc_tools import protoc
+
+    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    include = str(Path(protoc.__file__).parent / "_proto")
+    args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *protos]
+    assert protoc.main(args) == 0
+    fresh = sorted(tmp_path.rglob("*_pb2*.py*"))
+    assert fresh, "protoc generated nothing"
+    stale = [
+        str(path.relative_to(tmp_path))
+        for path in fresh
+        if path.read_bytes() != (ROOT / "client" / path.relative_to(tmp_path)).read_bytes()
+    ]
+    assert not stale, f"run `make proto`: stale generated files {stale}"
