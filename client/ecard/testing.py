@@ -100,8 +100,9 @@ class EcardServer:
 
     def start(self, timeout: float = 30.0) -> EcardServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        out = open(self.log_path.with_suffix(".out"), "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
+            self.command(), stdout=out, stderr=log, env={**os.environ, **(self.env or {})}
         )
         try:
             wait_healthy(self.target, timeout, self.process, self.client_options)
@@ -132,7 +133,13 @@ class EcardServer:
         return self.start()
 
     def logs(self) -> str:
+        """What the server logged (stderr: one JSON object per line)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def output(self) -> str:
+        """What the server printed for people (stdout)."""
+        path = self.log_path.with_suffix(".out")
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def __enter__(self) -> EcardServer:
         return self.start()
