@@ -18,7 +18,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from ecard.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    cards_pb2,
+    cards_pb2_grpc,
+    settlement_pb2,
+    settlement_pb2_grpc,
+    verifier_pb2,
+    verifier_pb2_grpc,
+)
 from ecard_server.config import Settings
 from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
@@ -28,11 +37,13 @@ from ecard_server.core.events import ChangeBus, LocalChangeBus
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.nonces import MemoryNonceStore, NonceStore
+from ecard_server.core.settlement import SettlementPolicy, SettlementService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.interceptor import CallGuard
+from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import VerifierServicer
 from ecard_server.storage import SqlStore, open_store
 
@@ -55,6 +66,7 @@ class Deployment:
     admin: AdminService
     audit: AuditTrail
     handles: VerificationHandles
+    settlements: SettlementService
     clock: Callable[[], float]
 
     @classmethod
@@ -99,6 +111,10 @@ class Deployment:
             admin=AdminService(store, bus, hasher, settings, clock),
             audit=AuditTrail(store.append_audit, clock=clock),
             handles=handles,
+            settlements=SettlementService(
+                store=store, policy=SettlementPolicy.from_settings(settings), verifier=verifier, handles=handles,
+                merchants=merchants, settings=settings, clock=clock,
+            ),
             clock=clock,
         )
 
@@ -142,6 +158,7 @@ SERVICE_NAMES = (
     verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name,
     cards_pb2.DESCRIPTOR.services_by_name["Cards"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    settlement_pb2.DESCRIPTOR.services_by_name["Settlement"].full_name,
 )
 
 
@@ -175,6 +192,7 @@ def create_server(
     )
     cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), server)
+    settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), server)
     names = list(SERVICE_NAMES)
     if extra is not None:
         names += extra(server, deployment)

@@ -71,4 +71,51 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 detail TEXT NOT NULL)""",
         ],
     ),
+    (
+        2,
+        [
+            # Settlements: one row per settled basket; the unique keys are what make Settle idempotent
+            # and a verification single-use, whatever runs at once.
+            """CREATE TABLE settlements (
+                settlement_id TEXT PRIMARY KEY,
+                merchant_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                request_hash {blob} NOT NULL,
+                ecard_id TEXT NOT NULL,
+                card_no TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                total_fen BIGINT NOT NULL CHECK (total_fen > 0),
+                fund_fen BIGINT NOT NULL CHECK (fund_fen >= 0),
+                account_fen BIGINT NOT NULL CHECK (account_fen >= 0),
+                self_pay_fen BIGINT NOT NULL CHECK (self_pay_fen >= 0),
+                balance_after_fen BIGINT NOT NULL CHECK (balance_after_fen >= 0),
+                items TEXT NOT NULL,
+                verification_nonce {blob},
+                settled_at BIGINT NOT NULL,
+                refunded_at BIGINT,
+                CHECK (fund_fen + account_fen + self_pay_fen = total_fen),
+                UNIQUE (merchant_id, idempotency_key),
+                UNIQUE (ecard_id, verification_nonce))""",
+            """CREATE TABLE refunds (
+                merchant_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                request_hash {blob} NOT NULL,
+                settlement_id TEXT NOT NULL UNIQUE REFERENCES settlements (settlement_id),
+                reason TEXT NOT NULL,
+                account_fen BIGINT NOT NULL CHECK (account_fen >= 0),
+                fund_fen BIGINT NOT NULL CHECK (fund_fen >= 0),
+                balance_after_fen BIGINT NOT NULL CHECK (balance_after_fen >= 0),
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (merchant_id, idempotency_key))""",
+            # What the pooled fund paid (positive) and got back on refunds (negative), per settlement.
+            """CREATE TABLE fund_ledger (
+                entry_id {serial},
+                settlement_id TEXT NOT NULL,
+                merchant_id TEXT NOT NULL,
+                delta_fen BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX fund_ledger_by_settlement ON fund_ledger (settlement_id)",
+        ],
+    ),
 ]

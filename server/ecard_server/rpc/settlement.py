@@ -1,0 +1,65 @@
+"""Settlement servicer: proto in, SettlementService, proto out. The rules live in core.settlement."""
+
+from __future__ import annotations
+
+import grpc
+
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc
+from ecard_server.core.settlement import LineItem, SettleInput, SettlementRecord, SettlementService
+from ecard_server.rpc.auth import own_id
+from ecard_server.rpc.convert import timestamp
+
+
+def _item(line: settlement_pb2.LineItem) -> LineItem:
+    return LineItem(line.code, line.name, line.drug_class, line.unit_price_fen, line.quantity)
+
+
+def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
+    return settlement_pb2.SettlementRecord(
+        settlement_id=record.settlement_id,
+        ecard_id=record.ecard_id,
+        merchant_id=record.merchant_id,
+        status=record.status,
+        total_fen=record.total_fen,
+        fund_paid_fen=record.fund_fen,
+        personal_account_paid_fen=record.account_fen,
+        self_pay_fen=record.self_pay_fen,
+        personal_account_balance_fen=record.balance_after_fen,
+        items=[
+            settlement_pb2.LineItem(code=i.code, name=i.name, drug_class=i.drug_class,
+                                    unit_price_fen=i.unit_price_fen, quantity=i.quantity)
+            for i in record.items
+        ],
+        settled_at=timestamp(record.settled_at),
+        refunded_at=timestamp(record.refunded_at),
+    )
+
+
+class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
+    def __init__(self, settlements: SettlementService) -> None:
+        self._settlements = settlements
+
+    def Settle(
+        self, request: settlement_pb2.SettleRequest, context: grpc.ServicerContext
+    ) -> settlement_pb2.SettlementRecord:
+        settle = SettleInput(
+            idempotency_key=request.idempotency_key,
+            items=tuple(_item(line) for line in request.items),
+            verification_id=request.verification_id,
+            token=request.token,
+            skip_personal_account=request.skip_personal_account,
+        )
+        return settlement_record(self._settlements.settle(own_id(request.merchant_id), settle))
+
+    def Refund(
+        self, request: settlement_pb2.RefundRequest, context: grpc.ServicerContext
+    ) -> settlement_pb2.SettlementRecord:
+        record = self._settlements.refund(
+            own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason
+        )
+        return settlement_record(record)
+
+    def GetSettlement(
+        self, request: settlement_pb2.GetSettlementRequest, context: grpc.ServicerContext
+    ) -> settlement_pb2.SettlementRecord:
+        return settlement_record(self._settlements.get(own_id(request.merchant_id), request.settlement_id))

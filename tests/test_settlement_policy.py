@@ -1,0 +1,160 @@
+"""The coverage policy on its own (no server): a table of baskets, the account share, the input checks."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecard.errors import FailedPrecondition, InvalidArgument
+from ecard.v1 import types_pb2 as t
+from ecard_server.config import Settings
+from ecard_server.core.settlement import (
+    INT64_MAX,
+    LineItem,
+    SettlementPolicy,
+    Split,
+    check_basket,
+    round_half_up,
+    shares,
+)
+
+A, B, C = t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C
+PHARMACY, HOSPITAL = t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL
+DEFAULT = SettlementPolicy.from_settings(Settings())
+
+
+def line(drug_class: int, price: int, quantity: int = 1, code: str = "X") -> LineItem:
+    return LineItem(code, "drug", drug_class, price, quantity)
+
+
+# (what, merchant kind, basket, expected (total, covered, fund))
+BASKETS = [
+    ("class A counts fully", PHARMACY, [line(A, 1000)], (1000, 1000, 0)),
+    ("price times quantity", PHARMACY, [line(A, 250, 4)], (1000, 1000, 0)),
+    ("class C is not covered", PHARMACY, [line(C, 1000)], (1000, 0, 0)),
+    ("class B: 90 % of 1000", PHARMACY, [line(B, 1000)], (1000, 900, 0)),
+    ("class B 333: 299.7 rounds to 300", PHARMACY, [line(B, 333)], (333, 300, 0)),
+    ("class B 5: 4.5 rounds half UP to 5", PHARMACY, [line(B, 5)], (5, 5, 0)),
+    ("class B 15: 13.5 rounds half up to 14", PHARMACY, [line(B, 15)], (15, 14, 0)),
+    ("class B 335 x 3: the line amount is rounded, not each unit", PHARMACY, [line(B, 335, 3)], (1005, 905, 0)),
+    # Per line: 5 + 5 = 10; rounding the basket instead would give round(9.0) = 9.
+    ("two class B lines round each on its own", PHARMACY, [line(B, 5, code="P"), line(B, 5, code="Q")], (10, 10, 0)),
+    ("hospital: the fund pays half of class A", HOSPITAL, [line(A, 1000)], (1000, 1000, 500)),
+    ("hospital: 1 fen, the fund's 0.5 rounds up", HOSPITAL, [line(A, 1)], (1, 1, 1)),
+    # 101 -> fund 50.5 -> 51; B 333 -> covered 300 -> fund 150. Basket-level rounding would give 200.
+    ("hospital: fund rounded per line", HOSPITAL, [line(A, 101, code="P"), line(B, 333, code="Q")], (434, 401, 201)),
+    ("hospital: class C gets nothing from the fund", HOSPITAL, [line(A, 1000, code="P"), line(C, 200, code="Q")],
+     (1200, 1000, 500)),
+    ("hospital: mixed basket", HOSPITAL, [line(A, 1999, 2, "P"), line(B, 1234, 3, "Q"), line(C, 50, 7, "R")],
+     (3998 + 3702 + 350, 3998 + 3332, 1999 + 1666)),
+]
+
+
+@pytest.mark.parametrize(("kind", "items", "expected"), [b[1:] for b in BASKETS], ids=[b[0] for b in BASKETS])
+def test_split_of_basket(kind: int, items: list[LineItem], expected: tuple[int, int, int]) -> None:
+    assert DEFAULT.split(items, kind) == Split(*expected)
+
+
+# (what, merchant kind, basket, balance, skip, expected (fund, account, self_pay))
+SHARES = [
+    ("balance covers all", PHARMACY, [line(A, 1000)], 100_000, False, (0, 1000, 0)),
+    ("balance smaller than covered", PHARMACY, [line(A, 1000)], 300, False, (0, 300, 700)),
+    ("empty account", PHARMACY, [line(A, 1000)], 0, False, (0, 0, 1000)),
+    ("class B self-pay share and class C are out of pocket", PHARMACY,
+     [line(B, 1000, code="P"), line(C, 500, code="Q")], 100_000, False, (0, 900, 600)),
+    ("skip_personal_account", PHARMACY, [line(A, 1000)], 100_000, True, (0, 0, 1000)),
+    ("hospital: account pays the rest of covered", HOSPITAL, [line(A, 1000)], 100_000, False, (500, 500, 0)),
+    ("hospital: small balance", HOSPITAL, [line(A, 1000, code="P"), line(C, 200, code="Q")], 100, False,
+     (500, 100, 600)),
+    ("hospital: skip keeps the fund share", HOSPITAL, [line(A, 1000)], 100_000, True, (500, 0, 500)),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "items", "balance", "skip", "expected"), [s[1:] for s in SHARES], ids=[s[0] for s in SHARES]
+)
+def test_shares_of_basket(kind: int, items: list[LineItem], balance: int, skip: bool,
+                          expected: tuple[int, int, int]) -> None:
+    split = DEFAULT.split(items, kind)
+    got = shares(split, balance, skip_personal_account=skip)
+    assert (got.fund_fen, got.account_fen, got.self_pay_fen) == expected
+    assert got.fund_fen + got.account_fen + got.self_pay_fen == split.total_fen
+
+
+def test_ratios_come_from_settings() -> None:
+    settings = Settings().with_overrides({"class_b_self_pay_ratio": 0.2, "fund_ratio": {"pharmacy": 0.1}})
+    policy = SettlementPolicy.from_settings(settings)
+    assert policy.class_b_self_pay_ratio == Fraction(1, 5)
+    # B 1000 -> covered 800 -> pharmacy fund 80; the hospital keeps its default half.
+    assert policy.split([line(B, 1000)], PHARMACY) == Split(1000, 800, 80)
+    assert policy.split([line(B, 1000)], HOSPITAL) == Split(1000, 800, 400)
+
+
+def test_merchant_kind_without_a_ratio_is_refused() -> None:
+    with pytest.raises(FailedPrecondition) as failed:
+        DEFAULT.split([line(A, 100)], t.MERCHANT_KIND_UNSPECIFIED)
+    assert failed.value.reason == "MERCHANT_KIND_UNKNOWN"
+
+
+def test_round_half_up() -> None:
+    assert [round_half_up(Fraction(n, 2)) for n in range(7)] == [0, 1, 1, 2, 2, 3, 3]
+    assert round_half_up(Fraction(2997, 10)) == 300
+    assert round_half_up(Fraction(2994, 10)) == 299
+
+
+@given(
+    items=st.lists(
+        st.builds(line, st.sampled_from([A, B, C]), st.integers(1, 10**9), st.integers(1, 1000)),
+        min_size=1,
+        max_size=20,
+    ),
+    kind=st.sampled_from([PHARMACY, HOSPITAL]),
+    balance=st.integers(0, 10**12),
+    skip=st.booleans(),
+    b_ratio=st.fractions(0, 1, max_denominator=1000),
+    fund_ratio=st.fractions(0, 1, max_denominator=1000),
+)
+def test_shares_always_add_up(items: list[LineItem], kind: int, balance: int, skip: bool, b_ratio: Fraction,
+                              fund_ratio: Fraction) -> None:
+    policy = SettlementPolicy(b_ratio, {kind: fund_ratio})
+    split = policy.split(items, kind)
+    got = shares(split, balance, skip_personal_account=skip)
+    assert split.total_fen == sum(i.unit_price_fen * i.quantity for i in items)
+    assert 0 <= split.fund_fen <= split.covered_fen <= split.total_fen
+    assert 0 <= got.account_fen <= balance
+    assert got.self_pay_fen >= 0
+    assert got.fund_fen + got.account_fen + got.self_pay_fen == split.total_fen
+    if skip:
+        assert got.account_fen == 0
+
+
+BAD_BASKETS = [
+    ("empty", [], "EMPTY_BASKET"),
+    ("too many lines", [line(A, 1, code=f"X{n}") for n in range(501)], "BASKET_TOO_LARGE"),
+    ("unspecified class", [line(t.DRUG_CLASS_UNSPECIFIED, 100)], "INVALID_DRUG_CLASS"),
+    ("unknown class", [line(9, 100)], "INVALID_DRUG_CLASS"),
+    ("zero price", [line(A, 0)], "INVALID_PRICE"),
+    ("negative price", [line(A, -100)], "INVALID_PRICE"),
+    ("zero quantity", [line(A, 100, 0)], "INVALID_QUANTITY"),
+    ("negative quantity", [line(A, 100, -2)], "INVALID_QUANTITY"),
+    ("missing code", [line(A, 100, code="")], "MISSING_ITEM_CODE"),
+    ("line overflows int64", [line(A, 2**62, 2)], "AMOUNT_TOO_LARGE"),
+    ("sum overflows int64", [line(A, INT64_MAX // 2 + 1, code="P"), line(A, INT64_MAX // 2 + 1, code="Q")],
+     "AMOUNT_TOO_LARGE"),
+]
+
+
+@pytest.mark.parametrize(("items", "reason"), [b[1:] for b in BAD_BASKETS], ids=[b[0] for b in BAD_BASKETS])
+def test_bad_basket_is_invalid_argument(items: list[LineItem], reason: str) -> None:
+    with pytest.raises(InvalidArgument) as failed:
+        check_basket(items, Settings().max_basket_items)
+    assert failed.value.reason == reason
+
+
+def test_largest_basket_that_fits_is_accepted() -> None:
+    items = [line(A, INT64_MAX // 2, code="P"), line(A, INT64_MAX // 2 + 1, code="Q")]
+    check_basket(items, 500)
+    assert DEFAULT.split(items, HOSPITAL).total_fen == INT64_MAX
