@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,20 @@ def settlement_count(store: SqlStore, merchant_id: str) -> int:
     return int(store.rows("SELECT COUNT(*) FROM settlements WHERE merchant_id = ?", (merchant_id,))[0][0])
 
 
+@contextmanager
+def database(url: str) -> Iterator[SqlStore]:
+    """A server's database, opened from the test to read what was written."""
+    opened = open_store(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @pytest.fixture
 def store(server: EcardServer) -> Iterator[SqlStore]:
-    """The module server's database, read from the test (SQLite in WAL mode allows it)."""
-    opened = open_store(server.db)
-    yield opened
-    opened.close()
+    with database(server.db) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -198,16 +207,14 @@ def test_fifty_concurrent_settles_pay_exactly_the_balance(served: EcardServer) -
         range(0, 10_000, 1000))
     assert all(r.personal_account_balance_fen == 0 for r in records if not r.personal_account_paid_fen)
     assert len({r.settlement_id for r in records}) == 50
-    store = open_store(served.db)
-    try:
+    with database(served.db) as store:
         assert assert_account_equals_ledger(store, world) == 0
         assert [row[1] for row in ledger_rows(store, world)].count(-1000) == 10
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("credential", ["token", "verification_id"])
-def test_twenty_concurrent_retries_move_money_once(world: World, store: SqlStore, credential: str) -> None:
+def test_twenty_concurrent_retries_move_money_once(served: EcardServer, credential: str) -> None:
+    world = World.seed(served.target, cards=1)
     with world.pharmacy() as pos:
         token = world.mint(0)
         fields = {"token": token} if credential == "token" else {"verification_id": verification_id(pos, token)}
@@ -216,8 +223,25 @@ def test_twenty_concurrent_retries_move_money_once(world: World, store: SqlStore
     assert not failures, failures
     assert len({r.settlement_id for r in records}) == 1
     assert all(r == records[0] for r in records)
-    assert [row[0] for row in ledger_rows(store, world)].count("SETTLE") == 1
-    assert assert_account_equals_ledger(store, world) == 100_000 - 1599
+    with database(served.db) as store:
+        assert [row[0] for row in ledger_rows(store, world)].count("SETTLE") == 1
+        assert assert_account_equals_ledger(store, world) == 100_000 - 1599
+
+
+def test_one_key_for_baskets_of_different_cards_settles_one(served: EcardServer) -> None:
+    """Concurrent requests that share a key but not a card lock different rows: the unique key decides."""
+    world = World.seed(served.target, cards=3)
+    tokens = [world.mint(n % 3) for n in range(12)]
+    with world.pharmacy() as pos:
+        results = wait_all(12, lambda n: pos.settle(BASKET, idempotency_key="shared", token=tokens[n]))
+    settled = [r for r in results if not isinstance(r, Exception)]
+    assert len({r.settlement_id for r in settled}) == 1
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert all(isinstance(r, AlreadyExists) and r.reason == "IDEMPOTENCY_KEY_REUSED" for r in refused), refused
+    with database(served.db) as store:
+        assert settlement_count(store, world.pharmacy_id) == 1
+        assert sorted(assert_account_equals_ledger(store, world, n) for n in range(3)) == [
+            100_000 - 1599, 100_000, 100_000]
 
 
 # -- idempotency ------------------------------------------------------------------------------------
@@ -363,13 +387,16 @@ def test_refund_restores_account_and_fund_exactly_once(world: World, store: SqlS
     assert store.fund_ledger_total(record.settlement_id) == 0
 
 
-def test_concurrent_refunds_restore_once(world: World, store: SqlStore) -> None:
+def test_concurrent_refunds_restore_once(served: EcardServer) -> None:
+    world = World.seed(served.target, cards=1)
     with world.pharmacy() as pos:
         record = settle_token(pos, world, "cr")
         results = wait_all(10, lambda n: pos.refund(record.settlement_id, idempotency_key=f"cr-{n}"))
     assert sum(not isinstance(r, Exception) for r in results) == 1
-    assert all(r.reason == "ALREADY_REFUNDED" for r in results if isinstance(r, Exception))
-    assert assert_account_equals_ledger(store, world) == 100_000
+    assert all(r.reason == "ALREADY_REFUNDED" for r in results if isinstance(r, EcardError))
+    assert all(isinstance(r, settlement_pb2.SettlementRecord | FailedPrecondition) for r in results)
+    with database(served.db) as store:
+        assert assert_account_equals_ledger(store, world) == 100_000
 
 
 def test_only_the_settling_merchant_may_read_or_refund(world: World, store: SqlStore) -> None:
@@ -410,7 +437,7 @@ def item(**changes: Any) -> settlement_pb2.LineItem:
     return settlement_pb2.LineItem(**{**fields, **changes})
 
 
-INVALID = [
+INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("empty basket", {"items": []}, "EMPTY_BASKET"),
     ("501 lines", {"items": [item(code=f"X{n}") for n in range(501)]}, "BASKET_TOO_LARGE"),
     ("unspecified class", {"items": [item(drug_class=0)]}, "INVALID_DRUG_CLASS"),
@@ -431,7 +458,8 @@ INVALID = [
 def test_invalid_requests_write_and_consume_nothing(world: World, store: SqlStore) -> None:
     token = world.mint(0)
     for what, changes, reason in INVALID:
-        fields: dict[str, Any] = {"idempotency_key": "bad", "token": token, "items": [item()], **changes}
+        fields: dict[str, Any] = {"idempotency_key": "bad", "token": token, "items": [item()]}
+        fields.update(changes)
         if fields["token"] is None:
             del fields["token"]
         with pytest.raises(InvalidArgument) as invalid:
@@ -491,9 +519,6 @@ def test_sigkill_loses_no_acknowledged_settlement(served: EcardServer) -> None:
             record = pos.settle(items, idempotency_key=key, token=token)
             if key in acknowledged:
                 assert record.settlement_id == acknowledged[key]
-    store = open_store(served.db)
-    try:
+    with database(served.db) as store:
         assert settlement_count(store, world.pharmacy_id) == len(attempted)
         assert assert_account_equals_ledger(store, world) == 10_000_000 - 123 * len(attempted)
-    finally:
-        store.close()
