@@ -66,3 +66,7 @@ class ClientOptions:
     """Retry policy for the calls that are safe to repeat."""
     channel_options: tuple[tuple[str, object], ...] = ()
     """Extra gRPC channel arguments, e.g. (("grpc.lb_policy_name", "round_robin"),)."""
+    interceptors: tuple[object, ...] = ()
+    """Client interceptors wrapped around the channel, outermost first (timing, tracing, load-test
+    events): `grpc.UnaryUnaryClientInterceptor` and kin for the sync clients, their `grpc.aio`
+    counterparts for the asyncio client."""

@@ -34,13 +34,17 @@ def _channel_args(options: ClientOptions) -> list[tuple[str, Any]]:
 def sync_channel(target: str, options: ClientOptions) -> grpc.Channel:
     creds = _credentials(options)
     args = _channel_args(options)
-    return grpc.secure_channel(target, creds, args) if creds else grpc.insecure_channel(target, args)
+    channel = grpc.secure_channel(target, creds, args) if creds else grpc.insecure_channel(target, args)
+    return grpc.intercept_channel(channel, *options.interceptors) if options.interceptors else channel
 
 
 def aio_channel(target: str, options: ClientOptions) -> grpc.aio.Channel:
     creds = _credentials(options)
     args = _channel_args(options)
-    return grpc.aio.secure_channel(target, creds, args) if creds else grpc.aio.insecure_channel(target, args)
+    interceptors = list(options.interceptors) or None
+    if creds:
+        return grpc.aio.secure_channel(target, creds, args, interceptors=interceptors)  # type: ignore[arg-type]
+    return grpc.aio.insecure_channel(target, args, interceptors=interceptors)  # type: ignore[arg-type]
 
 
 def principal_metadata(principal: str | None, options: ClientOptions) -> tuple[tuple[str, str], ...]:
