@@ -44,7 +44,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         sys.exit(2)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.register_message(SEED_MESSAGE, lambda message, **_: context.share_seed(Seed.from_dict(message.data)))
+        runner.register_message(SEED_MESSAGE, lambda msg, **_: context.share_seed(Seed.from_dict(msg.data)))
         return
     if not environment.host:
         log.error("give the ecard server as --host HOST:PORT")
@@ -104,7 +104,9 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
 def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     environment = _environment_of_master()
     if environment is not None and TALLY_KEY in data:
-        context_of(environment).tally.merge(data[TALLY_KEY])
+        context = context_of(environment)
+        context.workers.add(client_id)
+        context.tally.merge(data[TALLY_KEY])
 
 
 @events.quitting.add_listener

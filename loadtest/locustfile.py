@@ -13,7 +13,8 @@ import time
 from locust import task
 
 from ecard import Assurance, Purpose, Reason
-from loadtest.counter import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, MerchantCounter, basket
+from loadtest.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket
+from loadtest.counter import MerchantCounter
 from loadtest.pacing import Visit
 from loadtest.shapes import CHECKOUT, SteadyArrivals
 

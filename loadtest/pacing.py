@@ -36,14 +36,11 @@ from ecard import ClientOptions, EcardError
 from loadtest import hooks  # noqa: F401 - registers the harness's event listeners
 from loadtest.grpc_user import GrpcUser, LocustInterceptor
 from loadtest.run_context import RunContext, context_of
+from loadtest.slo import WrongAnswer
 
 log = logging.getLogger("loadtest")
 VISIT_DRAIN_S = 5.0
 """On stop, how long open visits may take to finish (and be counted) before they are cut off."""
-
-
-class WrongAnswer(Exception):
-    """The server answered, but not what the scenario expects (a forged token accepted, money not adding up)."""
 
 
 class Visit:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from locust.env import Environment
-from locust.runners import MasterRunner
 from locust.stats import StatsError
 
 from loadtest.grpc_user import REQUEST_TYPE as GRPC
@@ -88,14 +87,13 @@ def build(environment: Environment, context: RunContext, breaches: list[Breach])
         for (name, method), entry in sorted(stats.entries.items())
         if method == "verdict"
     }
-    runner = environment.runner
     report: dict[str, Any] = {
         "verdict": "PASS" if not breaches else "FAIL",
         "breaches": [str(b) for b in breaches],
         "failed_thresholds": [b.name for b in breaches],
         "mode": "capacity" if context.capacity is not None else "steady",
         "target": environment.host,
-        "workers": runner.worker_count if isinstance(runner, MasterRunner) else 0,
+        "workers": len(context.workers),
         "duration_s": round(duration, 1),
         "thresholds": settings.thresholds.as_dict(),
         "arrival_rate": {
@@ -162,7 +160,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"capacity: highest arrival rate that held the SLO: "
                      f"{'none' if held is None else f'{held:g} visits/s'} ({cap['stopped_because']})")
         for step in cap["steps"]:
-            limited = "  (load generator limited: add workers)" if step["generator_limited"] else ""
+            limited = (f"  (the load generator fell behind on {step['late_ratio']:.1%} of starts: the figures include "
+                       f"its delay; add workers or move it off the server's host)") if step["generator_limited"] else ""
             lines.append(
                 f"  step {step['arrival_rate']:>7g} visits/s: {step['checkouts_per_s']:>7.2f} checkouts/s, "
                 f"p50 {_s(step['checkout_p50_s'])}, p99 {_s(step['checkout_p99_s'])}, "

@@ -27,6 +27,8 @@ class RunContext:
     started_at: float | None = None
     """Wall-clock seconds when the test started (test_start), for achieved rates."""
     stopped_at: float | None = None
+    workers: set[str] = field(default_factory=set)
+    """Ids of the workers that reported (distributed runs)."""
     capacity: dict[str, Any] | None = None
     """The step shape's findings, when the run was a capacity search."""
 

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 def add_arguments(parser: Any) -> None:
     """Adds the harness's arguments to Locust's parser (hooks.py registers this) or to a plain argparse one."""
     load = parser.add_argument_group("ecard workload (open model)")
-    load.add_argument("--arrival-rate", type=float, default=10.0,
-                      help="visits per second, all scenarios together; their weights split it (default 10)")
+    load.add_argument("--arrival-rate", type=float, default=40.0,
+                      help="visits per second, all scenarios together; their weights split it (default 40)")
     load.add_argument("--visit-interval", type=float, default=1.0,
                       help="mean seconds between visits at one simulated counter; users = rate x interval (default 1)")
     load.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson",
@@ -53,10 +53,10 @@ def add_arguments(parser: Any) -> None:
                       help="writes PREFIX.report.txt, PREFIX.report.json and PREFIX.seed.json")
 
     steps = parser.add_argument_group("ecard capacity search (loadtest/capacity.py)")
-    steps.add_argument("--step-start-rate", type=float, default=10.0, help="first step's arrival rate (visits/s)")
-    steps.add_argument("--step-rate-increase", type=float, default=10.0, help="added at each step (visits/s)")
+    steps.add_argument("--step-start-rate", type=float, default=20.0, help="first step's arrival rate (visits/s)")
+    steps.add_argument("--step-rate-increase", type=float, default=20.0, help="added at each step (visits/s)")
     steps.add_argument("--step-duration", type=float, default=15.0, help="seconds per step")
-    steps.add_argument("--step-max-rate", type=float, default=200.0, help="stop stepping past this rate")
+    steps.add_argument("--step-max-rate", type=float, default=400.0, help="stop stepping past this rate")
 
     tls = parser.add_argument_group("ecard mTLS (a real deployment)")
     tls.add_argument("--tls-ca", default="", help="CA PEM of the server certificate; enables mTLS")

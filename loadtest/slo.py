@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+class WrongAnswer(Exception):
+    """The server answered, but not what the scenario expects (a forged token accepted, money not adding up)."""
+
+
 @dataclass(frozen=True)
 class Thresholds:
     checkout_p99_s: float = 3.0
