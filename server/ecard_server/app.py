@@ -79,7 +79,13 @@ class Deployment:
         if redis_url:
             from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
 
-            nonces, bus = RedisNonceStore.from_url(redis_url), RedisChangeBus.from_url(redis_url)
+            namespace = settings.redis_namespace
+            try:
+                nonces = RedisNonceStore.from_url(redis_url, namespace=namespace)
+                bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
+            except ValueError:
+                store.close()
+                raise
         else:
             nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
         return cls.assemble(settings, store, bus, nonces, clock=clock)

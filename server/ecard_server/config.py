@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
@@ -46,6 +47,8 @@ class Settings:
     """E-cards whose status and bindings are held in memory (LRU)."""
     nonce_capacity: int = 2_000_000
     """Consumed nonces held in memory (embedded default); past it Verify fails closed."""
+    redis_namespace: str = "ecard"
+    """Prefix of every Redis key and channel, so that deployments can share one Redis."""
     max_batch: int = 1000
     max_basket_items: int = 500
     max_enroll_errors: int = 100
@@ -78,6 +81,10 @@ class Settings:
                         raise ValueError(f"fund_ratio.{kind}: merchant kind must be one of {sorted(_MERCHANT_KINDS)}")
                     ratios[enum] = _ratio(ratio, f"fund_ratio.{kind}")
                 changes[key] = ratios
+            elif key == "redis_namespace":
+                if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+                    raise ValueError("redis_namespace must be 1 to 64 letters, digits or _ . : -")
+                changes[key] = value
             else:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"{key} must be a non-negative integer")

@@ -1,7 +1,8 @@
 """Versioned schema migrations, shared by every SQL backend.
 
 Each entry is (version, statements). `{blob}` and `{serial}` are filled in by the dialect. Applied in
-order by `SqlStore.migrate()` on start; never edit an applied entry, add a new one.
+order by `SqlStore.migrate()` on start; never edit an applied entry, add a new one. A statement that
+starts with the line `-- only sqlite` or `-- only postgresql` runs on that backend only.
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 kind TEXT NOT NULL,
                 created_at BIGINT NOT NULL)""",
             "CREATE INDEX fund_ledger_by_settlement ON fund_ledger (settlement_id)",
+        ],
+    ),
+    (
+        3,
+        [
+            # The audit trail is insert-only, enforced by the database itself.
+            "-- only sqlite\nCREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+            "BEGIN SELECT RAISE(ABORT, 'audit rows are insert-only'); END",
+            "-- only sqlite\nCREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+            "BEGIN SELECT RAISE(ABORT, 'audit rows are insert-only'); END",
+            "-- only postgresql\nCREATE FUNCTION audit_insert_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'audit rows are insert-only'; END $$",
+            "-- only postgresql\nCREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+            "FOR EACH ROW EXECUTE FUNCTION audit_insert_only()",
+            "-- only postgresql\nCREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_insert_only()",
         ],
     ),
 ]

@@ -32,6 +32,7 @@ class Cursor:
 
 
 class SqlStore:
+    backend: ClassVar[str] = ""  # "sqlite" or "postgresql": a migration statement may be for one only
     dialect: ClassVar[dict[str, str]] = {}
     for_update = ""  # row lock suffix inside a transaction, where the backend has one
     transient_errors: tuple[type[BaseException], ...] = ()
@@ -49,8 +50,13 @@ class SqlStore:
 
     def _apply_migration(self, cur: Cursor, version: int, statements: list[str]) -> None:
         for statement in statements:
+            if statement.startswith("-- only ") and not statement.startswith(f"-- only {self.backend}\n"):
+                continue  # another backend's statement
             cur.execute(statement.format(**self.dialect))
         cur.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+
+    def _lock_migrations(self, cur: Cursor) -> None:
+        """Serialises `migrate` across processes starting at once, where the transaction does not already."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -73,6 +79,7 @@ class SqlStore:
     def migrate(self) -> int:
         """Applies the migrations this database lacks; returns the schema version."""
         with self.transaction() as cur:
+            self._lock_migrations(cur)
             cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
             cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
             current = cur.fetchone()[0]
@@ -272,6 +279,13 @@ class SqlStore:
 
     def credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
         """Adds money to a personal account once per idempotency key (a ledger row and the balance)."""
+        try:
+            return self._credit(card_no, amount_fen, idempotency_key, request_hash, now)
+        except self.unique_errors:
+            # A concurrent credit under the same key committed first (PostgreSQL): answer as a repeat.
+            return self._credit(card_no, amount_fen, idempotency_key, request_hash, now)
+
+    def _credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
         with self.transaction() as cur:
             cur.execute("SELECT request_hash FROM credits WHERE idempotency_key = ?", (idempotency_key,))
             seen = cur.fetchone()

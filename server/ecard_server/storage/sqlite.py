@@ -13,6 +13,7 @@ from ecard_server.storage.sql import SqlStore
 
 
 class SqliteStore(SqlStore):
+    backend = "sqlite"
     dialect: ClassVar[dict[str, str]] = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
     transient_errors = (sqlite3.OperationalError,)
     unique_errors = (sqlite3.IntegrityError,)

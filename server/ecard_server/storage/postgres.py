@@ -1,0 +1,226 @@
+"""The shared deployment's store: PostgreSQL through psycopg 3 and a psycopg_pool connection pool.
+
+SqlStore's queries are written once with `?` placeholders; they become psycopg's `%s` here. A store
+that cannot reach PostgreSQL raises ecard.errors.Unavailable (callers fail closed) and heals by
+itself: broken connections are dropped from the pool and replaced once the server answers again.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ecard.errors import Unavailable
+from ecard_server.storage.sql import SqlStore
+
+# The advisory lock that serialises `migrate` across processes starting together ("ecard" in ASCII).
+MIGRATION_LOCK = 0x6563617264
+# libpq settings used unless the URL sets them: fail fast when the server is gone, notice dead peers.
+CONNECT_DEFAULTS = {
+    "connect_timeout": "3",
+    "application_name": "ecard",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+# How long a call waits for a connection while the database seems down (see PostgresStore).
+SUSPECT_WAIT = 0.25
+
+_PLACEHOLDER = re.compile(r"'[^']*'|\"[^\"]*\"|[?%]")
+
+
+def _pyformat_token(match: re.Match[str]) -> str:
+    text = match.group()
+    if text == "?":
+        return "%s"
+    return text.replace("%", "%%")  # a literal % (alone or inside a quoted literal) is not a placeholder
+
+
+@functools.lru_cache(maxsize=1024)
+def pyformat(sql: str) -> str:
+    """`?` placeholders (outside quoted literals) to psycopg's `%s`; a literal `%` doubled."""
+    return _PLACEHOLDER.sub(_pyformat_token, sql)
+
+
+def describe(url: str) -> str:
+    """host:port/dbname of a URL, for messages (never the password)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "?"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+class _Unit:
+    """The cursor of one unit of work (SqlStore's Cursor) with `?` placeholders. A pooled connection
+    that turns out to be dead is swapped for another while nothing has been sent on it yet."""
+
+    def __init__(self, store: PostgresStore, transaction: bool) -> None:
+        self._store = store
+        self._pool = store._pool
+        self._transaction = transaction
+        # One bound for the wait for a connection and for any replacement of it.
+        self._deadline = time.monotonic() + (SUSPECT_WAIT if store._suspect else store._acquire_timeout)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._sent = False  # something ran on this connection: it can no longer be swapped
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            conn = self._pool.getconn(max(0.0, self._deadline - time.monotonic()))
+        except PoolTimeout:
+            self._store._suspect = True
+            raise
+        self._store._suspect = False
+        self._conn, self._cur, self._sent = conn, conn.cursor(), False
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._cur.close()
+            self._pool.putconn(conn)  # the pool drops a broken connection and makes a new one
+
+    def _run(self, method: str, sql: str, params: Any) -> None:
+        for _ in range(self._pool.max_size + 1):
+            if self._conn is None:
+                raise psycopg.OperationalError("no connection")
+            fresh = not self._sent
+            try:
+                if fresh and self._transaction:
+                    self._cur.execute("BEGIN")
+                self._sent = True
+                getattr(self._cur, method)(pyformat(sql), params)
+                return
+            except psycopg.OperationalError:
+                if not (fresh and self._conn.broken):
+                    raise
+                self._release()
+                self._connect()
+        raise psycopg.OperationalError("every pooled connection was broken")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Unit:
+        self._run("execute", sql, tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> _Unit:
+        self._run("executemany", sql, [tuple(row) for row in rows])
+        return self
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    def finish(self, commit: bool) -> None:
+        """Commits or rolls back, and gives the connection back to the pool."""
+        try:
+            if self._transaction and self._sent and self._conn is not None:
+                self._cur.execute("COMMIT" if commit else "ROLLBACK")
+        except psycopg.Error:
+            if commit:
+                raise
+        finally:
+            self._release()
+
+
+class PostgresStore(SqlStore):
+    backend = "postgresql"
+    dialect: ClassVar[dict[str, str]] = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
+    for_update = " FOR UPDATE"
+    # OperationalError covers a refused or lost connection, an admin shutdown, serialization failures
+    # and deadlocks, and the pool's PoolTimeout/PoolClosed (its subclasses): all "try again later".
+    transient_errors = (psycopg.OperationalError,)
+    unique_errors = (psycopg.errors.UniqueViolation,)
+
+    def __init__(
+        self, url: str, *, min_size: int = 2, max_size: int = 16, acquire_timeout: float = 2.0,
+        reconnect_timeout: float = 2.0,
+    ) -> None:
+        """Opens a pool on `url` and migrates. `acquire_timeout` bounds the wait for a connection (so a
+        call against a dead database answers UNAVAILABLE within it); once a wait has timed out, calls
+        wait only `SUSPECT_WAIT` until one succeeds again. After `reconnect_timeout` of failed attempts
+        the pool stops retrying in the background and reconnects on the next call."""
+        self.url = url
+        self._acquire_timeout = acquire_timeout
+        self._suspect = False  # the last wait for a connection timed out: the database is probably down
+        self._closed = threading.Event()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            kwargs={**CONNECT_DEFAULTS, **self._url_settings(url), "autocommit": True},
+            min_size=min_size,
+            max_size=max_size,
+            timeout=acquire_timeout,
+            reconnect_timeout=reconnect_timeout,
+            name="ecard",
+            open=False,
+        )
+        self._pool.open(wait=False)
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _url_settings(url: str) -> dict[str, Any]:
+        return {k: v for k, v in conninfo_to_dict(url).items() if k in CONNECT_DEFAULTS}
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """Checks the URL and that the database answers, then opens the store. ValueError (one line)
+        for a malformed URL, an unreachable server, a missing database or refused credentials."""
+        try:
+            conninfo = make_conninfo(url, **{**CONNECT_DEFAULTS, **cls._url_settings(url)})
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"bad PostgreSQL URL: {_first_line(exc)}") from None
+        try:
+            psycopg.connect(conninfo).close()
+        except psycopg.Error as exc:
+            raise ValueError(f"cannot connect to PostgreSQL at {describe(url)}: {_first_line(exc)}") from None
+        try:
+            return cls(url)
+        except (psycopg.Error, Unavailable) as exc:
+            raise ValueError(f"cannot open PostgreSQL at {describe(url)}: {_first_line(exc)}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        unit = _Unit(self, transaction=True)
+        try:
+            yield unit
+        except BaseException:
+            unit.finish(commit=False)
+            raise
+        unit.finish(commit=True)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        unit = _Unit(self, transaction=False)  # autocommit: one round trip
+        try:
+            return unit.execute(sql, params).fetchall()
+        finally:
+            unit.finish(commit=True)
+
+    def _lock_migrations(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self._pool.close(timeout=5)
