@@ -7,6 +7,7 @@ does the same): each child opens its own store connections, caches and server.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -90,36 +91,62 @@ def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = Fal
     event(log, "stopped", worker=worker)
 
 
+def _run_worker(options: ServeOptions, worker: int) -> int:
+    """A forked worker's life; returns its exit status (never returns into the parent's code)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's forwarding handler is not ours
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        run_server(options, worker=worker, reuse_port=True)
+    except ValueError as exc:
+        print(f"ecard: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except BaseException:
+        log.exception(json.dumps({"event": "worker_crashed", "worker": worker}))
+        return 1
+    return 0
+
+
 def serve(options: ServeOptions) -> int:
+    """Runs the server: in this process, or as `options.workers` forked processes on one port.
+
+    The parent only forks and waits: it creates no gRPC object, thread or connection, so each child
+    starts clean. SIGTERM or SIGINT to the parent reaches every worker; when any worker ends (a crash,
+    a bad start, a signal of its own) the parent stops the others and exits with the worst status.
+    """
     check_options(options)
     if options.workers == 1:
         run_server(options)
         return 0
-    children: list[int] = []
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping: list[int] = []  # the signal that stops the group, once there is one
+
+    def stop_all(signum: int) -> None:
+        if not stopping:
+            stopping.append(signum)
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop_all(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stop_all(signum))
     for worker in range(options.workers):
         pid = os.fork()
         if pid == 0:
-            code = 0
-            try:
-                run_server(options, worker=worker, reuse_port=True)
-            except ValueError as exc:
-                print(f"ecard: error: {exc}", file=sys.stderr)
-                code = 2
-            except BaseException:
-                log.exception('{"event":"worker_crashed"}')
-                code = 1
-            os._exit(code)
-        children.append(pid)
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+            os._exit(_run_worker(options, worker))
+        children[pid] = worker
+    if stopping:  # a signal came while forking: make sure the late children hear it too
+        stop_all(stopping[0])
     worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
+    while children:
+        pid, status = os.wait()
+        worker = children.pop(pid, None)
+        if worker is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            log.warning(json.dumps({"event": "worker_exited", "worker": worker, "status": code}))
+            stop_all(signal.SIGTERM)
+            worst = max(worst, code if code > 0 else 1)
+        elif code > 0 or (code < 0 and -code != stopping[0]):
+            worst = max(worst, code if code > 0 else 1)
     return worst

@@ -1,0 +1,467 @@
+"""The shared deployment: `ecard serve` processes on one PostgreSQL and one Redis.
+
+Server A talks to PostgreSQL and Redis directly; server B through loopback relays in this process
+(conftest.TcpProxy), so a test can cut B off from either service and restore it, without touching
+the machine's shared PostgreSQL and Redis. Every server of this module uses its own Redis namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ecard import AdminClient, ClientOptions, PermissionDenied, PharmacyClient, Unavailable
+from ecard.testing import EcardServer, World, free_port
+from ecard.v1 import types_pb2 as t
+from ecard_server.core import events
+from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
+
+T = TypeVar("T")
+shared = [pytest.mark.postgres, pytest.mark.redis]
+PROPAGATION_S = 1.0  # the promise: a change reaches every process within one second
+
+
+def config_file(folder: Path, namespace: str) -> str:
+    path = folder / f"{namespace}.toml"
+    path.write_text(f'redis_namespace = "{namespace}"\n')
+    return str(path)
+
+
+def until(check: Callable[[], T | None], *, within: float, what: str, interval: float = 0.02) -> tuple[T, float]:
+    """Calls `check` until it returns something other than None; returns it and the seconds it took."""
+    start = time.monotonic()
+    while True:
+        found = check()
+        elapsed = time.monotonic() - start
+        if found is not None:
+            return found, elapsed
+        assert elapsed < within, f"{what}: not within {within} s"
+        time.sleep(interval)
+
+
+def reason_on(target: str, world: World, card: int = 0) -> int:
+    """The reason Verify gives for a fresh token of `card` on the server at `target`."""
+    with PharmacyClient(target, merchant_id=world.pharmacy_id) as pos:
+        return pos.verify(world.mint(card), purpose=t.PURPOSE_IDENTITY).reason
+
+
+@dataclass
+class Pair:
+    a: EcardServer
+    b: EcardServer
+    pg_relay: Any  # conftest.TcpProxy between B and PostgreSQL
+    redis_relay: Any  # conftest.TcpProxy between B and Redis
+    namespace: str
+    config: str
+
+    def seed(self, cards: int = 3) -> World:
+        """A fresh world seeded through A, once B accepts its first card (B learns of the new issuer,
+        key and merchant through change notices, which may take up to a second)."""
+        world = World.seed(self.a.target, cards=cards)
+
+        def accepted_by_b() -> bool | None:
+            with contextlib.suppress(PermissionDenied):
+                if reason_on(self.b.target, world, 0) == t.REASON_OK:
+                    return True
+            return None
+
+        until(accepted_by_b, within=PROPAGATION_S, what="a world seeded through A, on B")
+        return world
+
+
+@pytest.fixture(scope="module")
+def pair(
+    pg_module_url: str, redis_module_url: str, module_tcp_proxy: Callable[[str], Any], tmp_path_factory: Any
+) -> Iterator[Pair]:
+    namespace = f"ecard-test-{uuid.uuid4().hex[:12]}"
+    config = config_file(tmp_path_factory.mktemp("shared"), namespace)
+    pg_relay, redis_relay = module_tcp_proxy(pg_module_url), module_tcp_proxy(redis_module_url)
+    a = EcardServer(db=pg_module_url, redis=redis_module_url, extra_args=["--config", config])
+    b = EcardServer(db=pg_relay.url(pg_module_url), redis=redis_relay.url(redis_module_url),
+                    extra_args=["--config", config])
+    with a, b:
+        yield Pair(a, b, pg_relay, redis_relay, namespace, config)
+
+
+@pytest.fixture
+def relays_restored(pair: Pair) -> Iterator[Pair]:
+    """The pair, with B's relays restored after the test whatever happens in it."""
+    try:
+        yield pair
+    finally:
+        pair.pg_relay.restore()
+        pair.redis_relay.restore()
+
+
+# -- two processes, one deployment ----------------------------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_token_verified_on_one_is_replayed_on_the_other(pair: Pair) -> None:
+    world = pair.seed()
+    with PharmacyClient(pair.a.target, merchant_id=world.pharmacy_id) as on_a, \
+            PharmacyClient(pair.b.target, merchant_id=world.pharmacy_id) as on_b:
+        token = world.mint(0)
+        assert on_a.verify(token, purpose=t.PURPOSE_IDENTITY).verdict == t.VERDICT_ACCEPTED
+        replay = on_b.verify(token, purpose=t.PURPOSE_IDENTITY)
+        assert (replay.verdict, replay.reason) == (t.VERDICT_REJECTED, t.REASON_REPLAYED)
+        other = world.mint(1)
+        assert on_b.verify(other, purpose=t.PURPOSE_IDENTITY).verdict == t.VERDICT_ACCEPTED
+        assert on_a.verify(other, purpose=t.PURPOSE_IDENTITY).reason == t.REASON_REPLAYED
+        # A rejected token is not consumed, on either process.
+        wrong = world.mint(2, purposes=[t.PURPOSE_PAYMENT])
+        assert on_a.verify(wrong, purpose=t.PURPOSE_IDENTITY).reason == t.REASON_PURPOSE_NOT_ALLOWED
+        assert on_b.verify(wrong, purpose=t.PURPOSE_PAYMENT).verdict == t.VERDICT_ACCEPTED
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_card_reported_lost_through_one_is_rejected_by_the_other_within_a_second(pair: Pair) -> None:
+    world = pair.seed()  # B now holds card 0 in its cache
+    with AdminClient(pair.a.target) as admin:
+        admin.report_lost(ecard_id=world.ecard_ids[0])
+    _, took = until(lambda: reason_on(pair.b.target, world) == t.REASON_CARD_LOST or None,
+                    within=PROPAGATION_S, what="ReportLost through A seen by B")
+    print(f"lost card rejected by B after {took * 1000:.0f} ms")
+    # And back: reinstated through B, accepted again by A.
+    assert reason_on(pair.a.target, world) == t.REASON_CARD_LOST
+    with AdminClient(pair.b.target) as admin:
+        admin.reinstate(ecard_id=world.ecard_ids[0])
+    until(lambda: reason_on(pair.a.target, world) == t.REASON_OK or None,
+          within=PROPAGATION_S, what="Reinstate through B seen by A")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_key_revoked_through_one_is_rejected_by_the_other_within_a_second(pair: Pair) -> None:
+    world = pair.seed()
+    with AdminClient(pair.a.target) as admin:
+        admin.revoke_key(world.issuer_id, world.signer.kid)
+    until(lambda: reason_on(pair.b.target, world) == t.REASON_KEY_REVOKED or None,
+          within=PROPAGATION_S, what="key revocation through A seen by B")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_merchant_withdrawn_through_one_is_refused_by_the_other_within_a_second(pair: Pair) -> None:
+    world = pair.seed()
+    with AdminClient(pair.a.target) as admin:
+        admin.upsert_merchant(world.pharmacy_id, kind=t.MERCHANT_KIND_PHARMACY, region="330200", designated=False)
+
+    def refused() -> bool | None:
+        try:
+            reason_on(pair.b.target, world)
+        except PermissionDenied:
+            return True
+        return None
+
+    until(refused, within=PROPAGATION_S, what="merchant withdrawal through A seen by B")
+
+
+# -- outages: fail closed, heal by itself ---------------------------------------------------------
+def verdict_or_error(target: str, world: World, card: int = 0) -> str:
+    try:
+        return t.Reason.Name(reason_on(target, world, card))
+    except Unavailable:
+        return "UNAVAILABLE"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_redis_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
+    pair = relays_restored
+    world = pair.seed()
+    assert reason_on(pair.b.target, world, 1) == t.REASON_OK  # both cards cached on B as active
+    pair.redis_relay.cut()
+    # B cannot consume a nonce: UNAVAILABLE, never an accept. A, still connected, goes on.
+    answers = [verdict_or_error(pair.b.target, world) for _ in range(5)]
+    assert answers == ["UNAVAILABLE"] * 5
+    spent_on_a = world.mint(0)
+    with PharmacyClient(pair.a.target, merchant_id=world.pharmacy_id) as on_a:
+        assert on_a.verify(spent_on_a, purpose=t.PURPOSE_IDENTITY).verdict == t.VERDICT_ACCEPTED
+    # B misses the notice of a card lost through A, yet stops trusting its cache within a second.
+    with AdminClient(pair.a.target) as admin:
+        admin.report_lost(ecard_id=world.ecard_ids[1])
+    until(lambda: verdict_or_error(pair.b.target, world, 1) == "REASON_CARD_LOST" or None,
+          within=PROPAGATION_S, what="card lost while B was cut off from Redis")
+
+    pair.redis_relay.restore()
+    _, took = until(lambda: verdict_or_error(pair.b.target, world, 0) == "REASON_OK" or None,
+                    within=5, what="B accepting again once Redis is back", interval=0.1)
+    print(f"B recovered {took * 1000:.0f} ms after Redis came back")
+    with PharmacyClient(pair.b.target, merchant_id=world.pharmacy_id) as on_b:
+        assert on_b.verify(spent_on_a, purpose=t.PURPOSE_IDENTITY).reason == t.REASON_REPLAYED
+    assert verdict_or_error(pair.b.target, world, 1) == "REASON_CARD_LOST"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_postgres_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
+    pair = relays_restored
+    world = pair.seed()  # card 0 is cached on B; card 1 was never seen there
+    pair.pg_relay.cut()
+    # A cached card needs no SQL (the hot path); a card B has not seen cannot be checked: UNAVAILABLE.
+    assert verdict_or_error(pair.b.target, world, 0) == "REASON_OK"
+    started = time.monotonic()
+    assert verdict_or_error(pair.b.target, world, 1) == "UNAVAILABLE"
+    assert time.monotonic() - started < 4.5, "UNAVAILABLE must come before the client's deadline"
+    assert verdict_or_error(pair.b.target, world, 1) == "UNAVAILABLE"
+    with AdminClient(pair.b.target) as admin:
+        with pytest.raises(Unavailable):
+            admin.report_lost(ecard_id=world.ecard_ids[2])
+        with pytest.raises(Unavailable):
+            admin.upsert_issuer(world.issuer_id, "renamed during the outage")
+
+    pair.pg_relay.restore()
+    _, took = until(lambda: verdict_or_error(pair.b.target, world, 1) == "REASON_OK" or None,
+                    within=6, what="B verifying uncached cards once PostgreSQL is back", interval=0.1)
+    print(f"B recovered {took * 1000:.0f} ms after PostgreSQL came back")
+    with AdminClient(pair.b.target) as admin:
+        assert admin.report_lost(ecard_id=world.ecard_ids[2]).status == t.CARD_STATUS_LOST
+    assert verdict_or_error(pair.a.target, world, 2) == "REASON_CARD_LOST"
+
+
+# -- several workers on one port ------------------------------------------------------------------
+def consecutive_free_ports() -> int:
+    """A port P with P and P+1 free on 127.0.0.1 (worker N serves metrics on P+N)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def children_of(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def verifies_served(metrics_port: int) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("ecard_rpc_requests_total{") and 'method="Verify"' in line
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_workers_share_one_port_and_a_token_is_single_use_across_them(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    metrics = consecutive_free_ports()
+    config = config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")
+    server = EcardServer(db=pg_url, redis=redis_url,
+                         extra_args=["--workers", "2", "--config", config, "--metrics-listen", f"127.0.0.1:{metrics}"])
+    with server:
+        assert server.process is not None
+        workers = until(lambda: children_of(server.process.pid) if len(children_of(server.process.pid)) == 2
+                        else None, within=10, what="two worker processes")[0]
+        world = World.seed(server.target, cards=1)
+        token = world.mint(0)
+        # Sixteen clients, each on its own TCP connection: the kernel spreads them over both workers.
+        separate = ClientOptions(channel_options=(("grpc.use_local_subchannel_pool", 1),))
+        clients = [PharmacyClient(server.target, merchant_id=world.pharmacy_id, options=separate) for _ in range(16)]
+        try:
+            start = threading.Barrier(len(clients))
+
+            def verify(pos: PharmacyClient) -> int:
+                start.wait()
+                return pos.verify(token, purpose=t.PURPOSE_IDENTITY).reason
+
+            with ThreadPoolExecutor(len(clients)) as pool:
+                reasons = list(pool.map(verify, clients))
+        finally:
+            for pos in clients:
+                pos.close()
+        assert sorted(reasons) == sorted([t.REASON_OK] + [t.REASON_REPLAYED] * 15)
+        served = [verifies_served(metrics + n) for n in range(2)]
+        assert all(count > 0 for count in served), f"Verify calls per worker: {served}"
+        assert server.stop() == 0
+    for pid in workers:  # SIGTERM to the parent stopped every worker
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def serve_error(*args: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "ecard_server.cli", "serve", *args],
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stderr.strip()
+
+
+def test_workers_need_a_shared_store(tmp_path: Path) -> None:
+    code, err = serve_error("--db", f"sqlite:///{tmp_path}/e.db", "--workers", "2", "--listen", "127.0.0.1:50999")
+    assert code == 2 and "needs a shared store" in err and "\n" not in err
+    code, err = serve_error("--db", "postgresql://nobody@127.0.0.1:1/x", "--workers", "2",
+                            "--listen", "127.0.0.1:50999")
+    assert code == 2 and "--redis" in err and "\n" not in err
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_unreachable_services_are_refused_at_start_in_one_line(pg_url: str, redis_url: str) -> None:
+    port = free_port()
+    code, err = serve_error("--db", f"postgresql://postgres@127.0.0.1:{port}/x", "--listen", "127.0.0.1:0")
+    assert code == 2 and "cannot connect to PostgreSQL" in err and "\n" not in err
+    code, err = serve_error("--db", pg_url, "--redis", f"redis://127.0.0.1:{port}/0", "--listen", "127.0.0.1:0")
+    assert code == 2 and "cannot reach Redis" in err and "\n" not in err
+
+
+# -- the Redis pieces on their own ----------------------------------------------------------------
+@pytest.fixture
+def namespace() -> str:
+    return f"ecard-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.redis
+def test_nonce_consumed_once_across_stores_and_namespaces(redis_url: str, namespace: str) -> None:
+    first, second = RedisNonceStore.from_url(redis_url, namespace=namespace), RedisNonceStore.from_url(
+        redis_url, namespace=namespace)
+    elsewhere = RedisNonceStore.from_url(redis_url, namespace=namespace + "-other")
+    try:
+        expires = time.time() + 2
+        assert first.consume(b"bank\x00nonce-1", expires)
+        assert not second.consume(b"bank\x00nonce-1", expires)
+        assert not first.consume(b"bank\x00nonce-1", expires)
+        assert elsewhere.consume(b"bank\x00nonce-1", expires)  # another deployment sharing the Redis
+        assert second.consume(b"bank\x00nonce-2", expires)
+        time.sleep(3.1)  # forgotten once its token has expired
+        assert first.consume(b"bank\x00nonce-1", time.time() + 60)
+    finally:
+        for store in (first, second, elsewhere):
+            store.close()
+
+
+@pytest.mark.redis
+def test_nonce_store_fails_closed_and_heals(redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]) -> None:
+    relay = tcp_proxy(redis_url)
+    store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
+    try:
+        assert store.consume(b"n1", time.time() + 60)
+        relay.cut()
+        for key in (b"n1", b"n2"):
+            with pytest.raises(Unavailable):
+                store.consume(key, time.time() + 60)
+        relay.restore()
+        assert until(lambda: _consumes(store, b"n2"), within=3, what="nonce store back")[0] is True
+        assert store.consume(b"n1", time.time() + 60) is False
+    finally:
+        store.close()
+
+
+def _consumes(store: RedisNonceStore, key: bytes) -> bool | None:
+    try:
+        return store.consume(key, time.time() + 60)
+    except Unavailable:
+        return None
+
+
+class Heard:
+    """A change listener that remembers what it heard."""
+
+    def __init__(self) -> None:
+        self.notices: list[tuple[str, str]] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, kind: str, key: str) -> None:
+        with self.changed:
+            self.notices.append((kind, key))
+            self.changed.notify_all()
+
+    def wait_for(self, notice: tuple[str, str], within: float) -> float:
+        start = time.monotonic()
+        with self.changed:
+            assert self.changed.wait_for(lambda: notice in self.notices, timeout=within), (
+                f"{notice} not heard within {within} s; heard {self.notices[-5:]}"
+            )
+        return time.monotonic() - start
+
+    def forget(self) -> None:
+        with self.changed:
+            self.notices.clear()
+
+
+@contextlib.contextmanager
+def bus(url: str, namespace: str) -> Iterator[tuple[RedisChangeBus, Heard]]:
+    opened = RedisChangeBus.from_url(url, namespace=namespace)
+    heard = Heard()
+    opened.subscribe(heard)
+    try:
+        assert opened.connected.wait(5)
+        yield opened, heard
+    finally:
+        opened.close()
+
+
+@pytest.mark.redis
+def test_change_notices_reach_every_process_at_once(redis_url: str, namespace: str) -> None:
+    with bus(redis_url, namespace) as (one, heard_one), bus(redis_url, namespace) as (two, heard_two), \
+            bus(redis_url, namespace + "-other") as (_, heard_elsewhere):
+        heard_one.forget()
+        heard_elsewhere.forget()
+        one.publish(events.CARD, "E1")
+        assert heard_one.notices == [(events.CARD, "E1")]  # delivered here synchronously, and only once
+        took = heard_two.wait_for((events.CARD, "E1"), within=PROPAGATION_S)
+        assert took < 0.5
+        two.publish(events.KEY, "bank")
+        heard_one.wait_for((events.KEY, "bank"), within=PROPAGATION_S)
+        time.sleep(0.2)
+        assert heard_one.notices.count((events.CARD, "E1")) == 1
+        assert heard_elsewhere.notices == []
+
+
+@pytest.mark.redis
+def test_change_bus_drops_caches_while_cut_off_and_catches_up(
+    redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]
+) -> None:
+    relay = tcp_proxy(redis_url)
+    everything = (events.ALL, events.ALL)
+    with bus(redis_url, namespace) as (direct, _), bus(relay.url(redis_url), namespace) as (cut_off, heard):
+        heard.forget()
+        relay.cut()
+        heard.wait_for(everything, within=PROPAGATION_S)  # the link is gone: caches dropped
+        heard.forget()
+        heard.wait_for(everything, within=PROPAGATION_S)  # and dropped again while it stays gone
+        assert not cut_off.connected.is_set()
+        direct.publish(events.CARD, "lost-meanwhile")  # the cut-off bus cannot hear this one...
+        heard.forget()
+        relay.restore()
+        assert cut_off.connected.wait(5)
+        heard.wait_for(everything, within=PROPAGATION_S)  # ...so it starts again from empty caches
+        time.sleep(0.1)
+        heard.forget()
+        time.sleep(0.5)
+        assert heard.notices == []  # connected again: no more periodic drops
+        direct.publish(events.MERCHANT, "m1")
+        heard.wait_for((events.MERCHANT, "m1"), within=PROPAGATION_S)
+
+
+@pytest.mark.redis
+def test_deferred_notice_is_published_after_the_comeback(
+    redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]
+) -> None:
+    relay = tcp_proxy(redis_url)
+    with bus(redis_url, namespace) as (_, heard_direct), bus(relay.url(redis_url), namespace) as (cut_off, _):
+        relay.cut()
+        until(lambda: (not cut_off.connected.is_set()) or None, within=PROPAGATION_S, what="bus noticed the cut")
+        cut_off.publish(events.CARD, "changed-while-cut")
+        relay.restore()
+        heard_direct.wait_for((events.CARD, "changed-while-cut"), within=5)
