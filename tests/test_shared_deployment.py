@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -299,6 +300,23 @@ def test_workers_share_one_port_and_a_token_is_single_use_across_them(
     for pid in workers:  # SIGTERM to the parent stopped every worker
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_worker_that_dies_stops_the_group(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    """No half-capacity server hiding behind a port: the supervisor (systemd, Kubernetes) restarts it."""
+    config = config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")
+    with EcardServer(db=pg_url, redis=redis_url, extra_args=["--workers", "2", "--config", config]) as server:
+        assert server.process is not None
+        workers = until(lambda: children_of(server.process.pid) if len(children_of(server.process.pid)) == 2
+                        else None, within=10, what="two worker processes")[0]
+        os.kill(workers[0], signal.SIGKILL)
+        assert server.process.wait(timeout=20) == 1
+        for pid in workers:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert '"worker_exited"' in server.logs()
 
 
 def serve_error(*args: str) -> tuple[int, str]:

@@ -139,9 +139,9 @@ def serve(options: ServeOptions) -> int:
     worst = 0
     while children:
         pid, status = os.wait()
-        worker = children.pop(pid, None)
-        if worker is None:
+        if pid not in children:
             continue
+        worker = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if not stopping:
             log.warning(json.dumps({"event": "worker_exited", "worker": worker, "status": code}))

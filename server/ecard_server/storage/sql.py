@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ecard.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from ecard_server.core.model import ACTIVE, LOST, Card, EnrollRow, Issuer, IssuerKey, Merchant
@@ -22,7 +22,7 @@ _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, eca
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
 
-class Cursor:
+class Cursor(Protocol):
     """The slice of a DB-API cursor that SqlStore uses, with `?` placeholders on every backend."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
