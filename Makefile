@@ -44,6 +44,22 @@ run: install  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C
 	$(ECARD) demo --target $(LISTEN) --out var/demo && \
 	echo "(server running; Ctrl-C to stop)" && wait $$pid
 
+# Load tests (loadtest/): each starts `ecard serve` on a free loopback port, seeds it through the
+# public API, runs Locust headless for a bounded time, stops the server and prints the SLO verdict
+# (exit 1 naming the threshold that failed). Reports in reports/. Options for Locust or the harness:
+# make loadtest LOADTEST_ARGS="--arrival-rate 80 --slo-checkout-p99 2"; a real deployment: --host H:P.
+LOADTEST_ARGS ?=
+.PHONY: loadtest loadtest-capacity loadtest-distributed
+
+loadtest: install  ## the SLO gate: 60 s of load at 40 visits/s (about 1.5 min in all, killed past 4 min)
+	$(PY) -m loadtest steady --run-time 60s $(LOADTEST_ARGS)
+
+loadtest-capacity: install  ## raise the arrival rate step by step until the SLO breaks (at most 6 min of load)
+	$(PY) -m loadtest capacity --run-time 6m $(LOADTEST_ARGS)
+
+loadtest-distributed: install  ## a Locust master (--expect-workers 2) and 2 workers, 60 s of load (about 1.5 min)
+	$(PY) -m loadtest distributed --workers 2 --run-time 60s $(LOADTEST_ARGS)
+
 clean:
 	rm -rf var reports build dist .pytest_cache .ruff_cache .mypy_cache .hypothesis
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

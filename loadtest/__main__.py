@@ -9,8 +9,8 @@ Without --host it starts `ecard serve` on a free loopback port (fresh SQLite fil
 lets Locust seed it through the public API, runs headless for the bounded time, stops the server and
 exits with Locust's status: 0 when the SLO held, 1 naming the threshold that failed. Arguments after
 `--` (or any it does not know) go to Locust: --arrival-rate 40, --slo-checkout-p99 2.5 ...
-Reports: reports/<mode>.report.txt and .json (the verdict and its figures), Locust's CSV files and
-reports/<mode>.html; the server's log is reports/<mode>.server.log.
+Reports (NAME: loadtest, capacity or distributed): reports/NAME.report.txt and .json (the verdict and
+its figures), Locust's reports/NAME_*.csv and reports/NAME.html; the server's log is reports/NAME.server.log.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILES = {"steady": "loadtest/locustfile.py", "capacity": "loadtest/capacity.py",
                "distributed": "loadtest/locustfile.py"}
 DEFAULT_RUN_TIME = {"steady": "60s", "capacity": "6m", "distributed": "60s"}
+REPORT_NAMES = {"steady": "loadtest", "capacity": "capacity", "distributed": "distributed"}
 SETUP_ALLOWANCE_S = 180
 """Beyond --run-time, time allowed for seeding, ramp-up and the final reports before the run is killed."""
 
@@ -115,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_time = args.run_time or DEFAULT_RUN_TIME[args.mode]
     run_seconds = parse_seconds(run_time)
     reports = Path(args.reports).resolve()
-    prefix = str(reports.relative_to(ROOT) / args.mode if reports.is_relative_to(ROOT) else reports / args.mode)
+    name = REPORT_NAMES[args.mode]
+    prefix = str(reports.relative_to(ROOT) / name if reports.is_relative_to(ROOT) else reports / name)
     locustfile = LOCUSTFILES[args.mode]
     common = ["--config", str(Path(args.config).resolve()), "--headless", "--run-time", run_time,
               "--csv", prefix, "--html", f"{prefix}.html", "--report-prefix", prefix, *passthrough]

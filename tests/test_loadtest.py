@@ -144,7 +144,7 @@ def test_smoke_run_passes_the_slo_with_every_scenario_and_no_wrong_verdict(tmp_p
     assert result.returncode == 0, output[-4000:]
     assert time.monotonic() - started < 60
     assert "SLO PASS" in result.stdout
-    report = report_of(tmp_path / "steady")
+    report = report_of(tmp_path / "loadtest")
     assert report["verdict"] == "PASS" and report["failed_thresholds"] == []
     assert set(report["scheduled_starts_by_scenario"]) == {"checkout", "hospital", "identity", "hostile"}
     assert all(n > 0 for n in report["scheduled_starts_by_scenario"].values())
@@ -158,8 +158,8 @@ def test_smoke_run_passes_the_slo_with_every_scenario_and_no_wrong_verdict(tmp_p
     assert report["rpcs"]["/ecard.v1.Settlement/Settle"]["count"] > 0
     assert report["late_starts"]["of_scheduled"] > 0 and "count" in report["late_starts"]
     for suffix in (".report.txt", ".report.json", ".html", "_stats.csv", "_failures.csv", ".seed.json"):
-        assert Path(f"{tmp_path / 'steady'}{suffix}").is_file(), suffix
-    text = Path(f"{tmp_path / 'steady'}.report.txt").read_text(encoding="utf-8")
+        assert Path(f"{tmp_path / 'loadtest'}{suffix}").is_file(), suffix
+    text = Path(f"{tmp_path / 'loadtest'}.report.txt").read_text(encoding="utf-8")
     assert text.startswith("SLO PASS") and "late starts:" in text and "REJECTED/CARD_LOST" in text
 
 
@@ -253,7 +253,7 @@ def test_a_server_that_accepts_everything_fails_the_run_for_wrong_verdicts(
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-4000:]
     assert "SLO threshold failed: slo-wrong-verdicts" in output
-    report = report_of(tmp_path / "steady")
+    report = report_of(tmp_path / "loadtest")
     assert "slo-wrong-verdicts" in report["failed_thresholds"]
     wrong = report["wrong_verdicts"]
     assert wrong["count"] > 0
