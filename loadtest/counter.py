@@ -72,7 +72,7 @@ class MerchantCounter(ScheduledUser):
         answer = self.client.verify(token, purpose=purpose, min_assurance=min_assurance, terminal_id=self.merchant_id)
         elapsed_ms = (time.perf_counter() - started) * 1000
         verdict, reason = Verdict(answer.verdict).name, Reason(answer.reason).name
-        tally = self.context.tally
+        tally = self.harness.tally
         tally.record_verdict(verdict, reason)
         expected_verdict = Verdict.ACCEPTED if expected == Reason.OK else Verdict.REJECTED
         wrong = None
@@ -97,6 +97,6 @@ class MerchantCounter(ScheduledUser):
         try:
             check_settlement(record, items)
         except WrongAnswer as wrong:
-            self.context.tally.record_wrong(f"{self.scenario}: {wrong}")
+            self.harness.tally.record_wrong(f"{self.scenario}: {wrong}")
             raise
         return record

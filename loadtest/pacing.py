@@ -82,15 +82,15 @@ class ScheduledUser(GrpcUser):
         super().__init__(environment)
         # Locust would run the declared tasks back to back; here it runs the schedule, and each arrival
         # starts one of the declared tasks (weights kept: Locust expands them into this list).
-        self._visit_kinds: list[Callable[..., Any]] = list(self.tasks)
+        self._visit_kinds: list[Callable[..., Any]] = list(self.tasks)  # type: ignore[arg-type]
         self.tasks = [ScheduledUser._arrive]
-        self.context: RunContext = context_of(environment)
-        self.settings = self.context.settings
+        self.harness: RunContext = context_of(environment)
+        self.settings = self.harness.settings
         self._visits = Pool(self.settings.max_in_flight)
         self._next_start = 0.0
 
     def on_start(self) -> None:
-        self.seed = self.context.wait_for_seed()
+        self.seed = self.harness.wait_for_seed()
         self.prepare()
         super().on_start()
         gevent.sleep(random.uniform(0, self.settings.visit_interval))  # counters do not all open at once
@@ -117,7 +117,7 @@ class ScheduledUser(GrpcUser):
         self._visits.spawn(self._visit, random.choice(self._visit_kinds), intended)  # waits when the pool is full
 
     def _visit(self, kind: Callable[..., Any], intended: float) -> None:
-        self.context.tally.record_start(
+        self.harness.tally.record_start(
             self.scenario or type(self).__name__, time.monotonic() - intended, self.settings.late_tolerance
         )
         try:

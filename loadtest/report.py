@@ -49,7 +49,7 @@ def gate(environment: Environment, context: RunContext) -> list[Breach]:
             breaches.append(Breach("slo-wrong-verdicts", context.tally.wrong_verdicts, thresholds.wrong_verdicts))
     else:
         breaches = evaluate(thresholds, measurement(environment, context))
-    harness_errors = sum(e["occurrences"] for e in environment.runner.exceptions.values()) if environment.runner else 0
+    harness_errors = sum(e["count"] for e in environment.runner.exceptions.values()) if environment.runner else 0
     if harness_errors:
         breaches.append(Breach("harness-errors (see the log)", harness_errors, 0))
     return breaches
