@@ -212,7 +212,9 @@ def test_redis_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
 @pytest.mark.redis
 def test_postgres_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
     pair = relays_restored
-    world = pair.seed()  # card 0 is cached on B; card 1 was never seen there
+    world = pair.seed()
+    time.sleep(0.3)  # let the seed's last change notices land on B, then cache card 0 there for good
+    assert reason_on(pair.b.target, world, 0) == t.REASON_OK  # card 1 was never seen on B
     pair.pg_relay.cut()
     # A cached card needs no SQL (the hot path); a card B has not seen cannot be checked: UNAVAILABLE.
     assert verdict_or_error(pair.b.target, world, 0) == "REASON_OK"
@@ -369,6 +371,21 @@ def test_nonce_consumed_once_across_stores_and_namespaces(redis_url: str, namesp
 
 
 @pytest.mark.redis
+def test_nonce_batch_is_one_round_trip_with_the_same_answers(redis_url: str, namespace: str) -> None:
+    store = RedisNonceStore.from_url(redis_url, namespace=namespace)
+    try:
+        expires = time.time() + 60
+        assert store.consume(b"b", expires)
+        assert store.consume_many([(b"a", expires), (b"b", expires), (b"a", expires), (b"c", expires)]) == [
+            True, False, False, True
+        ]
+        assert store.consume_many([]) == []
+        assert not store.consume(b"c", expires)
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
 def test_nonce_store_fails_closed_and_heals(redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]) -> None:
     relay = tcp_proxy(redis_url)
     store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
@@ -378,6 +395,8 @@ def test_nonce_store_fails_closed_and_heals(redis_url: str, namespace: str, tcp_
         for key in (b"n1", b"n2"):
             with pytest.raises(Unavailable):
                 store.consume(key, time.time() + 60)
+        with pytest.raises(Unavailable):
+            store.consume_many([(b"n2", time.time() + 60)])
         relay.restore()
         assert until(lambda: _consumes(store, b"n2"), within=3, what="nonce store back")[0] is True
         assert store.consume(b"n1", time.time() + 60) is False
@@ -437,8 +456,7 @@ def test_change_notices_reach_every_process_at_once(redis_url: str, namespace: s
         heard_elsewhere.forget()
         one.publish(events.CARD, "E1")
         assert heard_one.notices == [(events.CARD, "E1")]  # delivered here synchronously, and only once
-        took = heard_two.wait_for((events.CARD, "E1"), within=PROPAGATION_S)
-        assert took < 0.5
+        heard_two.wait_for((events.CARD, "E1"), within=PROPAGATION_S)
         two.publish(events.KEY, "bank")
         heard_one.wait_for((events.KEY, "bank"), within=PROPAGATION_S)
         time.sleep(0.2)
