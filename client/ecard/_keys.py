@@ -102,9 +102,13 @@ def sign(key: PrivateKey, message: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 @dataclass(frozen=True)
 class _OpenSSLEd25519:
     key: ed25519.Ed25519PublicKey
+    backend = "openssl"
 
     def __call__(self, signature: bytes, message: bytes) -> bool:
         try:
@@ -117,44 +121,54 @@ class _OpenSSLEd25519:
 @dataclass(frozen=True)
 class _OpenSSLP256:
     key: ec.EllipticCurvePublicKey
+    backend = "openssl"
 
     def __call__(self, signature: bytes, message: bytes) -> bool:
         if len(signature) != 64:
             return False
         der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
         try:
-            self.key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+            self.key.verify(der, message, _ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True
 
 
 def _sodium_ed25519(key: ed25519.Ed25519PublicKey) -> SignatureCheck | None:
+    """libsodium's Ed25519 verification through PyNaCl's cffi binding, or None without PyNaCl.
+
+    PyNaCl declares no detached verify, only `crypto_sign_open(m, mlen_p, sm, smlen, pk)` over
+    signature || message. libsodium takes NULL for both opened-message outputs, so a check costs one
+    concatenation and the C call (cffi releases the GIL during it), nothing else.
+    """
     try:
         from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
     except ImportError:
         return None
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    sign_open = lib.crypto_sign_open  # PyNaCl's binding has no detached verify: open signature || message
-    new_buffer = ffi.new
-    length = ffi.new("unsigned long long *")
+    sign_open, null = lib.crypto_sign_open, ffi.NULL
 
     def check(signature: bytes, message: bytes) -> bool:
         if len(signature) != 64:
             return False
         signed = signature + message
-        return sign_open(new_buffer("unsigned char[]", len(signed)), length, signed, len(signed), raw) == 0
+        return sign_open(null, null, signed, len(signed), raw) == 0
 
+    check.backend = "libsodium"  # type: ignore[attr-defined]
     return check
 
 
 def signature_check(public_key: PublicKey, *, backend: str = "fastest") -> SignatureCheck:
     """A callable that checks signatures made by `sign` with the private half of `public_key`.
 
-    backend: "fastest" (libsodium for Ed25519 where installed) or "openssl" (cryptography only).
+    backend: "fastest" (libsodium for Ed25519 where installed), "openssl" (cryptography only) or
+    "libsodium" (Ed25519 only; ImportError without PyNaCl). The callable's `backend` attribute names
+    the library that runs it.
     """
     if isinstance(public_key, ed25519.Ed25519PublicKey):
-        if backend == "fastest" and (fast := _sodium_ed25519(public_key)) is not None:
+        if backend in ("fastest", "libsodium") and (fast := _sodium_ed25519(public_key)) is not None:
             return fast
+        if backend == "libsodium":
+            raise ImportError("the libsodium backend needs PyNaCl")
         return _OpenSSLEd25519(public_key)
     return _OpenSSLP256(public_key)  # type: ignore[arg-type]

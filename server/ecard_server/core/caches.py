@@ -122,12 +122,19 @@ class CardSnapshot:
 
 
 class CardCache:
-    """A bounded LRU of e-card snapshots by ecard_id. Unknown ids are cached too (as None)."""
+    """A bounded LRU of e-card snapshots by ecard_id. Unknown ids are cached too (as None).
+
+    Memory per entry is about 300 bytes: snapshots share their channel sets, regions and masked
+    names (a city has a handful of each), and the key is the snapshot's own ecard_id string.
+    """
+
+    _SHARED_MAX = 50_000
 
     def __init__(self, store: ReadStore, capacity: int = 200_000) -> None:
         self._store = store
         self._capacity = max(capacity, 1)
         self._entries: OrderedDict[str, CardSnapshot | None] = OrderedDict()
+        self._shared: dict[object, object] = {}
         self._generation = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -135,6 +142,10 @@ class CardCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
 
     @property
     def hit_ratio(self) -> float:
@@ -162,12 +173,22 @@ class CardCache:
                 self.hits += 1
                 return entries[ecard_id]
             generation = self._generation
-        self.misses += 1
+            self.misses += 1
         card = self._store.get_card(ecard_id=ecard_id)
-        snapshot = CardSnapshot.of(card) if card is not None else None
+        snapshot = self._snapshot(card) if card is not None else None
         with self._lock:
             if generation == self._generation:
-                entries[ecard_id] = snapshot
+                entries[snapshot.ecard_id if snapshot is not None else ecard_id] = snapshot
                 if len(entries) > self._capacity:
                     entries.popitem(last=False)
         return snapshot
+
+    def _snapshot(self, card: Card) -> CardSnapshot:
+        fresh = CardSnapshot.of(card)
+        shared = self._shared
+        if len(shared) > self._SHARED_MAX:
+            shared.clear()
+        channels = shared.setdefault(fresh.channels, fresh.channels)
+        masked = shared.setdefault(fresh.holder_name_masked, fresh.holder_name_masked)
+        region = shared.setdefault(fresh.region, fresh.region)
+        return CardSnapshot(fresh.ecard_id, fresh.card_no, fresh.status, channels, masked, region)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from ecard.errors import Unavailable
@@ -16,6 +17,15 @@ class NonceStore(Protocol):
 
         Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
         """
+
+
+def consume_many(store: NonceStore, items: Sequence[tuple[bytes, float]]) -> list[bool]:
+    """`consume` of each (key, expires_at) in order, in one call where the store offers
+    `consume_many` (one lock, one round trip); a key repeated in `items` is fresh only the first time."""
+    many = getattr(store, "consume_many", None)
+    if many is not None:
+        return many(items)  # type: ignore[no-any-return]
+    return [store.consume(key, expires_at) for key, expires_at in items]
 
 
 class MemoryNonceStore:
@@ -38,16 +48,31 @@ class MemoryNonceStore:
     def consume(self, key: bytes, expires_at: float) -> bool:
         with self._lock:
             now = self._clock()
-            heap = self._heap
-            while heap and heap[0][0] <= now:
-                _, old = heapq.heappop(heap)
-                if self._expiry.get(old, now + 1) <= now:
-                    del self._expiry[old]
-            known = self._expiry.get(key)
-            if known is not None and known > now:
-                return False
-            if len(self._expiry) >= self._capacity:
-                raise Unavailable("nonce store is full", "NONCE_STORE_FULL")
-            self._expiry[key] = expires_at
-            heapq.heappush(heap, (expires_at, key))
-            return True
+            if self._heap and self._heap[0][0] <= now:
+                self._expire(now)
+            return self._insert(key, expires_at, now)
+
+    def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
+        with self._lock:
+            now = self._clock()
+            if self._heap and self._heap[0][0] <= now:
+                self._expire(now)
+            insert = self._insert
+            return [insert(key, expires_at, now) for key, expires_at in items]
+
+    def _expire(self, now: float) -> None:
+        heap, expiry = self._heap, self._expiry
+        while heap and heap[0][0] <= now:
+            _, old = heapq.heappop(heap)
+            if expiry.get(old, now + 1) <= now:
+                del expiry[old]
+
+    def _insert(self, key: bytes, expires_at: float, now: float) -> bool:
+        known = self._expiry.get(key)
+        if known is not None and known > now:
+            return False
+        if len(self._expiry) >= self._capacity:
+            raise Unavailable("nonce store is full", "NONCE_STORE_FULL")
+        self._expiry[key] = expires_at
+        heapq.heappush(self._heap, (expires_at, key))
+        return True

@@ -1,22 +1,139 @@
-"""Prometheus metrics: requests, latency and Verify verdicts by reason, per RPC."""
+"""Prometheus metrics: requests, latency and Verify verdicts by reason, per RPC; cache and nonce gauges.
+
+The hot path only adds to a dictionary that belongs to the calling thread: no lock, no lost update,
+about a tenth of what prometheus_client's own Counter.inc and Histogram.observe cost (each takes a
+lock per value, and observe walks the buckets in Python). Prometheus reads the sum of every
+thread's counts through a collector, under the same metric names, labels and types as before:
+
+    ecard_rpc_requests_total{method,code}   ecard_rpc_latency_seconds{method} (histogram)
+    ecard_verify_verdicts_total{reason}     ecard_card_cache_* and ecard_nonces_held (gauges)
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from ecard.v1 import types_pb2
 
-RPC_REQUESTS = Counter("ecard_rpc_requests", "Finished RPCs", ["method", "code"])
-RPC_LATENCY = Histogram(
-    "ecard_rpc_latency_seconds",
-    "Server-side RPC latency",
-    ["method"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
-VERDICTS = Counter("ecard_verify_verdicts", "Verify verdicts by reason", ["reason"])
-CARD_CACHE_HIT_RATIO = Gauge("ecard_card_cache_hit_ratio", "Share of card lookups served from memory")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_REASON_NAMES = {value: name.removeprefix("REASON_") for name, value in types_pb2.Reason.items()}
 
-# Bound children, so the hot path does no label lookups.
-VERDICT_BY_REASON = {
-    value: VERDICTS.labels(name.removeprefix("REASON_")) for name, value in types_pb2.Reason.items()
-}
+
+class ThreadCounts:
+    """Counts kept per thread and summed on demand: `add` never waits for another thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[dict[Any, float]] = []
+        self._lock = threading.Lock()
+
+    def mine(self) -> dict[Any, float]:
+        """The calling thread's own counts (made on its first use)."""
+        try:
+            return self._local.counts  # type: ignore[no-any-return]
+        except AttributeError:
+            counts: dict[Any, float] = {}
+            with self._lock:
+                self._all.append(counts)
+            self._local.counts = counts
+            return counts
+
+    def totals(self) -> dict[Any, float]:
+        with self._lock:
+            shards = list(self._all)
+        total: dict[Any, float] = {}
+        for shard in shards:
+            for key, value in shard.copy().items():  # dict.copy is atomic under the GIL
+                total[key] = total.get(key, 0) + value
+        return total
+
+
+COUNTS = ThreadCounts()
+_mine = COUNTS.mine
+
+
+class MethodMetrics:
+    """The keys of one RPC method, made once when its handler is wrapped."""
+
+    __slots__ = ("_buckets", "_codes", "_sum", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._codes: dict[str, tuple[str, str, str]] = {}
+        self._buckets = [("bucket", name, i) for i in range(len(LATENCY_BUCKETS) + 1)]
+        self._sum = ("sum", name)
+
+    def finished(self, code: str, seconds: float) -> None:
+        """One call that ended with `code` ("OK" or a grpc.StatusCode name) after `seconds`."""
+        key = self._codes.get(code)
+        if key is None:
+            key = self._codes.setdefault(code, ("requests", self.name, code))
+        counts = _mine()
+        counts[key] = counts.get(key, 0) + 1
+        bucket = self._buckets[bisect_left(LATENCY_BUCKETS, seconds)]
+        counts[bucket] = counts.get(bucket, 0) + 1
+        counts[self._sum] = counts.get(self._sum, 0.0) + seconds
+
+
+_VERDICT_KEYS = {reason: ("verdict", reason) for reason in _REASON_NAMES}
+
+
+def verdict(reason: int) -> None:
+    """One Verify answer (of a unary call, a stream or a batch item) with this reason."""
+    key = _VERDICT_KEYS[reason]
+    counts = _mine()
+    counts[key] = counts.get(key, 0) + 1
+
+
+def verdicts(reasons: list[int]) -> None:
+    """Many Verify answers at once (a batch)."""
+    counts = _mine()
+    for reason in reasons:
+        key = _VERDICT_KEYS[reason]
+        counts[key] = counts.get(key, 0) + 1
+
+
+class _Collector(Collector):
+    def __init__(self) -> None:
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def collect(self) -> Iterator[Any]:
+        totals = COUNTS.totals()
+        requests = CounterMetricFamily("ecard_rpc_requests", "Finished RPCs", labels=["method", "code"])
+        verdict_family = CounterMetricFamily("ecard_verify_verdicts", "Verify verdicts by reason", labels=["reason"])
+        latency = HistogramMetricFamily("ecard_rpc_latency_seconds", "Server-side RPC latency", labels=["method"])
+        methods: set[str] = set()
+        for key, value in sorted(totals.items(), key=repr):
+            if key[0] == "requests":
+                requests.add_metric([key[1], key[2]], value)
+                methods.add(key[1])
+            elif key[0] == "verdict":
+                verdict_family.add_metric([_REASON_NAMES[key[1]]], value)
+        for method in sorted(methods):
+            cumulative, buckets = 0.0, []
+            for i, bound in enumerate([*LATENCY_BUCKETS, float("inf")]):
+                cumulative += totals.get(("bucket", method, i), 0)
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([method], buckets, totals.get(("sum", method), 0.0))
+        yield requests
+        yield verdict_family
+        yield latency
+        for name, (help_text, read) in sorted(self.gauges.items()):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], read())
+            yield gauge
+
+
+_COLLECTOR = _Collector()
+REGISTRY.register(_COLLECTOR)
+
+
+def watch(name: str, help_text: str, read: Callable[[], float]) -> None:
+    """A gauge read when Prometheus scrapes (the latest `watch` of a name wins: one deployment per process)."""
+    _COLLECTOR.gauges[name] = (help_text, read)

@@ -1,26 +1,29 @@
-"""Verifier servicer: unary, stream and batch share one path, `_verify_one`."""
+"""Verifier servicer: unary, stream and batch share one path, the core's TokenVerifier.
+
+Answers are filled in place (a batch's inside its response message), so no message is built twice.
+A batch runs every check of every item, then consumes all the batch's nonces in one call to the
+nonce store, exactly as the items would be one after another.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from ecard.errors import InvalidArgument
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
 from ecard_server.core.audit import AuditTrail
-from ecard_server.core.verification import TokenVerifier
+from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
-from ecard_server.rpc.convert import card_view
 
 MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken client, not a token
 _PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
 _ASSURANCES = frozenset(t.Assurance.values())
-_ACCEPTED, _REJECTED = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED
+_ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 
 
 def check_request(request: verifier_pb2.VerifyRequest) -> None:
@@ -36,6 +39,42 @@ def check_request(request: verifier_pb2.VerifyRequest) -> None:
         raise InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
 
 
+def _well_formed(request: verifier_pb2.VerifyRequest) -> str | None:
+    """The token of a request that passes check_request, else None (one read of each field)."""
+    token = request.token
+    if (
+        not token
+        or len(token) > MAX_TOKEN_TEXT
+        or request.purpose not in _PURPOSES
+        or request.min_assurance not in _ASSURANCES
+        or len(request.request_id) > 128
+        or len(request.terminal_id) > 64
+    ):
+        return None
+    return token
+
+
+def fill_response(
+    response: verifier_pb2.VerifyResponse, request_id: str, outcome: VerifyOutcome
+) -> verifier_pb2.VerifyResponse:
+    """Writes one verdict into `response` (a fresh message, or an element of a batch's answer)."""
+    reason = outcome.reason
+    response.request_id = request_id
+    response.verdict = _ACCEPTED if reason == _OK else _REJECTED
+    response.reason = reason
+    card = outcome.card
+    if card is not None:
+        view = response.card
+        view.ecard_id = card.ecard_id
+        view.holder_name_masked = card.holder_name_masked
+        view.region = card.region
+        view.status = card.status
+        if outcome.verification_id:
+            response.verification_id = outcome.verification_id
+            response.verification_expires_at.seconds = outcome.verification_expires_at
+    return response
+
+
 class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
     def __init__(self, verifier: TokenVerifier, audit: AuditTrail, settings: Settings) -> None:
         self._verifier = verifier
@@ -46,26 +85,18 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         outcome = self._verifier.verify_token(
             request.token, merchant_id=merchant_id, purpose=request.purpose, min_assurance=request.min_assurance
         )
-        reason = outcome.reason
-        metrics.VERDICT_BY_REASON[reason].inc()
-        response = verifier_pb2.VerifyResponse(
-            request_id=request.request_id, verdict=_ACCEPTED if reason == t.REASON_OK else _REJECTED, reason=reason
-        )
+        metrics.verdict(outcome.reason)
+        self._record(merchant_id, request.terminal_id, outcome)
+        return fill_response(verifier_pb2.VerifyResponse(), request.request_id, outcome)
+
+    def _record(self, merchant_id: str, terminal_id: str, outcome: VerifyOutcome) -> None:
         card = outcome.card
-        if card is not None:
-            response.card.CopyFrom(card_view(card))
-        if outcome.verification_id:
-            response.verification_id = outcome.verification_id
-            response.verification_expires_at.CopyFrom(Timestamp(seconds=outcome.verification_expires_at))
-        self._audit.record("VERIFY", merchant_id, card.ecard_id if card else "", f"{request.terminal_id} {reason}")
-        return response
+        self._audit.record("VERIFY", merchant_id, card.ecard_id if card else "", f"{terminal_id} {outcome.reason}")
 
     def _item(self, request: verifier_pb2.VerifyRequest, merchant_id: str) -> verifier_pb2.VerifyResponse:
-        """One verification of a stream or batch: a malformed item is rejected alone."""
-        try:
-            check_request(request)
-        except InvalidArgument:
-            metrics.VERDICT_BY_REASON[t.REASON_MALFORMED].inc()
+        """One verification of a stream: a malformed item is rejected alone."""
+        if _well_formed(request) is None:
+            metrics.verdict(t.REASON_MALFORMED)
             return verifier_pb2.VerifyResponse(
                 request_id=request.request_id, verdict=_REJECTED, reason=t.REASON_MALFORMED
             )
@@ -88,7 +119,24 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         items = request.requests
         if len(items) > self._max_batch:
             raise InvalidArgument(f"a batch holds at most {self._max_batch} requests", "BATCH_TOO_LARGE")
-        merchant_ids = [own_id(item.merchant_id) for item in items]
-        return verifier_pb2.VerifyBatchResponse(
-            responses=[self._item(item, merchant_id) for item, merchant_id in zip(items, merchant_ids, strict=True)]
-        )
+        merchant_ids = [own_id(item.merchant_id) for item in items]  # any mismatch refuses the whole batch
+        malformed = VerifyOutcome(t.REASON_MALFORMED)
+        work: list[VerifyItem] = []
+        at: list[int] = []  # index in the batch of each item of `work`
+        outcomes: list[VerifyOutcome] = [malformed] * len(items)
+        for index, (item, merchant_id) in enumerate(zip(items, merchant_ids, strict=True)):
+            token = _well_formed(item)
+            if token is not None:
+                work.append(VerifyItem(token, merchant_id, item.purpose, item.min_assurance))
+                at.append(index)
+        for index, outcome in zip(at, self._verifier.verify_tokens(work), strict=True):
+            outcomes[index] = outcome
+        metrics.verdicts([outcome.reason for outcome in outcomes])
+        answer = verifier_pb2.VerifyBatchResponse()
+        add = answer.responses.add
+        record = self._record
+        for item, merchant_id, outcome in zip(items, merchant_ids, outcomes, strict=True):
+            if outcome is not malformed:
+                record(merchant_id, item.terminal_id, outcome)
+            fill_response(add(), item.request_id, outcome)
+        return answer

@@ -1,0 +1,164 @@
+"""In-process, one-core figures of the benchmark: raw signature checks, the token codec, PyJWT.
+
+Each figure is a rate per CPU-second of this thread (`time.thread_time`), so time the scheduler gives
+to other processes on a shared machine does not count against it. The kinds that are compared run in
+interleaved rounds and each keeps its best round: a disturbance hits all of them alike, and the best
+round is the one nearest to what the code costs.
+
+    python -m loadtest.bench_codec          # prints the figures
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from ecard import ECDSA_P256, ED25519, TokenSigner, generate_private_key, parse_token, signature_check
+from ecard._keys import PrivateKey, sign
+from ecard._token import SIGNING_CONTEXT
+
+Op = Callable[[int], object]
+"""One operation on item i of a pre-built list."""
+
+
+def interleaved_rates(ops: dict[str, Op], *, seconds: float, batch: int = 200, items: int = 1000) -> dict[str, float]:
+    """Operations per CPU-second of each op: rounds of `batch` calls of every op in turn, best round wins."""
+    best = dict.fromkeys(ops, float("inf"))
+    deadline = time.monotonic() + seconds
+    start = 0
+    while time.monotonic() < deadline:
+        for name, op in ops.items():
+            t0 = time.thread_time()
+            for i in range(start, start + batch):
+                op(i % items)
+            best[name] = min(best[name], (time.thread_time() - t0) / batch)
+        start += batch
+    return {name: 1.0 / per_op if per_op > 0 else float("inf") for name, per_op in best.items()}
+
+
+def raw_ed25519_sodium(key: ed25519.Ed25519PrivateKey, messages: list[bytes]) -> Op:
+    """libsodium's own verification, as the server calls it, on ready-made signature || message."""
+    from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signed = [sign(key, m) + m for m in messages]
+    sign_open, null = lib.crypto_sign_open, ffi.NULL
+
+    def op(i: int) -> object:
+        sm = signed[i]
+        assert sign_open(null, null, sm, len(sm), raw) == 0
+        return None
+
+    return op
+
+
+def raw_openssl(key: PrivateKey, messages: list[bytes]) -> Op:
+    """cryptography's (OpenSSL's) verification on ready-made inputs: Ed25519, or ECDSA P-256 on DER."""
+    public = key.public_key()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        pairs = [(key.sign(m), m) for m in messages]
+
+        def op(i: int) -> object:
+            public.verify(*pairs[i])  # type: ignore[call-arg]
+            return None
+
+        return op
+    algorithm = ec.ECDSA(hashes.SHA256())
+    ders = [(key.sign(m, algorithm), m) for m in messages]  # type: ignore[call-arg]
+
+    def op_p256(i: int) -> object:
+        der, m = ders[i]
+        public.verify(der, m, algorithm)  # type: ignore[call-arg]
+        return None
+
+    return op_p256
+
+
+def codec_op(signer: TokenSigner, tokens: list[str], backend: str = "fastest") -> Op:
+    """What the server does with a token text before any lookup: parse it, check its signature."""
+    check = signature_check(signer._key.public_key(), backend=backend)  # type: ignore[arg-type]
+
+    def op(i: int) -> object:
+        parsed = parse_token(tokens[i])
+        assert check(parsed.signature, parsed.signed_bytes)
+        return parsed
+
+    return op
+
+
+def pyjwt_op(key: ed25519.Ed25519PrivateKey, count: int) -> Op:
+    """PyJWT's EdDSA decode of a JWT carrying the same claims as our token."""
+    import jwt
+
+    now = int(time.time())
+    tokens = [
+        jwt.encode(
+            {"ver": 1, "iss": "bank-0000001", "kid": "abcdefghijklmnop", "sub": "E" + "0" * 20,
+             "nonce": os.urandom(16).hex(), "iat": now, "exp": now + 3600, "pur": [1, 2, 3, 4], "aal": 1},
+            key, algorithm="EdDSA",
+        )
+        for _ in range(count)
+    ]
+    public = key.public_key()
+
+    def op(i: int) -> object:
+        return jwt.decode(tokens[i], public, algorithms=["EdDSA"], options={"verify_aud": False})
+
+    return op
+
+
+@dataclass(frozen=True)
+class CodecFigures:
+    sig_backend: str
+    sig_rate: float  # libsodium Ed25519, the server's library and algorithm
+    sig_openssl_ed25519_rate: float
+    sig_openssl_p256_rate: float
+    codec_rate: float
+    pyjwt_rate: float
+
+
+def measure(seconds: float = 6.0, items: int = 500) -> CodecFigures:
+    ed_key = generate_private_key(ED25519)
+    p256_key = generate_private_key(ECDSA_P256)
+    signer = TokenSigner(ed_key, issuer_id="bank-0000001")
+    # Tokens as the server sees them: a 21-character e-card id, all four purposes, fresh nonces.
+    tokens = [signer.mint("E" + f"{n:020d}", ttl_seconds=3600) for n in range(items)]
+    messages = [parse_token(text).signed_bytes for text in tokens]
+    backend = signature_check(ed_key.public_key()).backend  # type: ignore[attr-defined]
+    p256_messages = [SIGNING_CONTEXT + os.urandom(100) for _ in range(items)]
+    rates = interleaved_rates(
+        {
+            "sig": raw_ed25519_sodium(ed_key, messages),  # type: ignore[arg-type]
+            "codec": codec_op(signer, tokens),
+            "openssl_ed25519": raw_openssl(ed_key, messages),
+            "openssl_p256": raw_openssl(p256_key, p256_messages),
+            "pyjwt": pyjwt_op(ed_key, items),  # type: ignore[arg-type]
+        },
+        seconds=seconds,
+        items=items,
+    )
+    return CodecFigures(
+        sig_backend=backend,
+        sig_rate=rates["sig"],
+        sig_openssl_ed25519_rate=rates["openssl_ed25519"],
+        sig_openssl_p256_rate=rates["openssl_p256"],
+        codec_rate=rates["codec"],
+        pyjwt_rate=rates["pyjwt"],
+    )
+
+
+def main() -> None:
+    figures = measure()
+    for name, value in vars(figures).items():
+        print(f"{name:28s} {value if isinstance(value, str) else f'{value:,.0f}'}")
+    print(f"{'codec / sig':28s} {figures.codec_rate / figures.sig_rate:.3f}")
+    print(f"{'codec / pyjwt':28s} {figures.codec_rate / figures.pyjwt_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
