@@ -156,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  merchants {PHARMACY} (pharmacy), {HOSPITAL} (hospital)")
     for ecard_id in data.ecard_ids:
         print(f"  e-card {ecard_id}")
-    print("mint and verify a token:")
+    print("mint and verify a token from a second terminal (after: source .venv/bin/activate):")
     print(f"  TOKEN=$(ecard mint --issuer {data.issuer_id} --kid {data.kid} --key {data.key_path} "
           f"--ecard {data.ecard_ids[0]})")
     print(f"  ecard verify \"$TOKEN\" --merchant {PHARMACY} --purpose medical_settlement")
