@@ -30,20 +30,99 @@ from ecard.v1.types_pb2 import CardView
 from ecard.v1.verifier_pb2 import VerifyBatchRequest, VerifyBatchResponse, VerifyRequest, VerifyResponse
 
 
-def _short(enum_name: str, prefix: str) -> IntEnum:
-    values = types_pb2.DESCRIPTOR.enum_types_by_name[enum_name].values
-    return IntEnum(enum_name, {v.name.removeprefix(prefix): v.number for v in values})  # type: ignore[return-value]
+# Friendlier names for the proto enums; tests/test_contract.py holds them equal to types_pb2.
+class Purpose(IntEnum):
+    """ecard.v1.Purpose: `Purpose.IDENTITY` is `PURPOSE_IDENTITY`."""
+
+    UNSPECIFIED = 0
+    IDENTITY = 1
+    MEDICAL_SETTLEMENT = 2
+    PAYMENT = 3
+    REGISTRATION = 4
 
 
-Purpose = _short("Purpose", "PURPOSE_")
-Assurance = _short("Assurance", "ASSURANCE_")
-Verdict = _short("Verdict", "VERDICT_")
-Reason = _short("Reason", "REASON_")
-CardStatus = _short("CardStatus", "CARD_STATUS_")
-DrugClass = _short("DrugClass", "DRUG_CLASS_")
-MerchantKind = _short("MerchantKind", "MERCHANT_KIND_")
-KeyAlgorithm = _short("KeyAlgorithm", "KEY_ALGORITHM_")
-SettlementStatus = _short("SettlementStatus", "SETTLEMENT_STATUS_")
+class Assurance(IntEnum):
+    """ecard.v1.Assurance: `Assurance.NONE` is `ASSURANCE_NONE`."""
+
+    UNSPECIFIED = 0
+    NONE = 1
+    PIN = 2
+    FACE = 3
+
+
+class Verdict(IntEnum):
+    """ecard.v1.Verdict: `Verdict.ACCEPTED` is `VERDICT_ACCEPTED`."""
+
+    UNSPECIFIED = 0
+    ACCEPTED = 1
+    REJECTED = 2
+
+
+class Reason(IntEnum):
+    """ecard.v1.Reason: `Reason.OK` is `REASON_OK`."""
+
+    UNSPECIFIED = 0
+    OK = 1
+    MALFORMED = 2
+    UNSUPPORTED_VERSION = 3
+    UNKNOWN_ISSUER = 4
+    UNKNOWN_KEY = 5
+    KEY_REVOKED = 6
+    KEY_INACTIVE = 7
+    NOT_YET_VALID = 8
+    EXPIRED = 9
+    LIFETIME_TOO_LONG = 10
+    BAD_SIGNATURE = 11
+    CARD_UNKNOWN = 12
+    CARD_LOST = 13
+    CARD_CANCELLED = 14
+    CHANNEL_NOT_BOUND = 15
+    PURPOSE_NOT_ALLOWED = 16
+    ASSURANCE_TOO_LOW = 17
+    REPLAYED = 18
+
+
+class CardStatus(IntEnum):
+    """ecard.v1.CardStatus: `CardStatus.ACTIVE` is `CARD_STATUS_ACTIVE`."""
+
+    UNSPECIFIED = 0
+    ACTIVE = 1
+    LOST = 2
+    CANCELLED = 3
+
+
+class DrugClass(IntEnum):
+    """ecard.v1.DrugClass: `DrugClass.A` is `DRUG_CLASS_A`."""
+
+    UNSPECIFIED = 0
+    A = 1
+    B = 2
+    C = 3
+
+
+class MerchantKind(IntEnum):
+    """ecard.v1.MerchantKind: `MerchantKind.PHARMACY` is `MERCHANT_KIND_PHARMACY`."""
+
+    UNSPECIFIED = 0
+    PHARMACY = 1
+    HOSPITAL = 2
+
+
+class KeyAlgorithm(IntEnum):
+    """ecard.v1.KeyAlgorithm: `KeyAlgorithm.ED25519` is `KEY_ALGORITHM_ED25519`."""
+
+    UNSPECIFIED = 0
+    ED25519 = 1
+    ECDSA_P256 = 2
+
+
+class SettlementStatus(IntEnum):
+    """ecard.v1.SettlementStatus: `SettlementStatus.SETTLED` is `SETTLEMENT_STATUS_SETTLED`."""
+
+    UNSPECIFIED = 0
+    SETTLED = 1
+    REFUNDED = 2
+
 
 __all__ = [
     "Assurance",
