@@ -224,6 +224,24 @@ def test_concurrent_credits_add_up(store: SqlStore) -> None:
     assert store.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1400  # type: ignore[union-attr]
 
 
+def test_concurrent_enrollment_and_key_registration_of_the_same_new_row(store: SqlStore) -> None:
+    """Eight writers race to create the same card and the same key: one creates it, the others see it."""
+    store.upsert_issuer(Issuer("bank", "Bank"), 1)
+    barrier = threading.Barrier(8)
+
+    def race(_: int) -> tuple[tuple[int, int], IssuerKey]:
+        barrier.wait()
+        return store.enroll([row("RACE1")], 60), store.register_key(key("race-kid"), 60)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(race, range(8)))
+    counts = [counts for counts, _ in answers]
+    assert sorted(counts) == [(0, 1)] * 7 + [(1, 0)]
+    assert {k.kid for _, k in answers} == {"race-kid"}
+    assert store.get_card(card_no="RACE1").balance_fen == 1000  # type: ignore[union-attr]
+    assert store.ledger_total("RACE1") == 1000
+
+
 # -- audit ----------------------------------------------------------------------------------------
 def test_audit_rows_are_insert_only(store: SqlStore) -> None:
     store.append_audit([(1, "VERIFY", "merchant:m1", "E1", "pos-1 1"), (2, "VERIFY", "merchant:m1", "E2", "pos-1 14")])

@@ -8,12 +8,14 @@ store's transactions, row locks and audit rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ecard.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from ecard_server.core.model import ACTIVE, LOST, Card
 from ecard_server.core.settlement import REFUNDED, SETTLED, Draft, LineItem, RefundDraft, SettlementRecord
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -26,6 +28,7 @@ class SettlementLedger:
         for_update: str
         unique_errors: tuple[type[BaseException], ...]
 
+        def once_more_on_conflict(self, write: Callable[[], T]) -> T: ...
         def transaction(self) -> AbstractContextManager[Cursor]: ...
         def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
         def _locked_card(self, cur: Cursor, card_no: str) -> Card | None: ...
@@ -35,11 +38,7 @@ class SettlementLedger:
     # -- credits ----------------------------------------------------------------------------------
     def credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
         """Adds money to a personal account once per idempotency key (a ledger row and the balance)."""
-        try:
-            return self._credit(card_no, amount_fen, idempotency_key, request_hash, now)
-        except self.unique_errors:
-            # A concurrent credit under the same key committed first (PostgreSQL): answer as a repeat.
-            return self._credit(card_no, amount_fen, idempotency_key, request_hash, now)
+        return self.once_more_on_conflict(lambda: self._credit(card_no, amount_fen, idempotency_key, request_hash, now))
 
     def _credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
         with self.transaction() as cur:

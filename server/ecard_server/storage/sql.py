@@ -8,15 +8,16 @@ callers fail closed) or "a unique key was taken".
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from ecard.errors import AlreadyExists, Unavailable
 from ecard_server.core.model import ACTIVE, Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.storage.ledger import SettlementLedger
 from ecard_server.storage.migrations import MIGRATIONS
 
+T = TypeVar("T")
 _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at"
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
@@ -74,6 +75,14 @@ class SqlStore(SettlementLedger):
             return self._rows(sql, params)
         except self.transient_errors as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
+
+    def once_more_on_conflict(self, write: Callable[[], T]) -> T:
+        """Runs a check-then-insert write; if a concurrent writer took the same unique key between our
+        check and our insert (possible on PostgreSQL), runs it once more: it then sees that row."""
+        try:
+            return write()
+        except self.unique_errors:
+            return write()
 
     def migrate(self) -> int:
         """Applies the migrations this database lacks; returns the schema version."""
@@ -136,6 +145,9 @@ class SqlStore(SettlementLedger):
         return [self._key(row) for row in found]
 
     def register_key(self, key: IssuerKey, now: int) -> IssuerKey:
+        return self.once_more_on_conflict(lambda: self._register_key(key, now))
+
+    def _register_key(self, key: IssuerKey, now: int) -> IssuerKey:
         """Adds a key; the same key again updates its validity window; another key under a taken kid
         is AlreadyExists. Revocation is never undone here."""
         with self.transaction() as cur:
@@ -187,6 +199,9 @@ class SqlStore(SettlementLedger):
 
     # -- cards ------------------------------------------------------------------------------------
     def enroll(self, rows: Sequence[EnrollRow], now: int) -> tuple[int, int]:
+        return self.once_more_on_conflict(lambda: self._enroll(rows, now))
+
+    def _enroll(self, rows: Sequence[EnrollRow], now: int) -> tuple[int, int]:
         """Enrolls new cards and updates name, identity hash and region of known ones, in one
         transaction. Never touches an existing balance. Returns (enrolled, updated)."""
         if not rows:
