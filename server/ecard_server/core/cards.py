@@ -16,7 +16,7 @@ from ecard_server.core.model import ACTIVE, CANCELLED, LOST, Card
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.storage.sql import SqlStore
 
-_STATUS_WORD = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
+_STATUS_WORD: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
 
 
 def new_ecard_id() -> str:
