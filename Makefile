@@ -63,3 +63,8 @@ loadtest-distributed: install  ## a Locust master (--expect-workers 2) and 2 wor
 clean:
 	rm -rf var reports build dist .pytest_cache .ruff_cache .mypy_cache .hypothesis
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+.PHONY: bench
+SCALE ?= ci
+bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits (ci: ~1 min; SCALE=ningbo: 2.5M cards)
+	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json

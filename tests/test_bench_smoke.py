@@ -1,0 +1,35 @@
+"""`make bench` runs end to end and reports every figure and ratio. The ratios themselves are checked by
+`make bench` (non-zero exit), never here: timed assertions do not belong in unit tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest.bench import GOALS
+
+
+@pytest.mark.slow
+def test_bench_writes_every_figure_and_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--seconds", "0.5", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    expected = {
+        "rate_health", "rate_sig", "rate_verify", "verify_c1_p50_ms", "verify_c64_p99_ms", "batch_items_rate",
+        "stream_items_rate", "settle_rate", "settle_p50_ms", "settle_p99_ms", "verify_p50_half_ms",
+        "verify_p99_half_ms", "verify_p99_9_half_ms", "rate_codec", "rate_pyjwt", "server_rss_mb",
+        "ecard_card_cache_hit_ratio", "enroll_rate", *GOALS,
+    }
+    assert expected <= set(figures), expected - set(figures)
+    assert set(figures["goals"]) == set(GOALS)
+    for key in ("verify_unexpected", "batch_unexpected", "stream_unexpected", "settle_unexpected"):
+        assert figures[key] == 0, key  # every fresh token accepted, every settlement adds up
+    assert result.returncode == (0 if all(g["held"] for g in figures["goals"].values()) else 1)
