@@ -37,7 +37,16 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hdrh.histogram import HdrHistogram
 
-from ecard import AdminClient, ChannelClient, TokenSigner, line_item, load_private_key_pem, private_key_pem
+from ecard import (
+    AdminClient,
+    AsyncPharmacyClient,
+    ChannelClient,
+    TokenSigner,
+    VerifyBatcher,
+    line_item,
+    load_private_key_pem,
+    private_key_pem,
+)
 from ecard.testing import EcardServer, World, fake_holder, free_port
 from ecard.v1 import admin_pb2, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from ecard.v1 import types_pb2 as t
@@ -56,6 +65,8 @@ SCALES = {
     "ningbo": Scale(enrolled=2_500_000, issued=20_000, seconds=6.0),
 }
 CONCURRENCY = (1, 16, 64)
+UNEXPECTED = ("verify_unexpected", "batch_unexpected", "stream_unexpected", "batcher_unexpected",
+              "fixed_rate_unexpected", "settle_unexpected")
 BATCH_SIZE = 1000
 GOALS: dict[str, tuple[str, float]] = {
     "verify_vs_bound": (">=", 0.9),
@@ -252,6 +263,8 @@ async def run_phases(target: str, world: World, tokens: Iterator[str], scale: Sc
         figures["stream_items_rate"] = stream_rate
         figures["stream_unexpected"] = stream_unexpected
 
+        await batcher_phase(target, world, tokens, seconds=seconds, figures=figures)
+
         half = figures["rate_verify"] / 2
         histogram, late, unexpected = await open_loop(verify_call, rate=half, seconds=max(seconds * 2, 4.0))
         figures["fixed_rate"] = half
@@ -296,6 +309,28 @@ async def stream_phase(load: Load, tokens: Iterator[str], *, seconds: float, str
     start = loop.time()
     await asyncio.gather(*(one(n) for n in range(streams)))
     return answered / (loop.time() - start), unexpected
+
+
+async def batcher_phase(target: str, world: World, tokens: Iterator[str], *, seconds: float,
+                        figures: dict[str, Any], callers: int = 256) -> None:
+    """What the SDK's VerifyBatcher gains a gateway: the same callers, each awaiting one verify at a time,
+    through the batcher and straight through the client's unary verify."""
+    async with AsyncPharmacyClient(target, merchant_id=world.pharmacy_id) as client:
+        batcher = VerifyBatcher(client)
+
+        async def batched(i: int) -> int:
+            return int((await batcher.verify(next(tokens))).reason != t.REASON_OK)
+
+        async def unary(i: int) -> int:
+            return int((await client.verify(next(tokens))).reason != t.REASON_OK)
+
+        through_batcher = await closed_loop(batched, concurrency=callers, seconds=seconds, limit=10**9)
+        straight = await closed_loop(unary, concurrency=callers, seconds=seconds, limit=10**9)
+    figures["batcher_rate"] = through_batcher.rate
+    figures["batcher_p99_ms"] = through_batcher.percentile_ms(0.99)
+    figures["batcher_unary_rate"] = straight.rate
+    figures["batcher_gain"] = through_batcher.rate / straight.rate if straight.rate else 0.0
+    figures["batcher_unexpected"] = through_batcher.unexpected + straight.unexpected
 
 
 async def settle_phase(load: Load, world: World, tokens: Iterator[str], *, seconds: float,
@@ -410,8 +445,7 @@ def run(scale_name: str, seconds: float | None, out: Path) -> int:
     print(table(figures, held))
     print(f"\nwritten to {out}")
     failed = [name for name, ok in held.items() if not ok]
-    if failed or any(figures.get(k, 0) for k in ("verify_unexpected", "batch_unexpected", "stream_unexpected",
-                                                   "fixed_rate_unexpected", "settle_unexpected")):
+    if failed or any(figures.get(k, 0) for k in UNEXPECTED):
         print(f"bench: goals not held: {', '.join(failed) or 'unexpected answers'}", file=sys.stderr)
         return 1
     return 0
@@ -419,7 +453,8 @@ def run(scale_name: str, seconds: float | None, out: Path) -> int:
 
 def figures_budget(scale: Scale) -> float:
     """Tokens to mint: generous for this hardware (a few thousand Verify/s, ~15k batched items/s)."""
-    return scale.seconds * (len(CONCURRENCY) * 4_000 + 20_000 + 2 * 16_000 + 600) + 2 * scale.seconds * 2_500 + 8_000
+    per_second = len(CONCURRENCY) * 4_000 + 20_000 + 2 * 16_000 + 600 + 20_000  # unary, batch, stream, batcher
+    return scale.seconds * per_second + 2 * scale.seconds * 2_500 + 8_000
 
 
 def cpu_model() -> str:

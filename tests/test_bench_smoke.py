@@ -26,7 +26,7 @@ def test_bench_writes_every_figure_and_ratio(tmp_path: Path) -> None:
         "rate_health", "rate_sig", "rate_verify", "verify_c1_p50_ms", "verify_c64_p99_ms", "batch_items_rate",
         "stream_items_rate", "settle_rate", "settle_p50_ms", "settle_p99_ms", "verify_p50_half_ms",
         "verify_p99_half_ms", "verify_p99_9_half_ms", "rate_codec", "rate_pyjwt", "server_rss_mb",
-        "ecard_card_cache_hit_ratio", "enroll_rate", *GOALS,
+        "ecard_card_cache_hit_ratio", "enroll_rate", "batcher_rate", "batcher_gain", *GOALS,
     }
     assert expected <= set(figures), expected - set(figures)
     assert set(figures["goals"]) == set(GOALS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ecard._admin import AdminClient, ChannelClient, card_ref, physical_cards
 from ecard._base45 import b45decode, b45encode
+from ecard._batcher import VerifyBatcher
 from ecard._client import AsyncPharmacyClient, PharmacyClient, line_item, settle_request, verify_request
 from ecard._keys import (
     ALGORITHM_NAMES as ALGORITHMS,
@@ -109,6 +110,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Verdict",
+    "VerifyBatcher",
     "b45decode",
     "b45encode",
     "card_ref",
