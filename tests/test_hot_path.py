@@ -1,9 +1,10 @@
 """The hot path's shortcuts give exactly the answers of the plain code they replace: the whole-integer
-base45 decoder, the copied-state HMAC of verification handles, the batch verification with one nonce
+base45 decoder, the keyed BLAKE2b of verification handles, the batch verification with one nonce
 call, and the per-thread metric counts."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from ecard import ED25519, TokenSigner, generate_private_key, public_key_pem
+from ecard import ED25519, InvalidArgument, TokenSigner, generate_private_key, public_key_pem
 from ecard._base45 import ALPHABET, Base45Error, b45decode, b45encode
 from ecard.v1 import types_pb2 as t
 from ecard_server.app import Deployment
@@ -73,14 +74,23 @@ def test_base45_round_trips_long_inputs() -> None:
         assert b45decode(b45encode(data)) == data
 
 
-def test_verification_handle_mac_is_standard_hmac_sha256() -> None:
+def test_verification_handles_are_keyed_blake2b_and_earlier_hmac_handles_still_open() -> None:
     secret = os.urandom(32)
     handles = VerificationHandles(secret)
-    payload = os.urandom(77)
-    expected = hmac.new(derive_key(secret, "verification"), payload, hashlib.sha256).digest()[:16]
-    assert handles._mac(payload) == expected
-    handle = handles.issue(Verification("E1234", "pharmacy-1", t.PURPOSE_PAYMENT, t.ASSURANCE_PIN, NOW, b"n" * 16))
-    assert handles.open(handle, merchant_id="pharmacy-1", now=NOW).ecard_id == "E1234"
+    key = derive_key(secret, "verification")
+    verification = Verification("E1234", "pharmacy-1", t.PURPOSE_PAYMENT, t.ASSURANCE_PIN, NOW, b"n" * 16)
+    handle = handles.issue(verification)
+    raw = base64.urlsafe_b64decode(handle[3:] + "=" * (-len(handle) % 4))
+    assert raw[0] == 2 and raw[-16:] == hashlib.blake2b(raw[:-16], key=key, digest_size=16).digest()
+    assert handles.open(handle, merchant_id="pharmacy-1", now=NOW) == verification
+    # a handle of layout 1 (HMAC-SHA256), as issued before the upgrade
+    payload = bytes([1]) + raw[1:-16]
+    old = "v1." + base64.urlsafe_b64encode(payload + hmac.digest(key, payload, "sha256")[:16]).rstrip(b"=").decode()
+    assert handles.open(old, merchant_id="pharmacy-1", now=NOW) == verification
+    for forged in (bytes([1]) + raw[1:], bytes([3]) + raw[1:], raw[:-1] + bytes([raw[-1] ^ 1])):
+        text = "v1." + base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+        with pytest.raises(InvalidArgument):
+            handles.open(text, merchant_id="pharmacy-1", now=NOW)
 
 
 @pytest.fixture
@@ -102,14 +112,14 @@ def test_batch_gives_the_answers_of_one_by_one(deployment: tuple[Deployment, Tok
     good = signer.mint(ecard_id, issued_at=NOW)
     other = signer.mint(ecard_id, issued_at=NOW)
     stranger = TokenSigner(generate_private_key(), issuer_id="bank", kid=signer.kid).mint(ecard_id, issued_at=NOW)
-    items = [
-        VerifyItem(good, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
-        VerifyItem("EC1:garbage", "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
-        VerifyItem(good, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),  # the same nonce again
-        VerifyItem(stranger, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
-        VerifyItem(other, "pharmacy-2", t.PURPOSE_PAYMENT, t.ASSURANCE_FACE),  # PIN token, FACE asked
-        VerifyItem(other, "pharmacy-2", t.PURPOSE_PAYMENT, t.ASSURANCE_PIN),
-        VerifyItem(signer.mint("E-unknown", issued_at=NOW), "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
+    items: list[VerifyItem] = [
+        (good, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
+        ("EC1:garbage", "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
+        (good, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),  # the same nonce again
+        (stranger, "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
+        (other, "pharmacy-2", t.PURPOSE_PAYMENT, t.ASSURANCE_FACE),  # PIN token, FACE asked
+        (other, "pharmacy-2", t.PURPOSE_PAYMENT, t.ASSURANCE_PIN),
+        (signer.mint("E-unknown", issued_at=NOW), "pharmacy-1", t.PURPOSE_IDENTITY, t.ASSURANCE_NONE),
     ]
     outcomes = dep.verifier.verify_tokens(items)
     assert [o.reason for o in outcomes] == [

@@ -1,8 +1,15 @@
 """verification_id: an opaque, tamper-proof handle that lets one Settle follow an accepted Verify.
 
-It is self-contained (no row is written on the Verify path): an HMAC over who verified what, for
+It is self-contained (no row is written on the Verify path): a MAC over who verified what, for
 which purpose and assurance, until when. Single use is enforced where the money moves: the
 settlement table keeps each handle's token nonce unique.
+
+    "v1." + base64url(layout, expires_at, purpose, assurance, nonce, len(ecard_id), ecard_id,
+                      merchant_id, mac[16])
+
+Layout 2 (issued now) MACs with keyed BLAKE2b, a third of what HMAC-SHA256 costs on Verify's hot
+path; layout 1 (HMAC-SHA256, issued by earlier versions) is still accepted, so handles issued just
+before an upgrade still settle.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from ecard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from ecard_server.core.identity import derive_key
 
 _HEADER = struct.Struct(">BqBB")  # layout version, expires_at, purpose, assurance
-_LAYOUT = 1
+_LAYOUT = 2  # keyed BLAKE2b
+_LAYOUT_HMAC = 1  # HMAC-SHA256, still opened
 _MAC_BYTES = 16
-_SHA256_BLOCK = 64
+_LENGTH_BYTE = [bytes((n,)) for n in range(256)]
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_b2a_base64 = binascii.b2a_base64
 PREFIX = "v1."
 
 
@@ -36,30 +46,34 @@ class Verification:
 
 class VerificationHandles:
     def __init__(self, secret: bytes) -> None:
-        key = derive_key(secret, "verification").ljust(_SHA256_BLOCK, b"\x00")  # 32 bytes: no pre-hash
-        # HMAC-SHA256 from the two keyed hash states, copied per call: OpenSSL 3 sets up a keyed
-        # HMAC context at every hmac.new or hmac.digest, which costs more than the hashing itself.
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._key = derive_key(secret, "verification")
+        self._blake = hashlib.blake2b(key=self._key, digest_size=_MAC_BYTES)  # copied per handle
 
     def _mac(self, payload: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:_MAC_BYTES]
+        """The MAC of layout 1 (HMAC-SHA256, truncated)."""
+        return hmac.digest(self._key, payload, "sha256")[:_MAC_BYTES]
+
+    def _blake_mac(self, payload: bytes) -> bytes:
+        mac = self._blake.copy()
+        mac.update(payload)
+        return mac.digest()
 
     def issue(self, v: Verification) -> str:
-        ecard, merchant = v.ecard_id.encode(), v.merchant_id.encode()
-        payload = (
-            _HEADER.pack(_LAYOUT, v.expires_at, v.purpose, v.assurance)
-            + v.nonce
-            + bytes((len(ecard),))
-            + ecard
-            + merchant
+        return self.issue_for(v.ecard_id, v.merchant_id, v.purpose, v.assurance, v.expires_at, v.nonce)
+
+    def issue_for(
+        self, ecard_id: str, merchant_id: str, purpose: int, assurance: int, expires_at: int, nonce: bytes
+    ) -> str:
+        """`issue` without building a Verification first (Verify's hot path)."""
+        ecard = ecard_id.encode()
+        payload = b"".join(
+            (_HEADER.pack(_LAYOUT, expires_at, purpose, assurance), nonce, _LENGTH_BYTE[len(ecard)], ecard,
+             merchant_id.encode())
         )
-        mac = self._mac(payload)
-        return PREFIX + base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+        mac = self._blake.copy()
+        mac.update(payload)
+        text = _b2a_base64(payload + mac.digest(), newline=False)
+        return PREFIX + text.translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, handle: str, *, merchant_id: str, now: int) -> Verification:
         """The verification behind a handle, for this merchant, still inside its window."""
@@ -68,11 +82,14 @@ class VerificationHandles:
                 raise ValueError
             raw = base64.urlsafe_b64decode(handle[len(PREFIX) :] + "=" * (-len(handle) % 4))
             payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-            expected = self._mac(payload)
-            if not hmac.compare_digest(mac, expected):
-                raise ValueError
             layout, expires_at, purpose, assurance = _HEADER.unpack_from(payload)
-            if layout != _LAYOUT:
+            if layout == _LAYOUT:
+                expected = self._blake_mac(payload)
+            elif layout == _LAYOUT_HMAC:
+                expected = self._mac(payload)
+            else:
+                raise ValueError
+            if not hmac.compare_digest(mac, expected):
                 raise ValueError
             offset = _HEADER.size
             nonce = payload[offset : offset + 16]

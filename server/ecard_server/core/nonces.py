@@ -6,6 +6,7 @@ import heapq
 import threading
 import time
 from collections.abc import Sequence
+from heapq import heappush
 from typing import Protocol
 
 from ecard.errors import Unavailable
@@ -48,9 +49,17 @@ class MemoryNonceStore:
     def consume(self, key: bytes, expires_at: float) -> bool:
         with self._lock:
             now = self._clock()
-            if self._heap and self._heap[0][0] <= now:
+            heap, expiry = self._heap, self._expiry
+            if heap and heap[0][0] <= now:
                 self._expire(now)
-            return self._insert(key, expires_at, now)
+            known = expiry.get(key)
+            if known is not None and known > now:
+                return False
+            if len(expiry) >= self._capacity:
+                raise Unavailable("nonce store is full", "NONCE_STORE_FULL")
+            expiry[key] = expires_at
+            heappush(heap, (expires_at, key))
+            return True
 
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         with self._lock:
@@ -74,5 +83,5 @@ class MemoryNonceStore:
         if len(self._expiry) >= self._capacity:
             raise Unavailable("nonce store is full", "NONCE_STORE_FULL")
         self._expiry[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
+        heappush(self._heap, (expires_at, key))
         return True

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ecard._token import TokenFormatError, parse_token
+from ecard._token import TokenFormatError, parse_token_fields
 from ecard.v1 import token_pb2
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.caches import CardCache, CardSnapshot, KeyRegistry
-from ecard_server.core.handles import Verification, VerificationHandles
+from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.model import ACTIVE, CANCELLED, LOST
 from ecard_server.core.nonces import NonceStore, consume_many
 
@@ -44,27 +44,35 @@ class VerifyOutcome:
 _BARE = {reason: VerifyOutcome(reason) for reason in t.Reason.values()}
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyItem:
-    """One token of a batch, with what its merchant asks of it."""
-
-    token: str
-    merchant_id: str
-    purpose: int
-    min_assurance: int
+VerifyItem = tuple[str, str, int, int]
+"""One token of a batch with what its merchant asks of it: (token, merchant_id, purpose, min_assurance)."""
 
 
-class _Passed:
-    """A token that passed every check but single use: what consumption and the handle need."""
+# A token that passed every check but single use: (claims, card, merchant_id, purpose, nonce_key,
+# nonce expiry, nonce). A plain tuple: it is made on every accepted Verify.
+_Passed = tuple
 
-    __slots__ = ("card", "claims", "expires_at", "merchant_id", "nonce_key", "purpose")
 
-    def __init__(
-        self, claims: token_pb2.TokenClaims, card: CardSnapshot, merchant_id: str, purpose: int, nonce_key: bytes,
-        expires_at: float,
-    ) -> None:
-        self.claims, self.card, self.merchant_id, self.purpose = claims, card, merchant_id, purpose
-        self.nonce_key, self.expires_at = nonce_key, expires_at
+def _outcome(
+    reason: int, card: CardSnapshot, handle: str, expires_at: int, claims: token_pb2.TokenClaims
+) -> VerifyOutcome:
+    """VerifyOutcome(reason, card, handle, expires_at, claims), without the frozen dataclass's
+    __init__ (object.__setattr__ per field costs more than the rest of the accept path)."""
+    outcome = _new(VerifyOutcome)
+    _set_reason(outcome, reason)
+    _set_card(outcome, card)
+    _set_verification_id(outcome, handle)
+    _set_expires(outcome, expires_at)
+    _set_claims(outcome, claims)
+    return outcome
+
+
+_new = object.__new__
+_set_reason = VerifyOutcome.reason.__set__  # type: ignore[attr-defined]
+_set_card = VerifyOutcome.card.__set__  # type: ignore[attr-defined]
+_set_verification_id = VerifyOutcome.verification_id.__set__  # type: ignore[attr-defined]
+_set_expires = VerifyOutcome.verification_expires_at.__set__  # type: ignore[attr-defined]
+_set_claims = VerifyOutcome.claims.__set__  # type: ignore[attr-defined]
 
 
 class TokenVerifier:
@@ -94,8 +102,8 @@ class TokenVerifier:
         passed = self._check(token, merchant_id, purpose, min_assurance, now)
         if passed.__class__ is VerifyOutcome:
             return passed  # type: ignore[return-value]
-        if not self._nonces.consume(passed.nonce_key, passed.expires_at):  # type: ignore[union-attr]
-            return VerifyOutcome(t.REASON_REPLAYED, passed.card)  # type: ignore[union-attr]
+        if not self._nonces.consume(passed[4], passed[5]):
+            return VerifyOutcome(t.REASON_REPLAYED, passed[1])
         return self._accept(passed, now)  # type: ignore[arg-type]
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
@@ -104,13 +112,14 @@ class TokenVerifier:
         now = self._clock()
         check = self._check
         results: list[VerifyOutcome | _Passed] = [
-            check(item.token, item.merchant_id, item.purpose, item.min_assurance, now) for item in items
+            check(token, merchant_id, purpose, min_assurance, now)
+            for token, merchant_id, purpose, min_assurance in items
         ]
         passed = [(i, r) for i, r in enumerate(results) if r.__class__ is _Passed]
         if passed:
-            fresh = consume_many(self._nonces, [(r.nonce_key, r.expires_at) for _, r in passed])  # type: ignore[union-attr]
+            fresh = consume_many(self._nonces, [(r[4], r[5]) for _, r in passed])  # type: ignore[index]
             for (i, r), is_fresh in zip(passed, fresh, strict=True):
-                results[i] = self._accept(r, now) if is_fresh else VerifyOutcome(t.REASON_REPLAYED, r.card)  # type: ignore[arg-type]
+                results[i] = self._accept(r, now) if is_fresh else VerifyOutcome(t.REASON_REPLAYED, r[1])  # type: ignore
         return results  # type: ignore[return-value]
 
     def _check(
@@ -118,12 +127,12 @@ class TokenVerifier:
     ) -> VerifyOutcome | _Passed:
         """Every check but single use, in the contract's order: a rejection, or what consumption needs."""
         try:
-            parsed = parse_token(token)
+            claims, signed_bytes, signature, issuer_id, kid, ecard_id, nonce, issued_at, expires_at = (
+                parse_token_fields(token)
+            )
         except TokenFormatError as exc:
             return _BARE[exc.reason]
-        claims = parsed.claims
-        issuer_id = claims.issuer_id
-        entry = self._keys.get(issuer_id, claims.kid)
+        entry = self._keys.get(issuer_id, kid)
         if entry is None:
             return _BARE[t.REASON_UNKNOWN_KEY if self._keys.has_issuer(issuer_id) else t.REASON_UNKNOWN_ISSUER]
         key = entry.key
@@ -133,16 +142,15 @@ class TokenVerifier:
             key.not_after is not None and now > key.not_after
         ):
             return _BARE[t.REASON_KEY_INACTIVE]
-        issued_at, expires_at = claims.issued_at, claims.expires_at
         if issued_at > now + self._skew:
             return _BARE[t.REASON_NOT_YET_VALID]
         if now > expires_at + self._skew:
             return _BARE[t.REASON_EXPIRED]
         if expires_at - issued_at > self._max_lifetime:
             return _BARE[t.REASON_LIFETIME_TOO_LONG]
-        if not entry.check(parsed.signature, parsed.signed_bytes):
+        if not entry.check(signature, signed_bytes):
             return _BARE[t.REASON_BAD_SIGNATURE]
-        card = self._cards.get(claims.ecard_id)
+        card = self._cards.get(ecard_id)
         if card is None:
             return _BARE[t.REASON_CARD_UNKNOWN]
         if card.status != ACTIVE:
@@ -153,13 +161,11 @@ class TokenVerifier:
             return VerifyOutcome(t.REASON_PURPOSE_NOT_ALLOWED, card)
         if claims.assurance < min_assurance:
             return VerifyOutcome(t.REASON_ASSURANCE_TOO_LOW, card)
-        nonce_key = issuer_id.encode() + b"\x00" + claims.nonce
-        return _Passed(claims, card, merchant_id, purpose, nonce_key, expires_at + self._skew)
+        nonce_key = issuer_id.encode() + b"\x00" + nonce
+        return (claims, card, merchant_id, purpose, nonce_key, expires_at + self._skew, nonce)
 
     def _accept(self, passed: _Passed, now: float) -> VerifyOutcome:
-        claims, card = passed.claims, passed.card
+        claims, card, merchant_id, purpose = passed[0], passed[1], passed[2], passed[3]
         expires_at = int(now) + self._window
-        handle = self._handles.issue(
-            Verification(card.ecard_id, passed.merchant_id, passed.purpose, claims.assurance, expires_at, claims.nonce)
-        )
-        return VerifyOutcome(t.REASON_OK, card, handle, expires_at, claims)
+        handle = self._handles.issue_for(card.ecard_id, merchant_id, purpose, claims.assurance, expires_at, passed[6])
+        return _outcome(t.REASON_OK, card, handle, expires_at, claims)

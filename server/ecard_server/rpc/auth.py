@@ -62,10 +62,16 @@ def _principal_from_pem(pem: bytes) -> Principal:
     raise Unauthenticated("client certificate names no ecard:// principal", "BAD_PRINCIPAL")
 
 
+@lru_cache(maxsize=4096)
+def _parse_principal(text: str) -> Principal:
+    """Principal.parse, remembered: a server sees the same few principals on every call."""
+    return Principal.parse(text)
+
+
 def principal_from_metadata(context: grpc.ServicerContext) -> Principal:
     for item in context.invocation_metadata():
         if item.key == PRINCIPAL_METADATA:
-            return Principal.parse(item.value if isinstance(item.value, str) else item.value.decode())
+            return _parse_principal(item.value if isinstance(item.value, str) else item.value.decode())
     raise Unauthenticated(f"no principal: send the {PRINCIPAL_METADATA} metadata", "NO_PRINCIPAL")
 
 

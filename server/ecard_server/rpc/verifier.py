@@ -24,6 +24,7 @@ MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken 
 _PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
 _ASSURANCES = frozenset(t.Assurance.values())
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
+_MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails check_request (not audited)
 
 
 def check_request(request: verifier_pb2.VerifyRequest) -> None:
@@ -119,24 +120,37 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         items = request.requests
         if len(items) > self._max_batch:
             raise InvalidArgument(f"a batch holds at most {self._max_batch} requests", "BATCH_TOO_LARGE")
-        merchant_ids = [own_id(item.merchant_id) for item in items]  # any mismatch refuses the whole batch
-        malformed = VerifyOutcome(t.REASON_MALFORMED)
+        caller = own_id("")
+        fields = []  # (request_id, terminal_id, merchant_id) of each item, read once
         work: list[VerifyItem] = []
         at: list[int] = []  # index in the batch of each item of `work`
-        outcomes: list[VerifyOutcome] = [malformed] * len(items)
-        for index, (item, merchant_id) in enumerate(zip(items, merchant_ids, strict=True)):
-            token = _well_formed(item)
-            if token is not None:
-                work.append(VerifyItem(token, merchant_id, item.purpose, item.min_assurance))
+        for index, item in enumerate(items):
+            merchant_id = item.merchant_id
+            if merchant_id and merchant_id != caller:
+                own_id(merchant_id)  # raises: any mismatch refuses the whole batch
+            request_id, terminal_id, token = item.request_id, item.terminal_id, item.token
+            fields.append((request_id, terminal_id))
+            purpose, min_assurance = item.purpose, item.min_assurance
+            if (
+                token
+                and len(token) <= MAX_TOKEN_TEXT
+                and purpose in _PURPOSES
+                and min_assurance in _ASSURANCES
+                and len(request_id) <= 128
+                and len(terminal_id) <= 64
+            ):
+                work.append((token, caller, purpose, min_assurance))
                 at.append(index)
+        malformed = _MALFORMED
+        outcomes: list[VerifyOutcome] = [malformed] * len(items)
         for index, outcome in zip(at, self._verifier.verify_tokens(work), strict=True):
             outcomes[index] = outcome
         metrics.verdicts([outcome.reason for outcome in outcomes])
         answer = verifier_pb2.VerifyBatchResponse()
         add = answer.responses.add
         record = self._record
-        for item, merchant_id, outcome in zip(items, merchant_ids, outcomes, strict=True):
+        for (request_id, terminal_id), outcome in zip(fields, outcomes, strict=True):
             if outcome is not malformed:
-                record(merchant_id, item.terminal_id, outcome)
-            fill_response(add(), item.request_id, outcome)
+                record(caller, terminal_id, outcome)
+            fill_response(add(), request_id, outcome)
         return answer
