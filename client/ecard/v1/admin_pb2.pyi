@@ -72,18 +72,20 @@ class Merchant(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MerchantKind, str]] = ..., region: _Optional[str] = ..., designated: _Optional[bool] = ...) -> None: ...
 
 class PhysicalCard(_message.Message):
-    __slots__ = ("card_no", "holder_name", "id_number", "region", "personal_account_balance_fen")
+    __slots__ = ("card_no", "holder_name", "id_number", "region", "personal_account_balance_fen", "more_cards")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    MORE_CARDS_FIELD_NUMBER: _ClassVar[int]
     card_no: str
     holder_name: str
     id_number: str
     region: str
     personal_account_balance_fen: int
-    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., region: _Optional[str] = ..., personal_account_balance_fen: _Optional[int] = ...) -> None: ...
+    more_cards: _containers.RepeatedCompositeFieldContainer[PhysicalCard]
+    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., region: _Optional[str] = ..., personal_account_balance_fen: _Optional[int] = ..., more_cards: _Optional[_Iterable[_Union[PhysicalCard, _Mapping]]] = ...) -> None: ...
 
 class EnrollSummary(_message.Message):
     __slots__ = ("enrolled", "updated", "rejected", "errors")

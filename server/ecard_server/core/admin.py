@@ -17,7 +17,7 @@ from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.storage.sql import SqlStore
 
-ENROLL_CHUNK = 2000
+ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
 _ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
 _KINDS = (t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL)
 

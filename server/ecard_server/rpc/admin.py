@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import grpc
 
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
-from ecard_server.core.admin import AdminService, EnrollInput
+from ecard_server.core.admin import AdminService
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds
+
+
+def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_pb2.PhysicalCard]:
+    """Every card of an EnrollCards stream, in order: a message's own card (unless it only carries
+    others, `more_cards`), then the cards it carries."""
+    for message in messages:
+        carried = message.more_cards
+        if not carried or (
+            message.card_no or message.holder_name or message.id_number or message.region
+            or message.personal_account_balance_fen
+        ):
+            yield message
+        if carried:
+            yield from stream_cards(carried)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
@@ -48,11 +62,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     def EnrollCards(
         self, request_iterator: Iterator[admin_pb2.PhysicalCard], context: grpc.ServicerContext
     ) -> admin_pb2.EnrollSummary:
-        rows = (
-            EnrollInput(r.card_no, r.holder_name, r.id_number, r.region, r.personal_account_balance_fen)
-            for r in request_iterator
-        )
-        result = self._admin.enroll_cards(rows)
+        result = self._admin.enroll_cards(stream_cards(request_iterator))  # the messages are the rows
         return admin_pb2.EnrollSummary(
             enrolled=result.enrolled, updated=result.updated, rejected=result.rejected, errors=result.errors
         )

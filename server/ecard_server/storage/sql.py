@@ -31,6 +31,23 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+_ROWS_PER_INSERT = 100
+
+
+def _insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT of many rows, up to _ROWS_PER_INSERT per statement: about half the cost per row of
+    executemany on SQLite (one statement, one sqlite_sequence update, per hundred rows)."""
+    full = len(rows) - len(rows) % _ROWS_PER_INSERT
+    if full:
+        sql = head + ", ".join([values] * _ROWS_PER_INSERT)
+        cur.executemany(
+            sql, [[v for row in rows[i : i + _ROWS_PER_INSERT] for v in row] for i in range(0, full, _ROWS_PER_INSERT)]
+        )
+    if full < len(rows):
+        rest = rows[full:]
+        cur.execute(head + ", ".join([values] * len(rest)), [v for row in rest for v in row])
+
+
 class SqlStore(SettlementLedger):
     backend: ClassVar[str] = ""  # "sqlite" or "postgresql": a migration statement may be for one only
     dialect: ClassVar[dict[str, str]] = {}
@@ -217,17 +234,20 @@ class SqlStore(SettlementLedger):
                 known.update(r[0] for r in cur.fetchall())
             fresh = [latest[n] for n in numbers if n not in known]
             if fresh:
-                cur.executemany(
+                _insert_rows(
+                    cur,
                     "INSERT INTO cards (card_no, holder_name, id_hash, region, status, balance_fen, enrolled_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?)",
                     [(r.card_no, r.holder_name, r.id_hash, r.region, ACTIVE, r.opening_balance_fen, now)
                      for r in fresh],
                 )
                 opening = [r for r in fresh if r.opening_balance_fen]
                 if opening:
-                    cur.executemany(
-                        "INSERT INTO ledger (card_no, delta_fen, balance_after_fen, kind, ref, created_at) "
-                        "VALUES (?, ?, ?, 'OPENING', '', ?)",
+                    _insert_rows(
+                        cur,
+                        "INSERT INTO ledger (card_no, delta_fen, balance_after_fen, kind, ref, created_at) VALUES ",
+                        "(?, ?, ?, 'OPENING', '', ?)",
                         [(r.card_no, r.opening_balance_fen, r.opening_balance_fen, now) for r in opening],
                     )
             if known:
@@ -303,7 +323,9 @@ class SqlStore(SettlementLedger):
         """Writes a batch of (at, kind, actor, subject, detail) rows."""
         if events:
             with self.transaction() as cur:
-                cur.executemany("INSERT INTO audit (at, kind, actor, subject, detail) VALUES (?, ?, ?, ?, ?)", events)
+                _insert_rows(
+                    cur, "INSERT INTO audit (at, kind, actor, subject, detail) VALUES ", "(?, ?, ?, ?, ?)", events
+                )
 
     def audit_events(self, kind: str | None = None) -> list[tuple[Any, ...]]:
         if kind is None:
