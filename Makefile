@@ -68,3 +68,8 @@ clean:
 SCALE ?= ci
 bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits (ci: ~1 min; SCALE=ningbo: 2.5M cards)
 	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json
+
+.PHONY: bench-workers
+WORKERS ?= 2
+bench-workers: install  ## Verify with serve --workers $(WORKERS) beside one worker (needs PostgreSQL and Redis)
+	$(PY) -m loadtest.bench_workers --workers $(WORKERS) --out reports/bench_workers.json
