@@ -17,7 +17,7 @@ from loadtest.bench import GOALS
 def test_bench_writes_every_figure_and_ratio(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench", "--seconds", "0.5", "--out", str(out)],
+        [sys.executable, "-m", "loadtest.bench", "--scale", "tiny", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert out.exists(), result.stderr[-2000:]
