@@ -62,7 +62,7 @@ def _decode(text: str) -> bytearray:
         raise Base45Error("length leaves a single character")
     full = size - tail
     groups = full // 3
-    low, not_digits, high = _lane_masks(groups)
+    low, not_digits, high = _LANES.get(groups) or _lane_masks(groups)
     n = int.from_bytes(digits[:full] if tail else digits, "big")  # lane i = (c, d, e) of group i
     if n & not_digits:
         raise Base45Error("character outside the base45 alphabet")

@@ -116,9 +116,9 @@ _PREFIX_CHARS = len(TEXT_PREFIX)
 _signed_from = token_pb2.SignedToken.FromString
 _claims_from = token_pb2.TokenClaims.FromString
 _new_parsed = object.__new__
-_set_claims = ParsedToken.claims.__set__  # type: ignore[attr-defined]
-_set_signed_bytes = ParsedToken.signed_bytes.__set__  # type: ignore[attr-defined]
-_set_signature = ParsedToken.signature.__set__  # type: ignore[attr-defined]
+_set_claims = vars(ParsedToken)["claims"].__set__  # the slot descriptors
+_set_signed_bytes = vars(ParsedToken)["signed_bytes"].__set__
+_set_signature = vars(ParsedToken)["signature"].__set__
 
 
 def encode_token(claims: token_pb2.TokenClaims, private_key: PrivateKey) -> str:

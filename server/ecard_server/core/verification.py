@@ -68,11 +68,12 @@ def _outcome(
 
 
 _new = object.__new__
-_set_reason = VerifyOutcome.reason.__set__  # type: ignore[attr-defined]
-_set_card = VerifyOutcome.card.__set__  # type: ignore[attr-defined]
-_set_verification_id = VerifyOutcome.verification_id.__set__  # type: ignore[attr-defined]
-_set_expires = VerifyOutcome.verification_expires_at.__set__  # type: ignore[attr-defined]
-_set_claims = VerifyOutcome.claims.__set__  # type: ignore[attr-defined]
+_slots = vars(VerifyOutcome)  # the slot descriptors
+_set_reason = _slots["reason"].__set__
+_set_card = _slots["card"].__set__
+_set_verification_id = _slots["verification_id"].__set__
+_set_expires = _slots["verification_expires_at"].__set__
+_set_claims = _slots["claims"].__set__
 
 
 class TokenVerifier:
@@ -100,11 +101,11 @@ class TokenVerifier:
         when the card store or nonce store cannot answer."""
         now = self._clock()
         passed = self._check(token, merchant_id, purpose, min_assurance, now)
-        if passed.__class__ is VerifyOutcome:
-            return passed  # type: ignore[return-value]
+        if isinstance(passed, VerifyOutcome):
+            return passed
         if not self._nonces.consume(passed[4], passed[5]):
             return VerifyOutcome(t.REASON_REPLAYED, passed[1])
-        return self._accept(passed, now)  # type: ignore[arg-type]
+        return self._accept(passed, now)
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order

@@ -62,14 +62,14 @@ def fill_response(
     reason = outcome.reason
     response.request_id = request_id
     response.verdict = _ACCEPTED if reason == _OK else _REJECTED
-    response.reason = reason
+    response.reason = reason  # type: ignore[assignment]  # the stubs type enum fields as enums
     card = outcome.card
     if card is not None:
         view = response.card
         view.ecard_id = card.ecard_id
         view.holder_name_masked = card.holder_name_masked
         view.region = card.region
-        view.status = card.status
+        view.status = card.status  # type: ignore[assignment]
         if outcome.verification_id:
             response.verification_id = outcome.verification_id
             response.verification_expires_at.seconds = outcome.verification_expires_at
