@@ -1,8 +1,8 @@
 """Assembly: a Deployment holds one process's state; create_server puts it on a gRPC port.
 
     deployment = Deployment.open(Settings(), "sqlite:///var/ecard.db")
-    server, port = create_server(deployment, "127.0.0.1:0")
-    server.start()
+    bound = create_server(deployment, "127.0.0.1:0")  # on the event loop that will serve it
+    await bound.start()
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from ecard.v1 import (
     admin_pb2,
@@ -43,7 +44,7 @@ from ecard_server.rpc import metrics
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
-from ecard_server.rpc.interceptor import CallGuard
+from ecard_server.rpc.guard import GuardedRegistry, Placement
 from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import VerifierServicer
 from ecard_server.storage import SqlStore, open_store
@@ -125,6 +126,12 @@ class Deployment:
             clock=clock,
         )
 
+    @property
+    def hot_state_local(self) -> bool:
+        """Whether Verify's state is all in this process: nonces in memory, cards and keys cached in
+        memory over a local SQLite file (a miss is a local read, never a network round trip)."""
+        return self.store.backend == "sqlite" and isinstance(self.nonces, MemoryNonceStore)
+
     def close(self) -> None:
         self.audit.close()
         self.bus.close()
@@ -169,6 +176,28 @@ SERVICE_NAMES = (
 )
 
 
+@dataclass
+class BoundServer:
+    """A gRPC server with every ecard service on a bound port, not yet started."""
+
+    server: grpc.aio.Server
+    port: int
+    pool: futures.ThreadPoolExecutor
+    health: health.aio.HealthServicer
+    service_names: list[str]
+
+    async def start(self) -> None:
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.server.start()
+
+    async def drain(self, grace: float) -> None:
+        """Reports NOT_SERVING, refuses new calls, lets calls in flight finish for up to `grace` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.pool.shutdown(wait=True)
+
+
 def create_server(
     deployment: Deployment,
     address: str,
@@ -176,12 +205,13 @@ def create_server(
     tls: TlsFiles | None = None,
     max_workers: int = 32,
     reuse_port: bool = False,
-    extra: Callable[[grpc.Server, Deployment], list[str]] | None = None,
-) -> tuple[grpc.Server, int]:
-    """A gRPC server with every ecard service, not yet started, and the port it bound.
+) -> BoundServer:
+    """Every ecard service on a grpc.aio server (to be called on its event loop), and the port it bound.
 
-    Plaintext (principal from metadata) is allowed only on a loopback address; anything else needs
-    mTLS. Raises ValueError with a one-line reason when the address cannot be used.
+    Blocking work runs on a pool of `max_workers` threads; Verify runs on the event loop when the
+    deployment keeps its hot-path state in this process (see rpc.guard). Plaintext (principal from
+    metadata) is allowed only on a loopback address; anything else needs mTLS. Raises ValueError with
+    a one-line reason when the address cannot be used.
     """
     if tls is None and not is_loopback(address):
         raise ValueError(
@@ -195,31 +225,29 @@ def create_server(
         metrics.watch("ecard_nonces_held", "Consumed nonces held in memory", lambda: float(len(nonces)))  # type: ignore[arg-type]
     resolve = principal_from_metadata if tls is None else principal_from_certificate
     authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc"),
-        interceptors=[CallGuard(authorizer)],
+    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")
+    placement = Placement(pool, inline=deployment.hot_state_local)
+    server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
     )
+    registry = GuardedRegistry(server, authorizer, placement)
     verifier_pb2_grpc.add_VerifierServicer_to_server(
-        VerifierServicer(deployment.verifier, deployment.audit, deployment.settings), server
+        VerifierServicer(deployment.verifier, deployment.audit, deployment.settings, placement), registry
     )
-    cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), server)
-    settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), server)
+    cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), registry)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), registry)
+    settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)
     names = list(SERVICE_NAMES)
-    if extra is not None:
-        names += extra(server, deployment)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ["", *names]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]), registry
+    )
     try:
         port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
+        pool.shutdown(wait=False)
         raise ValueError(f"cannot listen on {address}: address in use or not available")
-    server.health = health_servicer  # type: ignore[attr-defined]
-    server.health_names = ["", *names]  # type: ignore[attr-defined]
-    return server, port
+    return BoundServer(server, port, pool, health_servicer, names)

@@ -6,6 +6,7 @@ does the same): each child opens its own store connections, caches and server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -13,10 +14,7 @@ import logging
 import os
 import signal
 import sys
-import threading
 from dataclasses import dataclass
-
-from grpc_health.v1 import health_pb2
 
 from ecard_server.app import Deployment, TlsFiles, create_server
 from ecard_server.config import Settings
@@ -65,33 +63,36 @@ def _start_metrics(address: str | None, worker: int) -> None:
 
 def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = False) -> None:
     """Runs one server process until SIGTERM or SIGINT, then drains in-flight calls and exits."""
+    asyncio.run(_serve(options, worker, reuse_port))
+
+
+async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     deployment = Deployment.open(options.settings, options.db_url, options.redis_url)
     try:
-        server, port = create_server(
+        bound = create_server(
             deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads
         )
+        _start_metrics(options.metrics_listen, worker)
     except ValueError:
         deployment.close()
         raise
-    _start_metrics(options.metrics_listen, worker)
-    stop = threading.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        loop.add_signal_handler(sig, stop.set)
     # Everything made so far (modules, the deployment) lives as long as the process: moved out of the
     # collector's sight, a full collection no longer walks it, and Verify's p99 loses that pause.
     gc.collect()
     gc.freeze()
-    server.start()
+    await bound.start()
     host = options.listen.rsplit(":", 1)[0]
-    event(log, "serving", address=f"{host}:{port}", worker=worker, db=options.db_url.split("://")[0],
-          redis=bool(options.redis_url), tls=options.tls is not None)
+    event(log, "serving", address=f"{host}:{bound.port}", worker=worker, db=options.db_url.split("://")[0],
+          redis=bool(options.redis_url), tls=options.tls is not None, verify_inline=deployment.hot_state_local)
     if worker == 0:
-        print(f"ecard serving on {host}:{port}", flush=True)
-    stop.wait()
+        print(f"ecard serving on {host}:{bound.port}", flush=True)
+    await stop.wait()
     event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
-    for name in server.health_names:  # type: ignore[attr-defined]
-        server.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)  # type: ignore[attr-defined]
-    server.stop(options.grace_seconds).wait()
+    await bound.drain(options.grace_seconds)
     deployment.close()
     event(log, "stopped", worker=worker)
 

@@ -1,10 +1,11 @@
-"""Admin servicer: the operator's registrations, enrollment and credits."""
+"""Admin servicer: the operator's registrations, enrollment and credits (plain methods: they run on the
+blocking-work pool, an EnrollCards stream handed over message by message; see rpc.guard)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import grpc
+import grpc.aio
 
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
@@ -29,11 +30,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, admin: AdminService) -> None:
         self._admin = admin
 
-    def UpsertIssuer(self, request: admin_pb2.Issuer, context: grpc.ServicerContext) -> admin_pb2.Issuer:
+    def UpsertIssuer(self, request: admin_pb2.Issuer, context: grpc.aio.ServicerContext) -> admin_pb2.Issuer:
         issuer = self._admin.upsert_issuer(request.issuer_id, request.display_name)
         return admin_pb2.Issuer(issuer_id=issuer.issuer_id, display_name=issuer.display_name)
 
-    def RegisterIssuerKey(self, request: admin_pb2.IssuerKey, context: grpc.ServicerContext) -> admin_pb2.IssuerKey:
+    def RegisterIssuerKey(self, request: admin_pb2.IssuerKey, context: grpc.aio.ServicerContext) -> admin_pb2.IssuerKey:
         key = self._admin.register_key(
             request.issuer_id,
             request.kid,
@@ -44,15 +45,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         )
         return issuer_key(key)
 
-    def RevokeIssuerKey(self, request: admin_pb2.KeyRef, context: grpc.ServicerContext) -> admin_pb2.IssuerKey:
+    def RevokeIssuerKey(self, request: admin_pb2.KeyRef, context: grpc.aio.ServicerContext) -> admin_pb2.IssuerKey:
         return issuer_key(self._admin.revoke_key(request.issuer_id, request.kid))
 
     def ListIssuerKeys(
-        self, request: admin_pb2.ListIssuerKeysRequest, context: grpc.ServicerContext
+        self, request: admin_pb2.ListIssuerKeysRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListIssuerKeysResponse:
         return admin_pb2.ListIssuerKeysResponse(keys=[issuer_key(k) for k in self._admin.list_keys(request.issuer_id)])
 
-    def UpsertMerchant(self, request: admin_pb2.Merchant, context: grpc.ServicerContext) -> admin_pb2.Merchant:
+    def UpsertMerchant(self, request: admin_pb2.Merchant, context: grpc.aio.ServicerContext) -> admin_pb2.Merchant:
         return merchant(
             self._admin.upsert_merchant(
                 request.merchant_id, request.display_name, request.kind, request.region, request.designated
@@ -60,12 +61,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         )
 
     def EnrollCards(
-        self, request_iterator: Iterator[admin_pb2.PhysicalCard], context: grpc.ServicerContext
+        self, request_iterator: Iterator[admin_pb2.PhysicalCard], context: grpc.aio.ServicerContext
     ) -> admin_pb2.EnrollSummary:
         result = self._admin.enroll_cards(stream_cards(request_iterator))  # the messages are the rows
         return admin_pb2.EnrollSummary(
             enrolled=result.enrolled, updated=result.updated, rejected=result.rejected, errors=result.errors
         )
 
-    def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))

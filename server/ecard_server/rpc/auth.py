@@ -10,7 +10,7 @@ import contextvars
 from collections.abc import Callable
 from functools import lru_cache
 
-import grpc
+import grpc.aio
 from cryptography import x509
 
 from ecard.errors import PermissionDenied, Unauthenticated
@@ -68,14 +68,14 @@ def _parse_principal(text: str) -> Principal:
     return Principal.parse(text)
 
 
-def principal_from_metadata(context: grpc.ServicerContext) -> Principal:
+def principal_from_metadata(context: grpc.aio.ServicerContext) -> Principal:
     for item in context.invocation_metadata():
         if item.key == PRINCIPAL_METADATA:
             return _parse_principal(item.value if isinstance(item.value, str) else item.value.decode())
     raise Unauthenticated(f"no principal: send the {PRINCIPAL_METADATA} metadata", "NO_PRINCIPAL")
 
 
-def principal_from_certificate(context: grpc.ServicerContext) -> Principal:
+def principal_from_certificate(context: grpc.aio.ServicerContext) -> Principal:
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
         raise Unauthenticated("no client certificate", "NO_PRINCIPAL")
@@ -90,13 +90,13 @@ class Authorizer:
         self,
         merchants: MerchantDirectory,
         keys: KeyRegistry,
-        resolve: Callable[[grpc.ServicerContext], Principal] = principal_from_metadata,
+        resolve: Callable[[grpc.aio.ServicerContext], Principal] = principal_from_metadata,
     ) -> None:
         self._merchants = merchants
         self._keys = keys
         self._resolve = resolve
 
-    def authorize(self, method: str, kinds: frozenset[str], context: grpc.ServicerContext) -> Principal:
+    def authorize(self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext) -> Principal:
         principal = self._resolve(context)
         if principal.kind not in kinds:
             raise PermissionDenied(f"{principal.kind} may not call {method.rsplit('/', 1)[-1]}", "ROLE_NOT_ALLOWED")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
+import grpc.aio
 
 from ecard.v1 import cards_pb2, cards_pb2_grpc
 from ecard_server.core.cards import CardService
@@ -19,20 +19,20 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
     def __init__(self, cards: CardService) -> None:
         self._cards = cards
 
-    def IssueECard(self, request: cards_pb2.IssueECardRequest, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def IssueECard(self, request: cards_pb2.IssueECardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         card = self._cards.issue_ecard(
             current_principal.get(), request.card_no, request.holder_name, request.id_number, request.assurance
         )
         return ecard(card)
 
-    def GetECard(self, request: cards_pb2.GetECardRequest, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def GetECard(self, request: cards_pb2.GetECardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.find(current_principal.get(), ecard_id=request.ecard_id))
 
-    def ReportLost(self, request: cards_pb2.CardRef, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def ReportLost(self, request: cards_pb2.CardRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.report_lost(current_principal.get(), **_ref(request)))
 
-    def Reinstate(self, request: cards_pb2.CardRef, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def Reinstate(self, request: cards_pb2.CardRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.reinstate(current_principal.get(), **_ref(request)))
 
-    def Cancel(self, request: cards_pb2.CardRef, context: grpc.ServicerContext) -> cards_pb2.ECard:
+    def Cancel(self, request: cards_pb2.CardRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.cancel(current_principal.get(), **_ref(request)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import grpc
+import grpc.aio
 
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard_server.core.settlement import LineItem, SettleInput, SettlementRecord, SettlementService
@@ -40,7 +40,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
         self._settlements = settlements
 
     def Settle(
-        self, request: settlement_pb2.SettleRequest, context: grpc.ServicerContext
+        self, request: settlement_pb2.SettleRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
         settle = SettleInput(
             idempotency_key=request.idempotency_key,
@@ -52,7 +52,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
         return settlement_record(self._settlements.settle(own_id(request.merchant_id), settle))
 
     def Refund(
-        self, request: settlement_pb2.RefundRequest, context: grpc.ServicerContext
+        self, request: settlement_pb2.RefundRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
         record = self._settlements.refund(
             own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason
@@ -60,6 +60,6 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
         return settlement_record(record)
 
     def GetSettlement(
-        self, request: settlement_pb2.GetSettlementRequest, context: grpc.ServicerContext
+        self, request: settlement_pb2.GetSettlementRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
         return settlement_record(self._settlements.get(own_id(request.merchant_id), request.settlement_id))

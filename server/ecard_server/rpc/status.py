@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -22,11 +20,6 @@ def to_status(exc: EcardError) -> grpc.Status:
     return rpc_status.to_status(
         status_pb2.Status(code=code.value[0], message=exc.message[:500], details=[detail])
     )
-
-
-def abort(context: grpc.ServicerContext, exc: EcardError) -> NoReturn:
-    context.abort_with_status(to_status(exc))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

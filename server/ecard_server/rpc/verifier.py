@@ -1,5 +1,7 @@
 """Verifier servicer: unary, stream and batch share one path, the core's TokenVerifier.
 
+Verify and each VerifyStream item run on the event loop when the deployment keeps its hot-path
+state in this process (see rpc.guard), else on the pool; a batch always runs on the pool.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
 A batch runs every check of every item, then consumes all the batch's nonces in one call to the
 nonce store, exactly as the items would be one after another.
@@ -7,9 +9,9 @@ nonce store, exactly as the items would be one after another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
-import grpc
+import grpc.aio
 
 from ecard.errors import InvalidArgument
 from ecard.v1 import types_pb2 as t
@@ -19,6 +21,7 @@ from ecard_server.core.audit import AuditTrail
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
+from ecard_server.rpc.guard import Placement, hot_path
 
 MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken client, not a token
 _PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
@@ -77,8 +80,9 @@ def fill_response(
 
 
 class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
-    def __init__(self, verifier: TokenVerifier, audit: AuditTrail, settings: Settings) -> None:
+    def __init__(self, verifier: TokenVerifier, audit: AuditTrail, settings: Settings, placement: Placement) -> None:
         self._verifier = verifier
+        self._placement = placement
         self._audit = audit
         self._max_batch = settings.max_batch
 
@@ -103,19 +107,23 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
             )
         return self._verify_one(request, merchant_id)
 
-    def Verify(self, request: verifier_pb2.VerifyRequest, context: grpc.ServicerContext) -> verifier_pb2.VerifyResponse:
+    @hot_path
+    def Verify(
+        self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
+    ) -> verifier_pb2.VerifyResponse:
         merchant_id = own_id(request.merchant_id)
         check_request(request)
         return self._verify_one(request, merchant_id)
 
-    def VerifyStream(
-        self, request_iterator: Iterator[verifier_pb2.VerifyRequest], context: grpc.ServicerContext
-    ) -> Iterator[verifier_pb2.VerifyResponse]:
-        for request in request_iterator:
-            yield self._item(request, own_id(request.merchant_id))
+    async def VerifyStream(
+        self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
+        run, item = self._placement.run, self._item
+        async for request in request_iterator:
+            yield await run(item, request, own_id(request.merchant_id))
 
     def VerifyBatch(
-        self, request: verifier_pb2.VerifyBatchRequest, context: grpc.ServicerContext
+        self, request: verifier_pb2.VerifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyBatchResponse:
         items = request.requests
         if len(items) > self._max_batch:
