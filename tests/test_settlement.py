@@ -20,6 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecard import (
+    ED25519,
     AlreadyExists,
     Assurance,
     ClientOptions,
@@ -27,18 +28,31 @@ from ecard import (
     EcardError,
     FailedPrecondition,
     InvalidArgument,
+    MerchantKind,
     NotFound,
     PermissionDenied,
     PharmacyClient,
     Purpose,
     RetryConfig,
     SettlementStatus,
+    TokenSigner,
+    Unavailable,
     from_grpc_error,
+    generate_private_key,
     line_item,
+    public_key_pem,
 )
 from ecard.testing import EcardServer, World
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
+from ecard_server.app import Deployment
+from ecard_server.config import Settings
+from ecard_server.core.admin import EnrollInput
+from ecard_server.core.events import LocalChangeBus
+from ecard_server.core.nonces import MemoryNonceStore
+from ecard_server.core.principals import CHANNEL, Principal
+from ecard_server.core.settlement import Draft, LineItem, SettleInput, SettlementRecord
 from ecard_server.storage import SqlStore, open_store
+from ecard_server.storage.sqlite import SqliteStore
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
 BASKET = [line_item("A001", "amoxicillin", A, 1000), line_item("B001", "ibuprofen", B, 333, 2),
@@ -522,3 +536,46 @@ def test_sigkill_loses_no_acknowledged_settlement(served: EcardServer) -> None:
     with database(served.db) as store:
         assert settlement_count(store, world.pharmacy_id) == len(attempted)
         assert assert_account_equals_ledger(store, world) == 10_000_000 - 123 * len(attempted)
+
+
+class StoreDownAtSettle(SqliteStore):
+    """The real SQLite store, with a fault injected: its next `settle` finds the database unavailable,
+    after the token was verified and its nonce consumed (what a dropped PostgreSQL connection does)."""
+
+    fail_next = False
+
+    def settle(self, draft: Draft, now: int) -> SettlementRecord:
+        if self.fail_next:
+            self.fail_next = False
+            raise Unavailable("database unavailable", "STORE_UNAVAILABLE")
+        return super().settle(draft, now)
+
+
+def test_token_of_a_settlement_that_could_not_be_written_works_on_retry(tmp_path: Path) -> None:
+    store = StoreDownAtSettle(tmp_path / "ecard.db")
+    deployment = Deployment.assemble(Settings(), store, LocalChangeBus(), MemoryNonceStore(), clock=time.time)
+    try:
+        holder = ("C0000009", "钱小红", "330203199202021234")
+        deployment.admin.upsert_issuer("bank", "bank")
+        key = generate_private_key()
+        kid = deployment.admin.register_key("bank", "", ED25519, public_key_pem(key), None, None).kid
+        deployment.admin.upsert_merchant("pharmacy-1", "pharmacy", MerchantKind.PHARMACY, "330200", True)
+        deployment.admin.enroll_cards([EnrollInput(*holder, "330200", 10_000)])
+        ecard_id = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *holder, Assurance.FACE).ecard_id
+        token = TokenSigner(key, issuer_id="bank", kid=kid).mint(
+            ecard_id, purposes=[Purpose.MEDICAL_SETTLEMENT], assurance=Assurance.PIN
+        )
+        basket = (LineItem("A001", "amoxicillin", A, 1000, 1),)
+        settle = SettleInput(idempotency_key="k1", items=basket, token=token)
+        store.fail_next = True
+        with pytest.raises(Unavailable):
+            deployment.settlements.settle("pharmacy-1", settle)
+        record = deployment.settlements.settle("pharmacy-1", settle)  # the SDK's retry: same key, same token
+        assert record.total_fen == 1000
+        assert deployment.settlements.settle("pharmacy-1", settle) == record  # and once more: the same record
+        with pytest.raises(FailedPrecondition) as again:  # the token is spent now, for good
+            deployment.settlements.settle("pharmacy-1", SettleInput(idempotency_key="k2", items=basket, token=token))
+        assert again.value.reason == "REPLAYED"
+        assert store.ledger_total("C0000009") == 10_000 - record.account_fen
+    finally:
+        deployment.close()

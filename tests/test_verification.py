@@ -183,3 +183,14 @@ def test_nonce_store_forgets_only_after_expiry_and_fails_closed_when_full() -> N
     clock.now = NOW + 11
     assert store.consume(b"c", NOW + 20)  # a and b expired and were dropped
     assert len(store) == 1
+
+
+def test_a_released_nonce_can_be_consumed_again() -> None:
+    clock = Clock()
+    store = MemoryNonceStore(capacity=10, clock=clock)
+    assert store.consume(b"a", NOW + 10)
+    assert store.release(b"a") and not store.release(b"a") and not store.release(b"never")
+    assert store.consume(b"a", NOW + 30)  # consumed again, with a later expiry
+    clock.now = NOW + 11  # the first consumption's expiry passes: the second one still holds
+    assert not store.consume(b"a", NOW + 30)
+    assert len(store) == 1

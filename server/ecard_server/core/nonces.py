@@ -19,6 +19,15 @@ class NonceStore(Protocol):
         Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
         """
 
+    def release(self, key: bytes) -> bool:
+        """Forgets a consumption whose purpose failed for want of a store (a Settle whose transaction
+        could not run), so the holder's code works again. True if it was forgotten; never raises."""
+
+
+def nonce_key(issuer_id: str, nonce: bytes) -> bytes:
+    """The store key of a token's nonce: nonces are unique per issuer."""
+    return issuer_id.encode() + b"\x00" + nonce
+
 
 def consume_many(store: NonceStore, items: Sequence[tuple[bytes, float]]) -> list[bool]:
     """`consume` of each (key, expires_at) in order, in one call where the store offers
@@ -68,6 +77,10 @@ class MemoryNonceStore:
                 self._expire(now)
             insert = self._insert
             return [insert(key, expires_at, now) for key, expires_at in items]
+
+    def release(self, key: bytes) -> bool:
+        with self._lock:
+            return self._expiry.pop(key, None) is not None  # its heap entry expires harmlessly
 
     def _expire(self, now: float) -> None:
         heap, expiry = self._heap, self._expiry

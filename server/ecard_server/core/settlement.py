@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from ecard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ecard.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 
@@ -325,7 +332,15 @@ class SettlementService:
             skip_personal_account=request.skip_personal_account,
             used_reason=used_reason,
         )
-        return self._store.settle(draft, int(self._clock()))
+        try:
+            return self._store.settle(draft, int(self._clock()))
+        except Unavailable:
+            if request.token:
+                # The token was spent on a settlement that never ran: give it back, so the SDK's retry
+                # (same key) settles instead of finding REPLAYED. Should the commit have landed after
+                # all, its unique (e-card, nonce) still refuses a second settlement.
+                self._verifier.release(outcome)
+            raise
 
     def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes]:
         verification = self._handles.open(handle, merchant_id=merchant_id, now=int(self._clock()))

@@ -22,7 +22,7 @@ from ecard_server.config import Settings
 from ecard_server.core.caches import CardCache, CardSnapshot, KeyRegistry
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.model import ACTIVE, CANCELLED, LOST
-from ecard_server.core.nonces import NonceStore, consume_many
+from ecard_server.core.nonces import NonceStore, consume_many, nonce_key
 
 _CARD_REASONS = {LOST: t.REASON_CARD_LOST, CANCELLED: t.REASON_CARD_CANCELLED}
 
@@ -123,6 +123,11 @@ class TokenVerifier:
                 results[i] = self._accept(r, now) if is_fresh else VerifyOutcome(t.REASON_REPLAYED, r[1])  # type: ignore
         return results  # type: ignore[return-value]
 
+    def release(self, outcome: VerifyOutcome) -> bool:
+        """Gives an accepted token back its single use (see NonceStore.release)."""
+        claims = outcome.claims
+        return claims is not None and self._nonces.release(nonce_key(claims.issuer_id, claims.nonce))
+
     def _check(
         self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float
     ) -> VerifyOutcome | _Passed:
@@ -162,8 +167,7 @@ class TokenVerifier:
             return VerifyOutcome(t.REASON_PURPOSE_NOT_ALLOWED, card)
         if claims.assurance < min_assurance:
             return VerifyOutcome(t.REASON_ASSURANCE_TOO_LOW, card)
-        nonce_key = issuer_id.encode() + b"\x00" + nonce
-        return (claims, card, merchant_id, purpose, nonce_key, expires_at + self._skew, nonce)
+        return (claims, card, merchant_id, purpose, nonce_key(issuer_id, nonce), expires_at + self._skew, nonce)
 
     def _accept(self, passed: _Passed, now: float) -> VerifyOutcome:
         claims, card, merchant_id, purpose = passed[0], passed[1], passed[2], passed[3]

@@ -89,6 +89,13 @@ class RedisNonceStore:
         except _ERRORS as exc:
             raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
 
+    def release(self, key: bytes) -> bool:
+        try:
+            return bool(self._client.delete(self._prefix + key))
+        except _ERRORS as exc:
+            log.warning(json.dumps({"event": "nonce_release_failed", "error": type(exc).__name__}))
+            return False
+
     def close(self) -> None:
         self._client.close()
 
