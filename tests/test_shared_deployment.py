@@ -7,6 +7,7 @@ the machine's shared PostgreSQL and Redis. Every server of this module uses its 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -416,6 +417,42 @@ def test_released_nonce_is_fresh_again_and_release_never_raises(
         assert store.consume(b"n1", time.time() + 60)
         relay.cut()
         assert store.release(b"n1") is False  # best effort: the holder shows a new code, nothing breaks
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_loop_and_thread_consumption_share_one_answer_and_fail_closed(
+    redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]
+) -> None:
+    """consume_async (the event loop's asyncio client) and consume (a thread's) see each other's nonces;
+    a cut Redis is Unavailable for both, and both heal."""
+    relay = tcp_proxy(redis_url)
+    store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
+
+    async def on_the_loop() -> None:
+        expires = time.time() + 60
+        assert await store.consume_async(b"n1", expires)
+        assert not await store.consume_async(b"n1", expires)
+        assert not store.consume(b"n1", expires)
+        assert store.consume(b"n2", expires)
+        assert not await store.consume_async(b"n2", expires)
+        relay.cut()
+        with pytest.raises(Unavailable):
+            await store.consume_async(b"n3", expires)
+        relay.restore()
+        for _ in range(50):
+            try:
+                assert await store.consume_async(b"n3", expires)
+                break
+            except Unavailable:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the asyncio client did not heal")
+        await store.aclose()
+
+    try:
+        asyncio.run(on_the_loop())
     finally:
         store.close()
 

@@ -3,6 +3,7 @@ change of a good token, and the first failing check is the one reported."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -194,3 +195,20 @@ def test_a_released_nonce_can_be_consumed_again() -> None:
     clock.now = NOW + 11  # the first consumption's expiry passes: the second one still holds
     assert not store.consume(b"a", NOW + 30)
     assert len(store) == 1
+
+
+def test_loop_verify_answers_from_memory_or_asks_for_a_thread(env: Env) -> None:
+    """verify_token_async never reads the store: a cache miss answers None and consumes nothing; from
+    memory it gives verify_token's answers, single use included."""
+    verifier = env.deployment.verifier
+    ask = dict(merchant_id="pharmacy-1", purpose=t.PURPOSE_IDENTITY, min_assurance=t.ASSURANCE_NONE)
+    first, second = env.mint(), env.mint()
+    assert asyncio.run(verifier.verify_token_async(first, **ask)) is None  # the card is not cached yet
+    assert env.deployment.card_cache.hit_ratio == 0.0
+    assert env.verify(first) == t.REASON_OK  # nothing was consumed; the thread's read fills the cache
+    outcome = asyncio.run(verifier.verify_token_async(second, **ask))
+    assert outcome is not None and outcome.reason == t.REASON_OK and outcome.verification_id
+    assert asyncio.run(verifier.verify_token_async(second, **ask)).reason == t.REASON_REPLAYED  # type: ignore[union-attr]
+    assert env.verify(second) == t.REASON_REPLAYED
+    env.add_issuer("another-bank")  # the key registry must be reloaded: a store read
+    assert asyncio.run(verifier.verify_token_async(env.mint(), **ask)) is None

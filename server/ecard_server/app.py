@@ -46,7 +46,7 @@ from ecard_server.rpc.auth import Authorizer, principal_from_certificate, princi
 from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.guard import GuardedRegistry, Placement
 from ecard_server.rpc.settlement import SettlementServicer
-from ecard_server.rpc.verifier import VerifierServicer
+from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import SqlStore, open_store
 
 log = logging.getLogger("ecard.server")
@@ -131,6 +131,12 @@ class Deployment:
         """Whether Verify's state is all in this process: nonces in memory, cards and keys cached in
         memory over a local SQLite file (a miss is a local read, never a network round trip)."""
         return self.store.backend == "sqlite" and isinstance(self.nonces, MemoryNonceStore)
+
+    async def aclose(self) -> None:
+        """Closes what lives on the server's event loop (the asyncio Redis client), on that loop."""
+        aclose = getattr(self.nonces, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def close(self) -> None:
         self.audit.close()
@@ -231,8 +237,9 @@ def create_server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
     )
     registry = GuardedRegistry(server, authorizer, placement)
+    servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(
-        VerifierServicer(deployment.verifier, deployment.audit, deployment.settings, placement), registry
+        servicer(deployment.verifier, deployment.audit, deployment.settings, placement), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), registry)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), registry)

@@ -93,6 +93,7 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     await stop.wait()
     event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
     await bound.drain(options.grace_seconds)
+    await deployment.aclose()
     deployment.close()
     event(log, "stopped", worker=worker)
 

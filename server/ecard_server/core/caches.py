@@ -18,6 +18,11 @@ from ecard_server.core.identity import mask_name
 from ecard_server.core.model import Card, IssuerKey, Merchant
 
 
+class CacheMiss(Exception):
+    """A cached-only lookup (`cached_only=True`) that would have to read the store: code on an event loop
+    catches it and runs the whole operation on a thread instead."""
+
+
 class ReadStore(Protocol):
     def list_issuer_ids(self) -> list[str]: ...
     def list_keys(self, issuer_id: str | None = None) -> list[IssuerKey]: ...
@@ -63,13 +68,17 @@ class KeyRegistry:
             self._issuers, self._keys = issuers, keys
             self._loaded_generation = generation
 
-    def has_issuer(self, issuer_id: str) -> bool:
+    def has_issuer(self, issuer_id: str, *, cached_only: bool = False) -> bool:
         if self._generation != self._loaded_generation:
+            if cached_only:
+                raise CacheMiss
             self._refresh()
         return issuer_id in self._issuers
 
-    def get(self, issuer_id: str, kid: str) -> KeyEntry | None:
+    def get(self, issuer_id: str, kid: str, *, cached_only: bool = False) -> KeyEntry | None:
         if self._generation != self._loaded_generation:
+            if cached_only:
+                raise CacheMiss
             self._refresh()
         return self._keys.get((issuer_id, kid))
 
@@ -88,8 +97,10 @@ class MerchantDirectory:
         if kind in (events.MERCHANT, events.ALL):
             self._generation += 1
 
-    def get(self, merchant_id: str) -> Merchant | None:
+    def get(self, merchant_id: str, *, cached_only: bool = False) -> Merchant | None:
         if self._generation != self._loaded_generation:
+            if cached_only:
+                raise CacheMiss
             with self._lock:
                 generation = self._generation
                 if generation != self._loaded_generation:
@@ -165,13 +176,15 @@ class CardCache:
                 self._generation += 1
                 self._entries.clear()
 
-    def get(self, ecard_id: str) -> CardSnapshot | None:
+    def get(self, ecard_id: str, *, cached_only: bool = False) -> CardSnapshot | None:
         entries = self._entries
         with self._lock:
             if ecard_id in entries:
                 entries.move_to_end(ecard_id)
                 self.hits += 1
                 return entries[ecard_id]
+            if cached_only:
+                raise CacheMiss  # counted as a miss by the thread that reads it
             generation = self._generation
             self.misses += 1
         card = self._store.get_card(ecard_id=ecard_id)

@@ -19,6 +19,9 @@ class NonceStore(Protocol):
         Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
         """
 
+    async def consume_async(self, key: bytes, expires_at: float) -> bool:
+        """`consume` for an event loop: it never blocks the loop (same answers, same errors)."""
+
     def release(self, key: bytes) -> bool:
         """Forgets a consumption whose purpose failed for want of a store (a Settle whose transaction
         could not run), so the holder's code works again. True if it was forgotten; never raises."""
@@ -69,6 +72,9 @@ class MemoryNonceStore:
             expiry[key] = expires_at
             heappush(heap, (expires_at, key))
             return True
+
+    async def consume_async(self, key: bytes, expires_at: float) -> bool:
+        return self.consume(key, expires_at)  # a dictionary and a heap: nothing to wait for
 
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         with self._lock:

@@ -19,7 +19,7 @@ from ecard._token import TokenFormatError, parse_token_fields
 from ecard.v1 import token_pb2
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.caches import CardCache, CardSnapshot, KeyRegistry
+from ecard_server.core.caches import CacheMiss, CardCache, CardSnapshot, KeyRegistry
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.model import ACTIVE, CANCELLED, LOST
 from ecard_server.core.nonces import NonceStore, consume_many, nonce_key
@@ -107,6 +107,23 @@ class TokenVerifier:
             return VerifyOutcome(t.REASON_REPLAYED, passed[1])
         return self._accept(passed, now)
 
+    async def verify_token_async(
+        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int
+    ) -> VerifyOutcome | None:
+        """`verify_token` for an event loop: it never blocks. Keys and the card come from memory and the
+        nonce is consumed through the store's `consume_async` (one awaited Redis round trip). None when
+        a store read is needed (a cache miss): run `verify_token` on a thread instead."""
+        now = self._clock()
+        try:
+            passed = self._check(token, merchant_id, purpose, min_assurance, now, cached_only=True)
+        except CacheMiss:
+            return None
+        if isinstance(passed, VerifyOutcome):
+            return passed
+        if not await self._nonces.consume_async(passed[4], passed[5]):
+            return VerifyOutcome(t.REASON_REPLAYED, passed[1])
+        return self._accept(passed, now)
+
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order
         (a nonce seen twice in one batch is accepted the first time, REPLAYED the second)."""
@@ -129,18 +146,20 @@ class TokenVerifier:
         return claims is not None and self._nonces.release(nonce_key(claims.issuer_id, claims.nonce))
 
     def _check(
-        self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float
+        self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float, cached_only: bool = False
     ) -> VerifyOutcome | _Passed:
-        """Every check but single use, in the contract's order: a rejection, or what consumption needs."""
+        """Every check but single use, in the contract's order: a rejection, or what consumption needs.
+        With `cached_only`, raises CacheMiss instead of reading the store."""
         try:
             claims, signed_bytes, signature, issuer_id, kid, ecard_id, nonce, issued_at, expires_at = (
                 parse_token_fields(token)
             )
         except TokenFormatError as exc:
             return _BARE[exc.reason]
-        entry = self._keys.get(issuer_id, kid)
+        entry = self._keys.get(issuer_id, kid, cached_only=cached_only)
         if entry is None:
-            return _BARE[t.REASON_UNKNOWN_KEY if self._keys.has_issuer(issuer_id) else t.REASON_UNKNOWN_ISSUER]
+            known = self._keys.has_issuer(issuer_id, cached_only=cached_only)
+            return _BARE[t.REASON_UNKNOWN_KEY if known else t.REASON_UNKNOWN_ISSUER]
         key = entry.key
         if key.revoked:
             return _BARE[t.REASON_KEY_REVOKED]
@@ -156,7 +175,7 @@ class TokenVerifier:
             return _BARE[t.REASON_LIFETIME_TOO_LONG]
         if not entry.check(signature, signed_bytes):
             return _BARE[t.REASON_BAD_SIGNATURE]
-        card = self._cards.get(ecard_id)
+        card = self._cards.get(ecard_id, cached_only=cached_only)
         if card is None:
             return _BARE[t.REASON_CARD_UNKNOWN]
         if card.status != ACTIVE:

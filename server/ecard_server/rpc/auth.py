@@ -96,15 +96,19 @@ class Authorizer:
         self._keys = keys
         self._resolve = resolve
 
-    def authorize(self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext) -> Principal:
+    def authorize(
+        self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext, cached_only: bool = False
+    ) -> Principal:
+        """The caller, if the role table lets it call `method`. With `cached_only`, raises CacheMiss
+        instead of reloading a directory from the store."""
         principal = self._resolve(context)
         if principal.kind not in kinds:
             raise PermissionDenied(f"{principal.kind} may not call {method.rsplit('/', 1)[-1]}", "ROLE_NOT_ALLOWED")
         if principal.kind == MERCHANT:
-            merchant = self._merchants.get(principal.id)
+            merchant = self._merchants.get(principal.id, cached_only=cached_only)
             if merchant is None or not merchant.designated:
                 raise PermissionDenied("merchant is unknown or not designated", "MERCHANT_NOT_DESIGNATED")
-        elif principal.kind == CHANNEL and not self._keys.has_issuer(principal.id):
+        elif principal.kind == CHANNEL and not self._keys.has_issuer(principal.id, cached_only=cached_only):
             raise PermissionDenied("channel is not a registered issuer", "UNKNOWN_CHANNEL")
         return principal
 

@@ -1,18 +1,20 @@
 """What every call shares, wrapped around each method handler once, when it is registered: who is
 calling, the role table, metrics, error mapping, and where the work runs.
 
-The server is grpc.aio: one event loop takes every call. Servicer methods stay plain functions of
-(request, context) that raise ecard.errors; the guard decides where each one runs:
+The server is grpc.aio: one event loop takes every call. Servicer methods are plain functions of
+(request, context) that raise ecard.errors, or async ones; the guard decides where each runs:
 
-- on the event loop itself, for methods marked `@hot_path` when the deployment keeps every piece of
-  hot-path state in this process (`Placement.inline`): Verify is then one Python call between
-  the transport's read and write, with no thread hop;
-- on the blocking-work pool otherwise: settlement and admin writes, VerifyBatch (milliseconds of
-  signatures), and every method of a deployment whose nonces or cards live in Redis or PostgreSQL.
+- on the event loop itself: async methods, and plain methods marked `@hot_path` when the deployment
+  keeps every piece of hot-path state in this process (`Placement.inline`): Verify is then one Python
+  call between the transport's read and write, with no thread hop;
+- on the blocking-work pool: every other plain method (settlement and admin writes, VerifyBatch's
+  milliseconds of signatures, and the `@hot_path` ones of a deployment on Redis or PostgreSQL, which
+  use async methods for their hot path instead: see rpc.verifier).
 
-Async servicer methods (health, reflection, VerifyStream) run on the loop; their authorization
-runs where the deployment's blocking reads may run. A client stream handled by a plain method is
-read on the loop and handed to the pool thread message by message.
+Async methods (health, reflection, VerifyStream, Verify on Redis) have their principal checked on
+the loop from the in-memory directories; a directory that must be reloaded is read on the pool. A
+client stream handled by a plain method is read on the loop and handed to the pool thread message
+by message.
 
     registry = GuardedRegistry(server, authorizer, placement)
     verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, registry)  # instead of the server
@@ -35,6 +37,7 @@ import grpc
 import grpc.aio
 
 from ecard.errors import EcardError, Internal, InvalidArgument
+from ecard_server.core.caches import CacheMiss
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import Authorizer, allowed_kinds, current_principal
 from ecard_server.rpc.status import to_status
@@ -168,8 +171,16 @@ class GuardedRegistry:
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> None:
             if request.__class__ is _Undecodable:
                 raise request.error
-            if kinds is not None:
-                set_principal(await placement.run(authorize, method, kinds, context))
+            if kinds is None:
+                return
+            if placement.inline:
+                principal = authorize(method, kinds, context)
+            else:
+                try:  # from memory; a stale directory is read on the pool, never on the loop
+                    principal = authorize(method, kinds, context, cached_only=True)
+                except CacheMiss:
+                    principal = await placement.offload(authorize, method, kinds, context)
+            set_principal(principal)
 
         if inspect.isasyncgenfunction(behavior):
 

@@ -1,7 +1,9 @@
 """Verifier servicer: unary, stream and batch share one path, the core's TokenVerifier.
 
-Verify and each VerifyStream item run on the event loop when the deployment keeps its hot-path
-state in this process (see rpc.guard), else on the pool; a batch always runs on the pool.
+Verify and each VerifyStream item run on the event loop: all of it when the deployment keeps its
+hot-path state in this process (VerifierServicer), all but the Redis round trip, which is awaited,
+when nonces are in Redis (SharedVerifierServicer); a call that misses a cache runs on the pool. A batch
+always runs on the pool.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
 A batch runs every check of every item, then consumes all the batch's nonces in one call to the
 nonce store, exactly as the items would be one after another.
@@ -79,6 +81,11 @@ def fill_response(
     return response
 
 
+def _malformed(request: verifier_pb2.VerifyRequest) -> verifier_pb2.VerifyResponse:
+    metrics.verdict(t.REASON_MALFORMED)
+    return verifier_pb2.VerifyResponse(request_id=request.request_id, verdict=_REJECTED, reason=t.REASON_MALFORMED)
+
+
 class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
     def __init__(self, verifier: TokenVerifier, audit: AuditTrail, settings: Settings, placement: Placement) -> None:
         self._verifier = verifier
@@ -90,6 +97,11 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         outcome = self._verifier.verify_token(
             request.token, merchant_id=merchant_id, purpose=request.purpose, min_assurance=request.min_assurance
         )
+        return self._answer(request, merchant_id, outcome)
+
+    def _answer(
+        self, request: verifier_pb2.VerifyRequest, merchant_id: str, outcome: VerifyOutcome
+    ) -> verifier_pb2.VerifyResponse:
         metrics.verdict(outcome.reason)
         self._record(merchant_id, request.terminal_id, outcome)
         return fill_response(verifier_pb2.VerifyResponse(), request.request_id, outcome)
@@ -101,10 +113,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
     def _item(self, request: verifier_pb2.VerifyRequest, merchant_id: str) -> verifier_pb2.VerifyResponse:
         """One verification of a stream: a malformed item is rejected alone."""
         if _well_formed(request) is None:
-            metrics.verdict(t.REASON_MALFORMED)
-            return verifier_pb2.VerifyResponse(
-                request_id=request.request_id, verdict=_REJECTED, reason=t.REASON_MALFORMED
-            )
+            return _malformed(request)
         return self._verify_one(request, merchant_id)
 
     @hot_path
@@ -162,3 +171,36 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
                 record(caller, terminal_id, outcome)
             fill_response(add(), request_id, outcome)
         return answer
+
+
+class SharedVerifierServicer(VerifierServicer):
+    """For a deployment whose nonces are in Redis: Verify and each stream item still run on the event
+    loop, with keys and cards from memory and the nonce consumed by an awaited Redis round trip; a
+    call that misses a cache is moved to the pool whole (its store read would block the loop)."""
+
+    async def _verify_one_async(
+        self, request: verifier_pb2.VerifyRequest, merchant_id: str
+    ) -> verifier_pb2.VerifyResponse:
+        outcome = await self._verifier.verify_token_async(
+            request.token, merchant_id=merchant_id, purpose=request.purpose, min_assurance=request.min_assurance
+        )
+        if outcome is None:
+            return await self._placement.offload(self._verify_one, request, merchant_id)  # type: ignore[no-any-return]
+        return self._answer(request, merchant_id, outcome)
+
+    async def Verify(  # type: ignore[override]
+        self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
+    ) -> verifier_pb2.VerifyResponse:
+        merchant_id = own_id(request.merchant_id)
+        check_request(request)
+        return await self._verify_one_async(request, merchant_id)
+
+    async def VerifyStream(
+        self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
+        async for request in request_iterator:
+            merchant_id = own_id(request.merchant_id)
+            if _well_formed(request) is None:
+                yield _malformed(request)
+            else:
+                yield await self._verify_one_async(request, merchant_id)

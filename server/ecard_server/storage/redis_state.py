@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -40,6 +42,13 @@ def describe(url: str) -> str:
     """host:port/db of a Redis URL, for messages (never the password)."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+
+
+def connect_async(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.asyncio.Redis:
+    """`connect`'s asyncio twin, for the server's event loop (no ping: the URL was checked by `connect`)."""
+    return redis.asyncio.Redis.from_url(
+        url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=AsyncRetry(NoBackoff(), 0)
+    )
 
 
 def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.Redis:
@@ -60,21 +69,44 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
 
 
 class RedisNonceStore:
-    """Consumed nonces in Redis, each kept until its token could no longer pass the time checks."""
+    """Consumed nonces in Redis, each kept until its token could no longer pass the time checks.
 
-    def __init__(self, client: redis.Redis, namespace: str = "ecard") -> None:
+    Threads use one blocking client; the server's event loop uses an asyncio client of the same URL
+    (`consume_async`), made on the loop that first needs it and closed by `aclose`.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str = "ecard", *, url: str | None = None) -> None:
         self._client = client
         self._prefix = f"{namespace}:nonce:".encode()
+        self._url = url
+        self._async_client: redis.asyncio.Redis | None = None
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = "ecard") -> RedisNonceStore:
-        return cls(connect(url), namespace)
+        return cls(connect(url), namespace, url=url)
 
     def consume(self, key: bytes, expires_at: float) -> bool:
         try:
             return bool(self._client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at))))
         except _ERRORS as exc:
             raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
+
+    async def consume_async(self, key: bytes, expires_at: float) -> bool:
+        client = self._async_client
+        if client is None:
+            if self._url is None:
+                raise TypeError("consume_async needs a store made by RedisNonceStore.from_url")
+            client = self._async_client = connect_async(self._url)
+        try:
+            return bool(await client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at))))
+        except _ERRORS as exc:
+            raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
+
+    async def aclose(self) -> None:
+        """Closes the asyncio client, on the loop that made it."""
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
 
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         """`consume` of each (key, expires_at) in one round trip (a pipeline of SET NX, in order, so a key
