@@ -21,8 +21,9 @@ proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with .pyi stu
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --grpc_python_out=client --pyi_out=client \
 		proto/ecard/v1/*.proto
 
-lint: install
+lint: install  ## ruff, mypy and the contract check (what CI runs before the tests)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy client/ecard server/ecard_server
 ifneq ($(CONTRACT),)
 	$(PY) $(CONTRACT) --proto-dir proto
 endif

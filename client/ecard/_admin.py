@@ -12,7 +12,7 @@ from ecard._keys import algorithm_of, kid_for, load_public_key_pem
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import call, principal_metadata, sync_channel
-from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2
+from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2, wire
 
 
 def card_ref(*, card_no: str = "", ecard_id: str = "") -> cards_pb2.CardRef:
@@ -62,7 +62,7 @@ class ChannelClient(_Client):
         self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE
     ) -> cards_pb2.ECard:
         request = cards_pb2.IssueECardRequest(
-            card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=assurance
+            card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=wire(assurance)
         )
         return self._call(self._cards.IssueECard, request)
 
@@ -90,7 +90,7 @@ class AdminClient(_Client):
         pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
         public = load_public_key_pem(pem)
         key = admin_pb2.IssuerKey(
-            issuer_id=issuer_id, kid=kid or kid_for(public), algorithm=algorithm_of(public), public_key_pem=pem
+            issuer_id=issuer_id, kid=kid or kid_for(public), algorithm=wire(algorithm_of(public)), public_key_pem=pem
         )
         if not_before is not None:
             key.not_before.CopyFrom(Timestamp(seconds=not_before))
@@ -108,7 +108,7 @@ class AdminClient(_Client):
         self, merchant_id: str, *, kind: int, display_name: str = "", region: str = "", designated: bool = True
     ) -> admin_pb2.Merchant:
         merchant = admin_pb2.Merchant(
-            merchant_id=merchant_id, display_name=display_name, kind=kind, region=region, designated=designated
+            merchant_id=merchant_id, display_name=display_name, kind=wire(kind), region=region, designated=designated
         )
         return self._call(self._admin.UpsertMerchant, merchant)
 

@@ -20,7 +20,7 @@ import grpc
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import acall, aio_channel, call, principal_metadata, sync_channel
-from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
 
 
 def verify_request(
@@ -32,7 +32,8 @@ def verify_request(
     request_id: str = "",
 ) -> verifier_pb2.VerifyRequest:
     return verifier_pb2.VerifyRequest(
-        token=token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id, request_id=request_id
+        token=token, purpose=wire(purpose), min_assurance=wire(min_assurance), terminal_id=terminal_id,
+        request_id=request_id,
     )
 
 
@@ -40,7 +41,7 @@ def line_item(
     code: str, name: str, drug_class: int, unit_price_fen: int, quantity: int = 1
 ) -> settlement_pb2.LineItem:
     return settlement_pb2.LineItem(
-        code=code, name=name, drug_class=drug_class, unit_price_fen=unit_price_fen, quantity=quantity
+        code=code, name=name, drug_class=wire(drug_class), unit_price_fen=unit_price_fen, quantity=quantity
     )
 
 

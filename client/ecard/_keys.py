@@ -78,17 +78,21 @@ def private_key_pem(key: PrivateKey) -> bytes:
     )
 
 
+def _public(key: PrivateKey | PublicKey) -> PublicKey:
+    if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        return key.public_key()
+    return key
+
+
 def public_key_pem(key: PrivateKey | PublicKey) -> str:
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    return _public(key).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
 
 
 def kid_for(key: PrivateKey | PublicKey) -> str:
     """A short, stable key id: 16 base32 characters of SHA-256 over the SubjectPublicKeyInfo."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    der = public.public_bytes(  # type: ignore[union-attr]
+    der = _public(key).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b32encode(hashlib.sha256(der).digest()[:10]).decode("ascii").lower()

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from ecard._base45 import Base45Error, b45encode
 from ecard._base45 import _decode as _b45decode
 from ecard._keys import PrivateKey, algorithm_of, kid_for, load_private_key_pem, sign
-from ecard.v1 import token_pb2, types_pb2
+from ecard.v1 import token_pb2, types_pb2, wire
 
 TOKEN_VERSION = 1
 TEXT_PREFIX = "EC1:"
@@ -175,8 +175,8 @@ class TokenSigner:
             nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce,
             issued_at=now,
             expires_at=now + ttl_seconds,
-            purposes=list(purposes),
-            assurance=assurance,
+            purposes=wire(list(purposes)),
+            assurance=wire(assurance),
         )
 
     def mint(self, ecard_id: str, **options: object) -> str:

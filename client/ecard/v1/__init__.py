@@ -4,6 +4,7 @@ re-exported with friendlier enums: `Purpose.MEDICAL_SETTLEMENT` is `PURPOSE_MEDI
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 from ecard.v1 import admin_pb2, cards_pb2, settlement_pb2, token_pb2, types_pb2, verifier_pb2
 from ecard.v1.admin_pb2 import (
@@ -166,3 +167,9 @@ __all__ = [
     "types_pb2",
     "verifier_pb2",
 ]
+
+
+def wire(value: int | list[int]) -> Any:
+    """An enum value as protobuf's constructors take it. The generated stubs type an enum field as its
+    enum class; at run time the field holds, and is given, a plain int (or a list of them)."""
+    return value

@@ -24,7 +24,7 @@ from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.model import ACTIVE, CANCELLED, LOST
 from ecard_server.core.nonces import NonceStore, consume_many, nonce_key
 
-_CARD_REASONS = {LOST: t.REASON_CARD_LOST, CANCELLED: t.REASON_CARD_CANCELLED}
+_CARD_REASONS: dict[int, int] = {LOST: t.REASON_CARD_LOST, CANCELLED: t.REASON_CARD_CANCELLED}
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,11 +217,11 @@ class GuardedRegistry:
 
         elif handler.request_streaming:
 
-            async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # a request stream
                 start = _perf()
                 loop = asyncio.get_running_loop()
                 try:
-                    response = await placement.offload(checked, _blocking_requests(requests, loop), context)
+                    response = await placement.offload(checked, _blocking_requests(request, loop), context)
                 except Exception as exc:
                     await abort(context, failed(exc, start))
                 finished("OK", _perf() - start)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import grpc.aio
 
-from ecard.v1 import settlement_pb2, settlement_pb2_grpc
+from ecard import line_item
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
 from ecard_server.core.settlement import LineItem, SettleInput, SettlementRecord, SettlementService
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.convert import timestamp
@@ -19,17 +20,13 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         settlement_id=record.settlement_id,
         ecard_id=record.ecard_id,
         merchant_id=record.merchant_id,
-        status=record.status,
+        status=wire(record.status),
         total_fen=record.total_fen,
         fund_paid_fen=record.fund_fen,
         personal_account_paid_fen=record.account_fen,
         self_pay_fen=record.self_pay_fen,
         personal_account_balance_fen=record.balance_after_fen,
-        items=[
-            settlement_pb2.LineItem(code=i.code, name=i.name, drug_class=i.drug_class,
-                                    unit_price_fen=i.unit_price_fen, quantity=i.quantity)
-            for i in record.items
-        ],
+        items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in record.items],
         settled_at=timestamp(record.settled_at),
         refunded_at=timestamp(record.refunded_at),
     )
