@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -18,6 +19,7 @@ from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
+from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import Authorizer, own_id, principal_from_metadata
 from ecard_server.rpc.guard import GuardedRegistry, Placement, hot_path
 
@@ -46,6 +48,8 @@ class Probe(verifier_pb2_grpc.VerifierServicer):
         self, request: verifier_pb2.VerifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyBatchResponse:
         self.threads["VerifyBatch"] = threading.current_thread().name
+        if request.requests and request.requests[0].request_id == "slow":
+            time.sleep(0.5)  # on a pool thread: the loop goes on
         return verifier_pb2.VerifyBatchResponse(responses=[self._answer(r, "VerifyBatch") for r in request.requests])
 
     async def VerifyStream(
@@ -148,3 +152,27 @@ def test_failures_map_to_statuses_and_a_crash_tells_the_caller_nothing(
     assert len(crashed) == 1 and "RuntimeError" in crashed[0].getMessage()
     assert "test_guard.py" in crashed[0].getMessage()  # where it failed
     assert "330206199001011234" not in caplog.text  # never what the exception said
+
+
+def test_a_call_whose_caller_gives_up_is_counted_cancelled(deployment: Deployment) -> None:
+    def cancelled() -> float:
+        return metrics.COUNTS.totals().get(("requests", "VerifyBatch", "CANCELLED"), 0)
+
+    before = cancelled()
+
+    async def calls(target: str) -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = verifier_pb2_grpc.VerifierStub(channel)
+            slow = verifier_pb2.VerifyBatchRequest(requests=[verifier_pb2.VerifyRequest(request_id="slow")])
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await stub.VerifyBatch(slow, metadata=as_merchant("pharmacy-a"), timeout=0.1)
+            assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            answer = await stub.Verify(verifier_pb2.VerifyRequest(), metadata=as_merchant("pharmacy-a"))
+            assert answer.request_id == "pharmacy-a"  # the loop was not held by the slow call
+            for _ in range(50):
+                if cancelled() > before:
+                    break
+                await asyncio.sleep(0.02)
+
+    serve_probe(deployment, inline=True, test=calls)
+    assert cancelled() == before + 1

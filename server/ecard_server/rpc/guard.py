@@ -150,15 +150,17 @@ class GuardedRegistry:
 
         def failed(exc: BaseException, start: float) -> EcardError:
             """The error a call ends with, counted; anything but an EcardError is logged and hidden."""
-            if not isinstance(exc, EcardError):
+            if isinstance(exc, EcardError):
+                error = exc
+            else:
                 # Where it failed, never the exception's text: it may quote a row (an identity number).
                 frames = traceback.extract_tb(exc.__traceback__)[-6:]
                 where = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames]
                 log.error(json.dumps({"event": "rpc_crashed", "method": method, "error": type(exc).__name__,
                                       "at": where}))
-                exc = Internal("internal error", "INTERNAL")
-            finished(exc.status_name, _perf() - start)
-            return exc
+                error = Internal("internal error", "INTERNAL")
+            finished(error.status_name, _perf() - start)
+            return error
 
         def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             """The principal checked and set, then the plain method (on the loop or a pool thread)."""
@@ -200,36 +202,10 @@ class GuardedRegistry:
 
             return _handler(method, handler, stream_out)
 
-        if inspect.iscoroutinefunction(behavior):  # a streaming one writes with context.write
+        if placement.inline and getattr(behavior, _HOT, False) and not inspect.iscoroutinefunction(behavior):
 
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start = _perf()
-                try:
-                    await admitted(request, context)
-                    response = await behavior(request, context)
-                except Exception as exc:
-                    await abort(context, failed(exc, start))
-                finished("OK", _perf() - start)
-                return response
-
-        elif handler.response_streaming:
-            raise TypeError(f"{method}: a streaming response needs an async method")
-
-        elif handler.request_streaming:
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:  # a request stream
-                start = _perf()
-                loop = asyncio.get_running_loop()
-                try:
-                    response = await placement.offload(checked, _blocking_requests(request, loop), context)
-                except Exception as exc:
-                    await abort(context, failed(exc, start))
-                finished("OK", _perf() - start)
-                return response
-
-        elif placement.inline and getattr(behavior, _HOT, False):
-
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def inline(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                """Answers before its first await: nothing to cancel midway."""
                 start = _perf()
                 try:
                     response = checked(request, context)
@@ -238,16 +214,39 @@ class GuardedRegistry:
                 finished("OK", _perf() - start)
                 return response
 
+            return _handler(method, handler, inline)
+
+        if inspect.iscoroutinefunction(behavior):  # a streaming one writes with context.write
+
+            async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admitted(request, context)
+                return await behavior(request, context)
+
+        elif handler.response_streaming:
+            raise TypeError(f"{method}: a streaming response needs an async method")
+
+        elif handler.request_streaming:
+
+            async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:  # a request stream
+                requests = _blocking_requests(request, asyncio.get_running_loop())
+                return await placement.offload(checked, requests, context)
+
         else:
 
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start = _perf()
-                try:
-                    response = await placement.offload(checked, request, context)
-                except Exception as exc:
-                    await abort(context, failed(exc, start))
-                finished("OK", _perf() - start)
-                return response
+            async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await placement.offload(checked, request, context)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = _perf()
+            try:
+                response = await answer(request, context)
+            except asyncio.CancelledError:  # the caller went away or its deadline passed (pool work runs on)
+                finished("CANCELLED", _perf() - start)
+                raise
+            except Exception as exc:
+                await abort(context, failed(exc, start))
+            finished("OK", _perf() - start)
+            return response
 
         return _handler(method, handler, call)
 
