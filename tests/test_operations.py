@@ -14,6 +14,7 @@ import pytest
 from ecard import verify_request
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
+from ecard.v1.admin_pb2 import PhysicalCard
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,37 @@ def test_sigterm_finishes_in_flight_calls_then_exits() -> None:
     assert [(a.request_id, a.reason) for a in answers] == [("before", t.REASON_OK), ("after", t.REASON_OK)]
     assert server.process.wait(15) == 0
     assert '"event": "stopped"' in server.logs()
+
+
+def test_sigterm_ends_an_enrollment_stream_left_open_past_the_grace_period() -> None:
+    """A client stream read on the event loop for a pool thread (EnrollCards): after --grace the call is
+    cancelled and the process exits; nothing waits for a message that will never come."""
+    server = EcardServer(extra_args=["--grace", "1"]).start()
+    world = World.seed(server.target, cards=1)
+    stalled = threading.Event()
+    errors: list[Exception] = []
+
+    def cards():  # type: ignore[no-untyped-def]
+        yield PhysicalCard(card_no="C7000001", holder_name="孙测试", id_number="330200199001017000", region="330200")
+        stalled.set()
+        time.sleep(30)  # the client neither sends more nor ends the stream
+
+    def enroll() -> None:
+        try:
+            with world.admin() as admin:
+                admin.enroll_cards(cards(), per_message=1, timeout=60)
+        except Exception as exc:  # the call ends with an error: expected
+            errors.append(exc)
+
+    client = threading.Thread(target=enroll, daemon=True)
+    client.start()
+    assert stalled.wait(10)
+    time.sleep(0.3)  # the first message is on the server's pool thread
+    assert server.process is not None
+    started = time.monotonic()
+    server.process.terminate()
+    assert server.process.wait(15) == 0
+    assert time.monotonic() - started < 8  # the grace period (1 s) and a shutdown, not a hang
+    assert '"event": "stopped"' in server.logs()
+    client.join(5)
+    assert errors and not client.is_alive()

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -201,7 +202,8 @@ class BoundServer:
         """Reports NOT_SERVING, refuses new calls, lets calls in flight finish for up to `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        self.pool.shutdown(wait=True)
+        # Waited for off the loop: a pool thread reading a client stream may still need the loop once.
+        await asyncio.to_thread(self.pool.shutdown, wait=True)
 
 
 def create_server(
