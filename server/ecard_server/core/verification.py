@@ -103,9 +103,7 @@ class TokenVerifier:
         passed = self._check(token, merchant_id, purpose, min_assurance, now)
         if isinstance(passed, VerifyOutcome):
             return passed
-        if not self._nonces.consume(passed[4], passed[5]):
-            return VerifyOutcome(t.REASON_REPLAYED, passed[1])
-        return self._accept(passed, now)
+        return self._used(passed, self._nonces.consume(passed[4], passed[5]), now)
 
     async def verify_token_async(
         self, token: str, *, merchant_id: str, purpose: int, min_assurance: int
@@ -120,9 +118,7 @@ class TokenVerifier:
             return None
         if isinstance(passed, VerifyOutcome):
             return passed
-        if not await self._nonces.consume_async(passed[4], passed[5]):
-            return VerifyOutcome(t.REASON_REPLAYED, passed[1])
-        return self._accept(passed, now)
+        return self._used(passed, await self._nonces.consume_async(passed[4], passed[5]), now)
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order
@@ -137,7 +133,7 @@ class TokenVerifier:
         if passed:
             fresh = consume_many(self._nonces, [(r[4], r[5]) for _, r in passed])  # type: ignore[index]
             for (i, r), is_fresh in zip(passed, fresh, strict=True):
-                results[i] = self._accept(r, now) if is_fresh else VerifyOutcome(t.REASON_REPLAYED, r[1])  # type: ignore
+                results[i] = self._used(r, is_fresh, now)
         return results  # type: ignore[return-value]
 
     def release(self, outcome: VerifyOutcome) -> bool:
@@ -187,6 +183,10 @@ class TokenVerifier:
         if claims.assurance < min_assurance:
             return VerifyOutcome(t.REASON_ASSURANCE_TOO_LOW, card)
         return (claims, card, merchant_id, purpose, nonce_key(issuer_id, nonce), expires_at + self._skew, nonce)
+
+    def _used(self, passed: _Passed, fresh: bool, now: float) -> VerifyOutcome:
+        """The verdict once single use has answered: accepted if the nonce was fresh, else REPLAYED."""
+        return self._accept(passed, now) if fresh else VerifyOutcome(t.REASON_REPLAYED, passed[1])
 
     def _accept(self, passed: _Passed, now: float) -> VerifyOutcome:
         claims, card, merchant_id, purpose = passed[0], passed[1], passed[2], passed[3]

@@ -175,13 +175,10 @@ class GuardedRegistry:
                 raise request.error
             if kinds is None:
                 return
-            if placement.inline:
-                principal = authorize(method, kinds, context)
-            else:
-                try:  # from memory; a stale directory is read on the pool, never on the loop
-                    principal = authorize(method, kinds, context, cached_only=True)
-                except CacheMiss:
-                    principal = await placement.offload(authorize, method, kinds, context)
+            try:  # from memory; a stale directory is read where the deployment's store reads may run
+                principal = authorize(method, kinds, context, cached_only=True)
+            except CacheMiss:
+                principal = await placement.run(authorize, method, kinds, context)
             set_principal(principal)
 
         if inspect.isasyncgenfunction(behavior):

@@ -12,6 +12,7 @@ nonce store, exactly as the items would be one after another.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import grpc.aio
 
@@ -29,35 +30,33 @@ MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken 
 _PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
 _ASSURANCES = frozenset(t.Assurance.values())
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
-_MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails check_request (not audited)
+_MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
+
+RequestFields = tuple[str, int, int, str, str]
+"""(token, purpose, min_assurance, request_id, terminal_id) of a well-formed VerifyRequest."""
 
 
-def check_request(request: verifier_pb2.VerifyRequest) -> None:
-    if not request.token:
-        raise InvalidArgument("token is required", "MISSING_TOKEN")
-    if len(request.token) > MAX_TOKEN_TEXT:
-        raise InvalidArgument(f"token is longer than {MAX_TOKEN_TEXT} characters", "TOKEN_TOO_LONG")
-    if request.purpose not in _PURPOSES:
-        raise InvalidArgument("purpose is required", "MISSING_PURPOSE")
-    if request.min_assurance not in _ASSURANCES:
-        raise InvalidArgument("min_assurance has an unknown value", "INVALID_MIN_ASSURANCE")
-    if len(request.request_id) > 128 or len(request.terminal_id) > 64:
-        raise InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
-
-
-def _well_formed(request: verifier_pb2.VerifyRequest) -> str | None:
-    """The token of a request that passes check_request, else None (one read of each field)."""
-    token = request.token
-    if (
-        not token
-        or len(token) > MAX_TOKEN_TEXT
-        or request.purpose not in _PURPOSES
-        or request.min_assurance not in _ASSURANCES
-        or len(request.request_id) > 128
-        or len(request.terminal_id) > 64
-    ):
-        return None
-    return token
+def read_request(request: verifier_pb2.VerifyRequest, *, unary: bool) -> RequestFields | None:
+    """The fields a verification uses, each read once (a read makes a new Python object). A bad
+    request raises InvalidArgument when it is a whole call (`unary`), or gives None when it is an
+    item of a stream or batch, which is rejected alone as MALFORMED."""
+    token, purpose, min_assurance = request.token, request.purpose, request.min_assurance
+    request_id, terminal_id = request.request_id, request.terminal_id
+    if not token:
+        error = InvalidArgument("token is required", "MISSING_TOKEN")
+    elif len(token) > MAX_TOKEN_TEXT:
+        error = InvalidArgument(f"token is longer than {MAX_TOKEN_TEXT} characters", "TOKEN_TOO_LONG")
+    elif purpose not in _PURPOSES:
+        error = InvalidArgument("purpose is required", "MISSING_PURPOSE")
+    elif min_assurance not in _ASSURANCES:
+        error = InvalidArgument("min_assurance has an unknown value", "INVALID_MIN_ASSURANCE")
+    elif len(request_id) > 128 or len(terminal_id) > 64:
+        error = InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
+    else:
+        return token, purpose, min_assurance, request_id, terminal_id
+    if unary:
+        raise error
+    return None
 
 
 def fill_response(
@@ -93,43 +92,42 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         self._audit = audit
         self._max_batch = settings.max_batch
 
-    def _verify_one(self, request: verifier_pb2.VerifyRequest, merchant_id: str) -> verifier_pb2.VerifyResponse:
+    def _verify(
+        self, request: verifier_pb2.VerifyRequest, merchant_id: str, unary: bool
+    ) -> verifier_pb2.VerifyResponse:
+        """One Verify, or one item of a stream (`unary` False: a bad item is rejected alone)."""
+        fields = read_request(request, unary=unary)
+        if fields is None:
+            return _malformed(request)
+        token, purpose, min_assurance, request_id, terminal_id = fields
         outcome = self._verifier.verify_token(
-            request.token, merchant_id=merchant_id, purpose=request.purpose, min_assurance=request.min_assurance
+            token, merchant_id=merchant_id, purpose=purpose, min_assurance=min_assurance
         )
-        return self._answer(request, merchant_id, outcome)
+        return self._answer(request_id, terminal_id, merchant_id, outcome)
 
     def _answer(
-        self, request: verifier_pb2.VerifyRequest, merchant_id: str, outcome: VerifyOutcome
+        self, request_id: str, terminal_id: str, merchant_id: str, outcome: VerifyOutcome
     ) -> verifier_pb2.VerifyResponse:
         metrics.verdict(outcome.reason)
-        self._record(merchant_id, request.terminal_id, outcome)
-        return fill_response(verifier_pb2.VerifyResponse(), request.request_id, outcome)
+        self._record(merchant_id, terminal_id, outcome)
+        return fill_response(verifier_pb2.VerifyResponse(), request_id, outcome)
 
     def _record(self, merchant_id: str, terminal_id: str, outcome: VerifyOutcome) -> None:
         card = outcome.card
         self._audit.record("VERIFY", merchant_id, card.ecard_id if card else "", f"{terminal_id} {outcome.reason}")
 
-    def _item(self, request: verifier_pb2.VerifyRequest, merchant_id: str) -> verifier_pb2.VerifyResponse:
-        """One verification of a stream: a malformed item is rejected alone."""
-        if _well_formed(request) is None:
-            return _malformed(request)
-        return self._verify_one(request, merchant_id)
-
     @hot_path
     def Verify(
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyResponse:
-        merchant_id = own_id(request.merchant_id)
-        check_request(request)
-        return self._verify_one(request, merchant_id)
+        return self._verify(request, own_id(request.merchant_id), True)
 
     async def VerifyStream(
         self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
-        run, item = self._placement.run, self._item
+        run, verify = self._placement.run, self._verify
         async for request in request_iterator:
-            yield await run(item, request, own_id(request.merchant_id))
+            yield await run(verify, request, own_id(request.merchant_id), False)
 
     def VerifyBatch(
         self, request: verifier_pb2.VerifyBatchRequest, context: grpc.aio.ServicerContext
@@ -138,26 +136,21 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         if len(items) > self._max_batch:
             raise InvalidArgument(f"a batch holds at most {self._max_batch} requests", "BATCH_TOO_LARGE")
         caller = own_id("")
-        fields = []  # (request_id, terminal_id, merchant_id) of each item, read once
+        fields = []  # (request_id, terminal_id) of each item, read once
         work: list[VerifyItem] = []
         at: list[int] = []  # index in the batch of each item of `work`
         for index, item in enumerate(items):
             merchant_id = item.merchant_id
             if merchant_id and merchant_id != caller:
                 own_id(merchant_id)  # raises: any mismatch refuses the whole batch
-            request_id, terminal_id, token = item.request_id, item.terminal_id, item.token
+            read = read_request(item, unary=False)
+            if read is None:
+                fields.append((item.request_id, item.terminal_id))
+                continue
+            token, purpose, min_assurance, request_id, terminal_id = read
             fields.append((request_id, terminal_id))
-            purpose, min_assurance = item.purpose, item.min_assurance
-            if (
-                token
-                and len(token) <= MAX_TOKEN_TEXT
-                and purpose in _PURPOSES
-                and min_assurance in _ASSURANCES
-                and len(request_id) <= 128
-                and len(terminal_id) <= 64
-            ):
-                work.append((token, caller, purpose, min_assurance))
-                at.append(index)
+            work.append((token, caller, purpose, min_assurance))
+            at.append(index)
         malformed = _MALFORMED
         outcomes: list[VerifyOutcome] = [malformed] * len(items)
         for index, outcome in zip(at, self._verifier.verify_tokens(work), strict=True):
@@ -178,29 +171,33 @@ class SharedVerifierServicer(VerifierServicer):
     loop, with keys and cards from memory and the nonce consumed by an awaited Redis round trip; a
     call that misses a cache is moved to the pool whole (its store read would block the loop)."""
 
-    async def _verify_one_async(
-        self, request: verifier_pb2.VerifyRequest, merchant_id: str
+    async def _verify_async(
+        self, request: verifier_pb2.VerifyRequest, merchant_id: str, unary: bool
     ) -> verifier_pb2.VerifyResponse:
-        outcome = await self._verifier.verify_token_async(
-            request.token, merchant_id=merchant_id, purpose=request.purpose, min_assurance=request.min_assurance
+        """`_verify` on the event loop: the Redis round trip awaited, a cache miss read on the pool."""
+        fields = read_request(request, unary=unary)
+        if fields is None:
+            return _malformed(request)
+        token, purpose, min_assurance, request_id, terminal_id = fields
+        verifier = self._verifier
+        outcome = await verifier.verify_token_async(
+            token, merchant_id=merchant_id, purpose=purpose, min_assurance=min_assurance
         )
         if outcome is None:
-            return await self._placement.offload(self._verify_one, request, merchant_id)  # type: ignore[no-any-return]
-        return self._answer(request, merchant_id, outcome)
+            outcome = await self._placement.offload(
+                partial(verifier.verify_token, token, merchant_id=merchant_id, purpose=purpose,
+                        min_assurance=min_assurance)
+            )
+        return self._answer(request_id, terminal_id, merchant_id, outcome)
 
     async def Verify(  # type: ignore[override]
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyResponse:
-        merchant_id = own_id(request.merchant_id)
-        check_request(request)
-        return await self._verify_one_async(request, merchant_id)
+        return await self._verify_async(request, own_id(request.merchant_id), True)
 
     async def VerifyStream(
         self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
+        verify = self._verify_async
         async for request in request_iterator:
-            merchant_id = own_id(request.merchant_id)
-            if _well_formed(request) is None:
-                yield _malformed(request)
-            else:
-                yield await self._verify_one_async(request, merchant_id)
+            yield await verify(request, own_id(request.merchant_id), False)

@@ -68,6 +68,10 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
     return client
 
 
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE")
+
+
 class RedisNonceStore:
     """Consumed nonces in Redis, each kept until its token could no longer pass the time checks.
 
@@ -85,11 +89,15 @@ class RedisNonceStore:
     def from_url(cls, url: str, *, namespace: str = "ecard") -> RedisNonceStore:
         return cls(connect(url), namespace, url=url)
 
+    def _set(self, client: Any, key: bytes, expires_at: float) -> Any:
+        """SET key 1 NX EXAT expiry on `client` (blocking, asyncio or a pipeline): its answer or awaitable."""
+        return client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at)))
+
     def consume(self, key: bytes, expires_at: float) -> bool:
         try:
-            return bool(self._client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at))))
+            return bool(self._set(self._client, key, expires_at))
         except _ERRORS as exc:
-            raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
+            raise _unavailable(exc) from exc
 
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
         client = self._async_client
@@ -98,9 +106,9 @@ class RedisNonceStore:
                 raise TypeError("consume_async needs a store made by RedisNonceStore.from_url")
             client = self._async_client = connect_async(self._url)
         try:
-            return bool(await client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at))))
+            return bool(await self._set(client, key, expires_at))
         except _ERRORS as exc:
-            raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
+            raise _unavailable(exc) from exc
 
     async def aclose(self) -> None:
         """Closes the asyncio client, on the loop that made it."""
@@ -116,10 +124,10 @@ class RedisNonceStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for key, expires_at in items:
-                pipe.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at)))
+                self._set(pipe, key, expires_at)
             return [bool(answer) for answer in pipe.execute()]
         except _ERRORS as exc:
-            raise Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE") from exc
+            raise _unavailable(exc) from exc
 
     def release(self, key: bytes) -> bool:
         try:
