@@ -32,8 +32,8 @@ from ecard import (
     public_key_pem,
 )
 from ecard.v1 import types_pb2
+from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_DB = "sqlite:///var/ecard.db"
 PURPOSES = {
     "identity": types_pb2.PURPOSE_IDENTITY,
@@ -138,7 +138,8 @@ def cmd_qr(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    with PharmacyClient(args.target, merchant_id=args.merchant) as client:
+    target, options = client_settings(args)
+    with PharmacyClient(target, merchant_id=args.merchant, options=options) as client:
         answer = client.verify(
             args.token, purpose=PURPOSES[args.purpose], min_assurance=ASSURANCES[args.min_assurance],
             terminal_id=args.terminal,
@@ -165,11 +166,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_admin(args: argparse.Namespace) -> int:
     action = args.action
+    target, options = client_settings(args)
     if action == "issue":
-        with ChannelClient(args.target, issuer_id=args.channel) as channel:
+        with ChannelClient(target, issuer_id=args.channel, options=options) as channel:
             _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
         return 0
-    with AdminClient(args.target) as admin:
+    with AdminClient(target, options=options) as admin:
         if action == "issuer":
             _show(admin.upsert_issuer(args.issuer_id, args.name))
         elif action == "register-key":
@@ -272,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--purpose", choices=sorted(PURPOSES), default="identity")
     p.add_argument("--min-assurance", choices=sorted(ASSURANCES), default="none")
     p.add_argument("--terminal", default="cli")
-    p.add_argument("--target", default=DEFAULT_TARGET)
+    add_client_arguments(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="load demo issuers, keys, merchants and cards into a running server")
@@ -281,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("admin", help="operator calls (Admin and Cards services)")
-    p.add_argument("--target", default=DEFAULT_TARGET)
+    add_client_arguments(p)
     acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = acts.add_parser("issuer", help="create or rename an issuing channel")
     a.add_argument("issuer_id")
