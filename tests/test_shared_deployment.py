@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -239,31 +238,26 @@ def test_postgres_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
 
 
 # -- several workers on one port ------------------------------------------------------------------
-def consecutive_free_ports() -> int:
-    """A port P with P and P+1 free on 127.0.0.1 (worker N serves metrics on P+N)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 def children_of(pid: int) -> list[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return [int(child) for child in text.split()]
 
 
-def verifies_served(metrics_port: int) -> float:
+def scrape(metrics_port: int, name: str) -> dict[str, float]:
+    """{labels: value} of one metric's samples on the server's /metrics."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line.startswith("ecard_rpc_requests_total{") and 'method="Verify"' in line
-    )
+    samples = (line.rsplit(" ", 1) for line in body.splitlines() if line.startswith(name + "{") or
+               line.startswith(name + " "))
+    return {labels[len(name):]: float(value) for labels, value in samples}
+
+
+def verifies_served(metrics_port: int) -> float:
+    samples = scrape(metrics_port, "ecard_rpc_requests_total")
+    return sum(value for labels, value in samples.items() if 'method="Verify"' in labels)
+
+
+def calls_per_worker(metrics_port: int) -> dict[str, float]:
+    return scrape(metrics_port, "ecard_worker_rpc_requests_total")
 
 
 @pytest.mark.postgres
@@ -271,7 +265,7 @@ def verifies_served(metrics_port: int) -> float:
 def test_workers_share_one_port_and_a_token_is_single_use_across_them(
     pg_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    metrics = consecutive_free_ports()
+    metrics = free_port()
     config = config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")
     server = EcardServer(db=pg_url, redis=redis_url,
                          extra_args=["--workers", "2", "--config", config, "--metrics-listen", f"127.0.0.1:{metrics}"])
@@ -297,8 +291,9 @@ def test_workers_share_one_port_and_a_token_is_single_use_across_them(
             for pos in clients:
                 pos.close()
         assert sorted(reasons) == sorted([t.REASON_OK] + [t.REASON_REPLAYED] * 15)
-        served = [verifies_served(metrics + n) for n in range(2)]
-        assert all(count > 0 for count in served), f"Verify calls per worker: {served}"
+        served = calls_per_worker(metrics)
+        assert len(served) == 2 and all(count > 0 for count in served.values()), f"calls per worker: {served}"
+        assert verifies_served(metrics) == 16  # one /metrics: both workers' counts summed
         assert server.stop() == 0
     for pid in workers:  # SIGTERM to the parent stopped every worker
         with pytest.raises(ProcessLookupError):

@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="server certificate PEM (mTLS)")
     p.add_argument("--tls-key", help="server private key PEM (mTLS)")
     p.add_argument("--client-ca", help="CA PEM that signs client certificates (mTLS)")
-    p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (worker N uses PORT+N)")
+    p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (with --workers: the sum of all)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)

@@ -14,11 +14,12 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ecard_server.app import Deployment, TlsFiles, create_server
 from ecard_server.config import Settings
 from ecard_server.logs import event
+from ecard_server.metrics_relay import WorkerLinks, serve_aggregated
 
 log = logging.getLogger("ecard.server")
 
@@ -49,14 +50,14 @@ def check_options(options: ServeOptions) -> None:
             raise ValueError("--workers above 1 needs a fixed port in --listen")
 
 
-def _start_metrics(address: str | None, worker: int) -> None:
+def _start_metrics(address: str | None) -> None:
     if not address:
         return
     from prometheus_client import start_http_server
 
     host, _, port = address.rpartition(":")
     try:
-        start_http_server(int(port) + worker, addr=host or "127.0.0.1")
+        start_http_server(int(port), addr=host or "127.0.0.1")
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot serve metrics on {address}: {exc}") from None
 
@@ -72,7 +73,7 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
         bound = create_server(
             deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads
         )
-        _start_metrics(options.metrics_listen, worker)
+        _start_metrics(options.metrics_listen)  # with --workers, the parent serves them (metrics_relay)
     except ValueError:
         deployment.close()
         raise
@@ -116,9 +117,11 @@ def _run_worker(options: ServeOptions, worker: int) -> int:
 def serve(options: ServeOptions) -> int:
     """Runs the server: in this process, or as `options.workers` forked processes on one port.
 
-    The parent only forks and waits: it creates no gRPC object, thread or connection, so each child
-    starts clean. SIGTERM or SIGINT to the parent reaches every worker; when any worker ends (a crash,
-    a bad start, a signal of its own) the parent stops the others and exits with the worst status.
+    The parent only forks and waits: it creates no gRPC object, thread or connection before forking, so
+    each child starts clean (afterwards, with --metrics-listen, one thread serves the workers' summed
+    metrics: ecard_server.metrics_relay). SIGTERM or SIGINT to the parent reaches every worker; when any
+    worker ends (a crash, a bad start, a signal of its own) the parent stops the others and exits with the
+    worst status.
     """
     check_options(options)
     if options.workers == 1:
@@ -136,14 +139,26 @@ def serve(options: ServeOptions) -> int:
 
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop_all(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stop_all(signum))
+    links = WorkerLinks(options.workers) if options.metrics_listen else None
+    worker_options = replace(options, metrics_listen=None)
     for worker in range(options.workers):
         pid = os.fork()
         if pid == 0:
-            os._exit(_run_worker(options, worker))
+            if links is not None:
+                links.in_worker(worker)
+            os._exit(_run_worker(worker_options, worker))
         children[pid] = worker
+    worst = 0
+    if links is not None:
+        links.in_parent()
+        try:
+            serve_aggregated(options.metrics_listen, links)  # type: ignore[arg-type]
+        except ValueError as exc:
+            print(f"ecard: error: {exc}", file=sys.stderr, flush=True)
+            stop_all(signal.SIGTERM)
+            worst = 2
     if stopping:  # a signal came while forking: make sure the late children hear it too
         stop_all(stopping[0])
-    worst = 0
     while children:
         pid, status = os.wait()
         if pid not in children:

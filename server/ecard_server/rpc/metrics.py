@@ -99,35 +99,60 @@ def verdicts(reasons: list[int]) -> None:
         counts[key] = counts.get(key, 0) + 1
 
 
+Snapshot = dict[str, Any]
+"""What one process counted, in plain JSON types: {"counts": [[key, value], ...], "gauges": {name: [help, value]}}."""
+
+
+def snapshot() -> Snapshot:
+    """This process's counts and gauge readings (what a `--workers` parent sums into one /metrics)."""
+    gauges = {name: [help_text, read()] for name, (help_text, read) in _COLLECTOR.gauges.items()}
+    return {"counts": [[list(key), value] for key, value in COUNTS.totals().items()], "gauges": gauges}
+
+
+def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> Iterator[Any]:
+    """The metric families of the sum of `snapshots`' counts. Gauges are not summed (a hit ratio is not
+    additive): one process's as they are, or, given the worker number of each snapshot, each worker's
+    under a `worker` label."""
+    totals: dict[Any, float] = {}
+    for shot in snapshots:
+        for key, value in shot["counts"]:
+            key = tuple(key)
+            totals[key] = totals.get(key, 0) + value
+    requests = CounterMetricFamily("ecard_rpc_requests", "Finished RPCs", labels=["method", "code"])
+    verdict_family = CounterMetricFamily("ecard_verify_verdicts", "Verify verdicts by reason", labels=["reason"])
+    latency = HistogramMetricFamily("ecard_rpc_latency_seconds", "Server-side RPC latency", labels=["method"])
+    methods: set[str] = set()
+    for key, value in sorted(totals.items(), key=repr):
+        if key[0] == "requests":
+            requests.add_metric([key[1], key[2]], value)
+            methods.add(key[1])
+        elif key[0] == "verdict":
+            verdict_family.add_metric([_REASON_NAMES[key[1]]], value)
+    for method in sorted(methods):
+        cumulative, buckets = 0.0, []
+        for i, bound in enumerate([*LATENCY_BUCKETS, float("inf")]):
+            cumulative += totals.get(("bucket", method, i), 0)
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        latency.add_metric([method], buckets, totals.get(("sum", method), 0.0))
+    yield requests
+    yield verdict_family
+    yield latency
+    names = sorted({name for shot in snapshots for name in shot["gauges"]})
+    for name in names:
+        help_text = next(shot["gauges"][name][0] for shot in snapshots if name in shot["gauges"])
+        gauge = GaugeMetricFamily(name, help_text, labels=["worker"] if workers is not None else None)
+        for index, shot in enumerate(snapshots):
+            if name in shot["gauges"]:
+                gauge.add_metric([str(workers[index])] if workers is not None else [], shot["gauges"][name][1])
+        yield gauge
+
+
 class _Collector(Collector):
     def __init__(self) -> None:
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def collect(self) -> Iterator[Any]:
-        totals = COUNTS.totals()
-        requests = CounterMetricFamily("ecard_rpc_requests", "Finished RPCs", labels=["method", "code"])
-        verdict_family = CounterMetricFamily("ecard_verify_verdicts", "Verify verdicts by reason", labels=["reason"])
-        latency = HistogramMetricFamily("ecard_rpc_latency_seconds", "Server-side RPC latency", labels=["method"])
-        methods: set[str] = set()
-        for key, value in sorted(totals.items(), key=repr):
-            if key[0] == "requests":
-                requests.add_metric([key[1], key[2]], value)
-                methods.add(key[1])
-            elif key[0] == "verdict":
-                verdict_family.add_metric([_REASON_NAMES[key[1]]], value)
-        for method in sorted(methods):
-            cumulative, buckets = 0.0, []
-            for i, bound in enumerate([*LATENCY_BUCKETS, float("inf")]):
-                cumulative += totals.get(("bucket", method, i), 0)
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            latency.add_metric([method], buckets, totals.get(("sum", method), 0.0))
-        yield requests
-        yield verdict_family
-        yield latency
-        for name, (help_text, read) in sorted(self.gauges.items()):
-            gauge = GaugeMetricFamily(name, help_text)
-            gauge.add_metric([], read())
-            yield gauge
+        return families([snapshot()])
 
 
 _COLLECTOR = _Collector()
