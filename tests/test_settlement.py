@@ -52,6 +52,7 @@ from ecard_server.core.nonces import MemoryNonceStore
 from ecard_server.core.principals import CHANNEL, Principal
 from ecard_server.core.settlement import Draft, LineItem, SettleInput, SettlementRecord
 from ecard_server.storage import SqlStore, open_store
+from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.sqlite import SqliteStore
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
@@ -93,7 +94,7 @@ def assert_account_equals_ledger(store: SqlStore, world: World, card: int = 0) -
     stored = store.get_card(card_no=card_no)
     assert stored is not None
     assert stored.balance_fen >= 0
-    assert store.ledger_total(card_no) == stored.balance_fen
+    assert store.ledger.ledger_total(card_no) == stored.balance_fen
     assert balance(world, card) == stored.balance_fen
     return stored.balance_fen
 
@@ -167,7 +168,7 @@ def test_settle_by_verification_id_at_a_hospital(world: World, store: SqlStore) 
     # covered 1000 + 599 = 1599; fund per line 500 + 299.5 -> 300 = 800; the account pays 799.
     assert (record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen) == (800, 799, 567)
     assert record.ecard_id == world.ecard_ids[1]
-    assert store.fund_ledger_total(record.settlement_id) == 800
+    assert store.ledger.fund_ledger_total(record.settlement_id) == 800
     assert assert_account_equals_ledger(store, world, 1) == 100_000 - 799
 
 
@@ -398,7 +399,7 @@ def test_refund_restores_account_and_fund_exactly_once(world: World, store: SqlS
         assert twice.value.reason == "ALREADY_REFUNDED"
     assert [row[:2] for row in ledger_rows(store, world)][-2:] == [("SETTLE", -799), ("REFUND", 799)]
     assert assert_account_equals_ledger(store, world) == 100_000
-    assert store.fund_ledger_total(record.settlement_id) == 0
+    assert store.ledger.fund_ledger_total(record.settlement_id) == 0
 
 
 def test_concurrent_refunds_restore_once(served: EcardServer) -> None:
@@ -538,9 +539,10 @@ def test_sigkill_loses_no_acknowledged_settlement(served: EcardServer) -> None:
         assert assert_account_equals_ledger(store, world) == 10_000_000 - 123 * len(attempted)
 
 
-class StoreDownAtSettle(SqliteStore):
-    """The real SQLite store, with a fault injected: its next `settle` finds the database unavailable,
-    after the token was verified and its nonce consumed (what a dropped PostgreSQL connection does)."""
+class LedgerDownAtSettle(SqlLedger):
+    """The real SQLite store's ledger, with a fault injected: its next `settle` finds the database
+    unavailable, after the token was verified and its nonce consumed (what a dropped PostgreSQL
+    connection does)."""
 
     fail_next = False
 
@@ -552,7 +554,8 @@ class StoreDownAtSettle(SqliteStore):
 
 
 def test_token_of_a_settlement_that_could_not_be_written_works_on_retry(tmp_path: Path) -> None:
-    store = StoreDownAtSettle(tmp_path / "ecard.db")
+    store = SqliteStore(tmp_path / "ecard.db")
+    ledger = store.ledger = LedgerDownAtSettle(store)  # type: ignore[misc]
     deployment = Deployment.assemble(Settings(), store, LocalChangeBus(), MemoryNonceStore(), clock=time.time)
     try:
         holder = ("C0000009", "钱小红", "330203199202021234")
@@ -567,7 +570,7 @@ def test_token_of_a_settlement_that_could_not_be_written_works_on_retry(tmp_path
         )
         basket = (LineItem("A001", "amoxicillin", A, 1000, 1),)
         settle = SettleInput(idempotency_key="k1", items=basket, token=token)
-        store.fail_next = True
+        ledger.fail_next = True
         with pytest.raises(Unavailable):
             deployment.settlements.settle("pharmacy-1", settle)
         record = deployment.settlements.settle("pharmacy-1", settle)  # the SDK's retry: same key, same token
@@ -576,6 +579,6 @@ def test_token_of_a_settlement_that_could_not_be_written_works_on_retry(tmp_path
         with pytest.raises(FailedPrecondition) as again:  # the token is spent now, for good
             deployment.settlements.settle("pharmacy-1", SettleInput(idempotency_key="k2", items=basket, token=token))
         assert again.value.reason == "REPLAYED"
-        assert store.ledger_total("C0000009") == 10_000 - record.account_fen
+        assert store.ledger.ledger_total("C0000009") == 10_000 - record.account_fen
     finally:
         deployment.close()

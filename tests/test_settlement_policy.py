@@ -11,15 +11,9 @@ from hypothesis import strategies as st
 from ecard.errors import FailedPrecondition, InvalidArgument
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.settlement import (
-    INT64_MAX,
-    LineItem,
-    SettlementPolicy,
-    Split,
-    check_basket,
-    round_half_up,
-    shares,
-)
+from ecard_server.core.settlement import LineItem, SettlementPolicy, Split, round_half_up, shares
+from ecard_server.core.validation import INT64_MAX
+from ecard_server.core.validation import basket as check_basket
 
 A, B, C = t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C
 PHARMACY, HOSPITAL = t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL

@@ -144,7 +144,7 @@ def test_enroll_counts_and_never_touches_a_balance(store: SqlStore) -> None:
     assert isinstance(c1.id_hash, bytes)
     c3 = store.get_card(card_no="C3")
     assert c3 is not None and (c3.holder_name, c3.balance_fen) == ("王三", 7)
-    assert store.ledger_total("C1") == 500 and store.ledger_total("C2") == 0
+    assert store.ledger.ledger_total("C1") == 500 and store.ledger.ledger_total("C2") == 0
     assert store.get_card(card_no="nope") is None
 
 
@@ -191,15 +191,15 @@ def test_card_status(store: SqlStore) -> None:
 # -- personal accounts ----------------------------------------------------------------------------
 def test_credit_is_idempotent_per_key(store: SqlStore) -> None:
     issued(store)  # opening balance 1000
-    assert store.credit("C1", 250, "k1", b"hash-250", 30).balance_fen == 1250
-    assert store.credit("C1", 250, "k1", b"hash-250", 31).balance_fen == 1250  # a repeat moves nothing
+    assert store.ledger.credit("C1", 250, "k1", b"hash-250", 30).balance_fen == 1250
+    assert store.ledger.credit("C1", 250, "k1", b"hash-250", 31).balance_fen == 1250  # a repeat moves nothing
     with pytest.raises(AlreadyExists) as reused:
-        store.credit("C1", 300, "k1", b"hash-300", 32)  # the key with another amount
+        store.ledger.credit("C1", 300, "k1", b"hash-300", 32)  # the key with another amount
     assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
-    assert store.credit("C1", 5, "k2", b"hash-5", 33).balance_fen == 1255
+    assert store.ledger.credit("C1", 5, "k2", b"hash-5", 33).balance_fen == 1255
     with pytest.raises(LookupError):
-        store.credit("nope", 5, "k3", b"hash-x", 34)
-    assert store.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1255  # type: ignore[union-attr]
+        store.ledger.credit("nope", 5, "k3", b"hash-x", 34)
+    assert store.ledger.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1255  # type: ignore[union-attr]
     assert [e[4] for e in store.audit_events("ACCOUNT_CREDIT")] == ["250", "5"]
 
 
@@ -209,19 +209,19 @@ def test_concurrent_credits_under_one_key_move_money_once(store: SqlStore) -> No
 
     def credit(_: int) -> int:
         barrier.wait()
-        return store.credit("C1", 100, "same-key", b"hash-100", 40).balance_fen
+        return store.ledger.credit("C1", 100, "same-key", b"hash-100", 40).balance_fen
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(credit, range(8)))
     assert answers == [1100] * 8
-    assert store.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1100  # type: ignore[union-attr]
+    assert store.ledger.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1100  # type: ignore[union-attr]
 
 
 def test_concurrent_credits_add_up(store: SqlStore) -> None:
     issued(store)
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: store.credit("C1", 10, f"key-{n}", b"h", 50), range(40)))
-    assert store.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1400  # type: ignore[union-attr]
+        list(pool.map(lambda n: store.ledger.credit("C1", 10, f"key-{n}", b"h", 50), range(40)))
+    assert store.ledger.ledger_total("C1") == store.get_card(card_no="C1").balance_fen == 1400  # type: ignore[union-attr]
 
 
 def test_concurrent_enrollment_and_key_registration_of_the_same_new_row(store: SqlStore) -> None:
@@ -239,7 +239,7 @@ def test_concurrent_enrollment_and_key_registration_of_the_same_new_row(store: S
     assert sorted(counts) == [(0, 1)] * 7 + [(1, 0)]
     assert {k.kid for _, k in answers} == {"race-kid"}
     assert store.get_card(card_no="RACE1").balance_fen == 1000  # type: ignore[union-attr]
-    assert store.ledger_total("RACE1") == 1000
+    assert store.ledger.ledger_total("RACE1") == 1000
 
 
 # -- audit ----------------------------------------------------------------------------------------

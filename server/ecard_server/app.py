@@ -40,6 +40,7 @@ from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.nonces import MemoryNonceStore, NonceStore
 from ecard_server.core.settlement import SettlementPolicy, SettlementService
+from ecard_server.core.stores import Store
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.rpc import metrics
 from ecard_server.rpc.admin import AdminServicer
@@ -48,7 +49,7 @@ from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.guard import GuardedRegistry, Placement
 from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
-from ecard_server.storage import SqlStore, open_store
+from ecard_server.storage import open_store
 
 log = logging.getLogger("ecard.server")
 
@@ -58,7 +59,7 @@ class Deployment:
     """Everything one server process holds: store, caches, nonce store, services."""
 
     settings: Settings
-    store: SqlStore
+    store: Store
     bus: ChangeBus
     nonces: NonceStore
     keys: KeyRegistry
@@ -95,7 +96,7 @@ class Deployment:
 
     @classmethod
     def assemble(
-        cls, settings: Settings, store: SqlStore, bus: ChangeBus, nonces: NonceStore, *, clock: Callable[[], float]
+        cls, settings: Settings, store: Store, bus: ChangeBus, nonces: NonceStore, *, clock: Callable[[], float]
     ) -> Deployment:
         secret = store.secret()
         hasher = IdentityHasher(secret)
@@ -117,12 +118,12 @@ class Deployment:
             card_cache=card_cache,
             verifier=verifier,
             cards=CardService(store, bus, hasher, clock),
-            admin=AdminService(store, bus, hasher, settings, clock),
+            admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
             audit=AuditTrail(store.append_audit, clock=clock),
             handles=handles,
             settlements=SettlementService(
-                store=store, policy=SettlementPolicy.from_settings(settings), verifier=verifier, handles=handles,
-                merchants=merchants, settings=settings, clock=clock,
+                ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
+                handles=handles, merchants=merchants, settings=settings, clock=clock,
             ),
             clock=clock,
         )
@@ -130,8 +131,8 @@ class Deployment:
     @property
     def hot_state_local(self) -> bool:
         """Whether Verify's state is all in this process: nonces in memory, cards and keys cached in
-        memory over a local SQLite file (a miss is a local read, never a network round trip)."""
-        return self.store.backend == "sqlite" and isinstance(self.nonces, MemoryNonceStore)
+        memory over a store whose reads are local (a miss is never a network round trip)."""
+        return self.store.local and self.nonces.local
 
     async def aclose(self) -> None:
         """Closes what lives on the server's event loop (the asyncio Redis client), on that loop."""

@@ -36,5 +36,7 @@ def configure(level: str = "INFO") -> None:
     logging.Formatter.converter = time.gmtime
 
 
-def event(logger: logging.Logger, name: str, **fields: object) -> None:
-    logger.info(json.dumps({"event": name, **fields}, ensure_ascii=False, default=str))
+def event(logger: logging.Logger, name: str, *, level: int = logging.INFO, **fields: object) -> None:
+    """One log line: {"event": name, **fields}. Every log line of ecard goes through here."""
+    if logger.isEnabledFor(level):
+        logger.log(level, json.dumps({"event": name, **fields}, ensure_ascii=False, default=str))

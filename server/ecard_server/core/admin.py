@@ -15,7 +15,7 @@ from ecard_server.core import events, validation
 from ecard_server.core.events import ChangeBus
 from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
-from ecard_server.storage.sql import SqlStore
+from ecard_server.core.stores import AdminStore, Ledger
 
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
 _ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
@@ -42,13 +42,15 @@ class EnrollResult:
 class AdminService:
     def __init__(
         self,
-        store: SqlStore,
+        store: AdminStore,
+        ledger: Ledger,
         bus: ChangeBus,
         hasher: IdentityHasher,
         settings: Settings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._ledger = ledger
         self._bus = bus
         self._hasher = hasher
         self._settings = settings
@@ -155,6 +157,6 @@ class AdminService:
             raise InvalidArgument("amount_fen must be positive", "NON_POSITIVE_AMOUNT")
         request_hash = hashlib.sha256(f"{card_no}\x00{amount_fen}".encode()).digest()
         try:
-            return self._store.credit(card_no, amount_fen, idempotency_key, request_hash, int(self._clock()))
+            return self._ledger.credit(card_no, amount_fen, idempotency_key, request_hash, int(self._clock()))
         except LookupError:
             raise NotFound("no enrolled card with this number", "CARD_UNKNOWN") from None

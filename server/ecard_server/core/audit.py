@@ -1,7 +1,8 @@
-"""The audit trail of verifications: recorded off the hot path, written in batches by one thread.
+"""The audit trail: every record's kind, actor and detail are composed here, and nowhere else.
 
-Card status changes, credits and settlements are audited inside their own transactions; a Verify
-only appends to a queue here, and the writer thread stores the queue every `interval` seconds.
+A write that changes a card or moves money stores its record inside its own transaction (the store
+is handed an AuditEvent built by one of the functions below); a Verify only appends to the queue of
+an AuditTrail, whose writer thread stores the queue every `interval` seconds.
 """
 
 from __future__ import annotations
@@ -11,17 +12,59 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from ecard.errors import Unavailable
+from ecard_server.logs import event
+
+if TYPE_CHECKING:
+    from ecard_server.core.settlement import Draft, Shares
 
 log = logging.getLogger("ecard.audit")
-Event = tuple[int, str, str, str, str]
+
+
+class AuditEvent(NamedTuple):
+    """One row of the insert-only audit table."""
+
+    at: int
+    kind: str
+    actor: str
+    subject: str  # an e-card id (never a card number, name or identity number)
+    detail: str
+
+
+def ecard_issued(at: int, issuer_id: str, ecard_id: str) -> AuditEvent:
+    return AuditEvent(at, "ECARD_ISSUED", f"channel:{issuer_id}", ecard_id, "")
+
+
+def card_status(at: int, actor: str, ecard_id: str, status: int) -> AuditEvent:
+    return AuditEvent(at, "CARD_STATUS", actor, ecard_id, str(status))
+
+
+def account_credit(at: int, ecard_id: str, amount_fen: int) -> AuditEvent:
+    return AuditEvent(at, "ACCOUNT_CREDIT", "admin", ecard_id, str(amount_fen))
+
+
+def settled(at: int, draft: Draft, shares: Shares) -> AuditEvent:
+    return AuditEvent(
+        at, "SETTLE", f"merchant:{draft.merchant_id}", draft.ecard_id,
+        f"{draft.settlement_id} total={draft.split.total_fen} fund={shares.fund_fen} "
+        f"account={shares.account_fen} self_pay={shares.self_pay_fen}",
+    )
+
+
+def refunded(at: int, merchant_id: str, ecard_id: str, settlement_id: str, account_fen: int,
+             fund_fen: int) -> AuditEvent:
+    return AuditEvent(at, "REFUND", f"merchant:{merchant_id}", ecard_id,
+                      f"{settlement_id} account={account_fen} fund={fund_fen}")
 
 
 class AuditTrail:
+    """The queue of Verify records, written in batches by one thread."""
+
     def __init__(
         self,
-        write: Callable[[Sequence[Event]], None],
+        write: Callable[[Sequence[AuditEvent]], None],
         *,
         interval: float = 0.5,
         max_pending: int = 200_000,
@@ -30,17 +73,18 @@ class AuditTrail:
         self._write = write
         self._interval = interval
         self._clock = clock
-        self._pending: collections.deque[Event] = collections.deque(maxlen=max_pending)
+        self._pending: collections.deque[AuditEvent] = collections.deque(maxlen=max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ecard-audit", daemon=True)
         self._thread.start()
         self.dropped = 0
 
-    def record(self, kind: str, actor: str, subject: str, detail: str) -> None:
+    def verified(self, merchant_id: str, ecard_id: str, terminal_id: str, reason: int) -> None:
+        """One Verify (or batch item): who asked, about which e-card, from which terminal, the reason."""
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1  # the store has been down for long; counting beats blocking Verify
-        pending.append((int(self._clock()), kind, actor, subject, detail))
+        pending.append(AuditEvent(int(self._clock()), "VERIFY", merchant_id, ecard_id, f"{terminal_id} {reason}"))
 
     def flush(self) -> None:
         pending = self._pending
@@ -51,7 +95,7 @@ class AuditTrail:
             self._write(batch)
         except Unavailable:
             pending.extendleft(reversed(batch))
-            log.warning('{"event":"audit_deferred","rows":%d}', len(batch))
+            event(log, "audit_deferred", rows=len(batch), level=logging.WARNING)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -10,24 +10,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
 
 from ecard._keys import KeyFormatError, SignatureCheck, load_public_key_pem, signature_check
 from ecard_server.core import events
 from ecard_server.core.identity import mask_name
 from ecard_server.core.model import Card, IssuerKey, Merchant
+from ecard_server.core.stores import ReadStore
 
 
 class CacheMiss(Exception):
     """A cached-only lookup (`cached_only=True`) that would have to read the store: code on an event loop
     catches it and runs the whole operation on a thread instead."""
-
-
-class ReadStore(Protocol):
-    def list_issuer_ids(self) -> list[str]: ...
-    def list_keys(self, issuer_id: str | None = None) -> list[IssuerKey]: ...
-    def list_merchants(self) -> list[Merchant]: ...
-    def get_card(self, *, card_no: str | None = None, ecard_id: str | None = None) -> Card | None: ...
 
 
 @dataclass(frozen=True, slots=True)

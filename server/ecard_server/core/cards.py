@@ -12,11 +12,9 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.core import events, validation
 from ecard_server.core.events import ChangeBus
 from ecard_server.core.identity import IdentityHasher
-from ecard_server.core.model import ACTIVE, CANCELLED, LOST, Card
+from ecard_server.core.model import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, Card
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
-from ecard_server.storage.sql import SqlStore
-
-_STATUS_WORD: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
+from ecard_server.core.stores import CardStore
 
 
 def new_ecard_id() -> str:
@@ -26,7 +24,7 @@ def new_ecard_id() -> str:
 
 class CardService:
     def __init__(
-        self, store: SqlStore, bus: ChangeBus, hasher: IdentityHasher, clock: Callable[[], float] = time.time
+        self, store: CardStore, bus: ChangeBus, hasher: IdentityHasher, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
         self._bus = bus
@@ -45,7 +43,7 @@ class CardService:
         if card.holder_name != holder_name.strip() or not self._hasher.matches(id_number, card.id_hash):
             raise FailedPrecondition("holder details do not match the enrolled card", "IDENTITY_MISMATCH")
         if card.status != ACTIVE:
-            raise FailedPrecondition("the physical card is not active", _STATUS_WORD[card.status])
+            raise FailedPrecondition("the physical card is not active", NOT_ACTIVE_REASON[card.status])
         card = self._store.bind_ecard(card_no, channel.id, new_ecard_id(), int(self._clock()))
         self._bus.publish(events.CARD, card.ecard_id or "")
         return card

@@ -1,8 +1,10 @@
 """Change notices that keep every process's caches fresh.
 
-Writers publish ("card", ecard_id), ("key", issuer_id), ("merchant", merchant_id) or ("issuer", id)
-after their transaction commits. The local bus delivers at once to this process; the Redis bus
-(ecard_server.storage.redis_bus) also delivers to every other process sharing the deployment.
+The core's services publish ("card", ecard_id), ("key", issuer_id), ("merchant", merchant_id) or
+("issuer", id) after the store's transaction commits; ("card", ALL) or (ALL, ALL) drop a whole cache.
+The local bus delivers at once to this process; the Redis bus (storage.redis_state.RedisChangeBus)
+also delivers to every other process sharing the deployment, and (ALL, ALL) to this process's
+caches while Redis is out of reach, since notices may have been missed.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from ecard.v1 import types_pb2
 ACTIVE = types_pb2.CARD_STATUS_ACTIVE
 LOST = types_pb2.CARD_STATUS_LOST
 CANCELLED = types_pb2.CARD_STATUS_CANCELLED
+# The ErrorInfo reason for a card that is not active, by its status.
+NOT_ACTIVE_REASON: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
 
 
 @dataclass(frozen=True, slots=True)

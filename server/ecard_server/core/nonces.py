@@ -13,6 +13,11 @@ from ecard.errors import Unavailable
 
 
 class NonceStore(Protocol):
+    @property
+    def local(self) -> bool:
+        """Consumption never leaves this process (nothing to await): Verify may run whole on the loop."""
+        ...
+
     def consume(self, key: bytes, expires_at: float) -> bool:
         """Marks `key` used until `expires_at` (unix seconds). True if it was not used before.
 
@@ -47,6 +52,8 @@ class MemoryNonceStore:
     Entries leave when their token could no longer pass the time checks anyway. When the set is full
     of live entries, consume fails closed (Unavailable) instead of forgetting a nonce early.
     """
+
+    local = True
 
     def __init__(self, capacity: int = 2_000_000, clock=time.time) -> None:
         self._capacity = capacity

@@ -8,9 +8,10 @@
         account  = min(balance, covered - fund)    (0 with skip_personal_account)
         self_pay = total - fund - account           so fund + account + self_pay == total, always
 
-SettlementService checks every input before anything is consumed or written, answers a repeated
-(merchant, idempotency_key) from the first record, verifies the credential, then hands one Draft to
-the store, which settles it in one transaction. No gRPC here.
+SettlementService checks every input (core.validation) before anything is consumed or written,
+answers a repeated (merchant, idempotency_key) from the first record, verifies the credential, then
+hands one Draft to the ledger (core.stores.Ledger), which settles it in one transaction, calling
+`Draft.shares_under_lock` with what it read under the card's row lock. No gRPC here.
 """
 
 from __future__ import annotations
@@ -26,30 +27,19 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from ecard.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unavailable,
-)
+from ecard.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
+from ecard_server.core import validation
+from ecard_server.core.idempotency import same_request
+from ecard_server.core.model import ACTIVE, NOT_ACTIVE_REASON
 
 if TYPE_CHECKING:
     from ecard_server.core.caches import MerchantDirectory
     from ecard_server.core.handles import VerificationHandles
+    from ecard_server.core.stores import Ledger
     from ecard_server.core.verification import TokenVerifier
-    from ecard_server.storage.sql import SqlStore
 
-INT64_MAX = 2**63 - 1
-MAX_IDEMPOTENCY_KEY = 128
-MAX_CODE = 64
-MAX_NAME = 128
-MAX_REFUND_REASON = 256
-MAX_CREDENTIAL = 1024  # a token is at most 300 characters and a handle far less: longer is a broken client
-DRUG_CLASSES = (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C)
 SETTLED = t.SETTLEMENT_STATUS_SETTLED
 REFUNDED = t.SETTLEMENT_STATUS_REFUNDED
 _HALF = Fraction(1, 2)
@@ -111,8 +101,16 @@ class Draft:
     skip_personal_account: bool
     used_reason: str  # the ErrorInfo word when this credential already settled: VERIFICATION_USED or REPLAYED
 
-    def shares(self, balance_fen: int) -> Shares:
-        """The three shares, given the personal account's balance (read under the row lock)."""
+    def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int) -> Shares:
+        """The rules of a settlement, given what the ledger read under the card's row lock: the card's
+        status (None: no such e-card), whether this credential already settled, and the balance.
+        Returns the three shares, or raises FailedPrecondition."""
+        if card_status is None:
+            raise FailedPrecondition("no such e-card", "CARD_UNKNOWN")
+        if settled_before:
+            raise FailedPrecondition("this verification has already been used to settle", self.used_reason)
+        if card_status != ACTIVE:
+            raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
         return shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
 
 
@@ -123,6 +121,18 @@ class RefundDraft:
     idempotency_key: str
     request_hash: bytes
     reason: str
+
+    def check_owner(self, owner: str | None) -> None:
+        """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant."""
+        if owner is None:
+            raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
+        if owner != self.merchant_id:
+            raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
+
+    def check_refundable(self, status: int) -> None:
+        """A settlement is refunded once (its status read under its row lock)."""
+        if status == REFUNDED:
+            raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,49 +195,6 @@ class SettlementPolicy:
         return Split(total, covered, fund)
 
 
-# -- input checks -----------------------------------------------------------------------------------
-def _idempotency_key(key: str) -> str:
-    if not key:
-        raise InvalidArgument("idempotency_key is required (the receipt number)", "MISSING_IDEMPOTENCY_KEY")
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY} characters",
-                              "INVALID_IDEMPOTENCY_KEY")
-    return key
-
-
-def check_basket(items: Sequence[LineItem], max_items: int) -> None:
-    """Raises InvalidArgument naming the first bad line; afterwards every sum fits int64."""
-    if not items:
-        raise InvalidArgument("the basket is empty", "EMPTY_BASKET")
-    if len(items) > max_items:
-        raise InvalidArgument(f"a basket holds at most {max_items} lines", "BASKET_TOO_LARGE")
-    total = 0
-    for number, item in enumerate(items, start=1):
-        where = f"line {number}"
-        if not item.code.strip():
-            raise InvalidArgument(f"{where}: code is required", "MISSING_ITEM_CODE")
-        if len(item.code) > MAX_CODE or len(item.name) > MAX_NAME:
-            raise InvalidArgument(f"{where}: code or name is too long", "INVALID_ITEM")
-        if item.drug_class not in DRUG_CLASSES:
-            raise InvalidArgument(f"{where}: drug_class must be A, B or C", "INVALID_DRUG_CLASS")
-        if item.unit_price_fen <= 0:
-            raise InvalidArgument(f"{where}: unit_price_fen must be positive", "INVALID_PRICE")
-        if item.quantity <= 0:
-            raise InvalidArgument(f"{where}: quantity must be positive", "INVALID_QUANTITY")
-        total += item.amount_fen
-        if item.amount_fen > INT64_MAX or total > INT64_MAX:
-            raise InvalidArgument(f"{where}: amounts overflow a 64-bit fen total", "AMOUNT_TOO_LARGE")
-
-
-def check_settle(request: SettleInput, max_items: int) -> None:
-    _idempotency_key(request.idempotency_key)
-    if bool(request.verification_id) == bool(request.token):
-        raise InvalidArgument("give exactly one credential: verification_id or token", "MISSING_CREDENTIAL")
-    if len(request.verification_id) > MAX_CREDENTIAL or len(request.token) > MAX_CREDENTIAL:
-        raise InvalidArgument(f"the credential is longer than {MAX_CREDENTIAL} characters", "INVALID_CREDENTIAL")
-    check_basket(request.items, max_items)
-
-
 def _digest(form: object) -> bytes:
     return hashlib.sha256(json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode()).digest()
 
@@ -261,7 +228,7 @@ class SettlementService:
     def __init__(
         self,
         *,
-        store: SqlStore,
+        ledger: Ledger,
         policy: SettlementPolicy,
         verifier: TokenVerifier,
         handles: VerificationHandles,
@@ -270,7 +237,7 @@ class SettlementService:
         clock: Callable[[], float] = time.time,
         replay_wait_s: float = 2.0,
     ) -> None:
-        self._store = store
+        self._ledger = ledger
         self._policy = policy
         self._verifier = verifier
         self._handles = handles
@@ -281,16 +248,15 @@ class SettlementService:
 
     def _replay(self, merchant_id: str, key: str, request_hash: bytes) -> SettlementRecord | None:
         """The first record of an earlier Settle with this key; AlreadyExists if that was another request."""
-        found = self._store.find_settlement(merchant_id, key)
+        found = self._ledger.find_settlement(merchant_id, key)
         if found is None:
             return None
         record, first_hash = found
-        if first_hash != request_hash:
-            raise AlreadyExists("idempotency_key was used for another settlement", "IDEMPOTENCY_KEY_REUSED")
+        same_request(first_hash, request_hash, "settlement")
         return record
 
     def settle(self, merchant_id: str, request: SettleInput) -> SettlementRecord:
-        check_settle(request, self._max_items)
+        validation.settle_request(request, self._max_items)
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
@@ -333,7 +299,7 @@ class SettlementService:
             used_reason=used_reason,
         )
         try:
-            return self._store.settle(draft, int(self._clock()))
+            return self._ledger.settle(draft, int(self._clock()))
         except Unavailable:
             if request.token:
                 # The token was spent on a settlement that never ran: give it back, so the SDK's retry
@@ -362,20 +328,14 @@ class SettlementService:
             delay = min(delay * 2, 0.2)
 
     def refund(self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str) -> SettlementRecord:
-        if not settlement_id:
-            raise InvalidArgument("settlement_id is required", "MISSING_SETTLEMENT_ID")
-        if len(settlement_id) > 64:
-            raise InvalidArgument("settlement_id is too long", "INVALID_SETTLEMENT_ID")
-        _idempotency_key(idempotency_key)
-        if len(reason) > MAX_REFUND_REASON:
-            raise InvalidArgument(f"reason is longer than {MAX_REFUND_REASON} characters", "INVALID_REASON")
+        validation.refund_request(settlement_id, idempotency_key, reason)
         draft = RefundDraft(settlement_id, merchant_id, idempotency_key, refund_hash(settlement_id, reason), reason)
-        return self._store.refund(draft, int(self._clock()))
+        return self._ledger.refund(draft, int(self._clock()))
 
     def get(self, merchant_id: str, settlement_id: str) -> SettlementRecord:
-        if not settlement_id:
-            raise InvalidArgument("settlement_id is required", "MISSING_SETTLEMENT_ID")
-        record = self._store.get_settlement(settlement_id) if len(settlement_id) <= 64 else None
+        validation.settlement_id_given(settlement_id)
+        known = len(settlement_id) <= validation.MAX_SETTLEMENT_ID  # a longer one names nothing
+        record = self._ledger.get_settlement(settlement_id) if known else None
         if record is None:
             raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
         if record.merchant_id != merchant_id:

@@ -1,10 +1,21 @@
-"""Input checks shared by the services: each failure is InvalidArgument naming the field."""
+"""Every input check of the service, in one place: each failure is InvalidArgument naming the field.
+
+The gRPC layer reads a request's fields and the services call these before anything is consumed or
+written: Verify's request (`verify_request_error`, on the hot path), Settle's and Refund's
+(`settle_request`, `basket`, `refund_request`), and the fields of operator and channel calls.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ecard.errors import InvalidArgument
+from ecard.v1 import types_pb2 as t
+
+if TYPE_CHECKING:
+    from ecard_server.core.settlement import LineItem, SettleInput
 
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CARD_NO = re.compile(r"[A-Za-z0-9]{4,32}")
@@ -43,3 +54,96 @@ def enum(value: int, field: str, allowed: object) -> int:
     if value not in allowed:  # type: ignore[operator]
         raise InvalidArgument(f"{field} has an unsupported value {value}", "INVALID_" + field.upper())
     return value
+
+
+# -- Verify -----------------------------------------------------------------------------------------
+MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken client, not a token
+MAX_REQUEST_ID = 128
+MAX_TERMINAL_ID = 64
+_PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
+_ASSURANCES = frozenset(t.Assurance.values())
+
+
+def verify_request_error(
+    token: str, purpose: int, min_assurance: int, request_id: str, terminal_id: str
+) -> InvalidArgument | None:
+    """What is wrong with a Verify request's fields, or None. Returned, not raised: a bad item of a
+    stream or batch is rejected alone (MALFORMED), a bad unary call raises it."""
+    if not token:
+        return InvalidArgument("token is required", "MISSING_TOKEN")
+    if len(token) > MAX_TOKEN_TEXT:
+        return InvalidArgument(f"token is longer than {MAX_TOKEN_TEXT} characters", "TOKEN_TOO_LONG")
+    if purpose not in _PURPOSES:
+        return InvalidArgument("purpose is required", "MISSING_PURPOSE")
+    if min_assurance not in _ASSURANCES:
+        return InvalidArgument("min_assurance has an unknown value", "INVALID_MIN_ASSURANCE")
+    if len(request_id) > MAX_REQUEST_ID or len(terminal_id) > MAX_TERMINAL_ID:
+        return InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
+    return None
+
+
+# -- Settle and Refund ------------------------------------------------------------------------------
+INT64_MAX = 2**63 - 1
+MAX_IDEMPOTENCY_KEY = 128
+MAX_CODE = 64
+MAX_NAME = 128
+MAX_REFUND_REASON = 256
+MAX_SETTLEMENT_ID = 64
+MAX_CREDENTIAL = 1024  # a token is at most 300 characters and a handle far less: longer is a broken client
+DRUG_CLASSES = (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C)
+
+
+def idempotency_key(key: str) -> str:
+    if not key:
+        raise InvalidArgument("idempotency_key is required (the receipt number)", "MISSING_IDEMPOTENCY_KEY")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                              "INVALID_IDEMPOTENCY_KEY")
+    return key
+
+
+def basket(items: Sequence[LineItem], max_items: int) -> None:
+    """Raises InvalidArgument naming the first bad line; afterwards every sum fits int64."""
+    if not items:
+        raise InvalidArgument("the basket is empty", "EMPTY_BASKET")
+    if len(items) > max_items:
+        raise InvalidArgument(f"a basket holds at most {max_items} lines", "BASKET_TOO_LARGE")
+    total = 0
+    for number, item in enumerate(items, start=1):
+        where = f"line {number}"
+        if not item.code.strip():
+            raise InvalidArgument(f"{where}: code is required", "MISSING_ITEM_CODE")
+        if len(item.code) > MAX_CODE or len(item.name) > MAX_NAME:
+            raise InvalidArgument(f"{where}: code or name is too long", "INVALID_ITEM")
+        if item.drug_class not in DRUG_CLASSES:
+            raise InvalidArgument(f"{where}: drug_class must be A, B or C", "INVALID_DRUG_CLASS")
+        if item.unit_price_fen <= 0:
+            raise InvalidArgument(f"{where}: unit_price_fen must be positive", "INVALID_PRICE")
+        if item.quantity <= 0:
+            raise InvalidArgument(f"{where}: quantity must be positive", "INVALID_QUANTITY")
+        total += item.amount_fen
+        if item.amount_fen > INT64_MAX or total > INT64_MAX:
+            raise InvalidArgument(f"{where}: amounts overflow a 64-bit fen total", "AMOUNT_TOO_LARGE")
+
+
+def settle_request(request: SettleInput, max_items: int) -> None:
+    idempotency_key(request.idempotency_key)
+    if bool(request.verification_id) == bool(request.token):
+        raise InvalidArgument("give exactly one credential: verification_id or token", "MISSING_CREDENTIAL")
+    if len(request.verification_id) > MAX_CREDENTIAL or len(request.token) > MAX_CREDENTIAL:
+        raise InvalidArgument(f"the credential is longer than {MAX_CREDENTIAL} characters", "INVALID_CREDENTIAL")
+    basket(request.items, max_items)
+
+
+def settlement_id_given(settlement_id: str) -> None:
+    if not settlement_id:
+        raise InvalidArgument("settlement_id is required", "MISSING_SETTLEMENT_ID")
+
+
+def refund_request(settlement_id: str, key: str, reason: str) -> None:
+    settlement_id_given(settlement_id)
+    if len(settlement_id) > MAX_SETTLEMENT_ID:
+        raise InvalidArgument("settlement_id is too long", "INVALID_SETTLEMENT_ID")
+    idempotency_key(key)
+    if len(reason) > MAX_REFUND_REASON:
+        raise InvalidArgument(f"reason is longer than {MAX_REFUND_REASON} characters", "INVALID_REASON")

@@ -21,14 +21,12 @@ from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
 from ecard_server.core.audit import AuditTrail
+from ecard_server.core.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.guard import Placement, hot_path
 
-MAX_TOKEN_TEXT = 1024  # far above the 300-character budget: longer is a broken client, not a token
-_PURPOSES = frozenset(v for v in t.Purpose.values() if v != t.PURPOSE_UNSPECIFIED)
-_ASSURANCES = frozenset(t.Assurance.values())
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
 
@@ -37,22 +35,14 @@ RequestFields = tuple[str, int, int, str, str]
 
 
 def read_request(request: verifier_pb2.VerifyRequest, *, unary: bool) -> RequestFields | None:
-    """The fields a verification uses, each read once (a read makes a new Python object). A bad
-    request raises InvalidArgument when it is a whole call (`unary`), or gives None when it is an
-    item of a stream or batch, which is rejected alone as MALFORMED."""
+    """The fields a verification uses, each read once (a read makes a new Python object), checked by
+    the core (core.validation). A bad request raises InvalidArgument when it is a whole call
+    (`unary`), or gives None when it is an item of a stream or batch, which is rejected alone as
+    MALFORMED."""
     token, purpose, min_assurance = request.token, request.purpose, request.min_assurance
     request_id, terminal_id = request.request_id, request.terminal_id
-    if not token:
-        error = InvalidArgument("token is required", "MISSING_TOKEN")
-    elif len(token) > MAX_TOKEN_TEXT:
-        error = InvalidArgument(f"token is longer than {MAX_TOKEN_TEXT} characters", "TOKEN_TOO_LONG")
-    elif purpose not in _PURPOSES:
-        error = InvalidArgument("purpose is required", "MISSING_PURPOSE")
-    elif min_assurance not in _ASSURANCES:
-        error = InvalidArgument("min_assurance has an unknown value", "INVALID_MIN_ASSURANCE")
-    elif len(request_id) > 128 or len(terminal_id) > 64:
-        error = InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
-    else:
+    error = verify_request_error(token, purpose, min_assurance, request_id, terminal_id)
+    if error is None:
         return token, purpose, min_assurance, request_id, terminal_id
     if unary:
         raise error
@@ -114,7 +104,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
 
     def _record(self, merchant_id: str, terminal_id: str, outcome: VerifyOutcome) -> None:
         card = outcome.card
-        self._audit.record("VERIFY", merchant_id, card.ecard_id if card else "", f"{terminal_id} {outcome.reason}")
+        self._audit.verified(merchant_id, card.ecard_id if card else "", terminal_id, outcome.reason)
 
     @hot_path
     def Verify(

@@ -1,57 +1,50 @@
-"""Money movement: personal-account credits, settlements and refunds, each in one transaction.
+"""Money movement in SQL: personal-account credits, settlements and refunds, each in one transaction.
 
-Every change of a balance goes through `_move_balance`, which writes the balance and its ledger row
-together, so that an account always equals the sum of its ledger. A mixin of SqlStore: it uses the
-store's transactions, row locks and audit rows.
+`SqlLedger` is owned by its SqlStore (`store.ledger`) and runs on the store's transactions and row
+locks. Every change of a balance goes through `_move_balance`, which writes the balance and its
+ledger row together, so that an account always equals the sum of its ledger. The rules (may this
+card settle, what does the account pay, may this settlement be refunded, is this the same request)
+are the core's: they are called with what was read under the row lock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from ecard.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, Unavailable
-from ecard_server.core.model import ACTIVE, LOST, Card
+from ecard.errors import Unavailable
+from ecard_server.core import audit
+from ecard_server.core.idempotency import same_request
+from ecard_server.core.model import Card
 from ecard_server.core.settlement import REFUNDED, SETTLED, Draft, LineItem, RefundDraft, SettlementRecord
-
-T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from ecard_server.storage.sql import Cursor
+from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
 
-class SettlementLedger:
-    if TYPE_CHECKING:  # provided by SqlStore
-        for_update: str
-        unique_errors: tuple[type[BaseException], ...]
+class SqlLedger:
+    """The core's Ledger, in SQL, on the transactions of the store that owns it."""
 
-        def once_more_on_conflict(self, write: Callable[[], T]) -> T: ...
-        def transaction(self) -> AbstractContextManager[Cursor]: ...
-        def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-        def _locked_card(self, cur: Cursor, card_no: str) -> Card | None: ...
-        @staticmethod
-        def _audit(cur: Cursor, at: int, kind: str, actor: str, subject: str, detail: str) -> None: ...
+    def __init__(self, store: Transactions) -> None:
+        self._store = store
 
     # -- credits ----------------------------------------------------------------------------------
     def credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
         """Adds money to a personal account once per idempotency key (a ledger row and the balance)."""
-        return self.once_more_on_conflict(lambda: self._credit(card_no, amount_fen, idempotency_key, request_hash, now))
+        return self._store.once_more_on_conflict(
+            lambda: self._credit(card_no, amount_fen, idempotency_key, request_hash, now)
+        )
 
     def _credit(self, card_no: str, amount_fen: int, idempotency_key: str, request_hash: bytes, now: int) -> Card:
-        with self.transaction() as cur:
+        with self._store.transaction() as cur:
             cur.execute("SELECT request_hash FROM credits WHERE idempotency_key = ?", (idempotency_key,))
             seen = cur.fetchone()
             if seen is not None:
-                if bytes(seen[0]) != request_hash:
-                    raise AlreadyExists("idempotency key was used for another credit", "IDEMPOTENCY_KEY_REUSED")
-                card = self._locked_card(cur, card_no)
+                same_request(bytes(seen[0]), request_hash, "credit")
+                card = self._store.locked_card(cur, card_no)
                 if card is None:
                     raise LookupError(card_no)
                 return card
-            card = self._locked_card(cur, card_no)
+            card = self._store.locked_card(cur, card_no)
             if card is None:
                 raise LookupError(card_no)
             self._move_balance(cur, card_no, card.balance_fen, amount_fen, "CREDIT", idempotency_key, now)
@@ -60,12 +53,13 @@ class SettlementLedger:
                 "VALUES (?, ?, ?, ?, ?)",
                 (idempotency_key, request_hash, card_no, amount_fen, now),
             )
-            self._audit(cur, now, "ACCOUNT_CREDIT", "admin", card.ecard_id or "", str(amount_fen))
-            return self._locked_card(cur, card_no)  # type: ignore[return-value]
+            write_audit(cur, audit.account_credit(now, card.ecard_id or "", amount_fen))
+            return self._store.locked_card(cur, card_no)  # type: ignore[return-value]
 
     def ledger_total(self, card_no: str) -> int:
         """Sum of the card's ledger rows: always equal to its balance."""
-        return int(self.rows("SELECT COALESCE(SUM(delta_fen), 0) FROM ledger WHERE card_no = ?", (card_no,))[0][0])
+        return int(self._store.rows("SELECT COALESCE(SUM(delta_fen), 0) FROM ledger WHERE card_no = ?",
+                                    (card_no,))[0][0])
 
     # -- settlements and refunds ------------------------------------------------------------------------------
     # One transaction per Settle or Refund. Lock order: the card row, then the settlement row.
@@ -86,7 +80,7 @@ class SettlementLedger:
     def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         sql = self._SETTLEMENT_SELECT + where
         if cur is None:
-            found = self.rows(sql, params)
+            found = self._store.rows(sql, params)
             return found[0] if found else None
         cur.execute(sql, params)
         return cur.fetchone()  # type: ignore[no-any-return]
@@ -107,8 +101,7 @@ class SettlementLedger:
         """The record to answer a repeated request with; AlreadyExists when the key served another request."""
         if row is None:
             return None
-        if bytes(row[-1]) != request_hash:
-            raise AlreadyExists(f"idempotency_key was used for another {what}", "IDEMPOTENCY_KEY_REUSED")
+        same_request(bytes(row[-1]), request_hash, what)
         return cls._settlement(row)
 
     def _move_balance(self, cur: Cursor, card_no: str, balance: int, delta: int, kind: str, ref: str,
@@ -133,9 +126,9 @@ class SettlementLedger:
     def settle(self, draft: Draft, now: int) -> SettlementRecord:
         """Settles a priced basket in one transaction: the account pays what its locked balance allows."""
         try:
-            with self.transaction() as cur:
+            with self._store.transaction() as cur:
                 return self._settle(cur, draft, now)
-        except self.unique_errors:
+        except self._store.unique_errors:
             # A concurrent duplicate committed first (possible on PostgreSQL): answer with its record.
             row = self._select_settlement(
                 None, "WHERE s.merchant_id = ? AND s.idempotency_key = ?", (draft.merchant_id, draft.idempotency_key)
@@ -146,7 +139,7 @@ class SettlementLedger:
             return record
 
     def _settle(self, cur: Cursor, draft: Draft, now: int) -> SettlementRecord:
-        cur.execute(f"SELECT card_no, status, balance_fen FROM cards WHERE ecard_id = ?{self.for_update}",
+        cur.execute(f"SELECT card_no, status, balance_fen FROM cards WHERE ecard_id = ?{self._store.for_update}",
                     (draft.ecard_id,))
         card = cur.fetchone()
         earlier = self._first_answer(
@@ -157,17 +150,13 @@ class SettlementLedger:
         )
         if earlier is not None:
             return earlier
-        if card is None:
-            raise FailedPrecondition("no such e-card", "CARD_UNKNOWN")
-        cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
-                    (draft.ecard_id, draft.verification_nonce))
-        if cur.fetchone() is not None:
-            raise FailedPrecondition("this verification has already been used to settle", draft.used_reason)
-        card_no, status, balance = card[0], card[1], card[2]
-        if status != ACTIVE:
-            word = "CARD_LOST" if status == LOST else "CARD_CANCELLED"
-            raise FailedPrecondition("the card is not active", word)
-        shares = draft.shares(balance)
+        used = False
+        if card is not None:
+            cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
+                        (draft.ecard_id, draft.verification_nonce))
+            used = cur.fetchone() is not None
+        shares = draft.shares_under_lock(None if card is None else card[1], used, 0 if card is None else card[2])
+        card_no, balance = card[0], card[2]
         after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
         items = json.dumps(
             [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in draft.items],
@@ -187,9 +176,7 @@ class SettlementLedger:
                 "VALUES (?, ?, ?, 'SETTLE', ?)",
                 (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
             )
-        self._audit(cur, now, "SETTLE", f"merchant:{draft.merchant_id}", draft.ecard_id,
-                    f"{draft.settlement_id} total={draft.split.total_fen} fund={shares.fund_fen} "
-                    f"account={shares.account_fen} self_pay={shares.self_pay_fen}")
+        write_audit(cur, audit.settled(now, draft, shares))
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
                                 after, draft.items, now, None)
@@ -197,9 +184,9 @@ class SettlementLedger:
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord:
         """Undoes a settlement once: the account and the fund get back exactly what it took."""
         try:
-            with self.transaction() as cur:
+            with self._store.transaction() as cur:
                 return self._refund(cur, draft, now)
-        except self.unique_errors:
+        except self._store.unique_errors:
             record = self._refund_answer(None, draft)
             if record is None:
                 raise
@@ -209,15 +196,14 @@ class SettlementLedger:
         sql = "SELECT settlement_id, request_hash FROM refunds WHERE merchant_id = ? AND idempotency_key = ?"
         params = (draft.merchant_id, draft.idempotency_key)
         if cur is None:
-            found = self.rows(sql, params)
+            found = self._store.rows(sql, params)
             seen = found[0] if found else None
         else:
             cur.execute(sql, params)
             seen = cur.fetchone()
         if seen is None:
             return None
-        if bytes(seen[1]) != draft.request_hash:
-            raise AlreadyExists("idempotency_key was used for another refund", "IDEMPOTENCY_KEY_REUSED")
+        same_request(bytes(seen[1]), draft.request_hash, "refund")
         row = self._select_settlement(cur, "WHERE s.settlement_id = ?", (seen[0],))
         return None if row is None else self._settlement(row)
 
@@ -226,22 +212,20 @@ class SettlementLedger:
         found = cur.fetchone()
         if found is None:
             self._refund_answer(cur, draft)  # raises when the key served a refund of another settlement
-            raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
-        card_no, owner = found
-        if owner != draft.merchant_id:
-            raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
-        cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self.for_update}", (card_no,))
+        draft.check_owner(None if found is None else found[1])
+        card_no = found[0]
+        cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self._store.for_update}", (card_no,))
         card = cur.fetchone()
         earlier = self._refund_answer(cur, draft)
         if earlier is not None:
             return earlier
         cur.execute(
-            f"SELECT status, account_fen, fund_fen, ecard_id FROM settlements WHERE settlement_id = ?{self.for_update}",
+            "SELECT status, account_fen, fund_fen, ecard_id FROM settlements WHERE settlement_id = ?"
+            + self._store.for_update,
             (draft.settlement_id,),
         )
         status, account, fund, ecard_id = cur.fetchone()
-        if status == REFUNDED:
-            raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
+        draft.check_refundable(status)
         after = self._move_balance(cur, card_no, card[0], account, "REFUND", draft.settlement_id, now)
         cur.execute("UPDATE settlements SET status = ?, refunded_at = ? WHERE settlement_id = ?",
                     (REFUNDED, now, draft.settlement_id))
@@ -257,12 +241,11 @@ class SettlementLedger:
                 "VALUES (?, ?, ?, 'REFUND', ?)",
                 (draft.settlement_id, draft.merchant_id, -fund, now),
             )
-        self._audit(cur, now, "REFUND", f"merchant:{draft.merchant_id}", ecard_id,
-                    f"{draft.settlement_id} account={account} fund={fund}")
+        write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, account, fund))
         row = self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,))
         return self._settlement(row)  # type: ignore[arg-type]
 
     def fund_ledger_total(self, settlement_id: str) -> int:
         """What the fund has paid for a settlement, net of refunds."""
-        return int(self.rows("SELECT COALESCE(SUM(delta_fen), 0) FROM fund_ledger WHERE settlement_id = ?",
-                             (settlement_id,))[0][0])
+        return int(self._store.rows("SELECT COALESCE(SUM(delta_fen), 0) FROM fund_ledger WHERE settlement_id = ?",
+                                    (settlement_id,))[0][0])

@@ -79,6 +79,8 @@ class RedisNonceStore:
     (`consume_async`), made on the loop that first needs it and closed by `aclose`.
     """
 
+    local = False  # every consumption is a round trip to Redis
+
     def __init__(self, client: redis.Redis, namespace: str = "ecard", *, url: str | None = None) -> None:
         self._client = client
         self._prefix = f"{namespace}:nonce:".encode()

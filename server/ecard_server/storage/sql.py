@@ -1,8 +1,10 @@
-"""SqlStore: every query of ecard, written once in portable SQL for SQLite and PostgreSQL.
+"""SqlStore: the core's storage interfaces (core.stores) in portable SQL, for SQLite and PostgreSQL.
 
-A backend subclass supplies connections (`_transaction`, `_rows`), the dialect words of the
-migrations, and which driver errors mean "the store is down" (-> ecard.errors.Unavailable, so
-callers fail closed) or "a unique key was taken".
+The store answers reads and writes of issuers, keys, merchants, cards and the audit table; its
+ledger (`store.ledger`, storage.ledger.SqlLedger) moves money on the same transactions. A backend
+subclass supplies connections (`_transaction`, `_rows`), the dialect words of the migrations,
+whether its reads stay on this host (`local`), and which driver errors mean "the store is down"
+(-> ecard.errors.Unavailable, so callers fail closed) or "a unique key was taken".
 """
 
 from __future__ import annotations
@@ -10,46 +12,25 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Protocol, TypeVar
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
 
 from ecard.errors import AlreadyExists, Unavailable
+from ecard_server.core import audit
+from ecard_server.core.audit import AuditEvent
 from ecard_server.core.model import ACTIVE, Card, EnrollRow, Issuer, IssuerKey, Merchant
-from ecard_server.storage.ledger import SettlementLedger
+from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.migrations import MIGRATIONS
+from ecard_server.storage.rows import Cursor, insert_rows, write_audit
 
 T = TypeVar("T")
 _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at"
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
 
-class Cursor(Protocol):
-    """The slice of a DB-API cursor that SqlStore uses, with `?` placeholders on every backend."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-_ROWS_PER_INSERT = 100
-
-
-def _insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any]]) -> None:
-    """INSERT of many rows, up to _ROWS_PER_INSERT per statement: about half the cost per row of
-    executemany on SQLite (one statement, one sqlite_sequence update, per hundred rows)."""
-    full = len(rows) - len(rows) % _ROWS_PER_INSERT
-    if full:
-        sql = head + ", ".join([values] * _ROWS_PER_INSERT)
-        cur.executemany(
-            sql, [[v for row in rows[i : i + _ROWS_PER_INSERT] for v in row] for i in range(0, full, _ROWS_PER_INSERT)]
-        )
-    if full < len(rows):
-        rest = rows[full:]
-        cur.execute(head + ", ".join([values] * len(rest)), [v for row in rest for v in row])
-
-
-class SqlStore(SettlementLedger):
+class SqlStore:
     backend: ClassVar[str] = ""  # "sqlite" or "postgresql": a migration statement may be for one only
+    local = False  # every read stays on this host (core.stores.Store.local)
     dialect: ClassVar[dict[str, str]] = {}
     for_update = ""  # row lock suffix inside a transaction, where the backend has one
     transient_errors: tuple[type[BaseException], ...] = ()
@@ -79,6 +60,11 @@ class SqlStore(SettlementLedger):
         raise NotImplementedError
 
     # -- plumbing ---------------------------------------------------------------------------------
+    @cached_property
+    def ledger(self) -> SqlLedger:
+        """Credits, settlements and refunds, on this store's transactions."""
+        return SqlLedger(self)
+
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         try:
@@ -234,7 +220,7 @@ class SqlStore(SettlementLedger):
                 known.update(r[0] for r in cur.fetchall())
             fresh = [latest[n] for n in numbers if n not in known]
             if fresh:
-                _insert_rows(
+                insert_rows(
                     cur,
                     "INSERT INTO cards (card_no, holder_name, id_hash, region, status, balance_fen, enrolled_at) "
                     "VALUES ",
@@ -244,7 +230,7 @@ class SqlStore(SettlementLedger):
                 )
                 opening = [r for r in fresh if r.opening_balance_fen]
                 if opening:
-                    _insert_rows(
+                    insert_rows(
                         cur,
                         "INSERT INTO ledger (card_no, delta_fen, balance_after_fen, kind, ref, created_at) VALUES ",
                         "(?, ?, ?, 'OPENING', '', ?)",
@@ -279,7 +265,8 @@ class SqlStore(SettlementLedger):
             found = self.rows(f"SELECT {_CARD_COLUMNS} FROM cards WHERE ecard_id = ?", (ecard_id,))
         return self._card_from(None, found[0] if found else None)
 
-    def _locked_card(self, cur: Cursor, card_no: str) -> Card | None:
+    def locked_card(self, cur: Cursor, card_no: str) -> Card | None:
+        """The card, its row locked until the transaction ends (where the backend locks rows)."""
         cur.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE card_no = ?{self.for_update}", (card_no,))
         return self._card_from(cur, cur.fetchone())
 
@@ -287,7 +274,7 @@ class SqlStore(SettlementLedger):
         """Gives the card its e-card (once, for life: `new_ecard_id` is used only if it has none yet)
         and binds the channel."""
         with self.transaction() as cur:
-            card = self._locked_card(cur, card_no)
+            card = self.locked_card(cur, card_no)
             if card is None:
                 raise LookupError(card_no)
             ecard_id = card.ecard_id
@@ -299,33 +286,24 @@ class SqlStore(SettlementLedger):
                 "ON CONFLICT (ecard_id, issuer_id) DO NOTHING",
                 (ecard_id, issuer_id, now),
             )
-            self._audit(cur, now, "ECARD_ISSUED", f"channel:{issuer_id}", ecard_id, "")
-            return self._locked_card(cur, card_no)  # type: ignore[return-value]
+            write_audit(cur, audit.ecard_issued(now, issuer_id, ecard_id))
+            return self.locked_card(cur, card_no)  # type: ignore[return-value]
 
     def set_card_status(self, card_no: str, status: int, actor: str, now: int) -> Card:
         with self.transaction() as cur:
             cur.execute("UPDATE cards SET status = ? WHERE card_no = ?", (status, card_no))
-            card = self._locked_card(cur, card_no)
+            card = self.locked_card(cur, card_no)
             if card is None:
                 raise LookupError(card_no)
-            self._audit(cur, now, "CARD_STATUS", actor, card.ecard_id or "", str(status))
+            write_audit(cur, audit.card_status(now, actor, card.ecard_id or "", status))
             return card
 
     # -- audit ------------------------------------------------------------------------------------
-    @staticmethod
-    def _audit(cur: Cursor, at: int, kind: str, actor: str, subject: str, detail: str) -> None:
-        cur.execute(
-            "INSERT INTO audit (at, kind, actor, subject, detail) VALUES (?, ?, ?, ?, ?)",
-            (at, kind, actor, subject, detail),
-        )
-
-    def append_audit(self, events: Sequence[tuple[int, str, str, str, str]]) -> None:
-        """Writes a batch of (at, kind, actor, subject, detail) rows."""
+    def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Writes a batch of audit rows in one transaction."""
         if events:
             with self.transaction() as cur:
-                _insert_rows(
-                    cur, "INSERT INTO audit (at, kind, actor, subject, detail) VALUES ", "(?, ?, ?, ?, ?)", events
-                )
+                write_audit(cur, *events)
 
     def audit_events(self, kind: str | None = None) -> list[tuple[Any, ...]]:
         if kind is None:

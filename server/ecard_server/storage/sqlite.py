@@ -14,6 +14,7 @@ from ecard_server.storage.sql import SqlStore
 
 class SqliteStore(SqlStore):
     backend = "sqlite"
+    local = True  # a file on this host: a cache miss is a local read, never a network round trip
     dialect: ClassVar[dict[str, str]] = {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
     transient_errors = (sqlite3.OperationalError,)
     unique_errors = (sqlite3.IntegrityError,)
