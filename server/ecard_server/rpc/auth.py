@@ -7,14 +7,15 @@ Development (plaintext on loopback only): the `x-ecard-principal` metadata value
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
+from typing import Any
 
 import grpc.aio
 from cryptography import x509
 
 from ecard.errors import PermissionDenied, Unauthenticated
-from ecard_server.core.caches import KeyRegistry, MerchantDirectory
+from ecard_server.core.caches import CacheMiss, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
 
 PRINCIPAL_METADATA = "x-ecard-principal"
@@ -111,6 +112,37 @@ class Authorizer:
         elif principal.kind == CHANNEL and not self._keys.has_issuer(principal.id, cached_only=cached_only):
             raise PermissionDenied("channel is not a registered issuer", "UNKNOWN_CHANNEL")
         return principal
+
+
+class MethodAuthorization:
+    """The guard's authorization layer for one method: the caller checked against the role table and
+    set as the call's principal (`current_principal`). Public methods check nothing."""
+
+    __slots__ = ("_authorize", "_kinds", "_method")
+
+    def __init__(self, authorizer: Authorizer, method: str) -> None:
+        self._method = method
+        self._kinds = allowed_kinds(method)
+        self._authorize = authorizer.authorize
+
+    def check(self, context: grpc.aio.ServicerContext) -> None:
+        """Where the method runs (on the loop for the inline hot path): a stale directory is reloaded."""
+        if self._kinds is not None:
+            current_principal.set(self._authorize(self._method, self._kinds, context))
+
+    async def check_async(
+        self, context: grpc.aio.ServicerContext, run: Callable[..., Awaitable[Any]]
+    ) -> None:
+        """On the loop, from the in-memory directories; a directory that must be reloaded is read
+        through `run` (where the deployment's store reads may run)."""
+        kinds = self._kinds
+        if kinds is None:
+            return
+        try:
+            principal = self._authorize(self._method, kinds, context, cached_only=True)
+        except CacheMiss:
+            principal = await run(self._authorize, self._method, kinds, context)
+        current_principal.set(principal)
 
 
 def own_id(requested: str) -> str:

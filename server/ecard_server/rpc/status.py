@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import grpc.aio
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -20,6 +21,12 @@ def to_status(exc: EcardError) -> grpc.Status:
     return rpc_status.to_status(
         status_pb2.Status(code=code.value[0], message=exc.message[:500], details=[detail])
     )
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: EcardError) -> None:
+    """Ends the call with the status of `exc` (raises, as grpc.aio's abort does)."""
+    status = to_status(exc)
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

@@ -25,7 +25,7 @@ from ecard_server.core.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
-from ecard_server.rpc.guard import Placement, hot_path
+from ecard_server.rpc.placement import Placement, hot_path
 
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
