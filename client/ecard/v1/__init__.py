@@ -17,11 +17,15 @@ from ecard.v1.admin_pb2 import (
     ListIssuerKeysResponse,
     Merchant,
     PhysicalCard,
+    RotateIssuerKeyRequest,
+    RotateIssuerKeyResponse,
 )
 from ecard.v1.cards_pb2 import CardRef, ECard, GetECardRequest, IssueECardRequest
 from ecard.v1.settlement_pb2 import (
     GetSettlementRequest,
     LineItem,
+    RefundEntry,
+    RefundLine,
     RefundRequest,
     SettlementRecord,
     SettleRequest,
@@ -123,6 +127,7 @@ class SettlementStatus(IntEnum):
     UNSPECIFIED = 0
     SETTLED = 1
     REFUNDED = 2
+    PARTIALLY_REFUNDED = 3
 
 
 __all__ = [
@@ -149,7 +154,11 @@ __all__ = [
     "PhysicalCard",
     "Purpose",
     "Reason",
+    "RefundEntry",
+    "RefundLine",
     "RefundRequest",
+    "RotateIssuerKeyRequest",
+    "RotateIssuerKeyResponse",
     "SettleRequest",
     "SettlementRecord",
     "SettlementStatus",

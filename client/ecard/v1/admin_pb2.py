@@ -27,7 +27,7 @@ from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 from ecard.v1 import cards_pb2 as ecard_dot_v1_dot_cards__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/admin.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/cards.proto\"1\n\x06Issuer\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xde\x01\n\tIssuerKey\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12)\n\talgorithm\x18\x03 \x01(\x0e\x32\x16.ecard.v1.KeyAlgorithm\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\"(\n\x06KeyRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\"*\n\x15ListIssuerKeysRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\";\n\x16ListIssuerKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.ecard.v1.IssuerKey\"\x7f\n\x08Merchant\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.ecard.v1.MerchantKind\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x12\n\ndesignated\x18\x05 \x01(\x08\"\xa9\x01\n\x0cPhysicalCard\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x05 \x01(\x03\x12*\n\nmore_cards\x18\x0f \x03(\x0b\x32\x16.ecard.v1.PhysicalCard\"T\n\rEnrollSummary\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\"M\n\rCreditRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x12\n\namount_fen\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t2\xc0\x03\n\x05\x41\x64min\x12\x32\n\x0cUpsertIssuer\x12\x10.ecard.v1.Issuer\x1a\x10.ecard.v1.Issuer\x12=\n\x11RegisterIssuerKey\x12\x13.ecard.v1.IssuerKey\x1a\x13.ecard.v1.IssuerKey\x12\x38\n\x0fRevokeIssuerKey\x12\x10.ecard.v1.KeyRef\x1a\x13.ecard.v1.IssuerKey\x12S\n\x0eListIssuerKeys\x12\x1f.ecard.v1.ListIssuerKeysRequest\x1a .ecard.v1.ListIssuerKeysResponse\x12\x38\n\x0eUpsertMerchant\x12\x12.ecard.v1.Merchant\x1a\x12.ecard.v1.Merchant\x12@\n\x0b\x45nrollCards\x12\x16.ecard.v1.PhysicalCard\x1a\x17.ecard.v1.EnrollSummary(\x01\x12\x39\n\rCreditAccount\x12\x17.ecard.v1.CreditRequest\x1a\x0f.ecard.v1.ECardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/admin.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/cards.proto\"1\n\x06Issuer\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xde\x01\n\tIssuerKey\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12)\n\talgorithm\x18\x03 \x01(\x0e\x32\x16.ecard.v1.KeyAlgorithm\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\"(\n\x06KeyRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\"*\n\x15ListIssuerKeysRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\"\x80\x01\n\x16RotateIssuerKeyRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0cretiring_kid\x18\x02 \x01(\t\x12$\n\x07new_key\x18\x03 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12\x17\n\x0foverlap_seconds\x18\x04 \x01(\x03\"j\n\x17RotateIssuerKeyResponse\x12$\n\x07new_key\x18\x01 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12)\n\x0cretiring_key\x18\x02 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\";\n\x16ListIssuerKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.ecard.v1.IssuerKey\"\x7f\n\x08Merchant\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.ecard.v1.MerchantKind\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x12\n\ndesignated\x18\x05 \x01(\x08\"\xa9\x01\n\x0cPhysicalCard\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x05 \x01(\x03\x12*\n\nmore_cards\x18\x0f \x03(\x0b\x32\x16.ecard.v1.PhysicalCard\"T\n\rEnrollSummary\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\"M\n\rCreditRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x12\n\namount_fen\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t2\x98\x04\n\x05\x41\x64min\x12\x32\n\x0cUpsertIssuer\x12\x10.ecard.v1.Issuer\x1a\x10.ecard.v1.Issuer\x12=\n\x11RegisterIssuerKey\x12\x13.ecard.v1.IssuerKey\x1a\x13.ecard.v1.IssuerKey\x12\x38\n\x0fRevokeIssuerKey\x12\x10.ecard.v1.KeyRef\x1a\x13.ecard.v1.IssuerKey\x12S\n\x0eListIssuerKeys\x12\x1f.ecard.v1.ListIssuerKeysRequest\x1a .ecard.v1.ListIssuerKeysResponse\x12V\n\x0fRotateIssuerKey\x12 .ecard.v1.RotateIssuerKeyRequest\x1a!.ecard.v1.RotateIssuerKeyResponse\x12\x38\n\x0eUpsertMerchant\x12\x12.ecard.v1.Merchant\x1a\x12.ecard.v1.Merchant\x12@\n\x0b\x45nrollCards\x12\x16.ecard.v1.PhysicalCard\x1a\x17.ecard.v1.EnrollSummary(\x01\x12\x39\n\rCreditAccount\x12\x17.ecard.v1.CreditRequest\x1a\x0f.ecard.v1.ECardb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,16 +42,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYREF']._serialized_end=427
   _globals['_LISTISSUERKEYSREQUEST']._serialized_start=429
   _globals['_LISTISSUERKEYSREQUEST']._serialized_end=471
-  _globals['_LISTISSUERKEYSRESPONSE']._serialized_start=473
-  _globals['_LISTISSUERKEYSRESPONSE']._serialized_end=532
-  _globals['_MERCHANT']._serialized_start=534
-  _globals['_MERCHANT']._serialized_end=661
-  _globals['_PHYSICALCARD']._serialized_start=664
-  _globals['_PHYSICALCARD']._serialized_end=833
-  _globals['_ENROLLSUMMARY']._serialized_start=835
-  _globals['_ENROLLSUMMARY']._serialized_end=919
-  _globals['_CREDITREQUEST']._serialized_start=921
-  _globals['_CREDITREQUEST']._serialized_end=998
-  _globals['_ADMIN']._serialized_start=1001
-  _globals['_ADMIN']._serialized_end=1449
+  _globals['_ROTATEISSUERKEYREQUEST']._serialized_start=474
+  _globals['_ROTATEISSUERKEYREQUEST']._serialized_end=602
+  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_start=604
+  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_end=710
+  _globals['_LISTISSUERKEYSRESPONSE']._serialized_start=712
+  _globals['_LISTISSUERKEYSRESPONSE']._serialized_end=771
+  _globals['_MERCHANT']._serialized_start=773
+  _globals['_MERCHANT']._serialized_end=900
+  _globals['_PHYSICALCARD']._serialized_start=903
+  _globals['_PHYSICALCARD']._serialized_end=1072
+  _globals['_ENROLLSUMMARY']._serialized_start=1074
+  _globals['_ENROLLSUMMARY']._serialized_end=1158
+  _globals['_CREDITREQUEST']._serialized_start=1160
+  _globals['_CREDITREQUEST']._serialized_end=1237
+  _globals['_ADMIN']._serialized_start=1240
+  _globals['_ADMIN']._serialized_end=1776
 # @@protoc_insertion_point(module_scope)

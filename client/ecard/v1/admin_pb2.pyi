@@ -51,6 +51,26 @@ class ListIssuerKeysRequest(_message.Message):
     issuer_id: str
     def __init__(self, issuer_id: _Optional[str] = ...) -> None: ...
 
+class RotateIssuerKeyRequest(_message.Message):
+    __slots__ = ("issuer_id", "retiring_kid", "new_key", "overlap_seconds")
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_KID_FIELD_NUMBER: _ClassVar[int]
+    NEW_KEY_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    retiring_kid: str
+    new_key: IssuerKey
+    overlap_seconds: int
+    def __init__(self, issuer_id: _Optional[str] = ..., retiring_kid: _Optional[str] = ..., new_key: _Optional[_Union[IssuerKey, _Mapping]] = ..., overlap_seconds: _Optional[int] = ...) -> None: ...
+
+class RotateIssuerKeyResponse(_message.Message):
+    __slots__ = ("new_key", "retiring_key")
+    NEW_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_KEY_FIELD_NUMBER: _ClassVar[int]
+    new_key: IssuerKey
+    retiring_key: IssuerKey
+    def __init__(self, new_key: _Optional[_Union[IssuerKey, _Mapping]] = ..., retiring_key: _Optional[_Union[IssuerKey, _Mapping]] = ...) -> None: ...
+
 class ListIssuerKeysResponse(_message.Message):
     __slots__ = ("keys",)
     KEYS_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.ListIssuerKeysRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_admin__pb2.ListIssuerKeysResponse.FromString,
                 _registered_method=True)
+        self.RotateIssuerKey = channel.unary_unary(
+                '/ecard.v1.Admin/RotateIssuerKey',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyResponse.FromString,
+                _registered_method=True)
         self.UpsertMerchant = channel.unary_unary(
                 '/ecard.v1.Admin/UpsertMerchant',
                 request_serializer=ecard_dot_v1_dot_admin__pb2.Merchant.SerializeToString,
@@ -95,6 +100,14 @@ class AdminServicer:
 
     def ListIssuerKeys(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateIssuerKey(self, request, context):
+        """Registers a new key and retires an old one after an overlap window, in that order: tokens minted
+        under the old key verify until the window closes (then REASON_KEY_INACTIVE) or it is revoked.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -140,6 +153,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListIssuerKeys,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.ListIssuerKeysRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_admin__pb2.ListIssuerKeysResponse.SerializeToString,
+            ),
+            'RotateIssuerKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateIssuerKey,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyResponse.SerializeToString,
             ),
             'UpsertMerchant': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertMerchant,
@@ -265,6 +283,33 @@ class Admin:
             '/ecard.v1.Admin/ListIssuerKeys',
             ecard_dot_v1_dot_admin__pb2.ListIssuerKeysRequest.SerializeToString,
             ecard_dot_v1_dot_admin__pb2.ListIssuerKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateIssuerKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/RotateIssuerKey',
+            ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyRequest.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.RotateIssuerKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

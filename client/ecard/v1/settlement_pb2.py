@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x63\x61rd/v1/settlement.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"y\n\x08LineItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x16\n\x0eunit_price_fen\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\xb9\x01\n\rSettleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x19\n\x0fverification_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05token\x18\x04 \x01(\tH\x00\x12!\n\x05items\x18\x05 \x03(\x0b\x32\x12.ecard.v1.LineItem\x12\x1d\n\x15skip_personal_account\x18\x06 \x01(\x08\x42\x0c\n\ncredential\"d\n\rRefundRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"B\n\x14GetSettlementRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\"\x89\x03\n\x10SettlementRecord\x12\x15\n\rsettlement_id\x18\x01 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.ecard.v1.SettlementStatus\x12\x11\n\ttotal_fen\x18\x05 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x06 \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\x07 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x08 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\t \x01(\x03\x12!\n\x05items\x18\n \x03(\x0b\x32\x12.ecard.v1.LineItem\x12.\n\nsettled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xd7\x01\n\nSettlement\x12=\n\x06Settle\x12\x17.ecard.v1.SettleRequest\x1a\x1a.ecard.v1.SettlementRecord\x12=\n\x06Refund\x12\x17.ecard.v1.RefundRequest\x1a\x1a.ecard.v1.SettlementRecord\x12K\n\rGetSettlement\x12\x1e.ecard.v1.GetSettlementRequest\x1a\x1a.ecard.v1.SettlementRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x63\x61rd/v1/settlement.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"y\n\x08LineItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x16\n\x0eunit_price_fen\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\xb9\x01\n\rSettleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x19\n\x0fverification_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05token\x18\x04 \x01(\tH\x00\x12!\n\x05items\x18\x05 \x03(\x0b\x32\x12.ecard.v1.LineItem\x12\x1d\n\x15skip_personal_account\x18\x06 \x01(\x08\x42\x0c\n\ncredential\"\x9d\x01\n\rRefundRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12#\n\x05lines\x18\x05 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12\x12\n\namount_fen\x18\x06 \x01(\x03\",\n\nRefundLine\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x8c\x02\n\x0bRefundEntry\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x66und_fen\x18\x04 \x01(\x03\x12\x1c\n\x14personal_account_fen\x18\x05 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x06 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12#\n\x05lines\x18\x08 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12/\n\x0brefunded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x14GetSettlementRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\"\xa8\x04\n\x10SettlementRecord\x12\x15\n\rsettlement_id\x18\x01 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.ecard.v1.SettlementStatus\x12\x11\n\ttotal_fen\x18\x05 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x06 \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\x07 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x08 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\t \x01(\x03\x12!\n\x05items\x18\n \x03(\x0b\x32\x12.ecard.v1.LineItem\x12.\n\nsettled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crefunded_fen\x18\r \x01(\x03\x12\x19\n\x11\x66und_refunded_fen\x18\x0e \x01(\x03\x12%\n\x1dpersonal_account_refunded_fen\x18\x0f \x01(\x03\x12\x1d\n\x15self_pay_refunded_fen\x18\x10 \x01(\x03\x12&\n\x07refunds\x18\x11 \x03(\x0b\x32\x15.ecard.v1.RefundEntry2\xd7\x01\n\nSettlement\x12=\n\x06Settle\x12\x17.ecard.v1.SettleRequest\x1a\x1a.ecard.v1.SettlementRecord\x12=\n\x06Refund\x12\x17.ecard.v1.RefundRequest\x1a\x1a.ecard.v1.SettlementRecord\x12K\n\rGetSettlement\x12\x1e.ecard.v1.GetSettlementRequest\x1a\x1a.ecard.v1.SettlementRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINEITEM']._serialized_end=215
   _globals['_SETTLEREQUEST']._serialized_start=218
   _globals['_SETTLEREQUEST']._serialized_end=403
-  _globals['_REFUNDREQUEST']._serialized_start=405
-  _globals['_REFUNDREQUEST']._serialized_end=505
-  _globals['_GETSETTLEMENTREQUEST']._serialized_start=507
-  _globals['_GETSETTLEMENTREQUEST']._serialized_end=573
-  _globals['_SETTLEMENTRECORD']._serialized_start=576
-  _globals['_SETTLEMENTRECORD']._serialized_end=969
-  _globals['_SETTLEMENT']._serialized_start=972
-  _globals['_SETTLEMENT']._serialized_end=1187
+  _globals['_REFUNDREQUEST']._serialized_start=406
+  _globals['_REFUNDREQUEST']._serialized_end=563
+  _globals['_REFUNDLINE']._serialized_start=565
+  _globals['_REFUNDLINE']._serialized_end=609
+  _globals['_REFUNDENTRY']._serialized_start=612
+  _globals['_REFUNDENTRY']._serialized_end=880
+  _globals['_GETSETTLEMENTREQUEST']._serialized_start=882
+  _globals['_GETSETTLEMENTREQUEST']._serialized_end=948
+  _globals['_SETTLEMENTRECORD']._serialized_start=951
+  _globals['_SETTLEMENTRECORD']._serialized_end=1503
+  _globals['_SETTLEMENT']._serialized_start=1506
+  _globals['_SETTLEMENT']._serialized_end=1721
 # @@protoc_insertion_point(module_scope)

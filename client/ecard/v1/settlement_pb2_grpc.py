@@ -62,7 +62,8 @@ class SettlementServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Refund(self, request, context):
-        """Undoes a settlement: restores exactly what it took from the account and the fund.
+        """Gives back a settlement, whole or in part (chosen lines or an amount): each share (fund, personal
+        account, self-pay) in proportion, never more than was paid, once per idempotency key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

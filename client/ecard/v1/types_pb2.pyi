@@ -79,6 +79,7 @@ class SettlementStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTLEMENT_STATUS_UNSPECIFIED: _ClassVar[SettlementStatus]
     SETTLEMENT_STATUS_SETTLED: _ClassVar[SettlementStatus]
     SETTLEMENT_STATUS_REFUNDED: _ClassVar[SettlementStatus]
+    SETTLEMENT_STATUS_PARTIALLY_REFUNDED: _ClassVar[SettlementStatus]
 PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_IDENTITY: Purpose
 PURPOSE_MEDICAL_SETTLEMENT: Purpose
@@ -127,6 +128,7 @@ KEY_ALGORITHM_ECDSA_P256: KeyAlgorithm
 SETTLEMENT_STATUS_UNSPECIFIED: SettlementStatus
 SETTLEMENT_STATUS_SETTLED: SettlementStatus
 SETTLEMENT_STATUS_REFUNDED: SettlementStatus
+SETTLEMENT_STATUS_PARTIALLY_REFUNDED: SettlementStatus
 
 class CardView(_message.Message):
     __slots__ = ("ecard_id", "holder_name_masked", "region", "status")
