@@ -14,7 +14,15 @@ from __future__ import annotations
 from ecard._admin import AdminClient, ChannelClient, card_ref, physical_cards
 from ecard._base45 import b45decode, b45encode
 from ecard._batcher import VerifyBatcher
-from ecard._client import AsyncPharmacyClient, PharmacyClient, line_item, settle_request, verify_request
+from ecard._client import (
+    AsyncPharmacyClient,
+    PharmacyClient,
+    line_item,
+    refund_line,
+    refund_request,
+    settle_request,
+    verify_request,
+)
 from ecard._keys import (
     ALGORITHM_NAMES as ALGORITHMS,
 )
@@ -125,6 +133,8 @@ __all__ = [
     "physical_cards",
     "private_key_pem",
     "public_key_pem",
+    "refund_line",
+    "refund_request",
     "settle_request",
     "signature_check",
     "verify_request",

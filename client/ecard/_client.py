@@ -4,6 +4,7 @@
         answer = pos.verify(qr_text, purpose=PURPOSE_MEDICAL_SETTLEMENT, min_assurance=ASSURANCE_PIN)
         if answer.verdict == VERDICT_ACCEPTED:
             record = pos.settle(basket, idempotency_key=receipt_no, verification_id=answer.verification_id)
+        pos.refund(record.settlement_id, idempotency_key="R-" + receipt_no, lines=[("XA01", 1)])  # one box back
 
 Verify is never retried: it consumes the token, and the holder's phone shows a fresh one anyway.
 Settle, Refund and GetSettlement are retried on transient errors: the idempotency key makes a
@@ -65,6 +66,30 @@ def settle_request(
     return request
 
 
+def refund_line(code: str, quantity: int = 1) -> settlement_pb2.RefundLine:
+    """`quantity` of the basket line(s) with this code, for `refund(..., lines=[...])`."""
+    return settlement_pb2.RefundLine(code=code, quantity=quantity)
+
+
+def refund_request(
+    settlement_id: str,
+    *,
+    idempotency_key: str,
+    reason: str = "",
+    lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] = (),
+    amount_fen: int = 0,
+) -> settlement_pb2.RefundRequest:
+    """A Refund of chosen `lines` ((code, quantity) pairs or RefundLine), or of `amount_fen`, or with
+    neither of everything not refunded yet."""
+    chosen = [line if isinstance(line, settlement_pb2.RefundLine) else refund_line(*line) for line in lines]
+    if chosen and amount_fen:
+        raise ValueError("refund either lines or amount_fen, not both")
+    return settlement_pb2.RefundRequest(
+        settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason, lines=chosen,
+        amount_fen=amount_fen,
+    )
+
+
 class _MerchantBase:
     def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
         self.target = target
@@ -117,11 +142,12 @@ class PharmacyClient(_MerchantBase):
         Retried on transient errors; the idempotency key makes that safe."""
         return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
 
-    def refund(self, settlement_id: str, *, idempotency_key: str, reason: str = "") -> settlement_pb2.SettlementRecord:
-        request = settlement_pb2.RefundRequest(
-            settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason
-        )
-        return self._call(self._settlement.Refund, request, retry=True)
+    def refund(self, settlement_id: str, **fields: Any) -> settlement_pb2.SettlementRecord:
+        """Gives a settlement back, whole or in part. Fields: idempotency_key (required), reason, and at
+        most one of lines ((code, quantity) pairs) or amount_fen; neither refunds all that is left.
+        The answer is the whole settlement; this refund is its `refunds` entry with this idempotency_key.
+        Retried on transient errors."""
+        return self._call(self._settlement.Refund, refund_request(settlement_id, **fields), retry=True)
 
     def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
@@ -176,13 +202,8 @@ class AsyncPharmacyClient(_MerchantBase):
     async def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
         return await self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
 
-    async def refund(
-        self, settlement_id: str, *, idempotency_key: str, reason: str = ""
-    ) -> settlement_pb2.SettlementRecord:
-        request = settlement_pb2.RefundRequest(
-            settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason
-        )
-        return await self._call(self._settlement.Refund, request, retry=True)
+    async def refund(self, settlement_id: str, **fields: Any) -> settlement_pb2.SettlementRecord:
+        return await self._call(self._settlement.Refund, refund_request(settlement_id, **fields), retry=True)
 
     async def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)

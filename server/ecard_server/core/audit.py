@@ -53,10 +53,17 @@ def settled(at: int, draft: Draft, shares: Shares) -> AuditEvent:
     )
 
 
-def refunded(at: int, merchant_id: str, ecard_id: str, settlement_id: str, account_fen: int,
-             fund_fen: int) -> AuditEvent:
+def refunded(at: int, merchant_id: str, ecard_id: str, settlement_id: str, part: Shares) -> AuditEvent:
+    """One refund, whole or partial: what it gave back to each share."""
+    amount = part.fund_fen + part.account_fen + part.self_pay_fen
     return AuditEvent(at, "REFUND", f"merchant:{merchant_id}", ecard_id,
-                      f"{settlement_id} account={account_fen} fund={fund_fen}")
+                      f"{settlement_id} amount={amount} fund={part.fund_fen} account={part.account_fen} "
+                      f"self_pay={part.self_pay_fen}")
+
+
+def key_changed(at: int, kind: str, actor: str, issuer_id: str, kid: str, detail: str = "") -> AuditEvent:
+    """KEY_REGISTERED, KEY_RETIRING (a rotation ends its window) or KEY_REVOKED, by whom."""
+    return AuditEvent(at, kind, actor, f"{issuer_id}/{kid}", detail)
 
 
 class AuditTrail:

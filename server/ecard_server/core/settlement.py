@@ -37,11 +37,13 @@ from ecard_server.core.model import ACTIVE, NOT_ACTIVE_REASON
 if TYPE_CHECKING:
     from ecard_server.core.caches import MerchantDirectory
     from ecard_server.core.handles import VerificationHandles
+    from ecard_server.core.refunds import RefundAsk, RefundRecord
     from ecard_server.core.stores import Ledger
     from ecard_server.core.verification import TokenVerifier
 
 SETTLED = t.SETTLEMENT_STATUS_SETTLED
 REFUNDED = t.SETTLEMENT_STATUS_REFUNDED
+PARTIALLY_REFUNDED = t.SETTLEMENT_STATUS_PARTIALLY_REFUNDED
 _HALF = Fraction(1, 2)
 
 
@@ -121,6 +123,7 @@ class RefundDraft:
     idempotency_key: str
     request_hash: bytes
     reason: str
+    ask: RefundAsk  # what to give back: core.refunds.plan_refund, with what the ledger read under the row lock
 
     def check_owner(self, owner: str | None) -> None:
         """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant."""
@@ -129,10 +132,6 @@ class RefundDraft:
         if owner != self.merchant_id:
             raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
 
-    def check_refundable(self, status: int) -> None:
-        """A settlement is refunded once (its status read under its row lock)."""
-        if status == REFUNDED:
-            raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +144,12 @@ class SettlementRecord:
     fund_fen: int
     account_fen: int
     self_pay_fen: int
-    balance_after_fen: int  # after the settlement, or after its refund once refunded
+    balance_after_fen: int  # after the settlement, or after its latest refund
     items: tuple[LineItem, ...]
     settled_at: int
-    refunded_at: int | None
+    refunded_at: int | None  # the latest refund
+    refunded: Shares = Shares(0, 0, 0)  # what its refunds gave back so far, per share
+    refunds: tuple[RefundRecord, ...] = ()  # oldest first
 
 
 # -- policy -----------------------------------------------------------------------------------------
@@ -210,8 +211,10 @@ def settle_hash(request: SettleInput) -> bytes:
     ])
 
 
-def refund_hash(settlement_id: str, reason: str) -> bytes:
-    return _digest(["refund", settlement_id, reason])
+def refund_hash(settlement_id: str, reason: str, ask: RefundAsk) -> bytes:
+    if ask.whole:  # the form of a whole refund before partial ones: its keys stay the same request
+        return _digest(["refund", settlement_id, reason])
+    return _digest(["refund", settlement_id, reason, [list(line) for line in ask.lines], ask.amount_fen])
 
 
 def new_settlement_id() -> str:
@@ -327,9 +330,13 @@ class SettlementService:
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
-    def refund(self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str) -> SettlementRecord:
+    def refund(
+        self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str, ask: RefundAsk
+    ) -> SettlementRecord:
         validation.refund_request(settlement_id, idempotency_key, reason)
-        draft = RefundDraft(settlement_id, merchant_id, idempotency_key, refund_hash(settlement_id, reason), reason)
+        validation.refund_ask(ask.lines, ask.amount_fen)
+        draft = RefundDraft(settlement_id, merchant_id, idempotency_key, refund_hash(settlement_id, reason, ask),
+                            reason, ask)
         return self._ledger.refund(draft, int(self._clock()))
 
     def get(self, merchant_id: str, settlement_id: str) -> SettlementRecord:

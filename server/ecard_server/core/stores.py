@@ -8,7 +8,7 @@
 
 Beside them: `nonces.NonceStore` (single use) and `events.ChangeBus` (change notices). The SQL
 backends (`ecard_server.storage`) implement these; a write that must decide under a row lock calls
-back into the core's rules (`settlement.Draft.shares_under_lock`, `RefundDraft.check_refundable`),
+back into the core's rules (`settlement.Draft.shares_under_lock`, `refunds.plan_refund`),
 so no domain rule is written in SQL.
 """
 

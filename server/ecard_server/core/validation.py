@@ -89,6 +89,7 @@ MAX_CODE = 64
 MAX_NAME = 128
 MAX_REFUND_REASON = 256
 MAX_SETTLEMENT_ID = 64
+MAX_REFUND_LINES = 1000
 MAX_CREDENTIAL = 1024  # a token is at most 300 characters and a handle far less: longer is a broken client
 DRUG_CLASSES = (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C)
 
@@ -147,3 +148,23 @@ def refund_request(settlement_id: str, key: str, reason: str) -> None:
     idempotency_key(key)
     if len(reason) > MAX_REFUND_REASON:
         raise InvalidArgument(f"reason is longer than {MAX_REFUND_REASON} characters", "INVALID_REASON")
+
+
+def refund_ask(lines: Sequence[tuple[str, int]], amount_fen: int) -> None:
+    """A Refund's lines or amount, before any settlement is looked at (the rest: core.refunds)."""
+    if lines and amount_fen:
+        raise InvalidArgument("refund either lines or amount_fen, not both", "REFUND_LINES_AND_AMOUNT")
+    if amount_fen < 0:
+        raise InvalidArgument("amount_fen must be positive", "NEGATIVE_AMOUNT")
+    if len(lines) > MAX_REFUND_LINES:
+        raise InvalidArgument(f"a refund names at most {MAX_REFUND_LINES} lines", "TOO_MANY_REFUND_LINES")
+    seen: set[str] = set()
+    for number, (code, quantity) in enumerate(lines, start=1):
+        if not code or len(code) > MAX_CODE:
+            raise InvalidArgument(f"refund line {number}: code is required (at most {MAX_CODE} characters)",
+                                  "MISSING_ITEM_CODE")
+        if quantity <= 0:
+            raise InvalidArgument(f"refund line {number}: quantity must be positive", "INVALID_QUANTITY")
+        if code in seen:
+            raise InvalidArgument(f"refund line {number}: code {code} is named twice", "DUPLICATE_REFUND_LINE")
+        seen.add(code)

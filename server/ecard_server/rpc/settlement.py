@@ -6,6 +6,7 @@ import grpc.aio
 
 from ecard import line_item
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
+from ecard_server.core.refunds import RefundAsk, RefundRecord
 from ecard_server.core.settlement import LineItem, SettleInput, SettlementRecord, SettlementService
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.convert import timestamp
@@ -13,6 +14,24 @@ from ecard_server.rpc.convert import timestamp
 
 def _item(line: settlement_pb2.LineItem) -> LineItem:
     return LineItem(line.code, line.name, line.drug_class, line.unit_price_fen, line.quantity)
+
+
+def _lines(lines: tuple[tuple[str, int], ...]) -> list[settlement_pb2.RefundLine]:
+    return [settlement_pb2.RefundLine(code=code, quantity=quantity) for code, quantity in lines]
+
+
+def refund_entry(refund: RefundRecord) -> settlement_pb2.RefundEntry:
+    return settlement_pb2.RefundEntry(
+        idempotency_key=refund.idempotency_key,
+        reason=refund.reason,
+        amount_fen=refund.amount_fen,
+        fund_fen=refund.shares.fund_fen,
+        personal_account_fen=refund.shares.account_fen,
+        self_pay_fen=refund.shares.self_pay_fen,
+        personal_account_balance_fen=refund.balance_after_fen,
+        lines=_lines(refund.lines),
+        refunded_at=timestamp(refund.refunded_at),
+    )
 
 
 def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
@@ -29,6 +48,11 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in record.items],
         settled_at=timestamp(record.settled_at),
         refunded_at=timestamp(record.refunded_at),
+        refunded_fen=record.refunded.fund_fen + record.refunded.account_fen + record.refunded.self_pay_fen,
+        fund_refunded_fen=record.refunded.fund_fen,
+        personal_account_refunded_fen=record.refunded.account_fen,
+        self_pay_refunded_fen=record.refunded.self_pay_fen,
+        refunds=[refund_entry(r) for r in record.refunds],
     )
 
 
@@ -51,8 +75,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
     def Refund(
         self, request: settlement_pb2.RefundRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
+        ask = RefundAsk(tuple((line.code, line.quantity) for line in request.lines), request.amount_fen)
         record = self._settlements.refund(
-            own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason
+            own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason, ask
         )
         return settlement_record(record)
 

@@ -17,7 +17,17 @@ from ecard.errors import Unavailable
 from ecard_server.core import audit
 from ecard_server.core.idempotency import same_request
 from ecard_server.core.model import Card
-from ecard_server.core.settlement import REFUNDED, SETTLED, Draft, LineItem, RefundDraft, SettlementRecord
+from ecard_server.core.refunds import Refunded, RefundRecord, lines_by_code, plan_refund
+from ecard_server.core.settlement import (
+    PARTIALLY_REFUNDED,
+    REFUNDED,
+    SETTLED,
+    Draft,
+    LineItem,
+    RefundDraft,
+    SettlementRecord,
+    Shares,
+)
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
 
@@ -65,44 +75,56 @@ class SqlLedger:
     # One transaction per Settle or Refund. Lock order: the card row, then the settlement row.
     # SQLite serialises writers (BEGIN IMMEDIATE); PostgreSQL locks the card row FOR UPDATE, and the
     # UNIQUE keys decide between concurrent duplicates that lock different rows.
+    # A settlement with its refunds, one row per refund (one row with NULLs for none), in one statement so
+    # that the totals and the refunds come from one snapshot. The request hash is column 15.
     _SETTLEMENT_SELECT = (
         "SELECT s.settlement_id, s.ecard_id, s.merchant_id, s.status, s.total_fen, s.fund_fen, s.account_fen, "
-        "s.self_pay_fen, COALESCE(r.balance_after_fen, s.balance_after_fen), s.items, s.settled_at, s.refunded_at, "
-        "s.request_hash FROM settlements s LEFT JOIN refunds r ON r.settlement_id = s.settlement_id "
+        "s.self_pay_fen, s.balance_after_fen, s.items, s.settled_at, s.refunded_at, s.fund_refunded_fen, "
+        "s.account_refunded_fen, s.self_pay_refunded_fen, s.request_hash, r.idempotency_key, r.reason, r.fund_fen, "
+        "r.account_fen, r.self_pay_fen, r.balance_after_fen, r.lines, r.created_at "
+        "FROM settlements s LEFT JOIN refunds r ON r.settlement_id = s.settlement_id "
     )
+    _HASH = 15
 
     @staticmethod
-    def _settlement(row: Sequence[Any]) -> SettlementRecord:
+    def _settlement(rows: Sequence[Sequence[Any]]) -> SettlementRecord:
+        row = rows[0]
         items = tuple(LineItem(*line) for line in json.loads(row[9]))
-        return SettlementRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], items,
-                                row[10], row[11])
+        refunds = tuple(
+            RefundRecord(r[16], r[17], Shares(r[18], r[19], r[20]), r[21],
+                         lines_by_code(items, _quantities(r[22], len(items))), r[23])
+            for r in rows if r[16] is not None
+        )
+        balance_after = refunds[-1].balance_after_fen if refunds else row[8]
+        return SettlementRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], balance_after, items,
+                                row[10], row[11], Shares(row[12], row[13], row[14]), refunds)
 
-    def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-        sql = self._SETTLEMENT_SELECT + where
+    def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one settlement and its refunds (see _SETTLEMENT_SELECT); empty when there is none."""
+        sql = self._SETTLEMENT_SELECT + where + " ORDER BY r.refund_no"
         if cur is None:
-            found = self._store.rows(sql, params)
-            return found[0] if found else None
+            return self._store.rows(sql, params)
         cur.execute(sql, params)
-        return cur.fetchone()  # type: ignore[no-any-return]
+        return [tuple(row) for row in cur.fetchall()]
 
     def get_settlement(self, settlement_id: str) -> SettlementRecord | None:
-        row = self._select_settlement(None, "WHERE s.settlement_id = ?", (settlement_id,))
-        return None if row is None else self._settlement(row)
+        rows = self._select_settlement(None, "WHERE s.settlement_id = ?", (settlement_id,))
+        return self._settlement(rows) if rows else None
 
     def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
         """The settlement a merchant made under an idempotency key, with its request hash."""
-        row = self._select_settlement(
+        rows = self._select_settlement(
             None, "WHERE s.merchant_id = ? AND s.idempotency_key = ?", (merchant_id, idempotency_key)
         )
-        return None if row is None else (self._settlement(row), bytes(row[12]))
+        return (self._settlement(rows), bytes(rows[0][self._HASH])) if rows else None
 
     @classmethod
-    def _first_answer(cls, row: Sequence[Any] | None, request_hash: bytes, what: str) -> SettlementRecord | None:
+    def _first_answer(cls, rows: Sequence[Sequence[Any]], request_hash: bytes, what: str) -> SettlementRecord | None:
         """The record to answer a repeated request with; AlreadyExists when the key served another request."""
-        if row is None:
+        if not rows:
             return None
-        same_request(bytes(row[-1]), request_hash, what)
-        return cls._settlement(row)
+        same_request(bytes(rows[0][cls._HASH]), request_hash, what)
+        return cls._settlement(rows)
 
     def _move_balance(self, cur: Cursor, card_no: str, balance: int, delta: int, kind: str, ref: str,
                       now: int) -> int:
@@ -130,10 +152,10 @@ class SqlLedger:
                 return self._settle(cur, draft, now)
         except self._store.unique_errors:
             # A concurrent duplicate committed first (possible on PostgreSQL): answer with its record.
-            row = self._select_settlement(
+            rows = self._select_settlement(
                 None, "WHERE s.merchant_id = ? AND s.idempotency_key = ?", (draft.merchant_id, draft.idempotency_key)
             )
-            record = self._first_answer(row, draft.request_hash, "settlement")
+            record = self._first_answer(rows, draft.request_hash, "settlement")
             if record is None:
                 raise
             return record
@@ -204,8 +226,8 @@ class SqlLedger:
         if seen is None:
             return None
         same_request(bytes(seen[1]), draft.request_hash, "refund")
-        row = self._select_settlement(cur, "WHERE s.settlement_id = ?", (seen[0],))
-        return None if row is None else self._settlement(row)
+        rows = self._select_settlement(cur, "WHERE s.settlement_id = ?", (seen[0],))
+        return self._settlement(rows) if rows else None
 
     def _refund(self, cur: Cursor, draft: RefundDraft, now: int) -> SettlementRecord:
         cur.execute("SELECT card_no, merchant_id FROM settlements WHERE settlement_id = ?", (draft.settlement_id,))
@@ -220,32 +242,54 @@ class SqlLedger:
         if earlier is not None:
             return earlier
         cur.execute(
-            "SELECT status, account_fen, fund_fen, ecard_id FROM settlements WHERE settlement_id = ?"
-            + self._store.for_update,
+            "SELECT fund_fen, account_fen, self_pay_fen, fund_refunded_fen, account_refunded_fen, "
+            f"self_pay_refunded_fen, items, ecard_id FROM settlements WHERE settlement_id = ?{self._store.for_update}",
             (draft.settlement_id,),
         )
-        status, account, fund, ecard_id = cur.fetchone()
-        draft.check_refundable(status)
-        after = self._move_balance(cur, card_no, card[0], account, "REFUND", draft.settlement_id, now)
-        cur.execute("UPDATE settlements SET status = ?, refunded_at = ? WHERE settlement_id = ?",
-                    (REFUNDED, now, draft.settlement_id))
+        fund, account, self_pay, fund_back, account_back, self_pay_back, items_json, ecard_id = cur.fetchone()
+        items = [LineItem(*line) for line in json.loads(items_json)]
+        cur.execute("SELECT lines FROM refunds WHERE settlement_id = ?", (draft.settlement_id,))
+        done = [sum(q) for q in zip(*(_quantities(r[0], len(items)) for r in cur.fetchall()), strict=True)]
+        paid = Shares(fund, account, self_pay)
+        before = Refunded(Shares(fund_back, account_back, self_pay_back), tuple(done) or (0,) * len(items))
+        plan = plan_refund(items, paid, before, draft.ask)  # the core's rule, under the row lock
+        part = plan.shares
+        after = self._move_balance(cur, card_no, card[0], part.account_fen, "REFUND", draft.settlement_id, now)
+        whole = (fund_back + part.fund_fen, account_back + part.account_fen,
+                 self_pay_back + part.self_pay_fen) == (fund, account, self_pay)
         cur.execute(
-            "INSERT INTO refunds (merchant_id, idempotency_key, request_hash, settlement_id, reason, account_fen, "
-            "fund_fen, balance_after_fen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.settlement_id, draft.reason,
-             account, fund, after, now),
+            "UPDATE settlements SET status = ?, refunded_at = ?, fund_refunded_fen = fund_refunded_fen + ?, "
+            "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ? "
+            "WHERE settlement_id = ?",
+            (REFUNDED if whole else PARTIALLY_REFUNDED, now, part.fund_fen, part.account_fen, part.self_pay_fen,
+             draft.settlement_id),
         )
-        if fund:
+        lines = json.dumps([[n, q] for n, q in enumerate(plan.line_quantities) if q], separators=(",", ":"))
+        cur.execute(
+            "INSERT INTO refunds (merchant_id, idempotency_key, request_hash, settlement_id, reason, amount_fen, "
+            "fund_fen, account_fen, self_pay_fen, balance_after_fen, lines, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.settlement_id, draft.reason,
+             plan.amount_fen, part.fund_fen, part.account_fen, part.self_pay_fen, after, lines, now),
+        )
+        if part.fund_fen:
             cur.execute(
                 "INSERT INTO fund_ledger (settlement_id, merchant_id, delta_fen, kind, created_at) "
                 "VALUES (?, ?, ?, 'REFUND', ?)",
-                (draft.settlement_id, draft.merchant_id, -fund, now),
+                (draft.settlement_id, draft.merchant_id, -part.fund_fen, now),
             )
-        write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, account, fund))
-        row = self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,))
-        return self._settlement(row)  # type: ignore[arg-type]
+        write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, plan.shares))
+        return self._settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
 
     def fund_ledger_total(self, settlement_id: str) -> int:
         """What the fund has paid for a settlement, net of refunds."""
         return int(self._store.rows("SELECT COALESCE(SUM(delta_fen), 0) FROM fund_ledger WHERE settlement_id = ?",
                                     (settlement_id,))[0][0])
+
+
+def _quantities(lines_json: str, count: int) -> list[int]:
+    """A refund's stored lines ([[line index, quantity], ...]) as a quantity per basket line."""
+    quantities = [0] * count
+    for index, quantity in json.loads(lines_json):
+        quantities[index] += quantity
+    return quantities

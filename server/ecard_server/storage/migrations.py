@@ -135,4 +135,55 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "FOR EACH STATEMENT EXECUTE FUNCTION audit_insert_only()",
         ],
     ),
+    (
+        4,
+        [
+            # Partial refunds. A settlement keeps what its refunds gave back so far, per share; the
+            # database itself refuses a total above what the share paid.
+            "-- only sqlite\nALTER TABLE settlements ADD COLUMN fund_refunded_fen BIGINT NOT NULL DEFAULT 0 "
+            "CHECK (fund_refunded_fen BETWEEN 0 AND fund_fen)",
+            "-- only sqlite\nALTER TABLE settlements ADD COLUMN account_refunded_fen BIGINT NOT NULL DEFAULT 0 "
+            "CHECK (account_refunded_fen BETWEEN 0 AND account_fen)",
+            "-- only sqlite\nALTER TABLE settlements ADD COLUMN self_pay_refunded_fen BIGINT NOT NULL DEFAULT 0 "
+            "CHECK (self_pay_refunded_fen BETWEEN 0 AND self_pay_fen)",
+            """-- only postgresql
+            ALTER TABLE settlements
+                ADD COLUMN fund_refunded_fen BIGINT NOT NULL DEFAULT 0,
+                ADD COLUMN account_refunded_fen BIGINT NOT NULL DEFAULT 0,
+                ADD COLUMN self_pay_refunded_fen BIGINT NOT NULL DEFAULT 0,
+                ADD CONSTRAINT settlements_refunded_within_paid CHECK (
+                    fund_refunded_fen BETWEEN 0 AND fund_fen
+                    AND account_refunded_fen BETWEEN 0 AND account_fen
+                    AND self_pay_refunded_fen BETWEEN 0 AND self_pay_fen)""",
+            "UPDATE settlements SET fund_refunded_fen = fund_fen, account_refunded_fen = account_fen, "
+            "self_pay_refunded_fen = self_pay_fen WHERE refunded_at IS NOT NULL",
+            # Several refunds per settlement (no more UNIQUE settlement_id), numbered in the order they
+            # were made; each with its amount, its self-pay part and its lines ([[line index, quantity]]).
+            """CREATE TABLE refunds_v4 (
+                refund_no {serial},
+                merchant_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                request_hash {blob} NOT NULL,
+                settlement_id TEXT NOT NULL REFERENCES settlements (settlement_id),
+                reason TEXT NOT NULL,
+                amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
+                fund_fen BIGINT NOT NULL CHECK (fund_fen >= 0),
+                account_fen BIGINT NOT NULL CHECK (account_fen >= 0),
+                self_pay_fen BIGINT NOT NULL CHECK (self_pay_fen >= 0),
+                balance_after_fen BIGINT NOT NULL CHECK (balance_after_fen >= 0),
+                lines TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                CHECK (fund_fen + account_fen + self_pay_fen = amount_fen),
+                UNIQUE (merchant_id, idempotency_key))""",
+            # A refund made before this version gave back the whole settlement.
+            """INSERT INTO refunds_v4 (merchant_id, idempotency_key, request_hash, settlement_id, reason, amount_fen,
+                fund_fen, account_fen, self_pay_fen, balance_after_fen, lines, created_at)
+                SELECT r.merchant_id, r.idempotency_key, r.request_hash, r.settlement_id, r.reason, s.total_fen,
+                    r.fund_fen, r.account_fen, s.self_pay_fen, r.balance_after_fen, '[]', r.created_at
+                FROM refunds r JOIN settlements s ON s.settlement_id = r.settlement_id ORDER BY r.created_at""",
+            "DROP TABLE refunds",
+            "ALTER TABLE refunds_v4 RENAME TO refunds",
+            "CREATE INDEX refunds_by_settlement ON refunds (settlement_id, refund_no)",
+        ],
+    ),
 ]

@@ -1,0 +1,236 @@
+"""Partial refunds over real `ecard serve` processes (SQLite, then PostgreSQL), through the pharmacy SDK.
+
+What a merchant and a holder rely on: a refund of chosen lines or of an amount gives back each share
+(fund, personal account, self-pay) in proportion, the refunds of a settlement add up to exactly what
+it paid and never more, a retried refund moves money once, and concurrent refunds cannot over-refund.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from ecard import (
+    AlreadyExists,
+    DrugClass,
+    EcardError,
+    FailedPrecondition,
+    InvalidArgument,
+    PharmacyClient,
+    SettlementStatus,
+    from_grpc_error,
+    line_item,
+    refund_line,
+)
+from ecard.testing import EcardServer, World
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc
+
+A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
+# At a hospital (fund 50 % of the covered amount): XA01 2 x 1280 (covered 2560, fund 1280), XB07 1550
+# (covered 1395, fund 697.5 -> 698), XC11 900 (not covered). Total 5010 = fund 1978 + account 1977
+# (covered 3955 - fund) + self-pay 1055.
+BASKET = [
+    line_item("XA01", "amoxicillin 0.25 g x 24", A, 1280, 2),
+    line_item("XB07", "ibuprofen 0.3 g x 20", B, 1550),
+    line_item("XC11", "vitamin C 100 mg x 100", C, 900),
+]
+START = 100_000
+
+
+@pytest.fixture
+def served(db_url: str) -> Iterator[EcardServer]:
+    with EcardServer(db=db_url) as running:
+        yield running
+
+
+@pytest.fixture
+def world(served: EcardServer) -> World:
+    return World.seed(served.target, cards=1, balance_fen=START)
+
+
+def settle(pos: PharmacyClient, world: World, key: str, items: Any = None) -> settlement_pb2.SettlementRecord:
+    return pos.settle(BASKET if items is None else items, idempotency_key=key, token=world.mint(0))
+
+
+def balance(world: World) -> int:
+    with world.admin() as admin:
+        return admin.get_ecard(world.ecard_ids[0]).personal_account_balance_fen
+
+
+def shares(entry: Any) -> tuple[int, int, int]:
+    return (entry.fund_fen, entry.personal_account_fen, entry.self_pay_fen)
+
+
+def refunded(record: settlement_pb2.SettlementRecord) -> tuple[int, int, int]:
+    return (record.fund_refunded_fen, record.personal_account_refunded_fen, record.self_pay_refunded_fen)
+
+
+def paid(record: settlement_pb2.SettlementRecord) -> tuple[int, int, int]:
+    return (record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen)
+
+
+def entry(record: settlement_pb2.SettlementRecord, key: str) -> settlement_pb2.RefundEntry:
+    (found,) = [r for r in record.refunds if r.idempotency_key == key]
+    return found
+
+
+def together(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """work(0..count-1) on `count` threads released at once; results, or the EcardError raised."""
+    gate = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(n: int) -> None:
+        gate.wait()
+        try:
+            results[n] = work(n)
+        except EcardError as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_lines_then_an_amount_then_the_rest(world: World) -> None:
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-1")
+        assert paid(record) == (1978, 1977, 1055)
+        assert record.personal_account_balance_fen == START - 1977
+
+        # One box of XA01 (1280 of 5010): fund floor(1978 * 1280 / 5010) = 505, fund + account
+        # floor(3955 * 1280 / 5010) = 1010, so account 505, and self-pay the rest, 270.
+        one_box = pos.refund(record.settlement_id, idempotency_key="rf-1", reason="one box back",
+                             lines=[("XA01", 1)])
+        assert one_box.status == SettlementStatus.PARTIALLY_REFUNDED
+        first = entry(one_box, "rf-1")
+        assert (first.amount_fen, shares(first)) == (1280, (505, 505, 270))
+        assert [(line.code, line.quantity) for line in first.lines] == [("XA01", 1)]
+        assert first.reason == "one box back"
+        assert first.personal_account_balance_fen == START - 1977 + 505 == balance(world)
+        assert one_box.refunded_fen == 1280 and refunded(one_box) == (505, 505, 270)
+        assert one_box.HasField("refunded_at")
+        assert paid(one_box) == paid(record) and one_box.total_fen == 5010  # what was paid stays as it was
+
+        # 1000 fen of what is left (1473 + 1472 + 785 = 3730): 394, 789 - 394 = 395, 211.
+        some = pos.refund(record.settlement_id, idempotency_key="rf-2", amount_fen=1000)
+        assert shares(entry(some, "rf-2")) == (394, 395, 211)
+        assert list(entry(some, "rf-2").lines) == []
+        assert some.status == SettlementStatus.PARTIALLY_REFUNDED
+
+        # The rest (no lines, no amount) gives back exactly what is left of each share.
+        rest = pos.refund(record.settlement_id, idempotency_key="rf-3")
+        assert shares(entry(rest, "rf-3")) == (1978 - 505 - 394, 1977 - 505 - 395, 1055 - 270 - 211)
+        assert rest.status == SettlementStatus.REFUNDED
+        assert refunded(rest) == paid(rest) and rest.refunded_fen == rest.total_fen
+        assert [r.idempotency_key for r in rest.refunds] == ["rf-1", "rf-2", "rf-3"]
+        assert pos.get_settlement(record.settlement_id) == rest
+        assert balance(world) == START
+
+        with pytest.raises(FailedPrecondition) as again:
+            pos.refund(record.settlement_id, idempotency_key="rf-4", amount_fen=1)
+        assert again.value.reason == "ALREADY_REFUNDED"
+
+
+def test_a_retried_refund_moves_money_once(world: World) -> None:
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-idem")
+        first = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[refund_line("XB07")])
+        after_first = balance(world)
+        assert pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)]) == first
+        assert balance(world) == after_first
+        # A later refund does not change what the first one's key answers about that refund.
+        pos.refund(record.settlement_id, idempotency_key="rf-later", amount_fen=10)
+        replay = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)])
+        assert entry(replay, "rf-idem") == entry(first, "rf-idem")
+        assert balance(world) == after_first + entry(replay, "rf-later").personal_account_fen
+        for other in ({"lines": [("XA01", 1)]}, {"amount_fen": 1550}, {}):
+            with pytest.raises(AlreadyExists) as reused:
+                pos.refund(record.settlement_id, idempotency_key="rf-idem", **other)
+            assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_never_more_than_was_paid(world: World) -> None:
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-over")
+        before = balance(world)
+        cases = [
+            ({"lines": [("XA01", 3)]}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),  # only 2 were sold
+            ({"amount_fen": 5011}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),
+            ({"lines": [("NOPE", 1)]}, InvalidArgument, "ITEM_NOT_IN_SETTLEMENT"),
+            ({"lines": [("XA01", 0)]}, InvalidArgument, "INVALID_QUANTITY"),
+            ({"amount_fen": -5}, InvalidArgument, "NEGATIVE_AMOUNT"),
+        ]
+        for n, (ask, error, reason) in enumerate(cases):
+            with pytest.raises(error) as bad:
+                pos.refund(record.settlement_id, idempotency_key=f"bad-{n}", **ask)
+            assert bad.value.reason == reason, ask
+        pos.refund(record.settlement_id, idempotency_key="two-boxes", lines=[("XA01", 2)])
+        with pytest.raises(FailedPrecondition) as gone:
+            pos.refund(record.settlement_id, idempotency_key="a-third-box", lines=[("XA01", 1)])
+        assert gone.value.reason == "REFUND_EXCEEDS_PAID"
+        with pytest.raises(FailedPrecondition):  # 2560 of 5010 are back: 2451 are left
+            pos.refund(record.settlement_id, idempotency_key="too-much", amount_fen=2452)
+        now = pos.get_settlement(record.settlement_id)
+        assert now.refunded_fen == 2560 and [r.idempotency_key for r in now.refunds] == ["two-boxes"]
+        assert balance(world) == before + now.personal_account_refunded_fen
+
+
+def test_lines_and_amount_together_is_refused_by_the_server(world: World, served: EcardServer) -> None:
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-both")
+    request = settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="both",
+                                           lines=[settlement_pb2.RefundLine(code="XA01", quantity=1)], amount_fen=5)
+    with grpc.insecure_channel(served.target) as channel:
+        stub = settlement_pb2_grpc.SettlementStub(channel)
+        with pytest.raises(grpc.RpcError) as raw:
+            stub.Refund(request, metadata=[("x-ecard-principal", f"merchant:{world.hospital_id}")], timeout=10)
+    error = from_grpc_error(raw.value)
+    assert isinstance(error, InvalidArgument) and error.reason == "REFUND_LINES_AND_AMOUNT"
+    with world.hospital() as pos:
+        assert pos.get_settlement(record.settlement_id).refunded_fen == 0
+
+
+def test_concurrent_partial_refunds_never_over_refund(world: World) -> None:
+    # 2000 fen at a hospital: fund 500, account 500, self-pay 1000; 12 refunds of 250 race for 8 slots.
+    basket = [line_item("XA01", "a", A, 1000), line_item("XC11", "c", C, 1000)]
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-race", basket)
+        assert paid(record) == (500, 500, 1000)
+        results = together(12, lambda n: pos.refund(record.settlement_id, idempotency_key=f"race-{n}",
+                                                    amount_fen=250))
+        done = pos.get_settlement(record.settlement_id)
+    won = [r for r in results if isinstance(r, settlement_pb2.SettlementRecord)]
+    lost = [r for r in results if not isinstance(r, settlement_pb2.SettlementRecord)]
+    assert len(won) == 8, results
+    assert all(isinstance(r, FailedPrecondition) and r.reason in ("ALREADY_REFUNDED", "REFUND_EXCEEDS_PAID")
+               for r in lost), lost
+    assert len(done.refunds) == 8 and all(r.amount_fen == 250 for r in done.refunds)
+    assert refunded(done) == (500, 500, 1000) and done.status == SettlementStatus.REFUNDED
+    assert balance(world) == START
+
+
+def test_concurrent_line_refunds_and_one_key_from_many_threads(world: World) -> None:
+    basket = [line_item("XA01", "a", A, 333, 10)]
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-lines", basket)
+        results = together(14, lambda n: pos.refund(record.settlement_id, idempotency_key=f"box-{n}",
+                                                    lines=[("XA01", 1)]))
+        assert sum(isinstance(r, settlement_pb2.SettlementRecord) for r in results) == 10
+        done = pos.get_settlement(record.settlement_id)
+        assert refunded(done) == paid(done) and balance(world) == START
+
+        again = settle(pos, world, "rx-one-key", basket)
+        same = together(8, lambda n: pos.refund(again.settlement_id, idempotency_key="one-key", amount_fen=999))
+        assert all(isinstance(r, settlement_pb2.SettlementRecord) for r in same), same
+        assert {entry(r, "one-key").SerializeToString() for r in same} == {entry(same[0], "one-key")
+                                                                           .SerializeToString()}
+        final = pos.get_settlement(again.settlement_id)
+        assert len(final.refunds) == 1 and final.refunded_fen == 999
+        assert balance(world) == START - again.personal_account_paid_fen + final.personal_account_refunded_fen
