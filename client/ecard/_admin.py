@@ -1,4 +1,12 @@
-"""Clients for the operator (AdminClient) and for issuing channels (ChannelClient)."""
+"""Clients for the operator (AdminClient) and for issuing channels (ChannelClient).
+
+A channel manages its own issuer keys (never another channel's); the operator any issuer's:
+
+    with ChannelClient(target, issuer_id="icbc-nb") as channel:
+        channel.register_key(public_key_pem(new_key))          # kid from the key
+        channel.rotate_key(public_key_pem(newer_key), retiring_kid=old_kid, overlap_s=3600)
+        channel.revoke_key(old_kid)                            # its tokens are REASON_KEY_REVOKED at once
+"""
 
 from __future__ import annotations
 
@@ -21,12 +29,34 @@ def card_ref(*, card_no: str = "", ecard_id: str = "") -> cards_pb2.CardRef:
     return cards_pb2.CardRef(card_no=card_no) if card_no else cards_pb2.CardRef(ecard_id=ecard_id)
 
 
+def issuer_key(
+    issuer_id: str,
+    public_key_pem: str | bytes,
+    *,
+    kid: str | None = None,
+    not_before: int | None = None,
+    not_after: int | None = None,
+) -> admin_pb2.IssuerKey:
+    """An IssuerKey message for a public key (PEM); kid defaults to the SDK's kid_for(key)."""
+    pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
+    public = load_public_key_pem(pem)
+    key = admin_pb2.IssuerKey(
+        issuer_id=issuer_id, kid=kid or kid_for(public), algorithm=wire(algorithm_of(public)), public_key_pem=pem
+    )
+    if not_before is not None:
+        key.not_before.CopyFrom(Timestamp(seconds=not_before))
+    if not_after is not None:
+        key.not_after.CopyFrom(Timestamp(seconds=not_after))
+    return key
+
+
 class _Client:
     def __init__(self, target: str, principal: str, options: ClientOptions | None) -> None:
         self.options = options or ClientOptions()
         self.channel = sync_channel(target, self.options)
         self._metadata = principal_metadata(principal, self.options)
         self._cards = cards_pb2_grpc.CardsStub(self.channel)
+        self._admin = admin_pb2_grpc.AdminStub(self.channel)
 
     def _call(self, method: Any, request: Any, *, retry: bool = True) -> Any:
         # Every call here is safe to repeat: upserts, idempotent lifecycle changes, keyed credits.
@@ -34,6 +64,25 @@ class _Client:
             method, request, metadata=self._metadata, timeout=self.options.timeout,
             retry=self.options.retry if retry else None,
         )
+
+    # Issuer keys: the operator names any issuer, a channel only its own (the server holds it to that).
+    def _register_key(self, key: admin_pb2.IssuerKey) -> admin_pb2.IssuerKey:
+        return self._call(self._admin.RegisterIssuerKey, key)
+
+    def _rotate_key(
+        self, issuer_id: str, public_key_pem: str | bytes, retiring_kid: str, overlap_s: int, window: dict[str, Any]
+    ) -> admin_pb2.RotateIssuerKeyResponse:
+        request = admin_pb2.RotateIssuerKeyRequest(
+            issuer_id=issuer_id, retiring_kid=retiring_kid, overlap_seconds=overlap_s,
+            new_key=issuer_key(issuer_id, public_key_pem, **window),
+        )
+        return self._call(self._admin.RotateIssuerKey, request)
+
+    def _revoke_key(self, issuer_id: str, kid: str) -> admin_pb2.IssuerKey:
+        return self._call(self._admin.RevokeIssuerKey, admin_pb2.KeyRef(issuer_id=issuer_id, kid=kid))
+
+    def _list_keys(self, issuer_id: str) -> list[admin_pb2.IssuerKey]:
+        return list(self._call(self._admin.ListIssuerKeys, admin_pb2.ListIssuerKeysRequest(issuer_id=issuer_id)).keys)
 
     def get_ecard(self, ecard_id: str) -> cards_pb2.ECard:
         return self._call(self._cards.GetECard, cards_pb2.GetECardRequest(ecard_id=ecard_id))
@@ -66,13 +115,29 @@ class ChannelClient(_Client):
         )
         return self._call(self._cards.IssueECard, request)
 
+    def register_key(self, public_key_pem: str | bytes, **window: Any) -> admin_pb2.IssuerKey:
+        """Registers one of this channel's public keys. Options: kid, not_before, not_after (unix s)."""
+        return self._register_key(issuer_key(self.issuer_id, public_key_pem, **window))
+
+    def rotate_key(
+        self, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0, **window: Any
+    ) -> admin_pb2.RotateIssuerKeyResponse:
+        """Registers a new key and ends the retiring key's validity `overlap_s` seconds from now (0: the
+        server's maximum token lifetime plus clock skew). Options of the new key: kid, not_before, not_after."""
+        return self._rotate_key(self.issuer_id, public_key_pem, retiring_kid, overlap_s, window)
+
+    def revoke_key(self, kid: str) -> admin_pb2.IssuerKey:
+        return self._revoke_key(self.issuer_id, kid)
+
+    def list_keys(self) -> list[admin_pb2.IssuerKey]:
+        return self._list_keys(self.issuer_id)
+
 
 class AdminClient(_Client):
     """The platform operator: issuers, keys, merchants, card enrollment, credits and card lifecycle."""
 
     def __init__(self, target: str, *, options: ClientOptions | None = None) -> None:
         super().__init__(target, "admin", options)
-        self._admin = admin_pb2_grpc.AdminStub(self.channel)
 
     def upsert_issuer(self, issuer_id: str, display_name: str = "") -> admin_pb2.Issuer:
         return self._call(self._admin.UpsertIssuer, admin_pb2.Issuer(issuer_id=issuer_id, display_name=display_name))
@@ -87,22 +152,22 @@ class AdminClient(_Client):
         not_after: int | None = None,
     ) -> admin_pb2.IssuerKey:
         """Registers a public key (PEM); kid defaults to the SDK's kid_for(key)."""
-        pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
-        public = load_public_key_pem(pem)
-        key = admin_pb2.IssuerKey(
-            issuer_id=issuer_id, kid=kid or kid_for(public), algorithm=wire(algorithm_of(public)), public_key_pem=pem
+        return self._register_key(
+            issuer_key(issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after)
         )
-        if not_before is not None:
-            key.not_before.CopyFrom(Timestamp(seconds=not_before))
-        if not_after is not None:
-            key.not_after.CopyFrom(Timestamp(seconds=not_after))
-        return self._call(self._admin.RegisterIssuerKey, key)
+
+    def rotate_key(
+        self, issuer_id: str, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0, **window: Any
+    ) -> admin_pb2.RotateIssuerKeyResponse:
+        """ChannelClient.rotate_key, for any issuer."""
+        return self._rotate_key(issuer_id, public_key_pem, retiring_kid, overlap_s, window)
 
     def revoke_key(self, issuer_id: str, kid: str) -> admin_pb2.IssuerKey:
-        return self._call(self._admin.RevokeIssuerKey, admin_pb2.KeyRef(issuer_id=issuer_id, kid=kid))
+        return self._revoke_key(issuer_id, kid)
 
     def list_keys(self, issuer_id: str = "") -> list[admin_pb2.IssuerKey]:
-        return list(self._call(self._admin.ListIssuerKeys, admin_pb2.ListIssuerKeysRequest(issuer_id=issuer_id)).keys)
+        """One issuer's keys; every issuer's with no issuer_id."""
+        return self._list_keys(issuer_id)
 
     def upsert_merchant(
         self, merchant_id: str, *, kind: int, display_name: str = "", region: str = "", designated: bool = True

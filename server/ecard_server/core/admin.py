@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core import events, validation
+from ecard_server.core import audit, events, validation
 from ecard_server.core.events import ChangeBus
 from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
@@ -67,30 +67,62 @@ class AdminService:
         self, issuer_id: str, kid: str, algorithm: int, public_key_pem: str, not_before: int | None,
         not_after: int | None,
     ) -> IssuerKey:
-        validation.identifier(issuer_id, "issuer_id")
-        validation.enum(algorithm, "algorithm", _ALGORITHMS)
+        return self.register(IssuerKey(issuer_id, kid, algorithm, public_key_pem, not_before, not_after, False))
+
+    def _checked_key(self, key: IssuerKey) -> IssuerKey:
+        validation.identifier(key.issuer_id, "issuer_id")
+        validation.enum(key.algorithm, "algorithm", _ALGORITHMS)
         try:
-            public_key = load_public_key_pem(public_key_pem, algorithm)
+            public_key = load_public_key_pem(key.public_key_pem, key.algorithm)
         except KeyFormatError as exc:
             raise InvalidArgument(f"public_key_pem: {exc}", "BAD_PUBLIC_KEY") from None
-        kid = validation.identifier(kid, "kid") if kid else kid_for(public_key)
-        if not_before is not None and not_after is not None and not_after <= not_before:
+        kid = validation.identifier(key.kid, "kid") if key.kid else kid_for(public_key)
+        if key.not_before is not None and key.not_after is not None and key.not_after <= key.not_before:
             raise InvalidArgument("not_after must be later than not_before", "INVALID_KEY_WINDOW")
-        if self._store.get_issuer(issuer_id) is None:
-            raise FailedPrecondition(f"issuer {issuer_id} is not registered", "UNKNOWN_ISSUER")
-        key = self._store.register_key(
-            IssuerKey(issuer_id, kid, algorithm, public_key_pem.strip() + "\n", not_before, not_after, False),
-            int(self._clock()),
-        )
-        self._bus.publish(events.KEY, issuer_id)
-        return key
+        if self._store.get_issuer(key.issuer_id) is None:
+            raise FailedPrecondition(f"issuer {key.issuer_id} is not registered", "UNKNOWN_ISSUER")
+        return replace(key, kid=kid, public_key_pem=key.public_key_pem.strip() + "\n")
 
-    def revoke_key(self, issuer_id: str, kid: str) -> IssuerKey:
+    def register(self, key: IssuerKey, *, actor: str = "admin") -> IssuerKey:
+        """Adds a key (kid from the key when empty), or updates the window of the same key."""
+        stored = self._store.register_key(self._checked_key(key), int(self._clock()))
+        self._key_changed(stored, "KEY_REGISTERED", actor)
+        return stored
+
+    def rotate_key(
+        self, new: IssuerKey, retiring_kid: str, overlap_s: int, *, actor: str = "admin"
+    ) -> tuple[IssuerKey, IssuerKey]:
+        """Registers `new`, then ends the retiring key's window `overlap_s` from now (0: the longest token
+        lifetime plus clock skew, so every token minted before still verifies), unless it ends sooner."""
+        if overlap_s < 0:
+            raise InvalidArgument("overlap_seconds must not be negative", "INVALID_OVERLAP")
+        checked = self._checked_key(new)
+        retiring = self._store.get_key(checked.issuer_id, retiring_kid) if retiring_kid else None
+        if retiring is None:
+            raise NotFound(f"no key {retiring_kid} for issuer {checked.issuer_id}", "UNKNOWN_KEY")
+        if retiring.kid == checked.kid or retiring.public_key_pem.strip() == checked.public_key_pem.strip():
+            raise InvalidArgument("the new key is the retiring key", "SAME_KEY")
+        now = int(self._clock())
+        end = now + (overlap_s or self._settings.max_token_lifetime_s + self._settings.clock_skew_s)
+        if retiring.not_after is not None:
+            end = min(end, retiring.not_after)
+        stored = self._store.register_key(checked, now)
+        retired = self._store.register_key(replace(retiring, not_after=end), now)
+        self._key_changed(stored, "KEY_REGISTERED", actor)
+        self._key_changed(retired, "KEY_RETIRING", actor, f"not_after={end}")
+        return stored, retired
+
+    def revoke_key(self, issuer_id: str, kid: str, *, actor: str = "admin") -> IssuerKey:
         key = self._store.revoke_key(issuer_id, kid)
         if key is None:
             raise NotFound(f"no key {kid} for issuer {issuer_id}", "UNKNOWN_KEY")
-        self._bus.publish(events.KEY, issuer_id)
+        self._key_changed(key, "KEY_REVOKED", actor)
         return key
+
+    def _key_changed(self, key: IssuerKey, kind: str, actor: str, detail: str = "") -> None:
+        """Every replica's key cache reloads; the audit trail says who did it."""
+        self._bus.publish(events.KEY, key.issuer_id)
+        self._store.append_audit([audit.key_changed(int(self._clock()), kind, actor, key.issuer_id, key.kid, detail)])
 
     def list_keys(self, issuer_id: str) -> list[IssuerKey]:
         return self._store.list_keys(issuer_id or None)

@@ -7,8 +7,11 @@ from collections.abc import Iterable, Iterator
 
 import grpc.aio
 
+from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
+from ecard_server.core.model import IssuerKey
+from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds
 
 
@@ -34,24 +37,37 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         issuer = self._admin.upsert_issuer(request.issuer_id, request.display_name)
         return admin_pb2.Issuer(issuer_id=issuer.issuer_id, display_name=issuer.display_name)
 
+    # Key methods are open to channels too (rpc.auth.ROLE_TABLE): scoped_id holds a channel to its own keys.
+    @staticmethod
+    def _new_key(issuer_id: str, request: admin_pb2.IssuerKey) -> IssuerKey:
+        return IssuerKey(issuer_id, request.kid, request.algorithm, request.public_key_pem,
+                         seconds(request, "not_before"), seconds(request, "not_after"), False)
+
     def RegisterIssuerKey(self, request: admin_pb2.IssuerKey, context: grpc.aio.ServicerContext) -> admin_pb2.IssuerKey:
-        key = self._admin.register_key(
-            request.issuer_id,
-            request.kid,
-            request.algorithm,
-            request.public_key_pem,
-            seconds(request, "not_before"),
-            seconds(request, "not_after"),
+        return issuer_key(self._admin.register(self._new_key(scoped_id(request.issuer_id), request),
+                                               actor=str(current_principal.get())))
+
+    def RotateIssuerKey(
+        self, request: admin_pb2.RotateIssuerKeyRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RotateIssuerKeyResponse:
+        issuer_id = scoped_id(request.issuer_id)
+        if request.new_key.issuer_id and scoped_id(request.new_key.issuer_id) != issuer_id:
+            raise InvalidArgument("new_key names another issuer than the request", "ISSUER_MISMATCH")
+        new, retiring = self._admin.rotate_key(
+            self._new_key(issuer_id, request.new_key), request.retiring_kid, request.overlap_seconds,
+            actor=str(current_principal.get()),
         )
-        return issuer_key(key)
+        return admin_pb2.RotateIssuerKeyResponse(new_key=issuer_key(new), retiring_key=issuer_key(retiring))
 
     def RevokeIssuerKey(self, request: admin_pb2.KeyRef, context: grpc.aio.ServicerContext) -> admin_pb2.IssuerKey:
-        return issuer_key(self._admin.revoke_key(request.issuer_id, request.kid))
+        key = self._admin.revoke_key(scoped_id(request.issuer_id), request.kid, actor=str(current_principal.get()))
+        return issuer_key(key)
 
     def ListIssuerKeys(
         self, request: admin_pb2.ListIssuerKeysRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListIssuerKeysResponse:
-        return admin_pb2.ListIssuerKeysResponse(keys=[issuer_key(k) for k in self._admin.list_keys(request.issuer_id)])
+        keys = self._admin.list_keys(scoped_id(request.issuer_id))
+        return admin_pb2.ListIssuerKeysResponse(keys=[issuer_key(k) for k in keys])
 
     def UpsertMerchant(self, request: admin_pb2.Merchant, context: grpc.aio.ServicerContext) -> admin_pb2.Merchant:
         return merchant(

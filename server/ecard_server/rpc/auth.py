@@ -33,6 +33,12 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Cards/ReportLost": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/Reinstate": frozenset({ADMIN}),
     "/ecard.v1.Cards/Cancel": frozenset({ADMIN}),
+    # A channel manages its own issuer keys (rpc.admin holds it to its own issuer_id); the rest of
+    # Admin is the operator's.
+    "/ecard.v1.Admin/RegisterIssuerKey": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Admin/RotateIssuerKey": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Admin/RevokeIssuerKey": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Admin/ListIssuerKeys": frozenset({ADMIN, CHANNEL}),
 }
 ADMIN_SERVICE = "/ecard.v1.Admin/"
 # Open to anyone who can reach the port: health checks and reflection.
@@ -45,9 +51,9 @@ def allowed_kinds(method: str) -> frozenset[str] | None:
     """Principal kinds that may call `method`; None for public methods; empty for unknown ones."""
     if method.startswith(PUBLIC_PREFIXES):
         return None
-    if method.startswith(ADMIN_SERVICE):
-        return frozenset({ADMIN})
-    return ROLE_TABLE.get(method, frozenset())
+    if method in ROLE_TABLE:
+        return ROLE_TABLE[method]
+    return frozenset({ADMIN}) if method.startswith(ADMIN_SERVICE) else frozenset()
 
 
 @lru_cache(maxsize=4096)
@@ -143,6 +149,13 @@ class MethodAuthorization:
         except CacheMiss:
             principal = await run(self._authorize, self._method, kinds, context)
         current_principal.set(principal)
+
+
+def scoped_id(requested: str) -> str:
+    """The id a request names, for the operator (any, or none); for anyone else `own_id(requested)`."""
+    if current_principal.get().kind == ADMIN:
+        return requested
+    return own_id(requested)
 
 
 def own_id(requested: str) -> str:
