@@ -142,19 +142,10 @@ class AdminClient(_Client):
     def upsert_issuer(self, issuer_id: str, display_name: str = "") -> admin_pb2.Issuer:
         return self._call(self._admin.UpsertIssuer, admin_pb2.Issuer(issuer_id=issuer_id, display_name=display_name))
 
-    def register_key(
-        self,
-        issuer_id: str,
-        public_key_pem: str | bytes,
-        *,
-        kid: str | None = None,
-        not_before: int | None = None,
-        not_after: int | None = None,
-    ) -> admin_pb2.IssuerKey:
-        """Registers a public key (PEM); kid defaults to the SDK's kid_for(key)."""
-        return self._register_key(
-            issuer_key(issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after)
-        )
+    def register_key(self, issuer_id: str, public_key_pem: str | bytes, **window: Any) -> admin_pb2.IssuerKey:
+        """Registers a public key (PEM). Options as for `issuer_key`: kid (default kid_for(key)), not_before,
+        not_after."""
+        return self._register_key(issuer_key(issuer_id, public_key_pem, **window))
 
     def rotate_key(
         self, issuer_id: str, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0, **window: Any
