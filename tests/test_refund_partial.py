@@ -28,6 +28,11 @@ from ecard import (
 )
 from ecard.testing import EcardServer, World
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
+from ecard.v1 import types_pb2 as t
+from ecard_server.core.refunds import RefundAsk
+from ecard_server.core.settlement import refund_hash
+from ecard_server.storage import open_store, sql
+from ecard_server.storage.migrations import MIGRATIONS
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
 # At a hospital (fund 50 % of the covered amount): XA01 2 x 1280 (covered 2560, fund 1280), XB07 1550
@@ -234,3 +239,46 @@ def test_concurrent_line_refunds_and_one_key_from_many_threads(world: World) -> 
         final = pos.get_settlement(again.settlement_id)
         assert len(final.refunds) == 1 and final.refunded_fen == 999
         assert balance(world) == START - again.personal_account_paid_fen + final.personal_account_refunded_fen
+
+
+def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database of schema 3 (one whole refund per settlement) served by this version: its refunds
+    stay refunds, their keys still answer, and its other settlements can be refunded in part."""
+    items = '[["XA01","a",1,1000,1],["XC11","c",3,1000,1]]'
+    monkeypatch.setattr(sql, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 3])
+    store = open_store(db_url)
+    try:
+        assert store.migrate() == 3
+        with store.transaction() as cur:
+            cur.execute("INSERT INTO merchants VALUES ('old-hospital', 'h', ?, '330200', TRUE, 1)",
+                        (int(t.MERCHANT_KIND_HOSPITAL),))
+            cur.execute("INSERT INTO cards VALUES ('C1', 'x', ?, '330200', 1, 99000, 'E1', 1, 1)", (b"h" * 32,))
+            for sid, status, shares_, nonce, refunded_at in [
+                ("S-REFUNDED", 2, (500, 500, 1000), b"n1", 20), ("S-SETTLED", 1, (500, 500, 1000), b"n2", None),
+            ]:
+                cur.execute(
+                    "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, "
+                    "card_no, status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, "
+                    "verification_nonce, settled_at, refunded_at) "
+                    "VALUES (?, 'old-hospital', ?, ?, 'E1', 'C1', ?, 2000, ?, ?, ?, 98500, ?, ?, 10, ?)",
+                    (sid, f"rx-{sid}", b"s" * 32, status, *shares_, items, nonce, refunded_at),
+                )
+            cur.execute(
+                "INSERT INTO refunds VALUES ('old-hospital', 'old-refund', ?, 'S-REFUNDED', 'broken', 500, 500, "
+                "99000, 20)", (refund_hash("S-REFUNDED", "broken", RefundAsk()),),
+            )
+    finally:
+        store.close()
+    monkeypatch.undo()
+    with EcardServer(db=db_url) as upgraded, PharmacyClient(upgraded.target, merchant_id="old-hospital") as pos:
+        old = pos.get_settlement("S-REFUNDED")
+        assert old.status == SettlementStatus.REFUNDED and refunded(old) == paid(old) == (500, 500, 1000)
+        (entry_,) = old.refunds
+        assert (entry_.idempotency_key, entry_.amount_fen, shares(entry_)) == ("old-refund", 2000, (500, 500, 1000))
+        assert pos.refund("S-REFUNDED", idempotency_key="old-refund", reason="broken") == old
+        with pytest.raises(FailedPrecondition) as again:
+            pos.refund("S-REFUNDED", idempotency_key="new-refund", amount_fen=1)
+        assert again.value.reason == "ALREADY_REFUNDED"
+        part = pos.refund("S-SETTLED", idempotency_key="part", lines=[("XC11", 1)])
+        assert shares(entry(part, "part")) == (250, 250, 500)
+        assert part.personal_account_balance_fen == 99000 + 250
