@@ -7,6 +7,7 @@ it paid and never more, a retried refund moves money once, and concurrent refund
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from ecard import (
     AlreadyExists,
+    AsyncPharmacyClient,
     DrugClass,
     EcardError,
     FailedPrecondition,
@@ -159,6 +161,19 @@ def test_a_retried_refund_moves_money_once(world: World) -> None:
             with pytest.raises(AlreadyExists) as reused:
                 pos.refund(record.settlement_id, idempotency_key="rf-idem", **other)
             assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_the_asyncio_client_refunds_in_part_too(world: World) -> None:
+    async def scenario() -> tuple[settlement_pb2.SettlementRecord, settlement_pb2.SettlementRecord]:
+        async with AsyncPharmacyClient(world.target, merchant_id=world.hospital_id) as pos:
+            record = await pos.settle(BASKET, idempotency_key="rx-async", token=world.mint(0))
+            part = await pos.refund(record.settlement_id, idempotency_key="rf-async", lines=[("XC11", 1)])
+            return part, await pos.get_settlement(record.settlement_id)
+
+    part, fetched = asyncio.run(scenario())
+    assert part == fetched and part.status == SettlementStatus.PARTIALLY_REFUNDED
+    # 900 of 5010: floor(1978 * 900 / 5010) = 355, floor(3955 * 900 / 5010) = 710.
+    assert shares(entry(part, "rf-async")) == (355, 355, 190)
 
 
 def test_never_more_than_was_paid(world: World) -> None:
