@@ -14,11 +14,7 @@ from ecard_server.core.settlement import LineItem, Shares
 
 A = t.DRUG_CLASS_A
 fen = st.integers(min_value=0, max_value=10**12)
-paid_shares = st.builds(Shares, fen, fen, fen).filter(lambda s: s.fund_fen + s.account_fen + s.self_pay_fen > 0)
-
-
-def total(s: Shares) -> int:
-    return s.fund_fen + s.account_fen + s.self_pay_fen
+paid_shares = st.builds(Shares, fen, fen, fen).filter(lambda s: s.total_fen > 0)
 
 
 def as_tuple(s: Shares) -> tuple[int, int, int]:
@@ -52,7 +48,7 @@ def test_refunds_in_any_cut_return_each_share_exactly(paid: Shares, cuts: list[i
     proportion, the running totals never pass what was paid, and the last refund leaves nothing."""
     returned = Shares(0, 0, 0)
     amounts = []
-    left_fen = total(paid)
+    left_fen = paid.total_fen
     for cut in cuts:
         if left_fen <= 1:
             break
@@ -62,10 +58,10 @@ def test_refunds_in_any_cut_return_each_share_exactly(paid: Shares, cuts: list[i
     for amount in amounts:
         left = Shares(*(p - r for p, r in zip(as_tuple(paid), as_tuple(returned), strict=True)))
         part = split_refund(amount, left)
-        assert total(part) == amount
+        assert part.total_fen == amount
         for got, rest in zip(as_tuple(part), as_tuple(left), strict=True):
             assert 0 <= got <= rest
-            assert abs(got * total(left) - rest * amount) < total(left)  # |got - rest * amount / left| < 1 fen
+            assert abs(got * left.total_fen - rest * amount) < left.total_fen  # |got - rest * amount / left| < 1 fen
         returned = add(returned, part)
         assert all(r <= p for r, p in zip(as_tuple(returned), as_tuple(paid), strict=True))
     assert returned == paid

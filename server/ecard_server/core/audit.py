@@ -55,9 +55,8 @@ def settled(at: int, draft: Draft, shares: Shares) -> AuditEvent:
 
 def refunded(at: int, merchant_id: str, ecard_id: str, settlement_id: str, part: Shares) -> AuditEvent:
     """One refund, whole or partial: what it gave back to each share."""
-    amount = part.fund_fen + part.account_fen + part.self_pay_fen
     return AuditEvent(at, "REFUND", f"merchant:{merchant_id}", ecard_id,
-                      f"{settlement_id} amount={amount} fund={part.fund_fen} account={part.account_fen} "
+                      f"{settlement_id} amount={part.total_fen} fund={part.fund_fen} account={part.account_fen} "
                       f"self_pay={part.self_pay_fen}")
 
 

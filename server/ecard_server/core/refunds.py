@@ -64,7 +64,7 @@ class RefundRecord:
 
     @property
     def amount_fen(self) -> int:
-        return self.shares.fund_fen + self.shares.account_fen + self.shares.self_pay_fen
+        return self.shares.total_fen
 
 
 def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple[tuple[str, int], ...]:
@@ -85,7 +85,7 @@ class RefundPlan:
 
     @property
     def amount_fen(self) -> int:
-        return self.shares.fund_fen + self.shares.account_fen + self.shares.self_pay_fen
+        return self.shares.total_fen
 
 
 def left_of(paid: Shares, refunded: Shares) -> Shares:
@@ -95,7 +95,7 @@ def left_of(paid: Shares, refunded: Shares) -> Shares:
 
 def split_refund(amount_fen: int, left: Shares) -> Shares:
     """`amount_fen` over what is left of each share, by prefix floors (see the module docstring)."""
-    total = left.fund_fen + left.account_fen + left.self_pay_fen
+    total = left.total_fen
     if not 0 <= amount_fen <= total:
         raise ValueError(f"cannot split {amount_fen} fen over {total} fen left")
     if amount_fen == total:
@@ -128,7 +128,7 @@ def plan_refund(items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask
     """This refund, given what the settlement paid and what earlier refunds gave back (read under its
     row lock). Raises FailedPrecondition when nothing is left or the ask exceeds what is."""
     left = left_of(paid, refunded.shares)
-    left_fen = left.fund_fen + left.account_fen + left.self_pay_fen
+    left_fen = left.total_fen
     if left_fen == 0:
         raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
     done = refunded.line_quantities

@@ -76,6 +76,10 @@ class Shares:
     account_fen: int
     self_pay_fen: int
 
+    @property
+    def total_fen(self) -> int:
+        return self.fund_fen + self.account_fen + self.self_pay_fen
+
 
 @dataclass(frozen=True, slots=True)
 class SettleInput:

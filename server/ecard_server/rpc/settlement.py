@@ -48,7 +48,7 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in record.items],
         settled_at=timestamp(record.settled_at),
         refunded_at=timestamp(record.refunded_at),
-        refunded_fen=record.refunded.fund_fen + record.refunded.account_fen + record.refunded.self_pay_fen,
+        refunded_fen=record.refunded.total_fen,
         fund_refunded_fen=record.refunded.fund_fen,
         personal_account_refunded_fen=record.refunded.account_fen,
         self_pay_refunded_fen=record.refunded.self_pay_fen,
