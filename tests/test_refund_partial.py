@@ -236,6 +236,20 @@ def test_concurrent_partial_refunds_never_over_refund(world: World) -> None:
     assert balance(world) == START
 
 
+def test_two_server_processes_on_one_database_never_over_refund(world: World, served: EcardServer) -> None:
+    """Replicas share the database: refunds racing through two processes still queue on the row lock."""
+    basket = [line_item("XA01", "a", A, 1000), line_item("XB07", "b", B, 700, 3)]
+    with EcardServer(db=served.db) as second, world.hospital() as one, \
+            PharmacyClient(second.target, merchant_id=world.hospital_id) as two:
+        record = settle(one, world, "rx-two", basket)
+        results = together(12, lambda n: (one, two)[n % 2].refund(record.settlement_id,
+                                                                  idempotency_key=f"two-{n}", amount_fen=310))
+        done = two.get_settlement(record.settlement_id)
+    assert sum(isinstance(r, settlement_pb2.SettlementRecord) for r in results) == 3100 // 310 == len(done.refunds)
+    assert refunded(done) == paid(done) and done.status == SettlementStatus.REFUNDED
+    assert balance(world) == START
+
+
 def test_concurrent_line_refunds_and_one_key_from_many_threads(world: World) -> None:
     basket = [line_item("XA01", "a", A, 333, 10)]
     with world.hospital() as pos:
