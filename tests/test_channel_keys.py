@@ -23,6 +23,7 @@ from ecard import (
     PermissionDenied,
     Purpose,
     Reason,
+    ResourceExhausted,
     TokenSigner,
     Verdict,
     from_grpc_error,
@@ -192,6 +193,22 @@ def test_rotation_defaults_and_bad_requests(world: World, channel: ChannelClient
     _, third_pem = new_signer(world)
     again = channel.rotate_key(third_pem, retiring_kid=world.signer.kid, overlap_s=10 * DEFAULT_OVERLAP)
     assert again.retiring_key.not_after == rotated.retiring_key.not_after
+
+
+def test_a_channel_cannot_grow_its_keys_without_bound(world: World, channel: ChannelClient) -> None:
+    """Every key is held in every process's memory: an issuer holds at most max_keys_per_issuer live ones."""
+    for _ in range(Settings().max_keys_per_issuer - 1):
+        channel.register_key(new_signer(world)[1])
+    spare, spare_pem = new_signer(world)
+    with pytest.raises(ResourceExhausted) as full:
+        channel.register_key(spare_pem)
+    assert full.value.reason == "TOO_MANY_KEYS"
+    with pytest.raises(ResourceExhausted):
+        channel.rotate_key(spare_pem, retiring_kid=world.signer.kid)
+    channel.register_key(public_key_pem(world.key), not_after=int(time.time()) + 600)  # a known key's window: fine
+    channel.revoke_key(world.signer.kid)  # a revoked key makes room
+    assert channel.register_key(spare_pem).kid == spare.kid
+    assert verdict(world, spare) == (Verdict.ACCEPTED, Reason.OK)
 
 
 def test_the_operator_rotates_any_issuers_keys(world: World) -> None:

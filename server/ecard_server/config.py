@@ -52,6 +52,9 @@ class Settings:
     max_batch: int = 1000
     max_basket_items: int = 500
     max_enroll_errors: int = 100
+    max_keys_per_issuer: int = 16
+    """Keys an issuer may hold that are neither revoked nor past their not_after: channels register
+    their own keys, and every key is held in each process's memory."""
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Settings:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core import audit, events, validation
@@ -83,9 +83,21 @@ class AdminService:
             raise FailedPrecondition(f"issuer {key.issuer_id} is not registered", "UNKNOWN_ISSUER")
         return replace(key, kid=kid, public_key_pem=key.public_key_pem.strip() + "\n")
 
+    def _room_for(self, key: IssuerKey, now: int) -> None:
+        """A new kid needs room under max_keys_per_issuer (a window update of a known kid does not)."""
+        keys = self._store.list_keys(key.issuer_id)
+        live = [k for k in keys if not k.revoked and (k.not_after is None or k.not_after >= now)]
+        if len(live) >= self._settings.max_keys_per_issuer and all(k.kid != key.kid for k in keys):
+            raise ResourceExhausted(
+                f"issuer {key.issuer_id} holds {len(live)} live keys, the most allowed: revoke one first",
+                "TOO_MANY_KEYS",
+            )
+
     def register(self, key: IssuerKey, *, actor: str = "admin") -> IssuerKey:
         """Adds a key (kid from the key when empty), or updates the window of the same key."""
-        stored = self._store.register_key(self._checked_key(key), int(self._clock()))
+        checked, now = self._checked_key(key), int(self._clock())
+        self._room_for(checked, now)
+        stored = self._store.register_key(checked, now)
         self._key_changed(stored, "KEY_REGISTERED", actor)
         return stored
 
@@ -106,6 +118,7 @@ class AdminService:
         end = now + (overlap_s or self._settings.max_token_lifetime_s + self._settings.clock_skew_s)
         if retiring.not_after is not None:
             end = min(end, retiring.not_after)
+        self._room_for(checked, now)
         stored = self._store.register_key(checked, now)
         retired = self._store.register_key(replace(retiring, not_after=end), now)
         self._key_changed(stored, "KEY_REGISTERED", actor)
