@@ -95,11 +95,14 @@ class AdminService:
 
     def register(self, key: IssuerKey, *, actor: str = "admin") -> IssuerKey:
         """Adds a key (kid from the key when empty), or updates the window of the same key."""
-        checked, now = self._checked_key(key), int(self._clock())
-        self._room_for(checked, now)
-        stored = self._store.register_key(checked, now)
-        self._key_changed(stored, "KEY_REGISTERED", actor)
+        stored = self._add_key(self._checked_key(key), int(self._clock()), actor)
+        self._bus.publish(events.KEY, stored.issuer_id)
         return stored
+
+    def _add_key(self, checked: IssuerKey, now: int, actor: str) -> IssuerKey:
+        self._room_for(checked, now)
+        registered = audit.key_changed(now, "KEY_REGISTERED", actor, checked.issuer_id, checked.kid)
+        return self._store.register_key(checked, now, registered)
 
     def rotate_key(
         self, new: IssuerKey, retiring_kid: str, overlap_s: int, *, actor: str = "admin"
@@ -118,24 +121,21 @@ class AdminService:
         end = now + (overlap_s or self._settings.max_token_lifetime_s + self._settings.clock_skew_s)
         if retiring.not_after is not None:
             end = min(end, retiring.not_after)
-        self._room_for(checked, now)
-        stored = self._store.register_key(checked, now)
-        retired = self._store.register_key(replace(retiring, not_after=end), now)
-        self._key_changed(stored, "KEY_REGISTERED", actor)
-        self._key_changed(retired, "KEY_RETIRING", actor, f"not_after={end}")
+        stored = self._add_key(checked, now, actor)
+        retired = self._store.register_key(
+            replace(retiring, not_after=end), now,
+            audit.key_changed(now, "KEY_RETIRING", actor, retiring.issuer_id, retiring.kid, f"not_after={end}"),
+        )
+        self._bus.publish(events.KEY, stored.issuer_id)
         return stored, retired
 
     def revoke_key(self, issuer_id: str, kid: str, *, actor: str = "admin") -> IssuerKey:
-        key = self._store.revoke_key(issuer_id, kid)
+        now = int(self._clock())
+        key = self._store.revoke_key(issuer_id, kid, audit.key_changed(now, "KEY_REVOKED", actor, issuer_id, kid))
         if key is None:
             raise NotFound(f"no key {kid} for issuer {issuer_id}", "UNKNOWN_KEY")
-        self._key_changed(key, "KEY_REVOKED", actor)
+        self._bus.publish(events.KEY, issuer_id)  # every replica's key cache reloads
         return key
-
-    def _key_changed(self, key: IssuerKey, kind: str, actor: str, detail: str = "") -> None:
-        """Every replica's key cache reloads; the audit trail says who did it."""
-        self._bus.publish(events.KEY, key.issuer_id)
-        self._store.append_audit([audit.key_changed(int(self._clock()), kind, actor, key.issuer_id, key.kid, detail)])
 
     def list_keys(self, issuer_id: str) -> list[IssuerKey]:
         return self._store.list_keys(issuer_id or None)

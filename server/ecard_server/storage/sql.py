@@ -147,13 +147,14 @@ class SqlStore:
             )
         return [self._key(row) for row in found]
 
-    def register_key(self, key: IssuerKey, now: int) -> IssuerKey:
-        return self.once_more_on_conflict(lambda: self._register_key(key, now))
+    def register_key(self, key: IssuerKey, now: int, *events: AuditEvent) -> IssuerKey:
+        return self.once_more_on_conflict(lambda: self._register_key(key, now, events))
 
-    def _register_key(self, key: IssuerKey, now: int) -> IssuerKey:
+    def _register_key(self, key: IssuerKey, now: int, events: Sequence[AuditEvent]) -> IssuerKey:
         """Adds a key; the same key again updates its validity window; another key under a taken kid
-        is AlreadyExists. Revocation is never undone here."""
+        is AlreadyExists. Revocation is never undone here. `events` are written with the change."""
         with self.transaction() as cur:
+            write_audit(cur, *events)
             cur.execute(
                 f"SELECT {_KEY_COLUMNS} FROM issuer_keys WHERE issuer_id = ? AND kid = ?{self.for_update}",
                 (key.issuer_id, key.kid),
@@ -177,9 +178,13 @@ class SqlStore:
             return IssuerKey(existing.issuer_id, existing.kid, existing.algorithm, existing.public_key_pem,
                              key.not_before, key.not_after, existing.revoked)
 
-    def revoke_key(self, issuer_id: str, kid: str) -> IssuerKey | None:
+    def revoke_key(self, issuer_id: str, kid: str, *events: AuditEvent) -> IssuerKey | None:
+        """Revokes a key, with `events` (if it exists); None for an unknown key."""
         with self.transaction() as cur:
-            cur.execute("UPDATE issuer_keys SET revoked = ? WHERE issuer_id = ? AND kid = ?", (True, issuer_id, kid))
+            cur.execute("UPDATE issuer_keys SET revoked = ? WHERE issuer_id = ? AND kid = ? RETURNING kid",
+                        (True, issuer_id, kid))
+            if cur.fetchone() is not None:
+                write_audit(cur, *events)
         return self.get_key(issuer_id, kid)
 
     # -- merchants --------------------------------------------------------------------------------
