@@ -8,11 +8,12 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # our own one-line errors say i
 
 import argparse
 import csv
+import functools
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from google.protobuf import json_format
 
@@ -164,25 +165,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+KEY_ACTIONS = ("register-key", "rotate-key", "revoke-key", "keys")
+
+
+def _key_action(args: argparse.Namespace, keys: Any) -> None:
+    """A key action on `keys`: a ChannelClient (its own keys), or the AdminClient's calls for one issuer."""
+    if args.action == "register-key":
+        _show(keys.register_key(_read(args.pub, "public key"), kid=args.kid, not_before=args.not_before,
+                                not_after=args.not_after))
+    elif args.action == "rotate-key":
+        _show(keys.rotate_key(_read(args.pub, "public key"), retiring_kid=args.retiring_kid, overlap_s=args.overlap,
+                              kid=args.kid))
+    elif args.action == "revoke-key":
+        _show(keys.revoke_key(args.kid))
+    else:
+        for key in keys.list_keys():
+            _show(key)
+
+
+class _IssuerKeys:
+    """The operator's key calls, bound to one issuer (the shape of ChannelClient's)."""
+
+    def __init__(self, admin: AdminClient, issuer_id: str) -> None:
+        self.register_key = functools.partial(admin.register_key, issuer_id)
+        self.rotate_key = functools.partial(admin.rotate_key, issuer_id)
+        self.revoke_key = functools.partial(admin.revoke_key, issuer_id)
+        self.list_keys = functools.partial(admin.list_keys, issuer_id)
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     action = args.action
     target, options = client_settings(args)
-    if action == "issue":
+    if action == "issue" or (action in KEY_ACTIONS and args.channel):
         with ChannelClient(target, issuer_id=args.channel, options=options) as channel:
-            _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
+            if action == "issue":
+                _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
+            else:
+                _key_action(args, channel)
         return 0
     with AdminClient(target, options=options) as admin:
         if action == "issuer":
             _show(admin.upsert_issuer(args.issuer_id, args.name))
-        elif action == "register-key":
-            pem = _read(args.pub, "public key")
-            _show(admin.register_key(args.issuer, pem, kid=args.kid, not_before=args.not_before,
-                                     not_after=args.not_after))
-        elif action == "revoke-key":
-            _show(admin.revoke_key(args.issuer, args.kid))
-        elif action == "keys":
-            for key in admin.list_keys(args.issuer):
-                _show(key)
+        elif action in KEY_ACTIONS:
+            _key_action(args, _IssuerKeys(admin, args.issuer or ""))
         elif action == "merchant":
             _show(admin.upsert_merchant(args.merchant_id, kind=KINDS[args.kind], display_name=args.name,
                                         region=args.region, designated=not args.not_designated))
@@ -221,6 +246,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _key_parser(acts: Any, name: str, text: str, *, required: bool = True) -> _Parser:
+    a: _Parser = acts.add_parser(name, help=text)
+    who = a.add_mutually_exclusive_group(required=required)
+    who.add_argument("--issuer", help="as the operator, for this issuer")
+    who.add_argument("--channel", help="as this channel, for its own keys")
+    return a
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,17 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     a = acts.add_parser("issuer", help="create or rename an issuing channel")
     a.add_argument("issuer_id")
     a.add_argument("--name", default="")
-    a = acts.add_parser("register-key", help="register an issuer public key")
-    a.add_argument("--issuer", required=True)
+    # Key actions: the operator names the issuer (--issuer); a channel manages its own (--channel ID).
+    a = _key_parser(acts, "register-key", "register an issuer public key")
     a.add_argument("--pub", required=True, help="public key PEM")
     a.add_argument("--kid", help="default: derived from the key, as keygen prints it")
     a.add_argument("--not-before", type=int)
     a.add_argument("--not-after", type=int)
-    a = acts.add_parser("revoke-key")
-    a.add_argument("--issuer", required=True)
+    a = _key_parser(acts, "rotate-key", "register a new key; the retiring one ends after --overlap seconds")
+    a.add_argument("--pub", required=True, help="the new public key PEM")
+    a.add_argument("--retiring-kid", required=True)
+    a.add_argument("--overlap", type=int, default=0,
+                   help="seconds the retiring key still verifies (default: token lifetime + clock skew)")
+    a.add_argument("--kid", help="of the new key; default: derived from the key")
+    a = _key_parser(acts, "revoke-key", "revoke a key at once")
     a.add_argument("--kid", required=True)
-    a = acts.add_parser("keys", help="list keys")
-    a.add_argument("--issuer", default="")
+    _key_parser(acts, "keys", "list keys (the operator: every issuer's without --issuer)", required=False)
     a = acts.add_parser("merchant", help="create or update a merchant")
     a.add_argument("merchant_id")
     a.add_argument("--kind", choices=sorted(KINDS), required=True)
