@@ -87,6 +87,7 @@ def test_line_refunds_then_the_rest_return_the_basket_exactly(lines: int, data: 
         plan = plan_refund(items, paid, refunded, RefundAsk(lines=((f"X{code}", quantity),)))
         assert plan.amount_fen == items[code].unit_price_fen * quantity
         refunded = merged(refunded, plan)
+        assert plan.completes == (refunded.shares == paid)
     if refunded.shares != paid:  # else every line is back already
         refunded = merged(refunded, plan_refund(items, paid, refunded, RefundAsk()))
     assert refunded.shares == paid

@@ -78,10 +78,12 @@ def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple
 
 @dataclass(frozen=True, slots=True)
 class RefundPlan:
-    """One refund: its part of each share and the quantity it gives back of each basket line."""
+    """One refund: its part of each share, the quantity it gives back of each basket line, and whether
+    it gives back all that was left (the settlement is then REFUNDED, else PARTIALLY_REFUNDED)."""
 
     shares: Shares
     line_quantities: tuple[int, ...]
+    completes: bool
 
     @property
     def amount_fen(self) -> int:
@@ -133,7 +135,7 @@ def plan_refund(items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask
         raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
     done = refunded.line_quantities
     if ask.whole:
-        return RefundPlan(left, tuple(item.quantity - q for item, q in zip(items, done, strict=True)))
+        return RefundPlan(left, tuple(item.quantity - q for item, q in zip(items, done, strict=True)), True)
     if ask.lines:
         taken = _line_quantities(items, done, ask.lines)
         amount = sum(item.unit_price_fen * q for item, q in zip(items, taken, strict=True))
@@ -142,4 +144,4 @@ def plan_refund(items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask
     if amount > left_fen:
         raise FailedPrecondition(f"{amount} fen is more than the {left_fen} fen left to refund",
                                  "REFUND_EXCEEDS_PAID")
-    return RefundPlan(split_refund(amount, left), tuple(taken))
+    return RefundPlan(split_refund(amount, left), tuple(taken), amount == left_fen)

@@ -92,7 +92,7 @@ class SqlLedger:
         items = tuple(LineItem(*line) for line in json.loads(row[9]))
         refunds = tuple(
             RefundRecord(r[16], r[17], Shares(r[18], r[19], r[20]), r[21],
-                         lines_by_code(items, _quantities(r[22], len(items))), r[23])
+                         lines_by_code(items, _quantities([r[22]], len(items))), r[23])
             for r in rows if r[16] is not None
         )
         balance_after = refunds[-1].balance_after_fen if refunds else row[8]
@@ -249,20 +249,17 @@ class SqlLedger:
         fund, account, self_pay, fund_back, account_back, self_pay_back, items_json, ecard_id = cur.fetchone()
         items = [LineItem(*line) for line in json.loads(items_json)]
         cur.execute("SELECT lines FROM refunds WHERE settlement_id = ?", (draft.settlement_id,))
-        done = [sum(q) for q in zip(*(_quantities(r[0], len(items)) for r in cur.fetchall()), strict=True)]
-        paid = Shares(fund, account, self_pay)
-        before = Refunded(Shares(fund_back, account_back, self_pay_back), tuple(done) or (0,) * len(items))
-        plan = plan_refund(items, paid, before, draft.ask)  # the core's rule, under the row lock
+        done = _quantities([row[0] for row in cur.fetchall()], len(items))
+        before = Refunded(Shares(fund_back, account_back, self_pay_back), tuple(done))
+        plan = plan_refund(items, Shares(fund, account, self_pay), before, draft.ask)  # the core's rule, locked
         part = plan.shares
         after = self._move_balance(cur, card_no, card[0], part.account_fen, "REFUND", draft.settlement_id, now)
-        whole = (fund_back + part.fund_fen, account_back + part.account_fen,
-                 self_pay_back + part.self_pay_fen) == (fund, account, self_pay)
         cur.execute(
             "UPDATE settlements SET status = ?, refunded_at = ?, fund_refunded_fen = fund_refunded_fen + ?, "
             "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ? "
             "WHERE settlement_id = ?",
-            (REFUNDED if whole else PARTIALLY_REFUNDED, now, part.fund_fen, part.account_fen, part.self_pay_fen,
-             draft.settlement_id),
+            (REFUNDED if plan.completes else PARTIALLY_REFUNDED, now, part.fund_fen, part.account_fen,
+             part.self_pay_fen, draft.settlement_id),
         )
         lines = json.dumps([[n, q] for n, q in enumerate(plan.line_quantities) if q], separators=(",", ":"))
         cur.execute(
@@ -287,9 +284,10 @@ class SqlLedger:
                                     (settlement_id,))[0][0])
 
 
-def _quantities(lines_json: str, count: int) -> list[int]:
-    """A refund's stored lines ([[line index, quantity], ...]) as a quantity per basket line."""
+def _quantities(stored_lines: Sequence[str], count: int) -> list[int]:
+    """Refunds' stored lines ([[line index, quantity], ...] each) as the quantity per basket line."""
     quantities = [0] * count
-    for index, quantity in json.loads(lines_json):
-        quantities[index] += quantity
+    for lines in stored_lines:
+        for index, quantity in json.loads(lines):
+            quantities[index] += quantity
     return quantities
