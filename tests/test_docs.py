@@ -1,0 +1,119 @@
+"""Every code block of README.md and docs/*.md runs, the way a reader pastes them, against a real server.
+
+What runs, per document, in order:
+- ```python blocks: executed in one namespace per document (a block sees what the blocks above it defined).
+- ```sh / ```bash blocks: run by `bash -e` (stop at the first failing command), with `ecard` on PATH.
+- Blocks in any other language, or none (TOML, output, byte layouts, command synopses) are data and not run.
+
+Where they run: one `ecard serve` (fresh SQLite) for this module, loaded with the demo set as `make run`
+leaves it (`ecard demo --out var/demo`, run again in each document's own temporary working directory,
+which also holds a `.venv/bin/activate` that puts this interpreter's `ecard` on PATH). The address
+`127.0.0.1:50051` in a block is replaced by the test server's, and shell blocks get `ECARD_TARGET`.
+
+Markers, an HTML comment on the line just before a block (use sparingly, say why):
+- `<!-- doc-test: skip WHY -->`: not run (it starts a long-running process, needs a real deployment ...).
+- `<!-- doc-test: demo-placeholders -->`: the words KID and ECARD_ID in the block stand for what
+  `make run` printed; the harness puts in the demo's kid and first e-card id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ecard.testing import EcardServer
+from ecard_server.demo import load_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_ADDRESS = "127.0.0.1:50051"
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+MARKER = re.compile(r"<!--\s*doc-test:\s*([\w-]+)(.*?)-->")
+RUN = {"python": "python", "sh": "sh", "bash": "sh"}
+
+
+@dataclass(frozen=True)
+class Block:
+    document: Path
+    line: int
+    kind: str  # "python" or "sh"
+    code: str
+    marker: str  # "", "skip" or "demo-placeholders"
+
+    @property
+    def where(self) -> str:
+        return f"{self.document.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(document: Path) -> Iterator[Block]:
+    """The runnable blocks of a document, in order (with the marker before each, if any)."""
+    text = document.read_text()
+    for fence in FENCE.finditer(text):
+        kind = RUN.get(fence.group(1))
+        if kind is None:
+            continue
+        before = text[: fence.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        marker = MARKER.search(before)
+        if marker and marker.group(1) not in ("skip", "demo-placeholders"):
+            raise AssertionError(f"{document.name}: unknown doc-test marker {marker.group(1)!r}")
+        if marker and marker.group(1) == "skip" and not marker.group(2).strip():
+            raise AssertionError(f"{document.name}: a doc-test skip must say why")
+        line = text.count("\n", 0, fence.start()) + 2
+        yield Block(document, line, kind, fence.group(2), marker.group(1) if marker else "")
+
+
+@pytest.fixture(scope="module")
+def docs_server() -> Iterator[EcardServer]:
+    with EcardServer() as server:
+        yield server
+
+
+def activate_script(workdir: Path) -> None:
+    """`.venv/bin/activate` in the working directory: what `source .venv/bin/activate` gives a reader."""
+    activate = workdir / ".venv" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+
+
+def run_shell(block: Block, code: str, workdir: Path, target: str) -> None:
+    env = {**os.environ, "ECARD_TARGET": target, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
+def test_every_code_block_runs(document: Path, docs_server: EcardServer, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    runnable = [b for b in blocks(document) if b.marker != "skip"]
+    if not runnable:
+        pytest.skip(f"{document.name} has no runnable code block")
+    activate_script(tmp_path)
+    demo = load_demo(docs_server.target, tmp_path / "var" / "demo")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": f"doc_{document.stem}"}
+    for block in runnable:
+        code = block.code.replace(DOC_ADDRESS, docs_server.target)
+        if block.marker == "demo-placeholders":
+            code = re.sub(r"\bKID\b", demo.kid, re.sub(r"\bECARD_ID\b", demo.ecard_ids[0], code))
+        if block.kind == "sh":
+            run_shell(block, code, tmp_path, docs_server.target)
+            continue
+        try:
+            exec(compile(code, block.where, "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"{block.where}: {type(exc).__name__}: {exc}") from exc
+
+
+def test_markers_are_read() -> None:
+    """The harness sees a skip and what it skips (so a typo in a marker cannot turn a check off)."""
+    readme = list(blocks(ROOT / "README.md"))
+    assert any(b.marker == "skip" and "make run" in b.code for b in readme)
+    assert any(b.kind == "python" and b.marker == "" for b in readme)
