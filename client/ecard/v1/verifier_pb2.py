@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63\x61rd/v1/verifier.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"\xac\x01\n\rVerifyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bterminal_id\x18\x03 \x01(\t\x12\"\n\x07purpose\x18\x04 \x01(\x0e\x32\x11.ecard.v1.Purpose\x12*\n\rmin_assurance\x18\x05 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xe2\x01\n\x0eVerifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x07verdict\x18\x02 \x01(\x0e\x32\x11.ecard.v1.Verdict\x12 \n\x06reason\x18\x03 \x01(\x0e\x32\x10.ecard.v1.Reason\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12 \n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x12.ecard.v1.CardView\x12;\n\x17verification_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x12VerifyBatchRequest\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.ecard.v1.VerifyRequest\"B\n\x13VerifyBatchResponse\x12+\n\tresponses\x18\x01 \x03(\x0b\x32\x18.ecard.v1.VerifyResponse2\xda\x01\n\x08Verifier\x12;\n\x06Verify\x12\x17.ecard.v1.VerifyRequest\x1a\x18.ecard.v1.VerifyResponse\x12\x45\n\x0cVerifyStream\x12\x17.ecard.v1.VerifyRequest\x1a\x18.ecard.v1.VerifyResponse(\x01\x30\x01\x12J\n\x0bVerifyBatch\x12\x1c.ecard.v1.VerifyBatchRequest\x1a\x1d.ecard.v1.VerifyBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63\x61rd/v1/verifier.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"\xac\x01\n\rVerifyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bterminal_id\x18\x03 \x01(\t\x12\"\n\x07purpose\x18\x04 \x01(\x0e\x32\x11.ecard.v1.Purpose\x12*\n\rmin_assurance\x18\x05 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xe2\x01\n\x0eVerifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x07verdict\x18\x02 \x01(\x0e\x32\x11.ecard.v1.Verdict\x12 \n\x06reason\x18\x03 \x01(\x0e\x32\x10.ecard.v1.Reason\x12\x17\n\x0fverification_id\x18\x04 \x01(\t\x12 \n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x12.ecard.v1.CardView\x12;\n\x17verification_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x16GetVerificationRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x12VerifyBatchRequest\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.ecard.v1.VerifyRequest\"B\n\x13VerifyBatchResponse\x12+\n\tresponses\x18\x01 \x03(\x0b\x32\x18.ecard.v1.VerifyResponse2\xa9\x02\n\x08Verifier\x12;\n\x06Verify\x12\x17.ecard.v1.VerifyRequest\x1a\x18.ecard.v1.VerifyResponse\x12\x45\n\x0cVerifyStream\x12\x17.ecard.v1.VerifyRequest\x1a\x18.ecard.v1.VerifyResponse(\x01\x30\x01\x12J\n\x0bVerifyBatch\x12\x1c.ecard.v1.VerifyBatchRequest\x1a\x1d.ecard.v1.VerifyBatchResponse\x12M\n\x0fGetVerification\x12 .ecard.v1.GetVerificationRequest\x1a\x18.ecard.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYREQUEST']._serialized_end=265
   _globals['_VERIFYRESPONSE']._serialized_start=268
   _globals['_VERIFYRESPONSE']._serialized_end=494
-  _globals['_VERIFYBATCHREQUEST']._serialized_start=496
-  _globals['_VERIFYBATCHREQUEST']._serialized_end=559
-  _globals['_VERIFYBATCHRESPONSE']._serialized_start=561
-  _globals['_VERIFYBATCHRESPONSE']._serialized_end=627
-  _globals['_VERIFIER']._serialized_start=630
-  _globals['_VERIFIER']._serialized_end=848
+  _globals['_GETVERIFICATIONREQUEST']._serialized_start=496
+  _globals['_GETVERIFICATIONREQUEST']._serialized_end=561
+  _globals['_VERIFYBATCHREQUEST']._serialized_start=563
+  _globals['_VERIFYBATCHREQUEST']._serialized_end=626
+  _globals['_VERIFYBATCHRESPONSE']._serialized_start=628
+  _globals['_VERIFYBATCHRESPONSE']._serialized_end=694
+  _globals['_VERIFIER']._serialized_start=697
+  _globals['_VERIFIER']._serialized_end=994
 # @@protoc_insertion_point(module_scope)

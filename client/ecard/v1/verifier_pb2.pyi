@@ -42,6 +42,14 @@ class VerifyResponse(_message.Message):
     verification_expires_at: _timestamp_pb2.Timestamp
     def __init__(self, request_id: _Optional[str] = ..., verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., reason: _Optional[_Union[_types_pb2.Reason, str]] = ..., verification_id: _Optional[str] = ..., card: _Optional[_Union[_types_pb2.CardView, _Mapping]] = ..., verification_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GetVerificationRequest(_message.Message):
+    __slots__ = ("merchant_id", "request_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    request_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class VerifyBatchRequest(_message.Message):
     __slots__ = ("requests",)
     REQUESTS_FIELD_NUMBER: _ClassVar[int]

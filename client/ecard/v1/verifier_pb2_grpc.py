@@ -49,6 +49,11 @@ class VerifierStub:
                 request_serializer=ecard_dot_v1_dot_verifier__pb2.VerifyBatchRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_verifier__pb2.VerifyBatchResponse.FromString,
                 _registered_method=True)
+        self.GetVerification = channel.unary_unary(
+                '/ecard.v1.Verifier/GetVerification',
+                request_serializer=ecard_dot_v1_dot_verifier__pb2.GetVerificationRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_verifier__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class VerifierServicer:
@@ -75,6 +80,16 @@ class VerifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVerification(self, request, context):
+        """The answer an earlier Verify of this merchant gave under `request_id` (for a POS whose Verify timed
+        out: was the token consumed?). Kept for about verification_window_s; NOT_FOUND when no Verify of
+        this merchant with that request_id finished (another merchant's request_id is NOT_FOUND too).
+        Consumes nothing; safe to repeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +107,11 @@ def add_VerifierServicer_to_server(servicer, server):
                     servicer.VerifyBatch,
                     request_deserializer=ecard_dot_v1_dot_verifier__pb2.VerifyBatchRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_verifier__pb2.VerifyBatchResponse.SerializeToString,
+            ),
+            'GetVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVerification,
+                    request_deserializer=ecard_dot_v1_dot_verifier__pb2.GetVerificationRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_verifier__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +195,33 @@ class Verifier:
             '/ecard.v1.Verifier/VerifyBatch',
             ecard_dot_v1_dot_verifier__pb2.VerifyBatchRequest.SerializeToString,
             ecard_dot_v1_dot_verifier__pb2.VerifyBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Verifier/GetVerification',
+            ecard_dot_v1_dot_verifier__pb2.GetVerificationRequest.SerializeToString,
+            ecard_dot_v1_dot_verifier__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

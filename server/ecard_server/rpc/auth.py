@@ -25,6 +25,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Verifier/Verify": frozenset({MERCHANT}),
     "/ecard.v1.Verifier/VerifyStream": frozenset({MERCHANT}),
     "/ecard.v1.Verifier/VerifyBatch": frozenset({MERCHANT}),
+    "/ecard.v1.Verifier/GetVerification": frozenset({MERCHANT}),
     "/ecard.v1.Settlement/Settle": frozenset({MERCHANT}),
     "/ecard.v1.Settlement/Refund": frozenset({MERCHANT}),
     "/ecard.v1.Settlement/GetSettlement": frozenset({MERCHANT}),
