@@ -7,6 +7,9 @@
         pos.refund(record.settlement_id, idempotency_key="R-" + receipt_no, lines=[("XA01", 1)])  # one box back
 
 Verify is never retried: it consumes the token, and the holder's phone shows a fresh one anyway.
+Each Verify carries a request_id (a fresh one when the caller gives none); when its answer is lost
+(deadline, broken connection) the client asks it back with GetVerification instead (ecard._recovery):
+the recorded answer, or TokenNotConsumed / VerificationUnknown.
 Settle, Refund and GetSettlement are retried on transient errors: the idempotency key makes a
 repeated Settle or Refund return the first record without moving money again.
 """
@@ -19,8 +22,10 @@ from typing import Any
 import grpc
 
 from ecard._options import ClientOptions
+from ecard._recovery import answer_lost, arecover, recover, with_request_id
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import acall, aio_channel, call, principal_metadata, sync_channel
+from ecard.errors import EcardError
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
 
 
@@ -36,6 +41,12 @@ def verify_request(
         token=token, purpose=wire(purpose), min_assurance=wire(min_assurance), terminal_id=terminal_id,
         request_id=request_id,
     )
+
+
+def lookup_request(request_id: str) -> verifier_pb2.GetVerificationRequest:
+    if not request_id:
+        raise ValueError("request_id is required")
+    return verifier_pb2.GetVerificationRequest(request_id=request_id)
 
 
 def line_item(
@@ -107,18 +118,38 @@ class PharmacyClient(_MerchantBase):
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
         self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
 
-    def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
+    def _call(
+        self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> Any:
         return call(
             method,
             request,
             metadata=self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
+            wait_for_ready=wait_for_ready,
         )
 
     def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
-        """Verifies one scanned token. Fields: purpose, min_assurance, terminal_id, request_id."""
-        return self._call(self._verifier.Verify, verify_request(token, **fields))
+        """Verifies one scanned token. Fields: purpose, min_assurance, terminal_id, request_id.
+        A lost answer is asked back by request_id, never re-sent: raises TokenNotConsumed or
+        VerificationUnknown (both VerifyInterrupted) when it cannot be had."""
+        request = verify_request(token, **with_request_id(fields))
+        try:
+            return self._call(self._verifier.Verify, request)
+        except EcardError as exc:
+            if not answer_lost(exc):
+                raise
+            lookup = lookup_request(request.request_id)
+            timeout = self.options.lookup_timeout
+            return recover(lambda: self._call(self._verifier.GetVerification, lookup, retry=True, timeout=timeout,
+                                              wait_for_ready=True), exc, request.request_id)
+
+    def get_verification(self, request_id: str) -> verifier_pb2.VerifyResponse:
+        """The answer this merchant's Verify under `request_id` gave (kept about verification_window_s);
+        NotFound when none finished. Consumes nothing."""
+        return self._call(self._verifier.GetVerification, lookup_request(request_id), retry=True)
 
     def verify_batch(
         self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
@@ -172,17 +203,33 @@ class AsyncPharmacyClient(_MerchantBase):
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
         self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
 
-    async def _call(self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None) -> Any:
+    async def _call(
+        self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> Any:
         return await acall(
             method,
             request,
             metadata=self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
+            wait_for_ready=wait_for_ready,
         )
 
     async def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
-        return await self._call(self._verifier.Verify, verify_request(token, **fields))
+        request = verify_request(token, **with_request_id(fields))
+        try:
+            return await self._call(self._verifier.Verify, request)
+        except EcardError as exc:
+            if not answer_lost(exc):
+                raise
+            lookup = lookup_request(request.request_id)
+            timeout = self.options.lookup_timeout
+            return await arecover(lambda: self._call(self._verifier.GetVerification, lookup, retry=True,
+                                                     timeout=timeout, wait_for_ready=True), exc, request.request_id)
+
+    async def get_verification(self, request_id: str) -> verifier_pb2.VerifyResponse:
+        return await self._call(self._verifier.GetVerification, lookup_request(request_id), retry=True)
 
     async def verify_batch(
         self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None

@@ -62,6 +62,9 @@ class ClientOptions:
     """mTLS settings; None for the development mode (plaintext on loopback, principal as metadata)."""
     timeout: float = 5.0
     """Deadline of each call, in seconds."""
+    lookup_timeout: float = 1.0
+    """Deadline of each GetVerification that asks back the answer of a Verify that timed out (it is
+    retried on transient codes, as `retry` says, and waits for the connection to be ready)."""
     retry: RetryConfig = RetryConfig()
     """Retry policy for the calls that are safe to repeat."""
     channel_options: tuple[tuple[str, object], ...] = ()

@@ -53,13 +53,14 @@ def principal_metadata(principal: str | None, options: ClientOptions) -> tuple[t
 
 
 def call(
-    method: Callable[..., T], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None
+    method: Callable[..., T], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None,
+    wait_for_ready: bool | None = None,
 ) -> T:
     """One unary call with a deadline; retried on transient codes when `retry` is given."""
     delays = retry.delays() if retry else []
     for attempt in range(len(delays) + 1):
         try:
-            return method(request, metadata=metadata, timeout=timeout)
+            return method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.RpcError as exc:
             if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:  # type: ignore[attr-defined]
                 raise from_grpc_error(exc) from exc
@@ -68,12 +69,13 @@ def call(
 
 
 async def acall(
-    method: Callable[..., Awaitable[T]], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None
+    method: Callable[..., Awaitable[T]], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None,
+    wait_for_ready: bool | None = None,
 ) -> T:
     delays = retry.delays() if retry else []
     for attempt in range(len(delays) + 1):
         try:
-            return await method(request, metadata=metadata, timeout=timeout)
+            return await method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.RpcError as exc:
             if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:  # type: ignore[attr-defined]
                 raise from_grpc_error(exc) from exc

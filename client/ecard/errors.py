@@ -9,6 +9,10 @@
      ├── FailedPrecondition         FAILED_PRECONDITION  e.g. CARD_LOST, VERIFICATION_EXPIRED
      ├── ResourceExhausted          RESOURCE_EXHAUSTED
      ├── Unavailable                UNAVAILABLE          transient: a store is down; safe calls retry
+     │    └── VerifyInterrupted      a Verify whose answer was lost (DEADLINE_EXCEEDED, or UNAVAILABLE
+     │         │                     from the transport) and could not be asked back with GetVerification
+     │         ├── TokenNotConsumed      the server has no answer under that request_id: nothing consumed
+     │         └── VerificationUnknown   the lookup failed too: the token may or may not be consumed
      ├── DeadlineExceeded           DEADLINE_EXCEEDED    transient
      └── Internal                   INTERNAL (and any other status)
 
@@ -73,6 +77,35 @@ class Unavailable(EcardError):
 class DeadlineExceeded(EcardError):
     status_name = "DEADLINE_EXCEEDED"
     retryable = True
+
+
+class VerifyInterrupted(Unavailable):
+    """A Verify that ended without its answer, which the SDK then asked for by request_id. `cause` is
+    the Verify's own error. Never retried: a repeated Verify would consume or replay the token."""
+
+    retryable = False
+
+    def __init__(self, message: str, reason: str, cause: EcardError, request_id: str) -> None:
+        super().__init__(message, reason, {"request_id": request_id})
+        self.cause = cause
+        self.request_id = request_id
+
+
+class TokenNotConsumed(VerifyInterrupted):
+    """No Verify of this merchant finished under that request_id: the token was not consumed. Ask the
+    holder for a new code (the phone shows a fresh one)."""
+
+    def __init__(self, cause: EcardError, request_id: str) -> None:
+        super().__init__("not consumed: ask the holder for a new code", "TOKEN_NOT_CONSUMED", cause, request_id)
+
+
+class VerificationUnknown(VerifyInterrupted):
+    """The lookup failed too: whether the token was consumed is unknown. Ask the holder for a new code;
+    GetVerification with `request_id` tells later (an accepted answer can still be settled)."""
+
+    def __init__(self, cause: EcardError, request_id: str) -> None:
+        super().__init__("unknown whether the token was consumed: ask the holder for a new code",
+                         "VERIFICATION_UNKNOWN", cause, request_id)
 
 
 class Internal(EcardError):

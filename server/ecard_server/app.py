@@ -42,6 +42,7 @@ from ecard_server.core.nonces import MemoryNonceStore, NonceStore
 from ecard_server.core.settlement import SettlementPolicy, SettlementService
 from ecard_server.core.stores import Store
 from ecard_server.core.verification import TokenVerifier
+from ecard_server.core.verification_records import MemoryVerificationRecords, VerificationRecords
 from ecard_server.rpc import metrics
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
@@ -71,6 +72,7 @@ class Deployment:
     audit: AuditTrail
     handles: VerificationHandles
     settlements: SettlementService
+    records: VerificationRecords
     clock: Callable[[], float]
 
     @classmethod
@@ -80,23 +82,28 @@ class Deployment:
         store = open_store(db_url)
         bus: ChangeBus
         nonces: NonceStore
+        records: VerificationRecords
         if redis_url:
+            from ecard_server.storage.redis_records import RedisVerificationRecords
             from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
 
             namespace = settings.redis_namespace
             try:
                 nonces = RedisNonceStore.from_url(redis_url, namespace=namespace)
                 bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
+                records = RedisVerificationRecords(redis_url, settings.verification_window_s, namespace)
             except ValueError:
                 store.close()
                 raise
         else:
             nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
-        return cls.assemble(settings, store, bus, nonces, clock=clock)
+            records = MemoryVerificationRecords(settings.verification_window_s, settings.verification_records, clock)
+        return cls.assemble(settings, store, bus, nonces, records=records, clock=clock)
 
     @classmethod
     def assemble(
-        cls, settings: Settings, store: Store, bus: ChangeBus, nonces: NonceStore, *, clock: Callable[[], float]
+        cls, settings: Settings, store: Store, bus: ChangeBus, nonces: NonceStore, *,
+        records: VerificationRecords | None = None, clock: Callable[[], float],
     ) -> Deployment:
         secret = store.secret()
         hasher = IdentityHasher(secret)
@@ -125,6 +132,9 @@ class Deployment:
                 ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
                 handles=handles, merchants=merchants, settings=settings, clock=clock,
             ),
+            records=records or MemoryVerificationRecords(
+                settings.verification_window_s, settings.verification_records, clock
+            ),
             clock=clock,
         )
 
@@ -136,16 +146,18 @@ class Deployment:
 
     async def aclose(self) -> None:
         """Closes what lives on the server's event loop (the asyncio Redis client), on that loop."""
-        aclose = getattr(self.nonces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        for holder in (self.nonces, self.records):
+            aclose = getattr(holder, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def close(self) -> None:
         self.audit.close()
         self.bus.close()
-        close_nonces = getattr(self.nonces, "close", None)
-        if close_nonces:
-            close_nonces()
+        for holder in (self.nonces, self.records):
+            close = getattr(holder, "close", None)
+            if close:
+                close()
         self.store.close()
 
 
@@ -242,7 +254,7 @@ def create_server(
     registry = GuardedRegistry(server, authorizer, placement)
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(
-        servicer(deployment.verifier, deployment.audit, deployment.settings, placement), registry
+        servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), registry)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), registry)

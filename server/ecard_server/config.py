@@ -47,6 +47,11 @@ class Settings:
     """E-cards whose status and bindings are held in memory (LRU)."""
     nonce_capacity: int = 2_000_000
     """Consumed nonces held in memory (embedded default); past it Verify fails closed."""
+    verification_records: int = 200_000
+    """Answers of Verify calls with a request_id kept in memory for GetVerification (embedded default;
+    with Redis they are there, each for verification_window_s)."""
+    request_log_verify_ok_per_second: int = 20
+    """Accepted Verify calls logged per second at most (every other call is logged)."""
     redis_namespace: str = "ecard"
     """Prefix of every Redis key and channel, so that deployments can share one Redis."""
     max_batch: int = 1000

@@ -5,28 +5,35 @@ hot-path state in this process (VerifierServicer), all but the Redis round trip,
 when nonces are in Redis (SharedVerifierServicer); a call that misses a cache runs on the pool. A batch
 always runs on the pool.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
+A unary Verify that carries a request_id leaves its answer in the verification records, for
+GetVerification (a POS whose Verify timed out asks it back there instead of verifying again).
 A batch runs every check of every item, then consumes all the batch's nonces in one call to the
 nonce store, exactly as the items would be one after another.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 
 import grpc.aio
 
-from ecard.errors import InvalidArgument
+from ecard.errors import InvalidArgument, NotFound, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
 from ecard_server.core.audit import AuditTrail
+from ecard_server.core import validation
 from ecard_server.core.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
+from ecard_server.core.verification_records import VerificationRecords
+from ecard_server.logs import event
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.placement import Placement, hot_path
 
+log = logging.getLogger("ecard.verifier")
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
 
@@ -76,10 +83,14 @@ def _malformed(request: verifier_pb2.VerifyRequest) -> verifier_pb2.VerifyRespon
 
 
 class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
-    def __init__(self, verifier: TokenVerifier, audit: AuditTrail, settings: Settings, placement: Placement) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, audit: AuditTrail, records: VerificationRecords, settings: Settings,
+        placement: Placement,
+    ) -> None:
         self._verifier = verifier
         self._placement = placement
         self._audit = audit
+        self._records = records
         self._max_batch = settings.max_batch
 
     def _verify(
@@ -93,7 +104,10 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         outcome = self._verifier.verify_token(
             token, merchant_id=merchant_id, purpose=purpose, min_assurance=min_assurance
         )
-        return self._answer(request_id, terminal_id, merchant_id, outcome)
+        response = self._answer(request_id, terminal_id, merchant_id, outcome)
+        if unary and request_id:  # in memory here: nothing that can fail or wait
+            self._records.record(merchant_id, request_id, response.SerializeToString())
+        return response
 
     def _answer(
         self, request_id: str, terminal_id: str, merchant_id: str, outcome: VerifyOutcome
@@ -111,6 +125,17 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyResponse:
         return self._verify(request, own_id(request.merchant_id), True)
+
+    @hot_path
+    def GetVerification(
+        self, request: verifier_pb2.GetVerificationRequest, context: grpc.aio.ServicerContext
+    ) -> verifier_pb2.VerifyResponse:
+        merchant_id, request_id = own_id(request.merchant_id), request.request_id
+        validation.text(request_id, "request_id", max_len=128)  # checked; the key is the id as sent
+        found = self._records.find(merchant_id, request_id)
+        if found is None:  # another merchant's request_id lands here too: its existence is not ours to tell
+            raise NotFound("no Verify of this merchant finished under this request_id", "VERIFICATION_NOT_FOUND")
+        return verifier_pb2.VerifyResponse.FromString(found)
 
     async def VerifyStream(
         self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
@@ -178,7 +203,13 @@ class SharedVerifierServicer(VerifierServicer):
                 partial(verifier.verify_token, token, merchant_id=merchant_id, purpose=purpose,
                         min_assurance=min_assurance)
             )
-        return self._answer(request_id, terminal_id, merchant_id, outcome)
+        response = self._answer(request_id, terminal_id, merchant_id, outcome)
+        if unary and request_id:
+            try:
+                await self._records.record_async(merchant_id, request_id, response.SerializeToString())
+            except Unavailable as exc:  # the verdict stands; only asking it back later would fail
+                event(log, "verification_not_recorded", merchant_id=merchant_id, error=exc.reason)
+        return response
 
     async def Verify(  # type: ignore[override]
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext

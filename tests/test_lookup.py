@@ -1,0 +1,216 @@
+"""A POS whose Verify lost its answer asks it back by request_id (GetVerification), never verifying again.
+
+The lost answers are real: a loopback relay between the SDK and a real server holds the server's
+replies (the Verify reached the server and consumed the token) or refuses connections (it never did).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import TcpProxy
+from test_shared_deployment import config_file
+
+from ecard import (
+    AsyncPharmacyClient,
+    ClientOptions,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PharmacyClient,
+    RetryConfig,
+    TokenNotConsumed,
+    Unavailable,
+    VerificationUnknown,
+    line_item,
+)
+from ecard.testing import EcardServer, World
+from ecard.v1 import types_pb2 as t
+from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+from ecard_server.core.verification_records import MemoryVerificationRecords
+
+QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0,
+                      channel_options=(("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200)))
+SETTLE = {"purpose": t.PURPOSE_MEDICAL_SETTLEMENT, "min_assurance": t.ASSURANCE_PIN}
+
+
+class ReplyHoldingRelay(TcpProxy):
+    """The relay of conftest, whose server-to-client direction can be held (`hold`) and let go (`release`):
+    requests reach the server, its answers wait in the relay."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.flowing = threading.Event()
+        self.flowing.set()
+        super().__init__(upstream)
+
+    def hold(self) -> None:
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        if source.getpeername()[1] != self.upstream[1]:
+            return super()._pump(source, sink)
+        try:
+            while data := source.recv(65536):
+                self.flowing.wait(30)
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            sock.close()
+        return None
+
+
+@pytest.fixture
+def relay(server: EcardServer) -> ReplyHoldingRelay:
+    made = ReplyHoldingRelay(("127.0.0.1", server.port))
+    yield made
+    made.release()
+    made.close()
+
+
+def _later(seconds: float, action) -> threading.Timer:  # type: ignore[no-untyped-def]
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+def test_an_answer_lost_after_the_server_consumed_is_asked_back(world: World, relay: ReplyHoldingRelay) -> None:
+    token = world.mint(0)
+    with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
+        with pytest.raises(NotFound):
+            pos.get_verification("warm-up")  # the connection is up before the replies are held
+        relay.hold()
+        _later(1.5, relay.release)  # past the Verify's 1 s deadline, within the lookup's
+        started = time.monotonic()
+        answer = pos.verify(token, **SETTLE)
+        took = time.monotonic() - started
+        assert took > 1.0, "the answer came back through the lookup, after the Verify's deadline"
+        assert answer.verdict == t.VERDICT_ACCEPTED and answer.verification_id and answer.request_id
+        assert pos.get_verification(answer.request_id) == answer
+        # the recorded answer is the real one: its verification settles, once
+        record = pos.settle([line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, 1280)], idempotency_key=uuid.uuid4().hex,
+                            verification_id=answer.verification_id)
+        assert record.total_fen == 1280
+        # and the token was consumed once, by that Verify
+        assert pos.verify(token, **SETTLE).reason == t.REASON_REPLAYED
+
+
+def test_an_answer_lost_before_the_server_is_not_consumed(world: World, relay: ReplyHoldingRelay) -> None:
+    token = world.mint(0)
+    relay.cut()  # the Verify cannot reach the server
+    _later(0.3, relay.restore)  # the lookup can
+    with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
+        with pytest.raises(TokenNotConsumed) as caught:
+            pos.verify(token, **SETTLE)
+    assert "ask the holder for a new code" in str(caught.value)
+    assert isinstance(caught.value.cause, Unavailable) and caught.value.request_id
+    with world.pharmacy() as pos:  # not consumed indeed: the same code still verifies
+        assert pos.verify(token, **SETTLE).reason == t.REASON_OK
+
+
+def test_when_the_lookup_fails_too_the_outcome_is_unknown(world: World, relay: ReplyHoldingRelay) -> None:
+    token = world.mint(0)
+    with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id,
+                        options=ClientOptions(timeout=0.5, lookup_timeout=0.3, retry=RetryConfig(max_attempts=2),
+                                              channel_options=QUICK.channel_options)) as pos:
+        with pytest.raises(NotFound):
+            pos.get_verification("warm-up")
+        relay.hold()  # never released while the SDK asks
+        with pytest.raises(VerificationUnknown) as caught:
+            pos.verify(token, **SETTLE)
+        assert isinstance(caught.value.cause, DeadlineExceeded)
+        relay.release()
+        # asked again later, the answer is there: the Verify did consume the token
+        assert pos.get_verification(caught.value.request_id).reason == t.REASON_OK
+
+
+def test_an_answer_the_server_gave_is_not_asked_back(world: World) -> None:
+    with world.pharmacy() as pos, pytest.raises(InvalidArgument):
+        pos.verify("x" * 2000, **SETTLE)  # the server answered: INVALID_ARGUMENT, not a lost answer
+
+
+def test_async_client_asks_back_too(world: World, relay: ReplyHoldingRelay) -> None:
+    async def scenario() -> None:
+        async with AsyncPharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
+            with pytest.raises(NotFound):
+                await pos.get_verification("warm-up")
+            relay.hold()
+            _later(1.5, relay.release)
+            answer = await pos.verify(world.mint(1), **SETTLE)
+            assert answer.reason == t.REASON_OK and answer.verification_id
+
+    asyncio.run(scenario())
+
+
+def test_only_the_merchant_that_verified_finds_its_answer(world: World) -> None:
+    request_id = f"pos-7-{uuid.uuid4().hex}"
+    with world.pharmacy() as pos:
+        answer = pos.verify(world.mint(0), request_id=request_id, **SETTLE)
+        assert pos.get_verification(request_id) == answer
+        with pytest.raises(NotFound) as unknown:
+            pos.get_verification("never-sent")
+    with world.hospital() as other, pytest.raises(NotFound) as foreign:
+        other.get_verification(request_id)
+    assert foreign.value.reason == unknown.value.reason == "VERIFICATION_NOT_FOUND"  # no hint that it exists
+    assert str(foreign.value) == str(unknown.value)
+
+
+def test_only_unary_calls_with_a_request_id_are_recorded(server: EcardServer, world: World) -> None:
+    token = world.mint(0)
+    metadata = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = verifier_pb2_grpc.VerifierStub(channel)
+        bare = verifier_pb2.VerifyRequest(token=token, purpose=t.PURPOSE_IDENTITY)
+        assert stub.Verify(bare, metadata=metadata, timeout=5).reason == t.REASON_OK
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetVerification(verifier_pb2.GetVerificationRequest(), metadata=metadata, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        item = verifier_pb2.VerifyRequest(token=world.mint(1), purpose=t.PURPOSE_IDENTITY, request_id="in-a-batch")
+        stub.VerifyBatch(verifier_pb2.VerifyBatchRequest(requests=[item]), metadata=metadata, timeout=5)
+    with world.pharmacy() as pos, pytest.raises(NotFound):
+        pos.get_verification("in-a-batch")
+
+
+def test_memory_records_expire_and_stay_bounded() -> None:
+    now = [1000.0]
+    records = MemoryVerificationRecords(ttl_s=300, capacity=3, clock=lambda: now[0])
+    for n in range(5):
+        records.record("m", f"r{n}", b"answer %d" % n)
+    assert len(records) == 3 and records.find("m", "r0") is None and records.find("m", "r4") == b"answer 4"
+    assert records.find("other", "r4") is None
+    now[0] += 301
+    assert records.find("m", "r4") is None  # past the window: never answered
+    records.record("m", "r5", b"late")
+    assert len(records) <= 2  # expired records leave as new ones arrive
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_any_replica_of_a_shared_deployment_answers(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    namespace = f"ecard-test-{uuid.uuid4().hex[:12]}"
+    config = config_file(tmp_path, namespace)
+    with EcardServer(db=pg_url, redis=redis_url, extra_args=["--config", config]) as a, \
+            EcardServer(db=pg_url, redis=redis_url, extra_args=["--config", config]) as b:
+        world = World.seed(a.target, cards=1)
+        with PharmacyClient(a.target, merchant_id=world.pharmacy_id) as on_a:
+            answer = on_a.verify(world.mint(0), request_id="till-3-0001", **SETTLE)
+        with PharmacyClient(b.target, merchant_id=world.pharmacy_id) as on_b:
+            assert on_b.get_verification("till-3-0001") == answer
+        with PharmacyClient(b.target, merchant_id=world.hospital_id) as other, pytest.raises(NotFound):
+            other.get_verification("till-3-0001")
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    ttl = client.ttl(f"{namespace}:verification:{world.pharmacy_id}\x00till-3-0001")
+    client.close()
+    assert 290 <= ttl <= 300  # kept about the verification window, then Redis forgets it
