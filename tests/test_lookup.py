@@ -36,8 +36,8 @@ from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.core.verification_records import MemoryVerificationRecords
 
-QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0,
-                      channel_options=(("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200)))
+RECONNECT_FAST = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200))
+QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0, channel_options=RECONNECT_FAST)
 SETTLE = {"purpose": t.PURPOSE_MEDICAL_SETTLEMENT, "min_assurance": t.ASSURANCE_PIN}
 
 
@@ -109,9 +109,9 @@ def test_an_answer_lost_before_the_server_is_not_consumed(world: World, relay: R
     token = world.mint(0)
     relay.cut()  # the Verify cannot reach the server
     _later(0.3, relay.restore)  # the lookup can
-    with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
-        with pytest.raises(TokenNotConsumed) as caught:
-            pos.verify(token, **SETTLE)
+    with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos, \
+            pytest.raises(TokenNotConsumed) as caught:
+        pos.verify(token, **SETTLE)
     assert "ask the holder for a new code" in str(caught.value)
     assert isinstance(caught.value.cause, Unavailable) and caught.value.request_id
     with world.pharmacy() as pos:  # not consumed indeed: the same code still verifies
@@ -122,7 +122,7 @@ def test_when_the_lookup_fails_too_the_outcome_is_unknown(world: World, relay: R
     token = world.mint(0)
     with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id,
                         options=ClientOptions(timeout=0.5, lookup_timeout=0.3, retry=RetryConfig(max_attempts=2),
-                                              channel_options=QUICK.channel_options)) as pos:
+                                              channel_options=RECONNECT_FAST)) as pos:
         with pytest.raises(NotFound):
             pos.get_verification("warm-up")
         relay.hold()  # never released while the SDK asks

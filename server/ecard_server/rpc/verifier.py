@@ -23,8 +23,8 @@ from ecard.errors import InvalidArgument, NotFound, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
-from ecard_server.core.audit import AuditTrail
 from ecard_server.core import validation
+from ecard_server.core.audit import AuditTrail
 from ecard_server.core.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.core.verification_records import VerificationRecords
