@@ -48,6 +48,7 @@ from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.guard import GuardedRegistry, Placement
+from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
@@ -251,7 +252,9 @@ def create_server(
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
     )
-    registry = GuardedRegistry(server, authorizer, placement)
+    registry = GuardedRegistry(
+        server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second)
+    )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(
         servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry

@@ -6,6 +6,7 @@ place to add a layer), and runs the result in the shape the method has:
     parsing         rpc.parsing     a request that does not parse answers INVALID_ARGUMENT
     authorization   rpc.auth        principal and role table (MethodAuthorization)
     metrics         rpc.metrics     requests and latency by method and code
+    request log     rpc.request_log one line per call, its request id sent back as x-request-id
     error mapping   rpc.status      EcardError -> gRPC status with ErrorInfo
     crash logging   rpc.crashes     anything else: `rpc_crashed` logged, INTERNAL answered
     placement       rpc.placement   on the event loop or on the pool
@@ -38,6 +39,7 @@ from ecard_server.rpc import crashes, metrics
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
 from ecard_server.rpc.parsing import Undecodable, handler_like
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
+from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.status import abort
 
 __all__ = ["GuardedRegistry", "Layers", "Placement", "hot_path"]
@@ -51,7 +53,8 @@ class Layers:
 
     admit: Callable[[Any, Context], None]  # before the method, where it runs (the inline hot path)
     admit_async: Callable[[Any, Context], Awaitable[None]]  # on the loop, before any other method
-    finished: Callable[[str, float], None]  # every call's end: status name ("OK", "CANCELLED", ...), seconds
+    finished: Callable[[str, float, object], None]  # every call's end: status name ("OK", "CANCELLED", ...),
+    # seconds, and the response (OK) or the EcardError it answered (None: cancelled, or a stream)
     failed: Callable[[BaseException], EcardError]  # the error a raised exception answers with
 
 
@@ -59,10 +62,14 @@ class GuardedRegistry:
     """Takes the place of the server in the generated add_*Servicer_to_server functions: every method
     handler is wrapped once, then registered on the real server."""
 
-    def __init__(self, server: grpc.aio.Server, authorizer: Authorizer, placement: Placement) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, authorizer: Authorizer, placement: Placement,
+        request_log: RequestLog | None = None,
+    ) -> None:
         self._server = server
         self._authorizer = authorizer
         self._placement = placement
+        self._request_log = request_log or RequestLog(verify_ok_per_second=20)
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         """Ignored: the generated code registers the same handlers by name just after."""
@@ -74,27 +81,32 @@ class GuardedRegistry:
 
     def layers(self, method: str) -> Layers:
         """THE place where the guard's layers are composed, for one method. A call meets them in this
-        order: parsing's answer, authorization (then any admission control), the method; at its end,
-        metrics (then any other observer of finished calls); an error is mapped and crashes logged."""
+        order: the request log's request id, parsing's answer, authorization (then any admission
+        control), the method; at its end, metrics, then the request log's line (then any other observer
+        of finished calls); an error is mapped and crashes logged."""
         authorization = MethodAuthorization(self._authorizer, method)
         check, check_async, run = authorization.check, authorization.check_async, self._placement.run
+        calls = self._request_log.method(method)
+        begin, logged = calls.begin, calls.finished
+        counted = metrics.MethodMetrics(method.rsplit("/", 1)[-1]).finished
 
         def admit(request: Any, context: Context) -> None:
+            begin(context)
             if request.__class__ is Undecodable:
                 raise request.error
             check(context)
 
         async def admit_async(request: Any, context: Context) -> None:
+            begin(context)
             if request.__class__ is Undecodable:
                 raise request.error
             await check_async(context, run)
 
-        return Layers(
-            admit=admit,
-            admit_async=admit_async,
-            finished=metrics.MethodMetrics(method.rsplit("/", 1)[-1]).finished,
-            failed=partial(crashes.as_error, method),
-        )
+        def finished(status_name: str, seconds: float, outcome: object = None) -> None:
+            counted(status_name, seconds)
+            logged(status_name, seconds, outcome)
+
+        return Layers(admit=admit, admit_async=admit_async, finished=finished, failed=partial(crashes.as_error, method))
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
@@ -126,7 +138,7 @@ class GuardedRegistry:
 async def _failed(layers: Layers, context: Context, exc: Exception, start: float) -> None:
     """Ends a call that raised: the error mapped (a crash logged), counted, and answered."""
     error = layers.failed(exc)
-    layers.finished(error.status_name, _perf() - start)
+    layers.finished(error.status_name, _perf() - start, error)
     await abort(context, error)
 
 
@@ -141,7 +153,7 @@ def _inline(layers: Layers, behavior: Callable[..., Any]) -> Callable[..., Await
             response = behavior(request, context)
         except Exception as exc:
             await _failed(layers, context, exc, start)
-        finished("OK", _perf() - start)
+        finished("OK", _perf() - start, response)
         return response
 
     return inline
@@ -156,11 +168,11 @@ def _awaited(layers: Layers, answer: Callable[..., Awaitable[Any]]) -> Callable[
             await admit_async(request, context)
             response = await answer(request, context)
         except asyncio.CancelledError:  # the caller went away or its deadline passed (pool work runs on)
-            finished("CANCELLED", _perf() - start)
+            finished("CANCELLED", _perf() - start, None)
             raise
         except Exception as exc:
             await _failed(layers, context, exc, start)
-        finished("OK", _perf() - start)
+        finished("OK", _perf() - start, response)
         return response
 
     return call
@@ -176,11 +188,11 @@ def _streaming_out(layers: Layers, behavior: Callable[..., AsyncIterator[Any]]) 
             async for response in behavior(request, context):
                 yield response
         except asyncio.CancelledError:
-            finished("CANCELLED", _perf() - start)
+            finished("CANCELLED", _perf() - start, None)
             raise
         except Exception as exc:
             await _failed(layers, context, exc, start)
             return
-        finished("OK", _perf() - start)
+        finished("OK", _perf() - start, None)
 
     return stream_out

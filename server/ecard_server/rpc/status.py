@@ -24,9 +24,10 @@ def to_status(exc: EcardError) -> grpc.Status:
 
 
 async def abort(context: grpc.aio.ServicerContext, exc: EcardError) -> None:
-    """Ends the call with the status of `exc` (raises, as grpc.aio's abort does)."""
+    """Ends the call with the status of `exc` (raises, as grpc.aio's abort does), keeping the trailing
+    metadata the call already set (its x-request-id)."""
     status = to_status(exc)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    await context.abort(status.code, status.details, (*(context.trailing_metadata() or ()), *status.trailing_metadata))
 
 
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

@@ -1,0 +1,118 @@
+"""One JSON line per call in the server's log, its request id sent back as `x-request-id`; Verify sampled."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ecard import line_item
+from ecard.testing import EcardServer, World
+from ecard.v1 import types_pb2 as t
+from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+
+OK_PER_SECOND = 3
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> EcardServer:
+    config = tmp_path_factory.mktemp("config") / "log.toml"
+    config.write_text(f"request_log_verify_ok_per_second = {OK_PER_SECOND}\n")
+    with EcardServer(extra_args=["--config", str(config)]) as server:
+        yield server
+
+
+def rpc_lines(server: EcardServer) -> list[dict]:
+    lines = []
+    for line in server.logs().splitlines():
+        entry = json.loads(line)
+        if entry.get("event") == "rpc":
+            lines.append(entry)
+    return lines
+
+
+def trailing_id(metadata: tuple) -> str:
+    return dict(metadata)["x-request-id"]
+
+
+def test_each_call_has_a_line_and_its_request_id_comes_back(logged: EcardServer) -> None:
+    world = World.seed(logged.target, cards=1)
+    principal = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
+    with grpc.insecure_channel(logged.target) as channel:
+        stub = verifier_pb2_grpc.VerifierStub(channel)
+        token = world.mint(0, purposes=[t.PURPOSE_MEDICAL_SETTLEMENT], assurance=t.ASSURANCE_PIN)
+        request = verifier_pb2.VerifyRequest(token=token, purpose=t.PURPOSE_MEDICAL_SETTLEMENT,
+                                             min_assurance=t.ASSURANCE_PIN)
+        accepted, call = stub.Verify.with_call(request, metadata=(*principal, ("x-request-id", "till-7-0001")))
+        assert trailing_id(call.trailing_metadata()) == "till-7-0001"  # the caller's id, echoed
+        replayed, call = stub.Verify.with_call(request, metadata=principal)
+        assert replayed.reason == t.REASON_REPLAYED
+        made = trailing_id(call.trailing_metadata())  # none sent: the server made one
+        assert made and made != "till-7-0001"
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Verify(request, metadata=(("x-ecard-principal", "channel:nobody"), ("x-request-id", "till-7-0002")))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert trailing_id(refused.value.trailing_metadata()) == "till-7-0002"  # on errors too
+    with world.pharmacy() as pos:  # Settle runs on the pool: its line still names the principal
+        pos.settle([line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, 1280)], idempotency_key=uuid.uuid4().hex,
+                   verification_id=accepted.verification_id)
+    lines = rpc_lines(logged)
+    by_id = {line["request_id"]: line for line in lines}
+    first = by_id["till-7-0001"]
+    assert (first["method"], first["code"], first["reason"], first["principal"]) == \
+        ("Verify", "OK", "OK", f"merchant:{world.pharmacy_id}")
+    assert 0 < first["ms"] < 10_000 and isinstance(first["pid"], int)
+    assert (by_id[made]["code"], by_id[made]["reason"]) == ("OK", "REPLAYED")
+    denied = by_id["till-7-0002"]
+    assert (denied["code"], denied["reason"]) == ("PERMISSION_DENIED", "ROLE_NOT_ALLOWED")
+    settles = [line for line in lines if line["method"] == "Settle"]
+    assert settles and settles[-1]["principal"] == f"merchant:{world.pharmacy_id}" and settles[-1]["code"] == "OK"
+    assert len({line["request_id"] for line in lines}) == len(lines)  # one line per call, ids unique
+
+
+def test_accepted_verify_calls_are_sampled_and_every_other_is_logged(logged: EcardServer) -> None:
+    world = World.seed(logged.target, cards=1)
+    principal = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
+    tag = uuid.uuid4().hex[:8]
+    calls = 60
+    with grpc.insecure_channel(logged.target) as channel:
+        stub = verifier_pb2_grpc.VerifierStub(channel)
+        started = time.monotonic()
+        for n in range(calls):
+            token = world.mint(0)
+            ok = verifier_pb2.VerifyRequest(token=token, purpose=t.PURPOSE_IDENTITY)
+            assert stub.Verify(ok, metadata=(*principal, ("x-request-id", f"{tag}-ok-{n}"))).reason == t.REASON_OK
+            again = stub.Verify(ok, metadata=(*principal, ("x-request-id", f"{tag}-replay-{n}")))
+            assert again.reason == t.REASON_REPLAYED
+        seconds = time.monotonic() - started
+    lines = [line for line in rpc_lines(logged) if line["request_id"].startswith(tag)]
+    oks = [line for line in lines if line["reason"] == "OK"]
+    rejected = [line for line in lines if line["reason"] == "REPLAYED"]
+    assert len(rejected) == calls  # every rejection has its line
+    seconds_spanned = int(seconds) + 2
+    assert 1 <= len(oks) <= OK_PER_SECOND * seconds_spanned, (len(oks), seconds)
+    assert len(oks) < calls
+    # what was not logged is counted on the next line that is
+    assert sum(line["skipped_ok"] for line in oks) <= calls - len(oks)
+
+
+def test_no_personal_data_in_the_log(logged: EcardServer, tmp_path: Path) -> None:
+    world = World.seed(logged.target, cards=2)
+    tokens = [world.mint(n) for n in range(2)]
+    with world.pharmacy() as pos:
+        for token in tokens:
+            pos.verify(token, purpose=t.PURPOSE_IDENTITY)
+            pos.verify(token, purpose=t.PURPOSE_IDENTITY)
+    with world.admin() as admin:
+        admin.report_lost(card_no=world.cards[1][0])
+    text = logged.logs()
+    assert rpc_lines(logged)
+    for card_no, name, id_number in world.cards:
+        for secret in (card_no, name, id_number):
+            assert secret not in text
+    for token in tokens:
+        assert token not in text and token.split(":", 1)[1][:40] not in text
