@@ -20,6 +20,7 @@ from ecard_server.app import Deployment, TlsFiles, create_server
 from ecard_server.config import Settings
 from ecard_server.logs import event
 from ecard_server.metrics_relay import WorkerLinks, serve_aggregated
+from ecard_server.readiness import Readiness
 
 log = logging.getLogger("ecard.server")
 
@@ -86,6 +87,8 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     gc.collect()
     gc.freeze()
     await bound.start()
+    readiness = Readiness.of(deployment, bound.health, bound.service_names)
+    readiness.start()  # NOT_SERVING while PostgreSQL or Redis is down, SERVING again once both answer
     host = options.listen.rsplit(":", 1)[0]
     event(log, "serving", address=f"{host}:{bound.port}", worker=worker, db=options.db_url.split("://")[0],
           redis=bool(options.redis_url), tls=options.tls is not None, verify_inline=deployment.hot_state_local)
@@ -93,6 +96,7 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
         print(f"ecard serving on {host}:{bound.port}", flush=True)
     await stop.wait()
     event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
+    await readiness.stop()
     await bound.drain(options.grace_seconds)
     await deployment.aclose()
     deployment.close()

@@ -101,14 +101,24 @@ class RedisNonceStore:
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
-    async def consume_async(self, key: bytes, expires_at: float) -> bool:
+    def _aclient(self) -> redis.asyncio.Redis:
         client = self._async_client
         if client is None:
             if self._url is None:
-                raise TypeError("consume_async needs a store made by RedisNonceStore.from_url")
+                raise TypeError("the asyncio calls need a store made by RedisNonceStore.from_url")
             client = self._async_client = connect_async(self._url)
+        return client
+
+    async def consume_async(self, key: bytes, expires_at: float) -> bool:
         try:
-            return bool(await self._set(client, key, expires_at))
+            return bool(await self._set(self._aclient(), key, expires_at))
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def ping_async(self) -> None:
+        """Whether Redis answers (readiness), on the event loop's client. Raises Unavailable if not."""
+        try:
+            await self._aclient().ping()
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
