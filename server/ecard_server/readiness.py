@@ -3,7 +3,8 @@
 While PostgreSQL or Redis does not answer, every health service name ("" and each ecard service)
 reports NOT_SERVING, so a load balancer or Kubernetes readiness probe sends calls elsewhere; once
 both answer again it reports SERVING, without a restart. The embedded default (SQLite, nonces in
-memory) has nothing outside the process to watch. Runs on the server's event loop:
+memory) has nothing outside the process to watch. The gauge `ecard_serving` (1 or 0) says the same
+to Prometheus. Runs on the server's event loop:
 
     watcher = Readiness.of(deployment, bound.health, bound.service_names)
     watcher.start()            # after bound.start()
@@ -21,6 +22,7 @@ from typing import Any
 from grpc_health.v1 import health, health_pb2
 
 from ecard_server.logs import event
+from ecard_server.rpc import metrics
 
 log = logging.getLogger("ecard.server")
 
@@ -92,6 +94,8 @@ class Readiness:
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
+        metrics.watch("ecard_serving", "1 while the health status is SERVING (every dependency answers), else 0",
+                      lambda: 0.0 if self.down else 1.0)
         if self._probes and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ecard-readiness")
 
