@@ -74,3 +74,14 @@ bench: install  ## Verify/Batch/Stream/Settle beside transport and signature lim
 WORKERS ?= 2
 bench-workers: install  ## Verify with serve --workers $(WORKERS) beside one worker (needs PostgreSQL and Redis)
 	$(PY) -m loadtest.bench_workers --workers $(WORKERS) --out reports/bench_workers.json
+
+# Replicas on their own addresses (loadtest/cluster.py; needs root for ip netns): three `ecard serve` in
+# network namespaces 10.231.N.2-4 on a bridge, mTLS, on a fresh PostgreSQL database (its Unix socket) and
+# the machine's Redis (relayed from a Unix socket). Everything is removed at the end, also on failure.
+.PHONY: cluster-demo cluster-propagation
+cluster-demo: install  ## 3 replicas, round robin from one SDK client, one SIGKILLed and restarted (~30 s)
+	$(PY) -m loadtest.cluster
+
+CHANGES ?= 1000
+cluster-propagation: install  ## $(CHANGES) lost/reinstated changes on one replica, timed on the two others (p50/p99/max)
+	$(PY) -m loadtest.propagation --changes $(CHANGES) --out reports/propagation.json

@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard._keys import algorithm_of, kid_for, load_public_key_pem
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
-from ecard._transport import call, principal_metadata, sync_channel
+from ecard._transport import Targets, call, principal_metadata, sync_channel
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2, wire
 
 
@@ -51,7 +51,7 @@ def issuer_key(
 
 
 class _Client:
-    def __init__(self, target: str, principal: str, options: ClientOptions | None) -> None:
+    def __init__(self, target: Targets, principal: str, options: ClientOptions | None) -> None:
         self.options = options or ClientOptions()
         self.channel = sync_channel(target, self.options)
         self._metadata = principal_metadata(principal, self.options)
@@ -103,7 +103,7 @@ class _Client:
 class ChannelClient(_Client):
     """A bank or payment app: issues e-cards to its users and reports them lost."""
 
-    def __init__(self, target: str, *, issuer_id: str, options: ClientOptions | None = None) -> None:
+    def __init__(self, target: Targets, *, issuer_id: str, options: ClientOptions | None = None) -> None:
         super().__init__(target, f"channel:{issuer_id}", options)
         self.issuer_id = issuer_id
 
@@ -136,7 +136,7 @@ class ChannelClient(_Client):
 class AdminClient(_Client):
     """The platform operator: issuers, keys, merchants, card enrollment, credits and card lifecycle."""
 
-    def __init__(self, target: str, *, options: ClientOptions | None = None) -> None:
+    def __init__(self, target: Targets, *, options: ClientOptions | None = None) -> None:
         super().__init__(target, "admin", options)
 
     def upsert_issuer(self, issuer_id: str, display_name: str = "") -> admin_pb2.Issuer:

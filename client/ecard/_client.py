@@ -12,6 +12,9 @@ Each Verify carries a request_id (a fresh one when the caller gives none); when 
 the recorded answer, or TokenNotConsumed / VerificationUnknown.
 Settle, Refund and GetSettlement are retried on transient errors: the idempotency key makes a
 repeated Settle or Refund return the first record without moving money again.
+
+Several replicas: PharmacyClient(["10.0.0.2:50051", "10.0.0.3:50051"], ...) or "dns:///ecard.internal:50051"
+balances round robin and skips a replica that is down or not SERVING (see `_transport.channel_target`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import grpc
 from ecard._options import ClientOptions
 from ecard._recovery import answer_lost, arecover, recover, with_request_id
 from ecard._rpc_errors import from_grpc_error
-from ecard._transport import acall, aio_channel, call, principal_metadata, sync_channel
+from ecard._transport import Targets, acall, aio_channel, call, principal_metadata, sync_channel
 from ecard.errors import EcardError
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
 
@@ -102,7 +105,7 @@ def refund_request(
 
 
 class _MerchantBase:
-    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+    def __init__(self, target: Targets, *, merchant_id: str, options: ClientOptions | None = None) -> None:
         self.target = target
         self.merchant_id = merchant_id
         self.options = options or ClientOptions()
@@ -112,7 +115,7 @@ class _MerchantBase:
 class PharmacyClient(_MerchantBase):
     """Synchronous client for a merchant's counter. Thread-safe; reuse one per process."""
 
-    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+    def __init__(self, target: Targets, *, merchant_id: str, options: ClientOptions | None = None) -> None:
         super().__init__(target, merchant_id=merchant_id, options=options)
         self.channel = sync_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
@@ -197,7 +200,7 @@ class PharmacyClient(_MerchantBase):
 class AsyncPharmacyClient(_MerchantBase):
     """asyncio client with the same calls as PharmacyClient, on the same stubs."""
 
-    def __init__(self, target: str, *, merchant_id: str, options: ClientOptions | None = None) -> None:
+    def __init__(self, target: Targets, *, merchant_id: str, options: ClientOptions | None = None) -> None:
         super().__init__(target, merchant_id=merchant_id, options=options)
         self.channel = aio_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +17,50 @@ from ecard._rpc_errors import from_grpc_error
 
 PRINCIPAL_METADATA = "x-ecard-principal"
 T = TypeVar("T")
+Targets = str | Sequence[str]
+"""One server ("10.0.0.2:50051"), several replicas (["10.0.0.2:50051", "10.0.0.3:50051"] or the same
+comma-separated), or any gRPC target ("dns:///ecard.internal:50051", "ipv4:10.0.0.2:50051,10.0.0.3:50051")."""
+
+BALANCED_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+)
+"""Round robin over every address, skipping one that is down or whose health check is not SERVING."""
+_BALANCED_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+
+
+def _address(target: str) -> tuple[str, str]:
+    """("ipv4" | "ipv6", address) of an IP:PORT replica; ValueError for anything else."""
+    host, sep, port = target.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if not sep or not port.isdigit() or ip is None:
+        raise ValueError(
+            f"replica {target!r} is not IP:PORT; for a DNS name with several addresses use 'dns:///NAME:PORT'"
+        )
+    return ("ipv4", f"{ip}:{port}") if ip.version == 4 else ("ipv6", f"[{ip}]:{port}")
+
+
+def channel_target(targets: Targets) -> tuple[str, bool]:
+    """The gRPC target for `targets` and whether the channel balances between several addresses.
+
+    A single HOST:PORT stays as it is (one server, gRPC's default pick-first). Several IP:PORT replicas
+    become one `ipv4:` (or `ipv6:`) target; that and any `dns:`/`ipv4:`/`ipv6:` target are balanced."""
+    if isinstance(targets, str):
+        if targets.startswith(_BALANCED_SCHEMES):
+            return targets, True
+        targets = [part.strip() for part in targets.split(",")]
+    replicas = [target for target in targets if target]
+    if not replicas:
+        raise ValueError("no server address given")
+    if len(replicas) == 1:
+        return replicas[0], False
+    addresses = [_address(replica) for replica in replicas]
+    families = {family for family, _ in addresses}
+    if len(families) > 1:
+        raise ValueError("replicas must all be IPv4 or all IPv6")
+    return f"{families.pop()}:{','.join(address for _, address in addresses)}", True
 
 
 def _credentials(options: ClientOptions) -> grpc.ChannelCredentials | None:
@@ -24,23 +70,27 @@ def _credentials(options: ClientOptions) -> grpc.ChannelCredentials | None:
     return grpc.ssl_channel_credentials(tls.ca_cert, tls.client_key, tls.client_cert)
 
 
-def _channel_args(options: ClientOptions) -> list[tuple[str, Any]]:
+def _channel_args(options: ClientOptions, balanced: bool) -> list[tuple[str, Any]]:
     args = list(options.channel_options)
+    if balanced and not any(name == "grpc.service_config" for name, _ in args):
+        args.append(("grpc.service_config", BALANCED_SERVICE_CONFIG))
     if options.tls and options.tls.server_name:
         args.append(("grpc.ssl_target_name_override", options.tls.server_name))
     return args
 
 
-def sync_channel(target: str, options: ClientOptions) -> grpc.Channel:
+def sync_channel(targets: Targets, options: ClientOptions) -> grpc.Channel:
+    target, balanced = channel_target(targets)
     creds = _credentials(options)
-    args = _channel_args(options)
+    args = _channel_args(options, balanced)
     channel = grpc.secure_channel(target, creds, args) if creds else grpc.insecure_channel(target, args)
     return grpc.intercept_channel(channel, *options.interceptors) if options.interceptors else channel
 
 
-def aio_channel(target: str, options: ClientOptions) -> grpc.aio.Channel:
+def aio_channel(targets: Targets, options: ClientOptions) -> grpc.aio.Channel:
+    target, balanced = channel_target(targets)
     creds = _credentials(options)
-    args = _channel_args(options)
+    args = _channel_args(options, balanced)
     interceptors = list(options.interceptors) or None
     if creds:
         return grpc.aio.secure_channel(target, creds, args, interceptors=interceptors)  # type: ignore[arg-type]

@@ -39,8 +39,10 @@ _ERRORS = (redis.RedisError, OSError)
 
 
 def describe(url: str) -> str:
-    """host:port/db of a Redis URL, for messages (never the password)."""
+    """host:port/db of a Redis URL (the socket's path for unix://), for messages (never the password)."""
     parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
 
