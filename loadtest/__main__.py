@@ -3,6 +3,7 @@
     python -m loadtest steady       [--run-time 60s]               # make loadtest
     python -m loadtest capacity     [--run-time 6m]                # make loadtest-capacity
     python -m loadtest distributed  [--workers 2] [--run-time 60s] # make loadtest-distributed
+    python -m loadtest failover     [--run-time 40s]               # make loadtest-failover (loadtest/failover.py)
     python -m loadtest steady --host ecard.staging:443 -- --tls-ca ca.pem --tls-cert-dir certs/
 
 Without --host it starts `ecard serve` on a free loopback port (fresh SQLite file, via ecard.testing),
@@ -102,6 +103,11 @@ def run_bounded(commands: Sequence[list[str]], timeout_s: float) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["failover"]:  # three replicas in network namespaces, one killed: its own runner
+        from loadtest.failover import main as failover
+
+        return failover(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=sorted(LOCUSTFILES), nargs="?", default="steady")
     parser.add_argument("--host", help="HOST:PORT of a running deployment (default: a fresh server on loopback)")
