@@ -20,10 +20,10 @@ import pytest
 from ecard import (
     AdminClient,
     ClientOptions,
-    DeadlineExceeded,
     PharmacyClient,
     TokenSigner,
     Unavailable,
+    VerifyInterrupted,
     generate_private_key,
     line_item,
     public_key_pem,
@@ -121,8 +121,9 @@ def test_a_killed_replica_is_skipped_and_rejoins_after_restart(seeded: tuple[Clu
 
 
 def test_verify_is_never_retried_elsewhere_but_settle_is_and_moves_money_once(seeded: tuple[Cluster, Seed]) -> None:
-    """A frozen replica (SIGSTOP: connected, healthy on record, silent) times calls out. Verify gives
-    the timeout to the caller; Settle is retried on the next replica with the same idempotency key."""
+    """A frozen replica (SIGSTOP: connected, healthy on record, silent) times calls out. A Verify is
+    not sent again (the SDK asks GetVerification by request_id, and the caller learns the token was
+    not consumed); Settle is retried on the next replica with the same idempotency key."""
     cluster, seed = seeded
     frozen = cluster.replicas[2]
     assert frozen.process is not None
@@ -136,12 +137,15 @@ def test_verify_is_never_retried_elsewhere_but_settle_is_and_moves_money_once(se
             for n in range(6):
                 try:
                     outcomes.append(pos.verify(fresh(seed, n), purpose=t.PURPOSE_IDENTITY).verdict)
-                except DeadlineExceeded:
+                except VerifyInterrupted:  # the answer was lost: asked back by request_id, never sent again
                     outcomes.append("timeout")
             answered = sum(verify_counts(cluster, 2)) - sum(before)
             timeouts = outcomes.count("timeout")
-            assert 1 <= timeouts <= 3, outcomes  # round robin: about 2 of 6 picked the frozen one
-            assert answered == 6 - timeouts, "a timed-out Verify was sent again to another replica"
+            # Round robin sends some to the frozen one. Each lost answer is asked back twice
+            # (GetVerification), which also moves the rotation: with three replicas the next Verify
+            # can land on the frozen one again, so any number of the 6 from 1 up may be lost.
+            assert timeouts >= 1, outcomes
+            assert answered == 6 - timeouts, "a Verify whose answer was lost was sent again to another replica"
             keys = [f"frozen-{uuid.uuid4().hex}" for _ in range(6)]
             ecard_ids = [seed.usable[30 + n][0] for n in range(6)]
             tokens = [seed.channels[0].signer().mint(ecard_id) for ecard_id in ecard_ids]
