@@ -1,4 +1,5 @@
-"""The run's report, beside Locust's CSV and HTML: PREFIX.report.json for machines, .report.txt for people.
+"""The run's report, beside Locust's CSV and HTML: PREFIX.report.json for machines, .report.txt for people,
+and for a capacity search PREFIX.capacity.png (loadtest/capacity_plot.py).
 
 It states what the SLO is about: checkout p50/p99 at the achieved arrival rate, how many scheduled
 starts were late, verdict counts by reason, wrong verdicts apart from transport errors, the gate's
@@ -158,7 +159,8 @@ def render(report: dict[str, Any]) -> str:
         cap = report["capacity"]
         held = cap["highest_rate_held"]
         lines.append(f"capacity: highest arrival rate that held the SLO: "
-                     f"{'none' if held is None else f'{held:g} visits/s'} ({cap['stopped_because']})")
+                     f"{'none' if held is None else f'{held:g} visits/s'} ({cap['stopped_because']})"
+                     + (f"; plot: {cap['plot']}" if cap.get("plot") else ""))
         for step in cap["steps"]:
             limited = (f"  (the load generator fell behind on {step['late_ratio']:.1%} of starts: the figures include "
                        f"its delay; add workers or move it off the server's host)") if step["generator_limited"] else ""
@@ -199,6 +201,10 @@ def write(report: dict[str, Any], prefix: str) -> tuple[Path, Path]:
     base = Path(prefix)
     base.parent.mkdir(parents=True, exist_ok=True)
     json_path, text_path = Path(f"{prefix}.report.json"), Path(f"{prefix}.report.txt")
+    if report.get("mode") == "capacity":
+        from loadtest.capacity_plot import write_capacity_plot  # matplotlib, only for a capacity search
+
+        report["capacity"]["plot"] = str(write_capacity_plot(report, f"{prefix}.capacity.png"))
     json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     text_path.write_text(render(report), encoding="utf-8")
     return json_path, text_path
