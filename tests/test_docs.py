@@ -7,7 +7,8 @@ What runs, per document, in order:
 
 Where they run: one `ecard serve` (fresh SQLite) for this module, loaded with the demo set as `make run`
 leaves it (`ecard demo --out var/demo`, run again in each document's own temporary working directory,
-which also holds a `.venv/bin/activate` that puts this interpreter's `ecard` on PATH). The address
+which also holds a `.venv/bin/activate` that puts this interpreter's `ecard` on PATH, and `docs/`, a link to
+the repository's, as a reader at the repository root has). The address
 `127.0.0.1:50051` in a block is replaced by the test server's, and shell blocks get `ECARD_TARGET`.
 
 Markers, an HTML comment on the line just before a block (use sparingly, say why):
@@ -96,6 +97,7 @@ def test_every_code_block_runs(document: Path, docs_server: EcardServer, tmp_pat
     if not runnable:
         pytest.skip(f"{document.name} has no runnable code block")
     activate_script(tmp_path)
+    (tmp_path / "docs").symlink_to(ROOT / "docs", target_is_directory=True)
     demo = load_demo(docs_server.target, tmp_path / "var" / "demo")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": f"doc_{document.stem}"}
