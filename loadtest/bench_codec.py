@@ -86,7 +86,7 @@ def codec_op(signer: TokenSigner, tokens: list[str], backend: str = "fastest") -
 
     def op(i: int) -> object:
         fields = parse_token_fields(tokens[i])
-        assert check(fields[2], fields[1])
+        assert check(fields.signature, fields.signed_bytes)
         return fields
 
     return op

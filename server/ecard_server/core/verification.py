@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ecard._token import TokenFormatError, parse_token_fields
 from ecard.v1 import token_pb2
@@ -48,9 +49,20 @@ VerifyItem = tuple[str, str, int, int]
 """One token of a batch with what its merchant asks of it: (token, merchant_id, purpose, min_assurance)."""
 
 
-# A token that passed every check but single use: (claims, card, merchant_id, purpose, nonce_key,
-# nonce expiry, nonce). A plain tuple: it is made on every accepted Verify.
-_Passed = tuple
+class Passed(NamedTuple):
+    """A token that passed every check but single use: what consuming its nonce and accepting it need.
+    A tuple (made with tuple.__new__): it is made on every accepted Verify."""
+
+    claims: token_pb2.TokenClaims
+    card: CardSnapshot
+    merchant_id: str
+    purpose: int
+    nonce_key: bytes  # the nonce store's key (nonces.nonce_key)
+    nonce_expires_at: float  # until when the nonce store remembers it
+    nonce: bytes
+
+
+_passed = tuple.__new__
 
 
 def _outcome(
@@ -103,7 +115,7 @@ class TokenVerifier:
         passed = self._check(token, merchant_id, purpose, min_assurance, now)
         if isinstance(passed, VerifyOutcome):
             return passed
-        return self._used(passed, self._nonces.consume(passed[4], passed[5]), now)
+        return self._used(passed, self._nonces.consume(passed.nonce_key, passed.nonce_expires_at), now)
 
     async def verify_token_async(
         self, token: str, *, merchant_id: str, purpose: int, min_assurance: int
@@ -118,20 +130,20 @@ class TokenVerifier:
             return None
         if isinstance(passed, VerifyOutcome):
             return passed
-        return self._used(passed, await self._nonces.consume_async(passed[4], passed[5]), now)
+        return self._used(passed, await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at), now)
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order
         (a nonce seen twice in one batch is accepted the first time, REPLAYED the second)."""
         now = self._clock()
         check = self._check
-        results: list[VerifyOutcome | _Passed] = [
+        results: list[VerifyOutcome | Passed] = [
             check(token, merchant_id, purpose, min_assurance, now)
             for token, merchant_id, purpose, min_assurance in items
         ]
-        passed = [(i, r) for i, r in enumerate(results) if r.__class__ is _Passed]
+        passed = [(i, r) for i, r in enumerate(results) if isinstance(r, Passed)]
         if passed:
-            fresh = consume_many(self._nonces, [(r[4], r[5]) for _, r in passed])  # type: ignore[index]
+            fresh = consume_many(self._nonces, [(r.nonce_key, r.nonce_expires_at) for _, r in passed])
             for (i, r), is_fresh in zip(passed, fresh, strict=True):
                 results[i] = self._used(r, is_fresh, now)
         return results  # type: ignore[return-value]
@@ -143,16 +155,15 @@ class TokenVerifier:
 
     def _check(
         self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float, cached_only: bool = False
-    ) -> VerifyOutcome | _Passed:
+    ) -> VerifyOutcome | Passed:
         """Every check but single use, in the contract's order: a rejection, or what consumption needs.
         With `cached_only`, raises CacheMiss instead of reading the store."""
         try:
-            claims, signed_bytes, signature, issuer_id, kid, ecard_id, nonce, issued_at, expires_at = (
-                parse_token_fields(token)
-            )
+            fields = parse_token_fields(token)
         except TokenFormatError as exc:
             return _BARE[exc.reason]
-        entry = self._keys.get(issuer_id, kid, cached_only=cached_only)
+        issuer_id = fields.issuer_id
+        entry = self._keys.get(issuer_id, fields.kid, cached_only=cached_only)
         if entry is None:
             known = self._keys.has_issuer(issuer_id, cached_only=cached_only)
             return _BARE[t.REASON_UNKNOWN_KEY if known else t.REASON_UNKNOWN_ISSUER]
@@ -163,33 +174,40 @@ class TokenVerifier:
             key.not_after is not None and now > key.not_after
         ):
             return _BARE[t.REASON_KEY_INACTIVE]
+        issued_at, expires_at = fields.issued_at, fields.expires_at
         if issued_at > now + self._skew:
             return _BARE[t.REASON_NOT_YET_VALID]
         if now > expires_at + self._skew:
             return _BARE[t.REASON_EXPIRED]
         if expires_at - issued_at > self._max_lifetime:
             return _BARE[t.REASON_LIFETIME_TOO_LONG]
-        if not entry.check(signature, signed_bytes):
+        if not entry.check(fields.signature, fields.signed_bytes):
             return _BARE[t.REASON_BAD_SIGNATURE]
-        card = self._cards.get(ecard_id, cached_only=cached_only)
+        card = self._cards.get(fields.ecard_id, cached_only=cached_only)
         if card is None:
             return _BARE[t.REASON_CARD_UNKNOWN]
         if card.status != ACTIVE:
             return VerifyOutcome(_CARD_REASONS.get(card.status, t.REASON_CARD_CANCELLED), card)
         if issuer_id not in card.channels:
             return VerifyOutcome(t.REASON_CHANNEL_NOT_BOUND, card)
+        claims = fields.claims
         if purpose not in claims.purposes:
             return VerifyOutcome(t.REASON_PURPOSE_NOT_ALLOWED, card)
         if claims.assurance < min_assurance:
             return VerifyOutcome(t.REASON_ASSURANCE_TOO_LOW, card)
-        return (claims, card, merchant_id, purpose, nonce_key(issuer_id, nonce), expires_at + self._skew, nonce)
+        nonce = fields.nonce
+        return _passed(  # type: ignore[no-any-return]
+            Passed, (claims, card, merchant_id, purpose, nonce_key(issuer_id, nonce), expires_at + self._skew, nonce)
+        )
 
-    def _used(self, passed: _Passed, fresh: bool, now: float) -> VerifyOutcome:
+    def _used(self, passed: Passed, fresh: bool, now: float) -> VerifyOutcome:
         """The verdict once single use has answered: accepted if the nonce was fresh, else REPLAYED."""
-        return self._accept(passed, now) if fresh else VerifyOutcome(t.REASON_REPLAYED, passed[1])
+        return self._accept(passed, now) if fresh else VerifyOutcome(t.REASON_REPLAYED, passed.card)
 
-    def _accept(self, passed: _Passed, now: float) -> VerifyOutcome:
-        claims, card, merchant_id, purpose = passed[0], passed[1], passed[2], passed[3]
+    def _accept(self, passed: Passed, now: float) -> VerifyOutcome:
+        claims, card = passed.claims, passed.card
         expires_at = int(now) + self._window
-        handle = self._handles.issue_for(card.ecard_id, merchant_id, purpose, claims.assurance, expires_at, passed[6])
+        handle = self._handles.issue_for(
+            card.ecard_id, passed.merchant_id, passed.purpose, claims.assurance, expires_at, passed.nonce
+        )
         return _outcome(t.REASON_OK, card, handle, expires_at, claims)

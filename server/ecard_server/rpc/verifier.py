@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from functools import partial
+from typing import NamedTuple
 
 import grpc.aio
 
@@ -37,8 +37,18 @@ log = logging.getLogger("ecard.verifier")
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
 
-RequestFields = tuple[str, int, int, str, str]
-"""(token, purpose, min_assurance, request_id, terminal_id) of a well-formed VerifyRequest."""
+
+class RequestFields(NamedTuple):
+    """The fields of a well-formed VerifyRequest, each read once from the message."""
+
+    token: str
+    purpose: int
+    min_assurance: int
+    request_id: str
+    terminal_id: str
+
+
+_request_fields = tuple.__new__  # a third of what RequestFields(...) costs
 
 
 def read_request(request: verifier_pb2.VerifyRequest, *, unary: bool) -> RequestFields | None:
@@ -50,7 +60,7 @@ def read_request(request: verifier_pb2.VerifyRequest, *, unary: bool) -> Request
     request_id, terminal_id = request.request_id, request.terminal_id
     error = verify_request_error(token, purpose, min_assurance, request_id, terminal_id)
     if error is None:
-        return token, purpose, min_assurance, request_id, terminal_id
+        return _request_fields(RequestFields, (token, purpose, min_assurance, request_id, terminal_id))  # type: ignore[no-any-return]
     if unary:
         raise error
     return None
@@ -100,21 +110,20 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         fields = read_request(request, unary=unary)
         if fields is None:
             return _malformed(request)
-        token, purpose, min_assurance, request_id, terminal_id = fields
-        outcome = self._verifier.verify_token(
-            token, merchant_id=merchant_id, purpose=purpose, min_assurance=min_assurance
-        )
-        response = self._answer(request_id, terminal_id, merchant_id, outcome)
-        if unary and request_id:  # in memory here: nothing that can fail or wait
-            self._records.record(merchant_id, request_id, response.SerializeToString())
+        response = self._answer(fields, merchant_id, self._outcome(fields, merchant_id))
+        if unary and fields.request_id:  # in memory here: nothing that can fail or wait
+            self._records.record(merchant_id, fields.request_id, response.SerializeToString())
         return response
 
-    def _answer(
-        self, request_id: str, terminal_id: str, merchant_id: str, outcome: VerifyOutcome
-    ) -> verifier_pb2.VerifyResponse:
+    def _outcome(self, fields: RequestFields, merchant_id: str) -> VerifyOutcome:
+        return self._verifier.verify_token(
+            fields.token, merchant_id=merchant_id, purpose=fields.purpose, min_assurance=fields.min_assurance
+        )
+
+    def _answer(self, fields: RequestFields, merchant_id: str, outcome: VerifyOutcome) -> verifier_pb2.VerifyResponse:
         metrics.verdict(outcome.reason)
-        self._record(merchant_id, terminal_id, outcome)
-        return fill_response(verifier_pb2.VerifyResponse(), request_id, outcome)
+        self._record(merchant_id, fields.terminal_id, outcome)
+        return fill_response(verifier_pb2.VerifyResponse(), fields.request_id, outcome)
 
     def _record(self, merchant_id: str, terminal_id: str, outcome: VerifyOutcome) -> None:
         card = outcome.card
@@ -162,9 +171,8 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
             if read is None:
                 fields.append((item.request_id, item.terminal_id))
                 continue
-            token, purpose, min_assurance, request_id, terminal_id = read
-            fields.append((request_id, terminal_id))
-            work.append((token, caller, purpose, min_assurance))
+            fields.append((read.request_id, read.terminal_id))
+            work.append((read.token, caller, read.purpose, read.min_assurance))
             at.append(index)
         malformed = _MALFORMED
         outcomes: list[VerifyOutcome] = [malformed] * len(items)
@@ -193,20 +201,15 @@ class SharedVerifierServicer(VerifierServicer):
         fields = read_request(request, unary=unary)
         if fields is None:
             return _malformed(request)
-        token, purpose, min_assurance, request_id, terminal_id = fields
-        verifier = self._verifier
-        outcome = await verifier.verify_token_async(
-            token, merchant_id=merchant_id, purpose=purpose, min_assurance=min_assurance
+        outcome = await self._verifier.verify_token_async(
+            fields.token, merchant_id=merchant_id, purpose=fields.purpose, min_assurance=fields.min_assurance
         )
         if outcome is None:
-            outcome = await self._placement.offload(
-                partial(verifier.verify_token, token, merchant_id=merchant_id, purpose=purpose,
-                        min_assurance=min_assurance)
-            )
-        response = self._answer(request_id, terminal_id, merchant_id, outcome)
-        if unary and request_id:
+            outcome = await self._placement.offload(self._outcome, fields, merchant_id)
+        response = self._answer(fields, merchant_id, outcome)
+        if unary and fields.request_id:
             try:
-                await self._records.record_async(merchant_id, request_id, response.SerializeToString())
+                await self._records.record_async(merchant_id, fields.request_id, response.SerializeToString())
             except Unavailable as exc:  # the verdict stands; only asking it back later would fail
                 event(log, "verification_not_recorded", merchant_id=merchant_id, error=exc.reason)
         return response
