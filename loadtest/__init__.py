@@ -13,5 +13,5 @@
     report.py        the text and JSON report beside Locust's CSV and HTML ones
     __main__.py      `python -m loadtest`: server on loopback, seeded, a bounded run, the verdict (make loadtest)
 
-Files named `bench*.py` here are the throughput benchmark, a separate tool.
+`bench/` is the throughput benchmark (`make bench`, `make bench-workers`), a separate tool.
 """

@@ -34,12 +34,13 @@ from ecard import (
     TokenSigner,
     generate_private_key,
     load_private_key_pem,
+    physical_cards,
     private_key_pem,
     public_key_pem,
 )
+from ecard.testing import fake_holder
 from ecard.v1 import admin_pb2, types_pb2
 
-SURNAMES = "朱李王张刘陈杨黄赵吴周徐孙马胡郭何高林罗"
 REGIONS = ("330203", "330205", "330206", "330211", "330212", "330213")
 ISSUE_CONCURRENCY = 8
 _TAG = re.compile(r"[a-z0-9]{1,12}")
@@ -117,17 +118,12 @@ class Seed:
 
 def holder(tag: str, n: int) -> tuple[str, str, str, str, int]:
     """Physical card number n of a seed: (card_no, holder_name, id_number, region, balance_fen)."""
-    name = f"{SURNAMES[n % len(SURNAMES)]}压测{n % 97}"
     balance_fen = 0 if n % 10 == 9 else (n * 7_919) % 300_000  # one in ten has an empty personal account
-    return f"LT{tag}{n:08d}", name, f"3302{n:014d}", REGIONS[n % len(REGIONS)], balance_fen
+    return (*fake_holder(n, f"L{tag}"), REGIONS[n % len(REGIONS)], balance_fen)
 
 
-def physical_cards(tag: str, count: int) -> Iterator[admin_pb2.PhysicalCard]:
-    for n in range(count):
-        card_no, name, id_number, region, balance = holder(tag, n)
-        yield admin_pb2.PhysicalCard(
-            card_no=card_no, holder_name=name, id_number=id_number, region=region, personal_account_balance_fen=balance
-        )
+def seed_cards(tag: str, count: int) -> Iterator[admin_pb2.PhysicalCard]:
+    return physical_cards(holder(tag, n) for n in range(count))
 
 
 def seed_deployment(
@@ -170,7 +166,7 @@ def seed_deployment(
         timings["issuers_keys_merchants"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        summary = admin.enroll_cards(physical_cards(tag, cards), timeout=None)
+        summary = admin.enroll_cards(seed_cards(tag, cards), timeout=None)
         timings["enroll_cards"] = time.perf_counter() - started
         if summary.rejected:
             raise SeedingError(f"EnrollCards rejected {summary.rejected} of {cards} cards: {list(summary.errors)[:3]}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench import GOALS
+from loadtest.bench.run import GOALS
 
 
 @pytest.mark.slow

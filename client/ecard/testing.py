@@ -150,7 +150,9 @@ class EcardServer:
 
 
 def fake_holder(n: int, tag: str = "") -> tuple[str, str, str]:
-    """Card number, name and identity number of fictional holder number n (tag: letters/digits)."""
+    """Card number, name and identity number of fictional holder number n (tag: letters/digits). The
+    one maker of fake holders: tests, `World`, the load-test seed and the benchmark all use it; with
+    a region and an opening balance it is a row for `ecard.physical_cards`."""
     surnames = "朱李王张刘陈杨黄赵吴周徐孙马胡郭何高林罗"
     return f"T{tag}{n:07d}", f"{surnames[n % len(surnames)]}测试{n % 100}", f"3302{n:014d}"
 

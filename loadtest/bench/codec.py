@@ -5,7 +5,7 @@ to other processes on a shared machine does not count against it. The kinds that
 interleaved rounds and each keeps its best round: a disturbance hits all of them alike, and the best
 round is the one nearest to what the code costs.
 
-    python -m loadtest.bench_codec          # prints the figures
+    python -m loadtest.bench.codec          # prints the figures
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One run, on loopback: the server is a real `ecard serve` process (fresh SQLite file), the load comes
 from this process (grpc.aio, many calls in flight), and the in-process figures come from
-`loadtest.bench_codec`. Every figure is measured in the same run, so the goals are ratios:
+`loadtest.bench.codec`. Every figure is measured in the same run, so the goals are ratios:
 
     verify_vs_bound      Verify unary rate / (1 / (1/rate_health + 1/rate_sig))     goal >= 0.9
     batch_vs_sig         VerifyBatch items/s / raw signature rate                    goal >= 0.85
@@ -53,12 +53,13 @@ from ecard import (
     VerifyBatcher,
     line_item,
     load_private_key_pem,
+    physical_cards,
     private_key_pem,
 )
 from ecard.testing import EcardServer, World, fake_holder, free_port
-from ecard.v1 import admin_pb2, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from ecard.v1 import settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from ecard.v1 import types_pb2 as t
-from loadtest import bench_codec
+from loadtest.bench import codec as bench_codec
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,7 @@ def seed(target: str, scale: Scale) -> tuple[World, list[str], float]:
     """A world whose issuer, merchants and first cards come from World.seed, then `enrolled` cards in one
     EnrollCards stream (timed) and `issued` e-cards. Returns the world, the e-card ids, enrollment seconds."""
     world = World.seed(target, cards=1, prefix="bench")
-    rows = (
-        admin_pb2.PhysicalCard(card_no=no, holder_name=name, id_number=idn, region="330200",
-                               personal_account_balance_fen=10_000_000)
-        for no, name, idn in (fake_holder(n, "B") for n in range(scale.enrolled))
-    )
+    rows = physical_cards((*fake_holder(n, "B"), "330200", 10_000_000) for n in range(scale.enrolled))
     start = time.perf_counter()
     with AdminClient(target) as admin:
         summary = admin.enroll_cards(rows, timeout=600)

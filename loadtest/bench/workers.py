@@ -5,7 +5,7 @@ cache invalidation), so both runs use it: a fresh PostgreSQL database and a fres
 The load generator (this process, asyncio) runs on the same machine; its CPU share is reported beside
 the rates, because on a small machine it decides how much is left for the workers.
 
-    python -m loadtest.bench_workers [--workers 2] [--seconds 6] [--out reports/bench_workers.json]
+    python -m loadtest.bench.workers [--workers 2] [--seconds 6] [--out reports/bench_workers.json]
 
 How to read it: `verify_rate_wN / verify_rate_w1` is the scaling. A process of ecard is bound to about
 one core by Python's GIL, so N workers can use N cores; on a 2-core machine where the load generator
@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
-from loadtest.bench import closed_loop, cpu_model, mint_tokens
+from loadtest.bench.run import closed_loop, cpu_model, mint_tokens
 
 PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -134,7 +134,7 @@ def run_one(workers: int, seconds: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_workers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.workers", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--out", default="reports/bench_workers.json")
