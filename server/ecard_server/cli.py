@@ -34,6 +34,7 @@ from ecard import (
 )
 from ecard.v1 import types_pb2
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
+from ecard_server.core.model import MERCHANT_KINDS
 
 DEFAULT_DB = "sqlite:///var/ecard.db"
 PURPOSES = {
@@ -43,7 +44,7 @@ PURPOSES = {
     "registration": types_pb2.PURPOSE_REGISTRATION,
 }
 ASSURANCES = {"none": types_pb2.ASSURANCE_NONE, "pin": types_pb2.ASSURANCE_PIN, "face": types_pb2.ASSURANCE_FACE}
-KINDS = {"pharmacy": types_pb2.MERCHANT_KIND_PHARMACY, "hospital": types_pb2.MERCHANT_KIND_HOSPITAL}
+KINDS = MERCHANT_KINDS
 
 
 class UsageError(Exception):

@@ -10,8 +10,7 @@ from pathlib import Path
 import tomllib
 
 from ecard.v1 import types_pb2
-
-_MERCHANT_KINDS = {"pharmacy": types_pb2.MERCHANT_KIND_PHARMACY, "hospital": types_pb2.MERCHANT_KIND_HOSPITAL}
+from ecard_server.core.model import MERCHANT_KINDS
 
 
 def _ratio(value: object, name: str) -> Fraction:
@@ -84,9 +83,9 @@ class Settings:
                     raise ValueError("fund_ratio must be a table: pharmacy = 0.0, hospital = 0.5")
                 ratios = dict(self.fund_ratio)
                 for kind, ratio in value.items():
-                    enum = _MERCHANT_KINDS.get(str(kind))
+                    enum = MERCHANT_KINDS.get(str(kind))
                     if enum is None:
-                        raise ValueError(f"fund_ratio.{kind}: merchant kind must be one of {sorted(_MERCHANT_KINDS)}")
+                        raise ValueError(f"fund_ratio.{kind}: merchant kind must be one of {sorted(MERCHANT_KINDS)}")
                     ratios[enum] = _ratio(ratio, f"fund_ratio.{kind}")
                 changes[key] = ratios
             elif key == "redis_namespace":

@@ -14,12 +14,12 @@ from ecard_server.config import Settings
 from ecard_server.core import audit, events, validation
 from ecard_server.core.events import ChangeBus
 from ecard_server.core.identity import IdentityHasher
-from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
+from ecard_server.core.model import MERCHANT_KINDS, Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.core.stores import AdminStore, Ledger
 
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
 _ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
-_KINDS = (t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL)
+_KINDS = tuple(MERCHANT_KINDS.values())
 
 
 @dataclass(frozen=True)

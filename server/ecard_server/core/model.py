@@ -9,6 +9,11 @@ from ecard.v1 import types_pb2
 ACTIVE = types_pb2.CARD_STATUS_ACTIVE
 LOST = types_pb2.CARD_STATUS_LOST
 CANCELLED = types_pb2.CARD_STATUS_CANCELLED
+# Merchant kinds by the name the settings file and the command line use for them.
+MERCHANT_KINDS: dict[str, int] = {
+    "pharmacy": types_pb2.MERCHANT_KIND_PHARMACY,
+    "hospital": types_pb2.MERCHANT_KIND_HOSPITAL,
+}
 # The ErrorInfo reason for a card that is not active, by its status.
 NOT_ACTIVE_REASON: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
 
