@@ -1,4 +1,5 @@
-"""The harness's Locust event listeners, registered once on import.
+"""The harness's Locust event listeners, registered by `register(events)`: the locustfile calls it
+(explicitly, where Locust can see it), never an import's side effect.
 
 - init_command_line_parser: the harness's arguments (`loadtest/settings.py`).
 - init: the master (or the single local process) seeds the target, or loads `--seed-file`;
@@ -17,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from locust import events
 from locust.env import Environment
+from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import report
@@ -30,10 +31,6 @@ log = logging.getLogger("loadtest")
 SEED_MESSAGE = "ecard_seed"
 TALLY_KEY = "ecard_tally"
 
-events.init_command_line_parser.add_listener(add_arguments)
-
-
-@events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # Locust used as a library, without the harness's arguments
         return
@@ -76,7 +73,6 @@ def _obtain_seed(host: str, settings: Any) -> Seed:
     return seed
 
 
-@events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:
         return
@@ -87,20 +83,17 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         environment.runner.send_message(SEED_MESSAGE, context.seed.to_dict())
 
 
-@events.test_stop.add_listener
 def on_test_stop(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is not None:
         context_of(environment).stopped_at = time.time()
 
 
-@events.report_to_master.add_listener
 def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
     environment = _environment_of_worker()
     if environment is not None:
         data[TALLY_KEY] = context_of(environment).tally.drain()
 
 
-@events.worker_report.add_listener
 def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     environment = _environment_of_master()
     if environment is not None and TALLY_KEY in data:
@@ -109,7 +102,6 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         context.tally.merge(data[TALLY_KEY])
 
 
-@events.quitting.add_listener
 def on_quitting(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -130,7 +122,6 @@ def on_quitting(environment: Environment, **_: Any) -> None:
 _environments: list[Environment] = []
 
 
-@events.init.add_listener
 def _remember_environment(environment: Environment, **_: Any) -> None:
     _environments.append(environment)
 
@@ -141,3 +132,21 @@ def _environment_of_worker() -> Environment | None:
 
 def _environment_of_master() -> Environment | None:
     return next((e for e in _environments if isinstance(e.runner, MasterRunner)), None)
+
+
+_registered: list[Events] = []
+
+
+def register(events: Events) -> None:
+    """Adds the harness's listeners to Locust's `events` (once per Events object)."""
+    if any(known is events for known in _registered):
+        return
+    _registered.append(events)
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(on_init)
+    events.init.add_listener(_remember_environment)
+    events.test_start.add_listener(on_test_start)
+    events.test_stop.add_listener(on_test_stop)
+    events.report_to_master.add_listener(on_report_to_master)
+    events.worker_report.add_listener(on_worker_report)
+    events.quitting.add_listener(on_quitting)

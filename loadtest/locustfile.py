@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
-from locust import task
+from locust import events, task
 
 from ecard import Assurance, Purpose, Reason
+from loadtest import hooks
 from loadtest.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket
 from loadtest.counter import MerchantCounter
 from loadtest.pacing import Visit
@@ -20,6 +21,7 @@ from loadtest.shapes import CHECKOUT, SteadyArrivals
 
 __all__ = ["HospitalVisit", "HostileMix", "IdentityCheck", "PharmacyCheckout", "SteadyArrivals"]
 EXPIRED_AGE_S = 3_600  # well past any deployment's token lifetime plus clock skew
+hooks.register(events)  # seeding, the seed for workers, the tallies, the SLO gate and the report
 
 
 class PharmacyCheckout(MerchantCounter):

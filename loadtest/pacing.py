@@ -33,7 +33,6 @@ from gevent.pool import Pool
 from locust.env import Environment
 
 from ecard import ClientOptions, EcardError
-from loadtest import hooks  # noqa: F401 - registers the harness's event listeners
 from loadtest.grpc_user import GrpcUser, LocustInterceptor
 from loadtest.run_context import RunContext, context_of
 from loadtest.slo import WrongAnswer
