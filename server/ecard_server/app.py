@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -47,13 +46,12 @@ from ecard_server.rpc import metrics
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
-from ecard_server.rpc.guard import GuardedRegistry, Placement
+from ecard_server.rpc.guard import GuardedRegistry
+from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
-
-log = logging.getLogger("ecard.server")
 
 
 @dataclass

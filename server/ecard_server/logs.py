@@ -36,7 +36,9 @@ def configure(level: str = "INFO") -> None:
     logging.Formatter.converter = time.gmtime
 
 
-def event(logger: logging.Logger, name: str, *, level: int = logging.INFO, **fields: object) -> None:
-    """One log line: {"event": name, **fields}. Every log line of ecard goes through here."""
+def event(
+    logger: logging.Logger, name: str, *, level: int = logging.INFO, exc_info: bool = False, **fields: object
+) -> None:
+    """One log line: {"event": name, **fields}. Every log line of the server goes through here."""
     if logger.isEnabledFor(level):
-        logger.log(level, json.dumps({"event": name, **fields}, ensure_ascii=False, default=str))
+        logger.log(level, json.dumps({"event": name, **fields}, ensure_ascii=False, default=str), exc_info=exc_info)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
@@ -113,7 +112,7 @@ def _run_worker(options: ServeOptions, worker: int) -> int:
         print(f"ecard: error: {exc}", file=sys.stderr, flush=True)
         return 2
     except BaseException:
-        log.exception(json.dumps({"event": "worker_crashed", "worker": worker}))
+        event(log, "worker_crashed", level=logging.ERROR, exc_info=True, worker=worker)
         return 1
     return 0
 
@@ -170,7 +169,7 @@ def serve(options: ServeOptions) -> int:
         worker = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if not stopping:
-            log.warning(json.dumps({"event": "worker_exited", "worker": worker, "status": code}))
+            event(log, "worker_exited", level=logging.WARNING, worker=worker, status=code)
             stop_all(signal.SIGTERM)
             worst = max(worst, code if code > 0 else 1)
         elif code > 0 or (code < 0 and -code != stopping[0]):

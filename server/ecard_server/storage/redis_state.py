@@ -13,7 +13,6 @@ deployments, and tests, can share one Redis.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -33,6 +32,7 @@ from redis.retry import Retry
 from ecard.errors import Unavailable
 from ecard_server.core import events
 from ecard_server.core.events import Listener
+from ecard_server.logs import event
 
 log = logging.getLogger("ecard.redis")
 _ERRORS = (redis.RedisError, OSError)
@@ -147,7 +147,7 @@ class RedisNonceStore:
         try:
             return bool(self._client.delete(self._prefix + key))
         except _ERRORS as exc:
-            log.warning(json.dumps({"event": "nonce_release_failed", "error": type(exc).__name__}))
+            event(log, "nonce_release_failed", level=logging.WARNING, error=type(exc).__name__)
             return False
 
     def close(self) -> None:
@@ -204,7 +204,7 @@ class RedisChangeBus:
             self._client.publish(self._channel, f"{self._origin}\x1f{kind}\x1f{key}".encode())
         except _ERRORS as exc:
             self._defer(kind, key)
-            log.warning(json.dumps({"event": "change_notice_deferred", "kind": kind, "error": str(exc)}))
+            event(log, "change_notice_deferred", level=logging.WARNING, kind=kind, error=str(exc))
 
     def close(self) -> None:
         self._stop.set()
@@ -221,7 +221,7 @@ class RedisChangeBus:
             try:
                 listener(kind, key)
             except Exception:
-                log.exception(json.dumps({"event": "change_listener_failed", "kind": kind}))
+                event(log, "change_listener_failed", level=logging.ERROR, exc_info=True, kind=kind)
 
     def _on_message(self, data: bytes) -> None:
         try:
@@ -257,7 +257,7 @@ class RedisChangeBus:
                 self._listen(pubsub)
             except _ERRORS as exc:
                 if self.connected.is_set():
-                    log.warning(json.dumps({"event": "change_bus_disconnected", "error": str(exc)}))
+                    event(log, "change_bus_disconnected", level=logging.WARNING, error=str(exc))
             finally:
                 self.connected.clear()
                 with suppress(Exception):
@@ -278,7 +278,7 @@ class RedisChangeBus:
         # Whatever was published before this point is lost to us: start from empty caches.
         self.connected.set()
         self._deliver(events.ALL, events.ALL)
-        log.info(json.dumps({"event": "change_bus_connected", "channel": self._channel}))
+        event(log, "change_bus_connected", channel=self._channel)
         last_heard = last_ping = time.monotonic()
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=self._heartbeat)
