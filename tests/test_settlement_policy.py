@@ -8,10 +8,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecard.errors import FailedPrecondition, InvalidArgument
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.settlement import LineItem, SettlementPolicy, Split, round_half_up, shares
+from ecard_server.core.model import ACTIVE, CANCELLED, LOST
+from ecard_server.core.refunds import RefundAsk
+from ecard_server.core.settlement import (
+    Draft,
+    LineItem,
+    RefundDraft,
+    SettlementPolicy,
+    Split,
+    round_half_up,
+    shares,
+)
 from ecard_server.core.validation import INT64_MAX
 from ecard_server.core.validation import basket as check_basket
 
@@ -152,3 +162,32 @@ def test_largest_basket_that_fits_is_accepted() -> None:
     items = [line(A, INT64_MAX // 2, code="P"), line(A, INT64_MAX // 2 + 1, code="Q")]
     check_basket(items, 500)
     assert DEFAULT.split(items, HOSPITAL).total_fen == INT64_MAX
+
+
+def draft(split: Split, used_reason: str = "VERIFICATION_USED") -> Draft:
+    return Draft("S1", "ph-1", "k1", b"h", "E1", b"n" * 16, (line(A, split.total_fen),), split, False, used_reason)
+
+
+def test_a_settlement_is_decided_on_what_was_read_under_the_row_lock() -> None:
+    basket = Split(total_fen=1_000, covered_fen=1_000, fund_fen=0)
+    assert draft(basket).shares_under_lock(ACTIVE, False, 600) == shares(basket, 600, skip_personal_account=False)
+    refused = [
+        (None, False, "CARD_UNKNOWN"),
+        (ACTIVE, True, "REPLAYED"),  # the credential settled before: its own reason
+        (LOST, False, "CARD_LOST"),
+        (CANCELLED, False, "CARD_CANCELLED"),
+    ]
+    for status, settled_before, reason in refused:
+        with pytest.raises(FailedPrecondition) as failed:
+            draft(basket, used_reason="REPLAYED").shares_under_lock(status, settled_before, 600)
+        assert failed.value.reason == reason
+
+
+def test_only_the_settling_merchant_refunds_a_settlement_that_exists() -> None:
+    refund = RefundDraft("S1", "ph-1", "r1", b"h", "returned", RefundAsk())
+    refund.check_owner("ph-1")
+    with pytest.raises(NotFound):
+        refund.check_owner(None)
+    with pytest.raises(PermissionDenied) as other:
+        refund.check_owner("ph-2")
+    assert other.value.reason == "SETTLEMENT_NOT_YOURS"

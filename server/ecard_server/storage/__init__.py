@@ -1,4 +1,4 @@
-"""Storage backends behind one interface (`ecard_server.storage.sql.SqlStore`).
+"""Storage backends: `SqlStore` (storage.sql) implements the core's interfaces (core.stores.Store).
 
 `open_store(url)` picks the backend: `sqlite:///PATH` (the embedded default) or `postgresql://...`.
 """
