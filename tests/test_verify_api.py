@@ -222,8 +222,9 @@ def test_stream_and_batch_share_the_unary_checks(world: World) -> None:
         out = pos.verify_batch(batch)
         assert [a.request_id for a in out] == [r.request_id for r in batch]
         assert [a.reason for a in out] == [t.REASON_OK] * 2 + [t.REASON_REPLAYED] + [t.REASON_OK] * 3
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidArgument) as too_many:
             pos.verify_batch([verify_request(tokens[0], purpose=t.PURPOSE_IDENTITY)] * 1001)
+        assert too_many.value.reason == "BATCH_TOO_LARGE"
 
 
 def test_enrollment_counts_rows_and_never_touches_a_balance(world: World) -> None:

@@ -82,6 +82,11 @@ def verify_request_error(
     return None
 
 
+def verify_batch_size(count: int, max_batch: int) -> None:
+    if count > max_batch:
+        raise InvalidArgument(f"a batch holds at most {max_batch} requests", "BATCH_TOO_LARGE")
+
+
 # -- Settle and Refund ------------------------------------------------------------------------------
 INT64_MAX = 2**63 - 1
 MAX_IDEMPOTENCY_KEY = 128

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import grpc.aio
 
-from ecard.errors import InvalidArgument, NotFound, Unavailable
+from ecard.errors import NotFound, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
@@ -157,8 +157,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         self, request: verifier_pb2.VerifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyBatchResponse:
         items = request.requests
-        if len(items) > self._max_batch:
-            raise InvalidArgument(f"a batch holds at most {self._max_batch} requests", "BATCH_TOO_LARGE")
+        validation.verify_batch_size(len(items), self._max_batch)
         caller = own_id("")
         fields = []  # (request_id, terminal_id) of each item, read once
         work: list[VerifyItem] = []
