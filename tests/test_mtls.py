@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pki import CertificateAuthority
 
 from ecard import (
     AdminClient,
@@ -30,55 +25,18 @@ from ecard import (
 from ecard.testing import EcardServer
 from ecard.v1 import types_pb2 as t
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _cert(name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None, *,
-          uris: list[str] = (), server: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0].subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(minutes=5))
-        .not_valid_after(NOW + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
-    if server:
-        names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-    return cert, key
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TLSConfig | Path]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca = _cert("ecard test CA", None)
-    ca_pem = ca[0].public_bytes(serialization.Encoding.PEM)
-    server_cert, server_key = _cert("ecard server", ca, server=True)
-    (folder / "ca.pem").write_bytes(ca_pem)
-    (folder / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.key").write_bytes(_pem(server_key))
-    out: dict[str, TLSConfig | Path] = {"folder": folder}
-    for who, uris in {
-        "admin": ["ecard://admin"],
-        "channel": ["ecard://channel/tls-bank"],
-        "merchant": ["ecard://merchant/tls-pharmacy"],
-        "nobody": ["https://example.invalid/not-ecard"],
+    authority = CertificateAuthority(tmp_path_factory.mktemp("pki"))
+    out: dict[str, TLSConfig | Path] = {"folder": authority.folder}
+    for who, uri in {
+        "admin": "ecard://admin",
+        "channel": "ecard://channel/tls-bank",
+        "merchant": "ecard://merchant/tls-pharmacy",
+        "nobody": "https://example.invalid/not-ecard",
     }.items():
-        cert, key = _cert(who, ca, uris=uris)
-        out[who] = TLSConfig(ca_pem, cert.public_bytes(serialization.Encoding.PEM), _pem(key), server_name="localhost")
+        out[who] = authority.client(who, uri)
     return out
 
 
