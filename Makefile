@@ -88,3 +88,8 @@ cluster-propagation: install  ## $(CHANGES) lost/reinstated changes on one repli
 
 loadtest-failover: install  ## the SLO load on 3 replicas, one SIGKILLed at 40 s and restarted at 70 s (120 s of load, ~3 min)
 	$(PY) -m loadtest failover --run-time 120s --kill-at 40 --restart-at 70 $(LOADTEST_ARGS)
+
+.PHONY: fuzz
+FUZZ_CASES ?= 100000
+fuzz: install  ## hostile tokens against a real loopback server: no accept, no crash (100k cases, ~3 min; CI runs 10k)
+	$(PY) -m loadtest.fuzz --cases $(FUZZ_CASES) --out reports/fuzz.json
