@@ -1,0 +1,77 @@
+"""Redis restarted during a Verify load: Verify fails closed while it is down (UNAVAILABLE, never an
+accept), heals by itself, and no token is accepted twice after it returns, even though this Redis
+keeps nothing across a restart (no persistence: every consumed nonce is forgotten).
+
+The Redis is the test's own (tests/services.py); the database is a fresh one on the shared PostgreSQL."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from load import Load, verify_load
+from services import own_redis
+
+from ecard import Purpose, Reason
+from ecard.testing import EcardServer, World
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@dataclass
+class Restarted:
+    world: World
+    server: EcardServer
+    load: Load
+    down: float  # when Redis was killed
+    restarting: float  # when it was started again
+    up: float  # when it answered again
+
+
+@pytest.fixture(scope="module")
+def restarted(pg_module_url: str) -> Iterator[Restarted]:
+    """A Verify load on PostgreSQL + the test's own Redis, with Redis killed for a second midway."""
+    with own_redis() as redis_server, EcardServer(db=pg_module_url, redis=redis_server.url) as server:
+        world = World.seed(server.target, cards=4)
+        load = verify_load(world, callers=4).start()
+        try:
+            load.wait_for(100, outcome="REASON_OK")
+            down = time.monotonic()
+            redis_server.stop()
+            load.wait_for(20, outcome="UNAVAILABLE", since=down, timeout=20)
+            time.sleep(1.0)
+            restarting = time.monotonic()
+            redis_server.start()
+            up = time.monotonic()
+            recovery_s = load.wait_for(1, outcome="REASON_OK", since=up, timeout=30)
+            load.wait_for(50, outcome="REASON_OK", since=up, timeout=30)
+        finally:
+            load.stop()
+        outcomes = collections.Counter(a.outcome for a in load.answers)
+        print(f"\nredis restart: {len(load.answers)} verifies, outcomes {dict(outcomes)}, down {up - down:.2f} s, "
+              f"first accept {recovery_s:.2f} s after it was back")
+        yield Restarted(world, server, load, down, restarting, up)
+
+
+def test_redis_down_fails_closed_and_heals_without_a_restart(restarted: Restarted) -> None:
+    answers = restarted.load.answers
+    assert {a.outcome for a in answers} <= {"REASON_OK", "UNAVAILABLE"}  # never INTERNAL, never a crash
+    # Nothing accepted from the moment Redis was gone (a call already past its SET NX may still land in
+    # the first few milliseconds) until it was started again; accepts again after (the fixture waited).
+    down, restarting = restarted.down, restarted.restarting
+    assert [a for a in answers if a.outcome == "REASON_OK" and down + 0.05 < a.at < restarting] == []
+    assert sum(1 for a in answers if a.outcome == "UNAVAILABLE" and down <= a.at) >= 20
+    assert sum(1 for a in answers if a.outcome == "REASON_OK" and a.at >= restarted.up) >= 50
+    assert restarted.server.process is not None and restarted.server.process.poll() is None
+
+
+@pytest.mark.xfail(reason="a Redis without persistence forgets consumed nonces on restart; fix pending "
+                          "(RedisNonceStore must notice the loss and refuse tokens that were live before it)")
+def test_no_token_is_accepted_twice_after_redis_returns_empty(restarted: Restarted) -> None:
+    accepted = [a.key for a in restarted.load.answers if a.outcome == "REASON_OK"]
+    with restarted.world.pharmacy() as pos:
+        again = collections.Counter(pos.verify(token, purpose=Purpose.IDENTITY).reason for token in accepted)
+    assert again == {Reason.REPLAYED: len(accepted)}, again
