@@ -24,6 +24,8 @@ class Answer:
     card: int
     outcome: str  # "OK", a reason name (verify) or the error's status name
     settlement_id: str = ""
+    detail: str = ""  # an error's message
+    sent: float = 0.0  # time.monotonic() when the call was made
 
 
 @dataclass
@@ -47,7 +49,9 @@ class Load:
             for k in range(self.limit):
                 if self._stop.is_set():
                     return
+                sent = time.monotonic()
                 answer = self.call(pos, n, k)
+                answer.sent = sent
                 with self._lock:
                     self.answers.append(answer)
 
@@ -89,7 +93,7 @@ def settle_load(world: World, *, callers: int = 4, retry: RetryConfig | None = N
         try:
             record = pos.settle(ITEMS, idempotency_key=key, token=token)
         except EcardError as exc:
-            return Answer(time.monotonic(), key, card, exc.status_name)
+            return Answer(time.monotonic(), key, card, exc.status_name, detail=str(exc))
         return Answer(time.monotonic(), key, card, "OK", record.settlement_id)
 
     options = ClientOptions(timeout=3.0, retry=retry or RetryConfig())
@@ -105,7 +109,7 @@ def verify_load(world: World, *, callers: int = 4) -> Load:
         try:
             answer = pos.verify(token, purpose=t.PURPOSE_IDENTITY)
         except EcardError as exc:
-            return Answer(time.monotonic(), token, card, exc.status_name)
+            return Answer(time.monotonic(), token, card, exc.status_name, detail=str(exc))
         return Answer(time.monotonic(), token, card, t.Reason.Name(answer.reason))
 
     return Load(world, verify, callers=callers, options=ClientOptions(timeout=3.0))

@@ -39,9 +39,11 @@ class RetryConfig:
     """Upper bound of one wait, in seconds."""
     multiplier: float = 2.0
     retry_codes: frozenset[grpc.StatusCode] = field(
-        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+        default_factory=lambda: frozenset(
+            {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+        )
     )
-    """Status codes that mean "try again": transient by nature."""
+    """Status codes that mean "try again": transient by nature (CANCELLED: the server gave the call up)."""
 
     def delays(self) -> list[float]:
         """The jittered waits between attempts."""

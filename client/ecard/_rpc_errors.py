@@ -6,7 +6,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ecard.errors import BY_STATUS_NAME, DOMAIN, EcardError, Internal
+from ecard.errors import BY_STATUS_NAME, DOMAIN, EcardError, Internal, Unavailable
 
 
 def from_grpc_error(error: grpc.RpcError) -> EcardError:
@@ -24,6 +24,10 @@ def from_grpc_error(error: grpc.RpcError) -> EcardError:
             if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
                 reason, metadata = info.reason, dict(info.metadata)
     cls = BY_STATUS_NAME.get(code.name if code else "", Internal)
+    if code == grpc.StatusCode.CANCELLED:
+        # The SDK never cancels a call it still waits for: the server or the connection gave up on it
+        # (a server shutting down cancels calls no handler has started yet, grpc/grpc#41785).
+        cls, reason = Unavailable, reason or "CANCELLED"
     exc = cls(message or code.name, reason, metadata)
     exc.grpc_code = code  # type: ignore[attr-defined]
     return exc
