@@ -53,6 +53,14 @@ class Settings:
     """Accepted Verify calls logged per second at most (every other call is logged)."""
     redis_namespace: str = "ecard"
     """Prefix of every Redis key and channel, so that deployments can share one Redis."""
+    principal_calls_per_s: int = 0
+    """Calls per second one principal may make (a token bucket; 0: no limit). Past it: RESOURCE_EXHAUSTED."""
+    principal_burst: int = 0
+    """Calls one principal may make at once above its rate (the bucket's size; at least 1)."""
+    principal_max_in_flight: int = 256
+    """Calls of one principal being served at once (0: no cap); one stream counts as one call."""
+    max_in_flight: int = 4096
+    """Calls being served at once in one server process (0: no cap)."""
     max_batch: int = 1000
     max_basket_items: int = 500
     max_enroll_errors: int = 100

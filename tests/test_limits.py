@@ -1,0 +1,75 @@
+"""Admission (core.limits): the token bucket and the in-flight caps, on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecard import ResourceExhausted
+from ecard_server.config import Settings
+from ecard_server.core.limits import Admission
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refusal(admission: Admission, who: str) -> str | None:
+    try:
+        admission.enter(who)
+    except ResourceExhausted as exc:
+        return exc.reason
+    return None
+
+
+def test_bucket_allows_the_burst_then_the_rate_per_principal() -> None:
+    clock = Clock()
+    admission = Admission(rate=10, burst=5, clock=clock)
+    assert [refusal(admission, "a") for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
+    assert refusal(admission, "b") is None  # another principal has its own bucket
+    clock.now += 0.1  # one call's worth of refill at 10/s
+    assert [refusal(admission, "a") for _ in range(2)] == [None, "RATE_LIMITED"]
+    clock.now += 60  # refills up to the burst, no further
+    assert [refusal(admission, "a") for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
+
+
+def test_rate_refusal_says_when_to_come_back() -> None:
+    admission = Admission(rate=4, burst=1, clock=Clock())
+    admission.enter("a")
+    with pytest.raises(ResourceExhausted) as caught:
+        admission.enter("a")
+    assert caught.value.metadata == {"retry_after_ms": "251"}
+
+
+def test_in_flight_caps_per_principal_and_in_the_process() -> None:
+    admission = Admission(in_flight=2, total_in_flight=3)
+    assert [refusal(admission, "a") for _ in range(3)] == [None, None, "TOO_MANY_IN_FLIGHT"]
+    assert [refusal(admission, "b") for _ in range(2)] == [None, "SERVER_BUSY"]
+    assert admission.in_flight == 3
+    admission.leave("a")
+    assert refusal(admission, "a") is None and admission.in_flight == 3
+    for who in ("a", "a", "b"):
+        admission.leave(who)
+    assert admission.in_flight == 0
+
+
+def test_refused_calls_take_nothing() -> None:
+    clock = Clock()
+    admission = Admission(rate=1, burst=1, in_flight=1, clock=clock)
+    admission.enter("a")
+    assert refusal(admission, "a") == "TOO_MANY_IN_FLIGHT"
+    admission.leave("a")
+    clock.now += 1.0
+    assert refusal(admission, "a") is None  # the refused call took no token
+
+
+def test_settings_and_defaults() -> None:
+    defaults = Settings()
+    assert (defaults.principal_calls_per_s, defaults.principal_max_in_flight, defaults.max_in_flight) == (0, 256, 4096)
+    admission = Admission.from_settings(defaults.with_overrides({"principal_calls_per_s": 2, "principal_burst": 2}))
+    assert [refusal(admission, "a") for _ in range(3)] == [None, None, "RATE_LIMITED"]
+    with pytest.raises(ValueError, match="non-negative"):
+        defaults.with_overrides({"max_in_flight": -1})
