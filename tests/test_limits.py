@@ -7,6 +7,9 @@ import pytest
 from ecard import ResourceExhausted
 from ecard_server.config import Settings
 from ecard_server.core.limits import Admission
+from ecard_server.core.principals import ADMIN, MERCHANT, Principal
+
+A, B = Principal(MERCHANT, "a"), Principal(MERCHANT, "b")
 
 
 class Clock:
@@ -17,7 +20,7 @@ class Clock:
         return self.now
 
 
-def refusal(admission: Admission, who: str) -> str | None:
+def refusal(admission: Admission, who: Principal) -> str | None:
     try:
         admission.enter(who)
     except ResourceExhausted as exc:
@@ -28,30 +31,30 @@ def refusal(admission: Admission, who: str) -> str | None:
 def test_bucket_allows_the_burst_then_the_rate_per_principal() -> None:
     clock = Clock()
     admission = Admission(rate=10, burst=5, clock=clock)
-    assert [refusal(admission, "a") for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
-    assert refusal(admission, "b") is None  # another principal has its own bucket
+    assert [refusal(admission, A) for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
+    assert refusal(admission, B) is None  # another principal has its own bucket
     clock.now += 0.1  # one call's worth of refill at 10/s
-    assert [refusal(admission, "a") for _ in range(2)] == [None, "RATE_LIMITED"]
+    assert [refusal(admission, A) for _ in range(2)] == [None, "RATE_LIMITED"]
     clock.now += 60  # refills up to the burst, no further
-    assert [refusal(admission, "a") for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
+    assert [refusal(admission, A) for _ in range(6)] == [None] * 5 + ["RATE_LIMITED"]
 
 
 def test_rate_refusal_says_when_to_come_back() -> None:
     admission = Admission(rate=4, burst=1, clock=Clock())
-    admission.enter("a")
+    admission.enter(A)
     with pytest.raises(ResourceExhausted) as caught:
-        admission.enter("a")
+        admission.enter(A)
     assert caught.value.metadata == {"retry_after_ms": "251"}
 
 
 def test_in_flight_caps_per_principal_and_in_the_process() -> None:
     admission = Admission(in_flight=2, total_in_flight=3)
-    assert [refusal(admission, "a") for _ in range(3)] == [None, None, "TOO_MANY_IN_FLIGHT"]
-    assert [refusal(admission, "b") for _ in range(2)] == [None, "SERVER_BUSY"]
+    assert [refusal(admission, A) for _ in range(3)] == [None, None, "TOO_MANY_IN_FLIGHT"]
+    assert [refusal(admission, B) for _ in range(2)] == [None, "SERVER_BUSY"]
     assert admission.in_flight == 3
-    admission.leave("a")
-    assert refusal(admission, "a") is None and admission.in_flight == 3
-    for who in ("a", "a", "b"):
+    admission.leave(A)
+    assert refusal(admission, A) is None and admission.in_flight == 3
+    for who in (A, A, B):
         admission.leave(who)
     assert admission.in_flight == 0
 
@@ -59,17 +62,43 @@ def test_in_flight_caps_per_principal_and_in_the_process() -> None:
 def test_refused_calls_take_nothing() -> None:
     clock = Clock()
     admission = Admission(rate=1, burst=1, in_flight=1, clock=clock)
-    admission.enter("a")
-    assert refusal(admission, "a") == "TOO_MANY_IN_FLIGHT"
-    admission.leave("a")
+    admission.enter(A)
+    assert refusal(admission, A) == "TOO_MANY_IN_FLIGHT"
+    admission.leave(A)
     clock.now += 1.0
-    assert refusal(admission, "a") is None  # the refused call took no token
+    assert refusal(admission, A) is None  # the refused call took no token
 
 
 def test_settings_and_defaults() -> None:
     defaults = Settings()
     assert (defaults.principal_calls_per_s, defaults.principal_max_in_flight, defaults.max_in_flight) == (0, 256, 4096)
     admission = Admission.from_settings(defaults.with_overrides({"principal_calls_per_s": 2, "principal_burst": 2}))
-    assert [refusal(admission, "a") for _ in range(3)] == [None, None, "RATE_LIMITED"]
+    assert [refusal(admission, A) for _ in range(3)] == [None, None, "RATE_LIMITED"]
     with pytest.raises(ValueError, match="non-negative"):
         defaults.with_overrides({"max_in_flight": -1})
+
+
+def test_the_operator_is_never_limited() -> None:
+    admission = Admission(rate=1, burst=1, in_flight=1, total_in_flight=1)
+    admin = Principal(ADMIN)
+    for _ in range(10):
+        admission.enter(admin)
+    assert admission.in_flight == 0 and refusal(admission, A) is None
+
+
+def test_a_call_may_cost_several_at_most_the_bucket() -> None:
+    clock = Clock()
+    admission = Admission(rate=100, burst=50, clock=clock)
+    admission.enter(A, cost=30)
+    assert refusal_of_cost(admission, 30) == "RATE_LIMITED"  # 20 left
+    clock.now += 1.0  # full again: 50
+    admission.enter(A, cost=1000)  # a batch larger than the bucket takes the whole bucket
+    assert refusal_of_cost(admission, 1) == "RATE_LIMITED"
+
+
+def refusal_of_cost(admission: Admission, cost: int) -> str | None:
+    try:
+        admission.enter(A, cost=cost)
+    except ResourceExhausted as exc:
+        return exc.reason
+    return None

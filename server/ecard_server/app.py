@@ -37,6 +37,7 @@ from ecard_server.core.cards import CardService
 from ecard_server.core.events import ChangeBus, LocalChangeBus
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.limits import Admission
 from ecard_server.core.nonces import MemoryNonceStore, NonceStore
 from ecard_server.core.settlement import SettlementPolicy, SettlementService
 from ecard_server.core.stores import Store
@@ -251,7 +252,8 @@ def create_server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
     )
     registry = GuardedRegistry(
-        server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second)
+        server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second),
+        Admission.from_settings(deployment.settings),
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(

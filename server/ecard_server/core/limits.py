@@ -3,24 +3,28 @@ cap on the calls in flight in the whole process. One caller flooding is refused 
 RESOURCE_EXHAUSTED, before any work is done for it, and the others keep their latency.
 
     admission = Admission.from_settings(settings)
-    admission.enter(principal)      # raises ResourceExhausted (RATE_LIMITED, TOO_MANY_IN_FLIGHT, SERVER_BUSY)
+    admission.enter(principal)      # or ResourceExhausted: RATE_LIMITED, TOO_MANY_IN_FLIGHT, SERVER_BUSY
     try:
         ...                         # the call
     finally:
         admission.leave(principal)
 
-A refusal by rate says in its ErrorInfo metadata when to come back (`retry_after_ms`). Calls that
-were refused take nothing from the bucket. `enter` and `leave` may run on any thread.
+A call costs one from the bucket unless it says otherwise (a VerifyBatch costs its items, at most the
+bucket's size); it holds one place in flight whatever its cost. The operator (`admin`) is never
+limited: it seeds and repairs. A refusal by rate says in its ErrorInfo metadata when to come back
+(`retry_after_ms`). Calls that were refused take nothing from the bucket. `enter` and `leave` may run
+on any thread. With `serve --workers N` each process counts on its own.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from ecard.errors import ResourceExhausted
 from ecard_server.config import Settings
+from ecard_server.core.principals import ADMIN, Principal
 
 
 class _Account:
@@ -50,7 +54,7 @@ class Admission:
         self._total_max = total_in_flight or 1 << 62
         self._total = 0
         self._clock = clock
-        self._accounts: dict[Hashable, _Account] = {}
+        self._accounts: dict[Principal, _Account] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -63,8 +67,11 @@ class Admission:
         """Calls admitted and not yet left, in the process."""
         return self._total
 
-    def enter(self, principal: Hashable) -> None:
-        """Admits one call of `principal`, or raises ResourceExhausted without taking anything."""
+    def enter(self, principal: Principal, cost: int = 1) -> None:
+        """Admits one call of `principal` costing `cost` calls, or raises ResourceExhausted without taking
+        anything."""
+        if principal.kind == ADMIN:
+            return
         with self._lock:
             account = self._accounts.get(principal)
             if account is None:
@@ -80,17 +87,20 @@ class Admission:
                 if tokens > self._burst:
                     tokens = self._burst
                 account.stamp = now
-                if tokens < 1.0:
+                need = cost if cost < self._burst else self._burst
+                if tokens < need:
                     account.tokens = tokens
-                    wait_ms = max(1, int((1.0 - tokens) / rate * 1000) + 1)
+                    wait_ms = max(1, int((need - tokens) / rate * 1000) + 1)
                     raise ResourceExhausted("calls per second over this caller's limit", "RATE_LIMITED",
                                             {"retry_after_ms": str(wait_ms)})
-                account.tokens = tokens - 1.0
+                account.tokens = tokens - need
             account.in_flight += 1
             self._total += 1
 
-    def leave(self, principal: Hashable) -> None:
+    def leave(self, principal: Principal) -> None:
         """The end of a call that `enter` admitted."""
+        if principal.kind == ADMIN:
+            return
         with self._lock:
             self._accounts[principal].in_flight -= 1
             self._total -= 1

@@ -5,13 +5,14 @@ place to add a layer), and runs the result in the shape the method has:
 
     parsing         rpc.parsing     a request that does not parse answers INVALID_ARGUMENT
     authorization   rpc.auth        principal and role table (MethodAuthorization)
+    admission       rpc.admission   the limits: rate per principal, calls in flight (core.limits)
     metrics         rpc.metrics     requests and latency by method and code
     request log     rpc.request_log one line per call, its request id sent back as x-request-id
     error mapping   rpc.status      EcardError -> gRPC status with ErrorInfo
     crash logging   rpc.crashes     anything else: `rpc_crashed` logged, INTERNAL answered
     placement       rpc.placement   on the event loop or on the pool
 
-    registry = GuardedRegistry(server, authorizer, placement)
+    registry = GuardedRegistry(server, authorizer, placement, admission)
     verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, registry)  # instead of the server
 
 Every call is admitted on the event loop (authorization from memory, a stale directory read through
@@ -35,7 +36,9 @@ import grpc
 import grpc.aio
 
 from ecard.errors import EcardError
+from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
+from ecard_server.rpc.admission import limited
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
 from ecard_server.rpc.parsing import Undecodable, handler_like
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
@@ -64,12 +67,13 @@ class GuardedRegistry:
 
     def __init__(
         self, server: grpc.aio.Server, authorizer: Authorizer, placement: Placement,
-        request_log: RequestLog | None = None,
+        request_log: RequestLog | None = None, admission: Admission | None = None,
     ) -> None:
         self._server = server
         self._authorizer = authorizer
         self._placement = placement
         self._request_log = request_log or RequestLog(verify_ok_per_second=20)
+        self._admission = admission
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         """Ignored: the generated code registers the same handlers by name just after."""
@@ -106,7 +110,11 @@ class GuardedRegistry:
             counted(status_name, seconds)
             logged(status_name, seconds, outcome)
 
-        return Layers(admit=admit, admit_async=admit_async, finished=finished, failed=partial(crashes.as_error, method))
+        failed = partial(crashes.as_error, method)
+        layers = Layers(admit=admit, admit_async=admit_async, finished=finished, failed=failed)
+        if self._admission is None:
+            return layers
+        return Layers(*limited(self._admission, method, layers.admit, layers.admit_async, layers.finished), failed)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
