@@ -100,12 +100,12 @@ def settle_load(world: World, *, callers: int = 4, retry: RetryConfig | None = N
     return Load(world, settle, callers=callers, options=options), tokens
 
 
-def verify_load(world: World, *, callers: int = 4) -> Load:
+def verify_load(world: World, *, callers: int = 4, ttl_seconds: int = 300) -> Load:
     """Counters verifying fresh tokens (Verify is never retried: it consumes the token)."""
 
     def verify(pos: PharmacyClient, n: int, k: int) -> Answer:
         card = (n + k) % len(world.ecard_ids)
-        token = world.mint(card, ttl_seconds=300)
+        token = world.mint(card, ttl_seconds=ttl_seconds)
         try:
             answer = pos.verify(token, purpose=t.PURPOSE_IDENTITY)
         except EcardError as exc:

@@ -89,7 +89,8 @@ class Deployment:
 
             namespace = settings.redis_namespace
             try:
-                nonces = RedisNonceStore.from_url(redis_url, namespace=namespace)
+                horizon = settings.max_token_lifetime_s + 2 * settings.clock_skew_s + 1
+                nonces = RedisNonceStore.from_url(redis_url, namespace=namespace, horizon_s=horizon)
                 bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
                 records = RedisVerificationRecords(redis_url, settings.verification_window_s, namespace)
             except ValueError:

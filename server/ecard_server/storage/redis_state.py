@@ -2,6 +2,10 @@
 
 - RedisNonceStore: a token's nonce is consumed with `SET key 1 NX EXAT expiry`, so it is consumed
   once across every process; any Redis error is Unavailable (Verify fails closed, never accepts).
+  A Redis that restarts without persistence forgets every consumed nonce: a key `<ns>:nonces-since`
+  says since when this Redis remembers them (0: since it first served this deployment). When it is
+  gone, the first consumption to see it says "since now", and until every token live before that
+  could have expired (max lifetime + twice the skew) tokens are refused as possibly used (REPLAYED).
 - RedisChangeBus: change notices travel on a pub/sub channel to every process's caches. Pub/sub
   forgets what a disconnected subscriber missed, so on every (re)connect the caches are dropped
   whole, and while disconnected they are dropped again and again: never older than a fraction of
@@ -74,32 +78,66 @@ def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE")
 
 
+# KEYS: the nonce, the since-key. ARGV: expiry, horizon, now. 1: fresh; 0: used, or live before what
+# this Redis remembers; 2: as 0, and the loss of memory was seen just now.
+_CONSUME = """
+local since = redis.call('GET', KEYS[2])
+local lost = 0
+if not since then
+  since = ARGV[3]
+  redis.call('SET', KEYS[2], since)
+  lost = 2
+end
+if tonumber(ARGV[1]) <= tonumber(since) + tonumber(ARGV[2]) then return lost end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[1]) then return 1 end
+return 0
+"""
+
+
 class RedisNonceStore:
     """Consumed nonces in Redis, each kept until its token could no longer pass the time checks.
 
     Threads use one blocking client; the server's event loop uses an asyncio client of the same URL
-    (`consume_async`), made on the loop that first needs it and closed by `aclose`.
+    (`consume_async`), made on the loop that first needs it and closed by `aclose`. `horizon_s`: how
+    long after its expiry (as given to consume) a token consumed before a loss of Redis's memory could
+    still be live: the server's max token lifetime plus twice its clock skew.
     """
 
     local = False  # every consumption is a round trip to Redis
 
-    def __init__(self, client: redis.Redis, namespace: str = "ecard", *, url: str | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str = "ecard", *, url: str | None = None, horizon_s: int = 361
+    ) -> None:
         self._client = client
         self._prefix = f"{namespace}:nonce:".encode()
+        self._since_key = f"{namespace}:nonces-since".encode()
+        self._horizon = horizon_s
         self._url = url
         self._async_client: redis.asyncio.Redis | None = None
+        self._async_script: Any = None
+        self._script = client.register_script(_CONSUME)
+        try:  # a Redis that first serves this deployment has remembered every consumption (none yet)
+            client.set(self._since_key, b"0", nx=True)
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "ecard") -> RedisNonceStore:
-        return cls(connect(url), namespace, url=url)
+    def from_url(cls, url: str, *, namespace: str = "ecard", horizon_s: int = 361) -> RedisNonceStore:
+        return cls(connect(url), namespace, url=url, horizon_s=horizon_s)
 
-    def _set(self, client: Any, key: bytes, expires_at: float) -> Any:
-        """SET key 1 NX EXAT expiry on `client` (blocking, asyncio or a pipeline): its answer or awaitable."""
-        return client.set(self._prefix + key, b"1", nx=True, exat=max(1, math.ceil(expires_at)))
+    def _set(self, script: Any, key: bytes, expires_at: float, client: Any = None) -> Any:
+        """The consume script on `client` (blocking, asyncio or a pipeline): its answer or awaitable."""
+        args = (max(1, math.ceil(expires_at)), self._horizon, int(time.time()))
+        return script(keys=(self._prefix + key, self._since_key), args=args, client=client)
+
+    def _fresh(self, answer: Any) -> bool:
+        if answer == 2:
+            log.warning(json.dumps({"event": "nonce_memory_lost", "refusing_for_s": self._horizon}))
+        return answer == 1
 
     def consume(self, key: bytes, expires_at: float) -> bool:
         try:
-            return bool(self._set(self._client, key, expires_at))
+            return self._fresh(self._set(self._script, key, expires_at))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -109,11 +147,13 @@ class RedisNonceStore:
             if self._url is None:
                 raise TypeError("the asyncio calls need a store made by RedisNonceStore.from_url")
             client = self._async_client = connect_async(self._url)
+            self._async_script = client.register_script(_CONSUME)
         return client
 
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
         try:
-            return bool(await self._set(self._aclient(), key, expires_at))
+            self._aclient()
+            return self._fresh(await self._set(self._async_script, key, expires_at))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -138,8 +178,8 @@ class RedisNonceStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for key, expires_at in items:
-                self._set(pipe, key, expires_at)
-            return [bool(answer) for answer in pipe.execute()]
+                self._set(self._script, key, expires_at, pipe)
+            return [self._fresh(answer) for answer in pipe.execute()]
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
