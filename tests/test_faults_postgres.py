@@ -61,7 +61,7 @@ def test_postgres_restart_during_settlements_loses_nothing_and_heals() -> None:
             with world.admin() as admin:
                 for card, (card_no, _, _) in enumerate(world.cards):
                     expected = BALANCE_FEN - PRICE_FEN * by_card[card]
-                    assert store.ledger_total(card_no) == expected  # no double debit
+                    assert store.ledger.ledger_total(card_no) == expected  # no double debit
                     assert admin.get_ecard(world.ecard_ids[card]).personal_account_balance_fen == expected
         finally:
             store.close()
