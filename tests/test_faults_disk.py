@@ -60,7 +60,8 @@ def _consistent(db: str, world: World, settled: int) -> None:
         assert int(count[0][0]) == settled
         card_no = world.cards[0][0]
         card = store.get_card(card_no=card_no)
-        assert card is not None and card.balance_fen == store.ledger.ledger_total(card_no) == BALANCE_FEN - PRICE_FEN * settled
+        assert card is not None
+        assert card.balance_fen == store.ledger.ledger_total(card_no) == BALANCE_FEN - PRICE_FEN * settled
     finally:
         store.close()
 

@@ -79,6 +79,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.UpsertMerchant":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.ListAuditEvents":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Health.Check":            (OK, OK, OK, OK, OK, OK, OK, OK),
     "Reflection.ServerReflectionInfo": (OK, OK, OK, OK, OK, OK, OK, OK),
 }
@@ -233,6 +234,8 @@ CALLS: dict[str, Call] = {
     "Admin.EnrollCards": _enroll,
     "Admin.CreditAccount": _unary(A, "CreditAccount", lambda s, side: admin_pb2.CreditRequest(
         card_no=s.ecard(side)[0], amount_fen=100, idempotency_key=uuid.uuid4().hex)),
+    "Admin.ListAuditEvents": _unary(A, "ListAuditEvents", lambda s, side: admin_pb2.ListAuditEventsRequest(
+        actor=f"merchant:{s.side(side).merchant_id}", page_size=10)),
     "Health.Check": _unary(health_pb2_grpc.HealthStub, "Check", lambda s, side: health_pb2.HealthCheckRequest(
         service="" if side == "own" else "ecard.v1.Verifier")),
     "Reflection.ServerReflectionInfo": _reflect,

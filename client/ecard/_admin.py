@@ -188,6 +188,21 @@ class AdminClient(_Client):
         request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
         return self._call(self._admin.CreditAccount, request)
 
+    def audit_events(self, *, kind: str = "", actor: str = "", subject: str = "", since: int | None = None,
+                     until: int | None = None, page_size: int = 1000) -> Iterator[admin_pb2.AuditEvent]:
+        """The audit trail, oldest first, filtered (times in unix seconds), read page by page."""
+        request = admin_pb2.ListAuditEventsRequest(kind=kind, actor=actor, subject=subject, page_size=page_size)
+        if since is not None:
+            request.since.CopyFrom(Timestamp(seconds=since))
+        if until is not None:
+            request.until.CopyFrom(Timestamp(seconds=until))
+        while True:
+            page = self._call(self._admin.ListAuditEvents, request)
+            yield from page.events
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     def reinstate(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.Reinstate, card_ref(**ref))
 

@@ -75,6 +75,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.CreditRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/ecard.v1.Admin/ListAuditEvents',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -131,6 +136,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """The insert-only audit trail, oldest first: who did what, to which e-card, when, with what outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +185,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CreditAccount,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.CreditRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -391,6 +408,33 @@ class Admin:
             '/ecard.v1.Admin/CreditAccount',
             ecard_dot_v1_dot_admin__pb2.CreditRequest.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/ListAuditEvents',
+            ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

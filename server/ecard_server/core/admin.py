@@ -12,11 +12,13 @@ from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core import audit, events, validation
+from ecard_server.core.audit import AuditQuery, StoredAuditEvent
 from ecard_server.core.events import ChangeBus
 from ecard_server.core.identity import IdentityHasher
 from ecard_server.core.model import MERCHANT_KINDS, Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.core.stores import AdminStore, Ledger
 
+DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
 _ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
 _KINDS = tuple(MERCHANT_KINDS.values())
@@ -136,6 +138,20 @@ class AdminService:
             raise NotFound(f"no key {kid} for issuer {issuer_id}", "UNKNOWN_KEY")
         self._bus.publish(events.KEY, issuer_id)  # every replica's key cache reloads
         return key
+
+    def audit_events(self, query: AuditQuery, page_token: str) -> tuple[list[StoredAuditEvent], str]:
+        """A page of the audit trail and the token of the next one ("" on the last page)."""
+        if not 0 <= query.limit <= MAX_AUDIT_PAGE:
+            raise InvalidArgument(f"page_size must be between 0 and {MAX_AUDIT_PAGE}", "INVALID_PAGE_SIZE")
+        if page_token and not (page_token.isdigit() and len(page_token) <= 18):
+            raise InvalidArgument("page_token is not one this server gave", "INVALID_PAGE_TOKEN")
+        for value, name in ((query.kind, "kind"), (query.actor, "actor"), (query.subject, "subject")):
+            validation.text(value, name, required=False, max_len=200)
+        query = query._replace(limit=query.limit or DEFAULT_AUDIT_PAGE, after_id=int(page_token or 0))
+        events = self._store.audit_page(query._replace(limit=query.limit + 1))
+        more = len(events) > query.limit
+        events = events[: query.limit]
+        return events, str(events[-1].event_id) if more else ""
 
     def list_keys(self, issuer_id: str) -> list[IssuerKey]:
         return self._store.list_keys(issuer_id or None)

@@ -65,6 +65,31 @@ def key_changed(at: int, kind: str, actor: str, issuer_id: str, kid: str, detail
     return AuditEvent(at, kind, actor, f"{issuer_id}/{kid}", detail)
 
 
+def merchant_changed(at: int, merchant_id: str, kind: int, designated: bool) -> AuditEvent:
+    return AuditEvent(at, "MERCHANT_CHANGED", "admin", merchant_id, f"kind={kind} designated={designated}")
+
+
+class AuditQuery(NamedTuple):
+    """Filters of a read of the audit trail (empty or None: any), and where a page starts."""
+
+    kind: str = ""
+    actor: str = ""
+    subject: str = ""
+    since: int | None = None  # at >= since
+    until: int | None = None  # at < until
+    after_id: int = 0  # events with a larger event_id
+    limit: int = 100
+
+
+class StoredAuditEvent(NamedTuple):
+    event_id: int
+    at: int
+    kind: str
+    actor: str
+    subject: str
+    detail: str
+
+
 class AuditTrail:
     """The queue of Verify records, written in batches by one thread."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
 
 if TYPE_CHECKING:
-    from ecard_server.core.audit import AuditEvent
+    from ecard_server.core.audit import AuditEvent, AuditQuery, StoredAuditEvent
     from ecard_server.core.settlement import Draft, RefundDraft, SettlementRecord
 
 
@@ -56,6 +56,10 @@ class AdminStore(ReadStore, Protocol):
 
     def get_key(self, issuer_id: str, kid: str) -> IssuerKey | None: ...
     def upsert_merchant(self, m: Merchant, now: int) -> Merchant: ...
+    def audit_page(self, query: AuditQuery) -> list[StoredAuditEvent]:
+        """The audit events `query` selects, oldest first (after `query.after_id`, at most `query.limit`)."""
+        ...
+
     def enroll(self, rows: Sequence[EnrollRow], now: int) -> tuple[int, int]:
         """Enrolls new cards, updates known ones (never a balance); returns (enrolled, updated)."""
         ...

@@ -10,9 +10,10 @@ import grpc.aio
 from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
+from ecard_server.core.audit import AuditQuery
 from ecard_server.core.model import IssuerKey
 from ecard_server.rpc.auth import current_principal, scoped_id
-from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds
+from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
 
 
 def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_pb2.PhysicalCard]:
@@ -86,3 +87,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))
+
+    def ListAuditEvents(
+        self, request: admin_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListAuditEventsResponse:
+        query = AuditQuery(kind=request.kind, actor=request.actor, subject=request.subject,
+                           since=seconds(request, "since"), until=seconds(request, "until"), limit=request.page_size)
+        events, next_token = self._admin.audit_events(query, request.page_token)
+        return admin_pb2.ListAuditEventsResponse(
+            events=[admin_pb2.AuditEvent(event_id=e.event_id, at=timestamp(e.at), kind=e.kind, actor=e.actor,
+                                         subject=e.subject, detail=e.detail) for e in events],
+            next_page_token=next_token,
+        )

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ecard.errors import AlreadyExists, Unavailable
 from ecard_server.core import audit
-from ecard_server.core.audit import AuditEvent
+from ecard_server.core.audit import AuditEvent, AuditQuery, StoredAuditEvent
 from ecard_server.core.model import ACTIVE, Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.migrations import MIGRATIONS
@@ -197,6 +197,7 @@ class SqlStore:
                 "designated = excluded.designated, updated_at = excluded.updated_at",
                 (m.merchant_id, m.display_name, m.kind, m.region, m.designated, now),
             )
+            write_audit(cur, audit.merchant_changed(now, m.merchant_id, m.kind, m.designated))
         return m
 
     def list_merchants(self) -> list[Merchant]:
@@ -309,6 +310,26 @@ class SqlStore:
         if events:
             with self.transaction() as cur:
                 write_audit(cur, *events)
+
+    def audit_page(self, query: AuditQuery) -> list[StoredAuditEvent]:
+        """Events matching `query`, oldest first, from after `query.after_id`, at most `query.limit`."""
+        where: list[str] = ["event_id > ?"]
+        params: list[Any] = [query.after_id]
+        for column, value in (("kind", query.kind), ("actor", query.actor), ("subject", query.subject)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            params.append(query.until)
+        rows = self.rows(
+            f"SELECT event_id, at, kind, actor, subject, detail FROM audit WHERE {' AND '.join(where)} "
+            f"ORDER BY event_id LIMIT {int(query.limit)}", params,
+        )
+        return [StoredAuditEvent(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def audit_events(self, kind: str | None = None) -> list[tuple[Any, ...]]:
         if kind is None:
