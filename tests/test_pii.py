@@ -100,8 +100,41 @@ def test_the_audit_trail_holds_who_what_and_no_personal_data(day: Day) -> None:
     assert _found(day.secrets, repr(rows).encode("utf-8")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cards.holder_name is stored in clear; fix pending (keyed hash + mask)")
 def test_the_database_files_hold_no_identity_number_or_full_name(day: Day) -> None:
     files = sorted(day.folder.glob("ecard.db*"))
     assert files
     assert {f.name: _found(day.secrets, f.read_bytes()) for f in files} == {f.name: [] for f in files}
+
+
+def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path: Path) -> None:
+    """A row of an older version (full name, hash of the identity number alone) is sealed when the
+    server starts, and still issues with the right name and number, and only with them."""
+    from ecard_server.app import Deployment
+    from ecard_server.config import Settings
+    from ecard_server.core.admin import EnrollInput
+    from ecard_server.core.identity import IdentityHasher
+    from ecard_server.core.principals import CHANNEL, Principal
+
+    db = f"sqlite:///{tmp_path}/old.db"
+    no, name, idn = fake_holder(7, "old")
+    deployment = Deployment.open(Settings(), db)
+    try:
+        deployment.admin.upsert_issuer("bank", "Bank")
+        deployment.admin.enroll_cards([EnrollInput(no, name, idn, "330200", 0)])
+        legacy = IdentityHasher(deployment.store.secret()).hash(idn)
+        with deployment.store.transaction() as cur:  # as an older version wrote it
+            cur.execute("UPDATE cards SET holder_name = ?, id_hash = ?, holder_sealed = FALSE WHERE card_no = ?",
+                        (name, legacy, no))
+    finally:
+        deployment.close()
+    deployment = Deployment.open(Settings(), db)
+    try:
+        card = deployment.store.get_card(card_no=no)
+        assert card is not None and card.holder_name == name[0] + "*" * (len(name) - 1) and card.id_hash != legacy
+        bank = Principal(CHANNEL, "bank")
+        with pytest.raises(FailedPrecondition) as wrong:
+            deployment.cards.issue_ecard(bank, no, name[:-1] + "X", idn, t.ASSURANCE_FACE)
+        assert wrong.value.reason == "IDENTITY_MISMATCH"
+        assert deployment.cards.issue_ecard(bank, no, name, idn, t.ASSURANCE_FACE).ecard_id
+    finally:
+        deployment.close()

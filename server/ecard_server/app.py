@@ -36,7 +36,7 @@ from ecard_server.core.caches import CardCache, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
 from ecard_server.core.events import ChangeBus, LocalChangeBus
 from ecard_server.core.handles import VerificationHandles
-from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.limits import Admission
 from ecard_server.core.nonces import MemoryNonceStore, NonceStore
 from ecard_server.core.settlement import SettlementPolicy, SettlementService
@@ -108,6 +108,7 @@ class Deployment:
     ) -> Deployment:
         secret = store.secret()
         hasher = IdentityHasher(secret)
+        store.seal_holders(lambda name, id_hash: (mask_name(name), hasher.seal(id_hash, name)))  # older rows
         keys, merchants = KeyRegistry(store), MerchantDirectory(store)
         card_cache = CardCache(store, settings.card_cache_size)
         for listener in (keys.on_change, merchants.on_change, card_cache.on_change):

@@ -14,7 +14,7 @@ from ecard_server.config import Settings
 from ecard_server.core import audit, events, validation
 from ecard_server.core.audit import AuditQuery, StoredAuditEvent
 from ecard_server.core.events import ChangeBus
-from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.model import MERCHANT_KINDS, Card, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.core.stores import AdminStore, Ledger
 
@@ -175,10 +175,11 @@ class AdminService:
         validation.id_number(row.id_number)
         if row.personal_account_balance_fen < 0:
             raise InvalidArgument("personal_account_balance_fen must not be negative", "NEGATIVE_AMOUNT")
-        return EnrollRow(
+        name = validation.text(row.holder_name, "holder_name")
+        return EnrollRow(  # the masked name and a hash binding it to the identity number, never either in clear
             row.card_no,
-            validation.text(row.holder_name, "holder_name"),
-            self._hasher.hash(row.id_number),
+            mask_name(name),
+            self._hasher.holder_hash(row.id_number, name),
             validation.text(row.region, "region", required=False),
             row.personal_account_balance_fen,
         )

@@ -40,7 +40,7 @@ class CardService:
         card = self._store.get_card(card_no=card_no)
         if card is None:
             raise FailedPrecondition("no enrolled card with this number", "CARD_NOT_ENROLLED")
-        if card.holder_name != holder_name.strip() or not self._hasher.matches(id_number, card.id_hash):
+        if not self._hasher.matches_holder(id_number, holder_name, card.id_hash):
             raise FailedPrecondition("holder details do not match the enrolled card", "IDENTITY_MISMATCH")
         if card.status != ACTIVE:
             raise FailedPrecondition("the physical card is not active", NOT_ACTIVE_REASON[card.status])

@@ -21,24 +21,45 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
     return hmac.new(secret, b"ecard/v1/" + purpose.encode(), hashlib.sha256).digest()
 
 
-class IdentityHasher:
-    """HMAC-SHA256 of a normalised identity number with a server secret: comparable, not reversible.
+class _KeyedHash:
+    """HMAC-SHA256 with one key, its two keyed SHA-256 states made once and copied per hash (a bulk
+    enrollment hashes millions of rows; `hmac.new` sets the key up again each time)."""
 
-    The two keyed SHA-256 states are made once and copied per hash (a bulk enrollment hashes millions
-    of numbers; `hmac.new` sets the key up again each time, which costs more than the hashing)."""
-
-    def __init__(self, secret: bytes) -> None:
-        self._key = derive_key(secret, "identity")
-        block = self._key.ljust(64, b"\x00")  # a 32-byte key is used as is, padded to SHA-256's block
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\x00")  # a 32-byte key is used as is, padded to SHA-256's block
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
-    def hash(self, id_number: str) -> bytes:
+    def __call__(self, data: bytes) -> bytes:
         inner = self._inner.copy()
-        inner.update(id_number.strip().upper().encode("utf-8"))
+        inner.update(data)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
+
+class IdentityHasher:
+    """Keyed hashes of who a holder is, with the server secret: comparable, not reversible.
+
+    `hash`: of a normalised identity number. `seal`: binds the holder's name to that hash; a card
+    stores the sealed hash and the masked name only, so neither the number nor the full name is
+    kept, and issuing checks both at once (a mismatch never says which)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._identity = _KeyedHash(derive_key(secret, "identity"))
+        self._holder = _KeyedHash(derive_key(secret, "holder"))
+
+    def hash(self, id_number: str) -> bytes:
+        return self._identity(id_number.strip().upper().encode("utf-8"))
+
+    def seal(self, id_hash: bytes, holder_name: str) -> bytes:
+        return self._holder(id_hash + holder_name.strip().encode("utf-8"))
+
+    def holder_hash(self, id_number: str, holder_name: str) -> bytes:
+        return self.seal(self.hash(id_number), holder_name)
+
     def matches(self, id_number: str, stored: bytes) -> bool:
         return hmac.compare_digest(self.hash(id_number), stored)
+
+    def matches_holder(self, id_number: str, holder_name: str, stored: bytes) -> bool:
+        return hmac.compare_digest(self.holder_hash(id_number, holder_name), stored)

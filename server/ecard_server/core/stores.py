@@ -14,7 +14,7 @@ so no domain rule is written in SQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
@@ -90,5 +90,10 @@ class Store(CardStore, AdminStore, Protocol):
     def local(self) -> bool: ...
 
     def secret(self) -> bytes: ...
+    def seal_holders(self, seal: Callable[[str, bytes], tuple[str, bytes]]) -> int:
+        """Rows kept with a full name from before holders were sealed get `seal(name, id_hash)`'s masked
+        name and sealed hash instead; returns how many."""
+        ...
+
     def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
     def close(self) -> None: ...

@@ -186,4 +186,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX refunds_by_settlement ON refunds (settlement_id, refund_no)",
         ],
     ),
+    (
+        5,
+        [
+            # Cards keep the holder's masked name and a hash sealing the full name to the identity
+            # number's hash; rows enrolled before are sealed on the next start (Store.seal_holders).
+            "ALTER TABLE cards ADD COLUMN holder_sealed BOOLEAN NOT NULL DEFAULT FALSE",
+        ],
+    ),
 ]

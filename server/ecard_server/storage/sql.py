@@ -228,10 +228,10 @@ class SqlStore:
             if fresh:
                 insert_rows(
                     cur,
-                    "INSERT INTO cards (card_no, holder_name, id_hash, region, status, balance_fen, enrolled_at) "
-                    "VALUES ",
-                    "(?, ?, ?, ?, ?, ?, ?)",
-                    [(r.card_no, r.holder_name, r.id_hash, r.region, ACTIVE, r.opening_balance_fen, now)
+                    "INSERT INTO cards (card_no, holder_name, id_hash, region, status, balance_fen, enrolled_at, "
+                    "holder_sealed) VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.card_no, r.holder_name, r.id_hash, r.region, ACTIVE, r.opening_balance_fen, now, True)
                      for r in fresh],
                 )
                 opening = [r for r in fresh if r.opening_balance_fen]
@@ -244,7 +244,7 @@ class SqlStore:
                     )
             if known:
                 cur.executemany(
-                    "UPDATE cards SET holder_name = ?, id_hash = ?, region = ? WHERE card_no = ?",
+                    "UPDATE cards SET holder_name = ?, id_hash = ?, region = ?, holder_sealed = TRUE WHERE card_no = ?",
                     [(latest[n].holder_name, latest[n].id_hash, latest[n].region, n) for n in numbers if n in known],
                 )
         return len(fresh), len(known)
@@ -303,6 +303,22 @@ class SqlStore:
                 raise LookupError(card_no)
             write_audit(cur, audit.card_status(now, actor, card.ecard_id or "", status))
             return card
+
+    def seal_holders(self, seal: Callable[[str, bytes], tuple[str, bytes]], chunk: int = 10_000) -> int:
+        """Rows enrolled before holders were sealed: `seal(holder_name, id_hash)` gives the masked name
+        and sealed hash they keep instead. Returns how many were sealed."""
+        sealed = 0
+        while True:
+            with self.transaction() as cur:
+                cur.execute(f"SELECT card_no, holder_name, id_hash FROM cards WHERE NOT holder_sealed LIMIT {chunk}")
+                rows = cur.fetchall()
+                if not rows:
+                    return sealed
+                cur.executemany(
+                    "UPDATE cards SET holder_name = ?, id_hash = ?, holder_sealed = TRUE WHERE card_no = ?",
+                    [(*seal(name, bytes(id_hash)), card_no) for card_no, name, id_hash in rows],
+                )
+            sealed += len(rows)
 
     # -- audit ------------------------------------------------------------------------------------
     def append_audit(self, events: Sequence[AuditEvent]) -> None:
