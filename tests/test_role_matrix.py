@@ -73,9 +73,11 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Cards.Reinstate":         (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Cards.Cancel":            (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertIssuer":      (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
-    "Admin.RegisterIssuerKey": (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
-    "Admin.RevokeIssuerKey":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
-    "Admin.ListIssuerKeys":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    # A channel manages its own issuer keys, and only those.
+    "Admin.RegisterIssuerKey": (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Admin.RotateIssuerKey":   (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Admin.RevokeIssuerKey":   (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Admin.ListIssuerKeys":    (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertMerchant":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
@@ -227,6 +229,9 @@ CALLS: dict[str, Call] = {
         issuer_id=s.side(side).issuer_id, display_name="renamed")),
     "Admin.RegisterIssuerKey": _unary(A, "RegisterIssuerKey", _key),
     "Admin.RevokeIssuerKey": _unary(A, "RevokeIssuerKey", _registered_key),
+    "Admin.RotateIssuerKey": _unary(A, "RotateIssuerKey", lambda s, side: admin_pb2.RotateIssuerKeyRequest(
+        issuer_id=s.side(side).issuer_id, retiring_kid=_registered_key(s, side).kid, new_key=_key(s, side),
+        overlap_seconds=60)),
     "Admin.ListIssuerKeys": _unary(A, "ListIssuerKeys", lambda s, side: admin_pb2.ListIssuerKeysRequest(
         issuer_id=s.side(side).issuer_id)),
     "Admin.UpsertMerchant": _unary(A, "UpsertMerchant", lambda s, side: admin_pb2.Merchant(
