@@ -106,10 +106,9 @@ def test_full_disk_is_unavailable_writes_nothing_and_heals() -> None:
             with world.pharmacy() as pos:
                 assert _settle(pos, world, "before") == "OK"
                 filler = os.path.join(folder, "filler")
-                with open(filler, "wb") as out, contextlib.suppress(OSError):
-                    while True:
+                with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
+                    while True:  # until ENOSPC
                         out.write(b"\0" * 65536)
-                        out.flush()
                 refused = [_settle(pos, world, f"full-{n}") for n in range(5)]
                 print(f"\nfull disk: settles answered {sorted(set(refused))}")
                 os.remove(filler)
