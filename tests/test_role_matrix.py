@@ -55,6 +55,7 @@ ANON = ("UNAUTHENTICATED", "BAD_PRINCIPAL")  # a valid certificate that names no
 MISMATCH = ("PERMISSION_DENIED", "PRINCIPAL_MISMATCH")  # the request names another merchant
 NOT_YOURS = ("PERMISSION_DENIED", "SETTLEMENT_NOT_YOURS")
 NOT_BOUND = ("PERMISSION_DENIED", "CHANNEL_NOT_BOUND")
+NOT_SEEN = ("NOT_FOUND", "VERIFICATION_NOT_FOUND")  # another merchant's request_id is not found for this one
 
 PRINCIPALS = ("admin", "channel", "merchant", "none")
 # rpc:             admin own/other    channel own/other   merchant own/other   none own/other
@@ -62,6 +63,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Verifier.Verify":         (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Verifier.VerifyStream":   (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Verifier.VerifyBatch":    (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Verifier.GetVerification": (ROLE, ROLE, ROLE, ROLE, OK, NOT_SEEN, ANON, ANON),
     "Settlement.Settle":       (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Settlement.Refund":       (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
     "Settlement.GetSettlement": (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
@@ -147,6 +149,13 @@ class Scene:
         return verifier_pb2.VerifyRequest(token=token, merchant_id=self.side(which).merchant_id,
                                           purpose=t.PURPOSE_IDENTITY)
 
+    def verified(self, which: str) -> str:
+        """The request_id of a Verify the side's merchant made."""
+        request_id = uuid.uuid4().hex
+        self.side(which).pos.verify(self.side("own").signer.mint(self.ecard("own")[1]), purpose=t.PURPOSE_IDENTITY,
+                                    request_id=request_id)
+        return request_id
+
     def settlement(self, which: str) -> str:
         """A fresh settlement made by the side's merchant."""
         side = self.side(which)
@@ -212,6 +221,8 @@ CALLS: dict[str, Call] = {
     "Verifier.VerifyStream": _verify_stream,
     "Verifier.VerifyBatch": _unary(V, "VerifyBatch", lambda s, side: verifier_pb2.VerifyBatchRequest(
         requests=[s.verify_request(side)])),
+    "Verifier.GetVerification": _unary(V, "GetVerification", lambda s, side: verifier_pb2.GetVerificationRequest(
+        request_id=s.verified(side))),
     "Settlement.Settle": _unary(S, "Settle", lambda s, side: settlement_pb2.SettleRequest(
         merchant_id=s.side(side).merchant_id, idempotency_key=uuid.uuid4().hex,
         token=s.side("own").signer.mint(s.ecard("own")[1]),
