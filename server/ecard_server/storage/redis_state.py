@@ -132,7 +132,7 @@ class RedisNonceStore:
 
     def _fresh(self, answer: Any) -> bool:
         if answer == 2:
-            log.warning(json.dumps({"event": "nonce_memory_lost", "refusing_for_s": self._horizon}))
+            event(log, "nonce_memory_lost", level=logging.WARNING, refusing_for_s=self._horizon)
         return answer == 1
 
     def consume(self, key: bytes, expires_at: float) -> bool:
