@@ -2,7 +2,7 @@
 
 Each replica is a real `ecard serve` in its own namespace (loadtest.cluster), speaking mTLS on
 10.231.N.x; the SDK in this process balances over them. These tests need root to make namespaces:
-without it they FAIL (NetworkError), they do not skip.
+without it they FAIL (loadtest.netns.NetworkError), they do not skip.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,6 +73,19 @@ def test_postgresql_is_relayed_when_its_own_socket_is_unusable(pg_url: str, redi
                                options_for=cluster.options, log=lambda line: None)
         with counter(cluster, seed) as pos:
             assert pos.verify(fresh(seed, 0), purpose=t.PURPOSE_IDENTITY).verdict == t.VERDICT_ACCEPTED
+
+
+def test_everything_is_torn_down_even_when_the_body_fails(pg_url: str, redis_url: str) -> None:
+    cluster = Cluster(1, db=pg_url)
+    with pytest.raises(RuntimeError, match="boom"), cluster:
+        assert cluster.network.namespaces[0] in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                               text=True, check=True).stdout
+        raise RuntimeError("boom")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert cluster.network.bridge not in links and not any(ns in spaces for ns in cluster.network.namespaces)
+    assert cluster.replicas[0].process is not None and cluster.replicas[0].process.poll() is not None
+    assert not cluster.folder.exists()
 
 
 def test_replicas_have_their_own_addresses_and_refuse_plaintext(seeded: tuple[Cluster, Seed]) -> None:
