@@ -7,7 +7,7 @@ random bytes>`, value "1", EXAT the token's expiry) under a namespace of its own
 MEMORY USAGE of a sample of keys (what one key costs, its allocation included) and the growth of
 `used_memory` (which adds the keyspace's hash table and the expiry table; on a shared Redis other
 clients move it too, so the figure is given beside the per-key one, not instead of it). Deletes its
-keys afterwards.
+keys (every key of its namespace) afterwards.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def measure(url: str, count: int) -> dict[str, float | int]:
         usage = [int(client.memory_usage(key, samples=0) or 0) for key in sample]
         key_bytes = statistics.fmean(len(key) for key in sample)
     finally:
-        keys = list(client.scan_iter(match=f"{namespace}:nonce:*", count=5000))
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=5000))  # the nonces and the store's marker
         for start in range(0, len(keys), 5000):
             client.delete(*keys[start:start + 5000])
         client.close()
