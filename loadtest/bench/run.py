@@ -258,8 +258,9 @@ async def run_phases(target: str, world: World, tokens: Iterator[str], scale: Sc
         await load.pick(load.health, i).Check(health_request, timeout=10)
         return 0
 
-    async def verify_call(i: int) -> int:
-        answer = await load.pick(load.verifiers, i).Verify(request(next(tokens)), metadata=load.metadata, timeout=10)
+    async def verify_call(i: int) -> int:  # with a request_id, as the SDK sends every Verify
+        answer = await load.pick(load.verifiers, i).Verify(request(next(tokens), request_id=f"b{i}"),
+                                                           metadata=load.metadata, timeout=10)
         return int(answer.reason != t.REASON_OK)
 
     try:

@@ -90,7 +90,8 @@ async def measure(target: str, world: World, tokens: list[str], pid: int, second
         return 0
 
     async def verify_call(i: int) -> int:
-        request = verifier_pb2.VerifyRequest(token=next(supply), purpose=t.PURPOSE_IDENTITY)
+        request = verifier_pb2.VerifyRequest(token=next(supply), purpose=t.PURPOSE_IDENTITY,
+                                             request_id=f"b{i}")  # as the SDK sends every Verify
         answer = await verifier[i % 2].Verify(request, metadata=metadata, timeout=10)
         return int(answer.reason != t.REASON_OK)
 
