@@ -33,24 +33,27 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 class Readiness:
     """Probes each dependency every `interval` seconds (each probe bounded by `timeout`) and sets the
-    health status of every name in `names` when the answer changes."""
+    health status of every name in `names` when the answer changes. A dependency is down after
+    `misses` probes in a row failed (one slow answer on a loaded host does not pull a replica out of
+    rotation), and up again at its first answer."""
 
     def __init__(
         self, health_servicer: health.aio.HealthServicer, names: Sequence[str], probes: dict[str, Probe], *,
-        interval: float = 0.5, timeout: float = 1.5,
+        interval: float = 0.5, timeout: float = 1.5, misses: int = 2,
     ) -> None:
         self._health = health_servicer
         self._names = ["", *names]
         self._probes = probes
         self._interval = interval
         self._timeout = timeout
+        self._misses = misses
+        self._missed: dict[str, int] = dict.fromkeys(probes, 0)  # failed probes in a row
         self._pending: dict[str, asyncio.Task[object]] = {}  # a probe still running is not started twice
         self._task: asyncio.Task[None] | None = None
         self.down: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, deployment: Any, health_servicer: health.aio.HealthServicer, names: Sequence[str],
-           **timing: float) -> Readiness:
+    def of(cls, deployment: Any, health_servicer: health.aio.HealthServicer, names: Sequence[str]) -> Readiness:
         """The probes of a deployment: its store unless it is a local file, Redis when there is one."""
         probes: dict[str, Probe] = {}
         store = deployment.store
@@ -59,7 +62,7 @@ class Readiness:
         ping = getattr(deployment.nonces, "ping_async", None)
         if ping is not None:
             probes["redis"] = ping
-        return cls(health_servicer, names, probes, **timing)
+        return cls(health_servicer, names, probes)
 
     async def _answers(self, name: str) -> bool:
         task = self._pending.get(name)
@@ -76,10 +79,12 @@ class Readiness:
         return True
 
     async def check(self) -> frozenset[str]:
-        """Probes every dependency once; sets the health status if what is down changed. Returns it."""
+        """Probes every dependency once; sets the health status if what is down changed. Returns what is down."""
         names = list(self._probes)
         answers = await asyncio.gather(*(self._answers(name) for name in names))
-        down = frozenset(name for name, ok in zip(names, answers, strict=True) if not ok)
+        for name, ok in zip(names, answers, strict=True):
+            self._missed[name] = 0 if ok else self._missed[name] + 1
+        down = frozenset(name for name in names if self._missed[name] >= self._misses)
         if down != self.down:
             self.down = down
             status = NOT_SERVING if down else SERVING
