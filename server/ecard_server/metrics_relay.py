@@ -111,6 +111,17 @@ class _WorkersCollector(Collector):
         yield reporting
 
 
+def check_bindable(address: str) -> None:
+    """Raises ValueError (one line) when `address` (HOST:PORT) cannot be listened on now."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server will
+            probe.bind((host or "127.0.0.1", int(port)))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot serve metrics on {address}: {exc}") from None
+
+
 def serve_aggregated(address: str, links: WorkerLinks) -> None:
     """Serves the workers' summed metrics on `address` (HOST:PORT) from a thread of the parent."""
     registry = CollectorRegistry(auto_describe=False)

@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from ecard_server.app import Deployment, TlsFiles, create_server
 from ecard_server.config import Settings
 from ecard_server.logs import event
-from ecard_server.metrics_relay import WorkerLinks, serve_aggregated
+from ecard_server.metrics_relay import WorkerLinks, check_bindable, serve_aggregated
 from ecard_server.readiness import Readiness
 
 log = logging.getLogger("ecard.server")
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def _run_worker(options: ServeOptions, worker: int) -> int:
     """A forked worker's life; returns its exit status (never returns into the parent's code)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's forwarding handler is not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # one sent while forking lands now
     try:
         run_server(options, worker=worker, reuse_port=True)
     except ValueError as exc:
@@ -142,8 +144,12 @@ def serve(options: ServeOptions) -> int:
 
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop_all(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stop_all(signum))
+    if options.metrics_listen:
+        check_bindable(options.metrics_listen)  # a port in use is refused before any worker starts
     links = WorkerLinks(options.workers) if options.metrics_listen else None
     worker_options = replace(options, metrics_listen=None)
+    # Held while forking: a child must not run the parent's handler, nor the parent miss a child.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     for worker in range(options.workers):
         pid = os.fork()
         if pid == 0:
@@ -151,6 +157,7 @@ def serve(options: ServeOptions) -> int:
                 links.in_worker(worker)
             os._exit(_run_worker(worker_options, worker))
         children[pid] = worker
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     worst = 0
     if links is not None:
         links.in_parent()
