@@ -46,8 +46,13 @@ def test_one_metrics_endpoint_sums_every_worker(pg_url: str, redis_url: str, tmp
         assert set(per_worker) == {'{worker="0"}', '{worker="1"}'} and all(v > 0 for v in per_worker.values())
         # the scrape itself is not a call: both sides count the same calls
         assert sum(per_worker.values()) == sum(requests.values())
-        # gauges are not additive (a hit ratio): one sample per worker
-        assert set(scrape(port, "ecard_card_cache_hit_ratio")) == {'{worker="0"}', '{worker="1"}'}
+        # gauges are not additive (a cache's size): one sample per worker; watched counters add up
+        assert set(scrape(port, "ecard_card_cache_entries")) == {'{worker="0"}', '{worker="1"}'}
+        lookups = scrape(port, "ecard_card_cache_hits_total")[""] + scrape(port, "ecard_card_cache_misses_total")[""]
+        assert lookups >= accepted  # every accepted token looked its card up
+        assert scrape(port, "ecard_workers_configured") == {"": 2.0}
+        assert scrape(port, "ecard_change_bus_connected") == {'{worker="0"}': 1.0, '{worker="1"}': 1.0}
+        assert all(v > 0 for v in scrape(port, "ecard_redis_used_memory_bytes").values())
         assert server.stop() == 0
 
 

@@ -43,7 +43,7 @@ from ecard_server.core.settlement import SettlementPolicy, SettlementService
 from ecard_server.core.stores import Store
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.core.verification_records import MemoryVerificationRecords, VerificationRecords
-from ecard_server.rpc import metrics
+from ecard_server.deployment_metrics import watch_deployment
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
@@ -240,12 +240,7 @@ def create_server(
         raise ValueError(
             f"refusing plaintext on non-loopback address {address}: give --tls-cert, --tls-key and --client-ca"
         )
-    cache = deployment.card_cache
-    metrics.watch("ecard_card_cache_hit_ratio", "Share of card lookups served from memory", lambda: cache.hit_ratio)
-    metrics.watch("ecard_card_cache_entries", "E-cards held in the card cache", lambda: float(len(cache)))
-    if hasattr(deployment.nonces, "__len__"):
-        nonces = deployment.nonces
-        metrics.watch("ecard_nonces_held", "Consumed nonces held in memory", lambda: float(len(nonces)))  # type: ignore[arg-type]
+    watch_deployment(deployment)
     resolve = principal_from_metadata if tls is None else principal_from_certificate
     authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")

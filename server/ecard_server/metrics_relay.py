@@ -4,7 +4,7 @@ A socket pair per worker is made before the fork. When Prometheus scrapes, the p
 for its counts (one byte out; a length-prefixed JSON snapshot back, made by a thread of the worker
 from its per-thread counts) and serves their sum: counters and histograms add up over the workers;
 gauges (a cache's hit ratio is not additive) are served per worker, with a `worker` label.
-`ecard_workers_reporting` says how many workers this scrape sums, and
+`ecard_workers_reporting` says how many workers this scrape sums (of `ecard_workers_configured`), and
 `ecard_worker_rpc_requests_total{worker}` how the calls spread over them. The hot path is untouched: a
 worker counts exactly as it does alone, and only pays for a snapshot when it is scraped.
 """
@@ -75,6 +75,11 @@ class WorkerLinks:
             worker_end.close()
             parent_end.settimeout(ANSWER_SECONDS)
 
+    @property
+    def count(self) -> int:
+        """How many workers there are (answering or not)."""
+        return len(self._pairs)
+
     def gather(self) -> tuple[list[int], list[metrics.Snapshot]]:
         """(worker numbers, their snapshots) of the workers that answered."""
         numbers: list[int] = []
@@ -109,6 +114,9 @@ class _WorkersCollector(Collector):
         reporting = GaugeMetricFamily("ecard_workers_reporting", "Worker processes whose counts this scrape sums")
         reporting.add_metric([], len(shots))
         yield reporting
+        configured = GaugeMetricFamily("ecard_workers_configured", "Worker processes this server was started with")
+        configured.add_metric([], self._links.count)
+        yield configured
 
 
 def check_bindable(address: str) -> None:

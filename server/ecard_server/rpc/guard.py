@@ -107,7 +107,7 @@ class GuardedRegistry:
             await check_async(context, run)
 
         def finished(status_name: str, seconds: float, outcome: object = None) -> None:
-            counted(status_name, seconds)
+            counted(status_name, seconds, outcome.reason if isinstance(outcome, EcardError) else None)
             logged(status_name, seconds, outcome)
 
         failed = partial(crashes.as_error, method)

@@ -6,7 +6,9 @@ lock per value, and observe walks the buckets in Python). Prometheus reads the s
 thread's counts through a collector, under the same metric names, labels and types as before:
 
     ecard_rpc_requests_total{method,code}   ecard_rpc_latency_seconds{method} (histogram)
-    ecard_verify_verdicts_total{reason}     ecard_card_cache_* and ecard_nonces_held (gauges)
+    ecard_rpc_errors_total{method,reason}   (the ErrorInfo reason of every call that did not end OK)
+    ecard_verify_verdicts_total{reason}     ecard_card_cache_{hits,misses}_total (counters)
+    ecard_card_cache_entries, ecard_nonces_held, ecard_redis_* (gauges)
 """
 
 from __future__ import annotations
@@ -61,16 +63,19 @@ _mine = COUNTS.mine
 class MethodMetrics:
     """The keys of one RPC method, made once when its handler is wrapped."""
 
-    __slots__ = ("_buckets", "_codes", "_sum", "name")
+    __slots__ = ("_buckets", "_codes", "_reasons", "_sum", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._codes: dict[str, tuple[str, str, str]] = {}
+        self._reasons: dict[str, tuple[str, str, str]] = {}
         self._buckets = [("bucket", name, i) for i in range(len(LATENCY_BUCKETS) + 1)]
         self._sum = ("sum", name)
 
-    def finished(self, code: str, seconds: float) -> None:
-        """One call that ended with `code` ("OK" or a grpc.StatusCode name) after `seconds`."""
+    def finished(self, code: str, seconds: float, reason: str | None = None) -> None:
+        """One call that ended with `code` ("OK" or a grpc.StatusCode name) after `seconds`; a call that
+        failed with a domain error also gives its ErrorInfo `reason` (what an alert or a runbook needs:
+        NONCE_STORE_UNAVAILABLE, RATE_LIMITED, ... rather than only UNAVAILABLE)."""
         key = self._codes.get(code)
         if key is None:
             key = self._codes.setdefault(code, ("requests", self.name, code))
@@ -79,6 +84,11 @@ class MethodMetrics:
         bucket = self._buckets[bisect_left(LATENCY_BUCKETS, seconds)]
         counts[bucket] = counts.get(bucket, 0) + 1
         counts[self._sum] = counts.get(self._sum, 0.0) + seconds
+        if reason is not None:
+            error = self._reasons.get(reason)
+            if error is None:
+                error = self._reasons.setdefault(reason, ("errors", self.name, reason))
+            counts[error] = counts.get(error, 0) + 1
 
 
 _VERDICT_KEYS = {reason: ("verdict", reason) for reason in _REASON_NAMES}
@@ -100,13 +110,16 @@ def verdicts(reasons: list[int]) -> None:
 
 
 Snapshot = dict[str, Any]
-"""What one process counted, in plain JSON types: {"counts": [[key, value], ...], "gauges": {name: [help, value]}}."""
+"""What one process counted, in plain JSON types:
+{"counts": [[key, value], ...], "gauges": {name: [help, value]}, "counters": {name: [help, value]}}."""
 
 
 def snapshot() -> Snapshot:
-    """This process's counts and gauge readings (what a `--workers` parent sums into one /metrics)."""
-    gauges = {name: [help_text, read()] for name, (help_text, read) in _COLLECTOR.gauges.items()}
-    return {"counts": [[list(key), value] for key, value in COUNTS.totals().items()], "gauges": gauges}
+    """This process's counts and watched readings (what a `--workers` parent sums into one /metrics)."""
+    watched: dict[str, dict[str, list[Any]]] = {"gauges": {}, "counters": {}}
+    for name, (help_text, read, kind) in list(_COLLECTOR.watched.items()):
+        watched["counters" if kind == "counter" else "gauges"][name] = [help_text, read()]
+    return {"counts": [[list(key), value] for key, value in COUNTS.totals().items()], **watched}
 
 
 def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> Iterator[Any]:
@@ -119,6 +132,7 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
             key = tuple(key)
             totals[key] = totals.get(key, 0) + value
     requests = CounterMetricFamily("ecard_rpc_requests", "Finished RPCs", labels=["method", "code"])
+    errors = CounterMetricFamily("ecard_rpc_errors", "Failed RPCs by ErrorInfo reason", labels=["method", "reason"])
     verdict_family = CounterMetricFamily("ecard_verify_verdicts", "Verify verdicts by reason", labels=["reason"])
     latency = HistogramMetricFamily("ecard_rpc_latency_seconds", "Server-side RPC latency", labels=["method"])
     methods: set[str] = set()
@@ -126,6 +140,8 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
         if key[0] == "requests":
             requests.add_metric([key[1], key[2]], value)
             methods.add(key[1])
+        elif key[0] == "errors":
+            errors.add_metric([key[1], key[2]], value)
         elif key[0] == "verdict":
             verdict_family.add_metric([_REASON_NAMES[key[1]]], value)
     for method in sorted(methods):
@@ -135,8 +151,15 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         latency.add_metric([method], buckets, totals.get(("sum", method), 0.0))
     yield requests
+    yield errors
     yield verdict_family
     yield latency
+    counter_names = sorted({name for shot in snapshots for name in shot.get("counters", {})})
+    for name in counter_names:  # counters add up over the workers, like the request counts
+        present = [shot["counters"][name] for shot in snapshots if name in shot.get("counters", {})]
+        counter = CounterMetricFamily(name.removesuffix("_total"), present[0][0])
+        counter.add_metric([], sum(value for _, value in present))
+        yield counter
     names = sorted({name for shot in snapshots for name in shot["gauges"]})
     for name in names:
         help_text = next(shot["gauges"][name][0] for shot in snapshots if name in shot["gauges"])
@@ -149,7 +172,7 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
 
 class _Collector(Collector):
     def __init__(self) -> None:
-        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.watched: dict[str, tuple[str, Callable[[], float], str]] = {}
 
     def collect(self) -> Iterator[Any]:
         return families([snapshot()])
@@ -159,6 +182,7 @@ _COLLECTOR = _Collector()
 REGISTRY.register(_COLLECTOR)
 
 
-def watch(name: str, help_text: str, read: Callable[[], float]) -> None:
-    """A gauge read when Prometheus scrapes (the latest `watch` of a name wins: one deployment per process)."""
-    _COLLECTOR.gauges[name] = (help_text, read)
+def watch(name: str, help_text: str, read: Callable[[], float], *, counter: bool = False) -> None:
+    """A gauge (or, with `counter`, a counter whose name ends in _total) read when Prometheus scrapes
+    (the latest `watch` of a name wins: one deployment per process)."""
+    _COLLECTOR.watched[name] = (help_text, read, "counter" if counter else "gauge")

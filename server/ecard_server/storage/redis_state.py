@@ -190,6 +190,20 @@ class RedisNonceStore:
             event(log, "nonce_release_failed", level=logging.WARNING, error=type(exc).__name__)
             return False
 
+    def usage(self) -> dict[str, float]:
+        """Redis's own figures for the metrics: keys in this database (nonces, markers, records of every
+        deployment sharing it), used and maximum memory in bytes. Raises Unavailable if Redis does not
+        answer (a scrape then shows nothing rather than an old reading)."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.dbsize()
+            pipe.info("memory")
+            keys, memory = pipe.execute()
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return {"keys": float(keys), "used_memory": float(memory["used_memory"]),
+                "maxmemory": float(memory.get("maxmemory", 0))}
+
     def close(self) -> None:
         self._client.close()
 
