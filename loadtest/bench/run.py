@@ -412,8 +412,8 @@ def scrape_gauges(port: int) -> dict[str, float]:
     wanted = ("ecard_card_cache_hits_total", "ecard_card_cache_misses_total", "ecard_card_cache_entries",
               "ecard_nonces_held")
     found = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith(wanted)}
-    looked_up = found.get("ecard_card_cache_hits_total", 0.0) + found.get("ecard_card_cache_misses_total", 0.0)
-    found["ecard_card_cache_hit_ratio"] = found.get("ecard_card_cache_hits_total", 0.0) / looked_up if looked_up else 0.0
+    hits, misses = found.get("ecard_card_cache_hits_total", 0.0), found.get("ecard_card_cache_misses_total", 0.0)
+    found["ecard_card_cache_hit_ratio"] = hits / (hits + misses) if hits + misses else 0.0
     return found
 
 
