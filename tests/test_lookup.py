@@ -34,7 +34,7 @@ from ecard import (
 from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
-from ecard_server.core.verification_records import MemoryVerificationRecords
+from ecard_server.storage.memory import MemoryVerificationRecords
 
 RECONNECT_FAST = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200))
 QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0, channel_options=RECONNECT_FAST)

@@ -31,8 +31,8 @@ from ecard import (
 from ecard.testing import EcardServer, World
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard.v1 import types_pb2 as t
-from ecard_server.core.refunds import RefundAsk
-from ecard_server.core.settlement import refund_hash
+from ecard_server.core.records import RefundAsk
+from ecard_server.core.rules.settlement import refund_hash
 from ecard_server.storage import open_store, sql
 from ecard_server.storage.migrations import MIGRATIONS
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from ecard.errors import FailedPrecondition, InvalidArgument
 from ecard.v1 import types_pb2 as t
-from ecard_server.core import validation
-from ecard_server.core.refunds import RefundAsk, Refunded, RefundPlan, lines_by_code, plan_refund, split_refund
-from ecard_server.core.settlement import LineItem, Shares
+from ecard_server.core.records import LineItem, RefundAsk, Refunded, RefundPlan, Shares
+from ecard_server.core.rules import validation
+from ecard_server.core.rules.refunds import lines_by_code, plan_refund, split_refund
 
 A = t.DRUG_CLASS_A
 fen = st.integers(min_value=0, max_value=10**12)

@@ -47,12 +47,12 @@ from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
-from ecard_server.core.events import LocalChangeBus
-from ecard_server.core.nonces import MemoryNonceStore
 from ecard_server.core.principals import CHANNEL, Principal
-from ecard_server.core.settlement import Draft, LineItem, SettleInput, SettlementRecord
+from ecard_server.core.records import LineItem, SettleInput, SettlementRecord
+from ecard_server.core.rules.settlement import Draft
 from ecard_server.storage import SqlStore, open_store
 from ecard_server.storage.ledger import SqlLedger
+from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore
 from ecard_server.storage.sqlite import SqliteStore
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C

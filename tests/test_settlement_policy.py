@@ -11,19 +11,10 @@ from hypothesis import strategies as st
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.model import ACTIVE, CANCELLED, LOST
-from ecard_server.core.refunds import RefundAsk
-from ecard_server.core.settlement import (
-    Draft,
-    LineItem,
-    RefundDraft,
-    SettlementPolicy,
-    Split,
-    round_half_up,
-    shares,
-)
-from ecard_server.core.validation import INT64_MAX
-from ecard_server.core.validation import basket as check_basket
+from ecard_server.core.records import ACTIVE, CANCELLED, LOST, LineItem, RefundAsk, Split
+from ecard_server.core.rules.settlement import Draft, RefundDraft, SettlementPolicy, round_half_up, shares
+from ecard_server.core.rules.validation import INT64_MAX
+from ecard_server.core.rules.validation import basket as check_basket
 
 A, B, C = t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C
 PHARMACY, HOSPITAL = t.MERCHANT_KIND_PHARMACY, t.MERCHANT_KIND_HOSPITAL

@@ -11,7 +11,7 @@ import pytest
 
 from ecard.errors import AlreadyExists, Unavailable
 from ecard.v1 import types_pb2 as t
-from ecard_server.core.model import ACTIVE, LOST, EnrollRow, Issuer, IssuerKey, Merchant
+from ecard_server.core.records import ACTIVE, LOST, EnrollRow, Issuer, IssuerKey, Merchant
 from ecard_server.storage import SqlStore, open_store
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.postgres import pyformat

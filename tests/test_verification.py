@@ -14,8 +14,8 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
-from ecard_server.core.nonces import MemoryNonceStore
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
+from ecard_server.storage.memory import MemoryNonceStore
 
 NOW = 1_800_000_000
 HOLDER = ("C0000001", "朱小明", "330203199001011234")

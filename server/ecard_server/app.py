@@ -34,15 +34,13 @@ from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
 from ecard_server.core.caches import CardCache, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
-from ecard_server.core.events import ChangeBus, LocalChangeBus
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.limits import Admission
-from ecard_server.core.nonces import MemoryNonceStore, NonceStore
-from ecard_server.core.settlement import SettlementPolicy, SettlementService
-from ecard_server.core.stores import Store
+from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
+from ecard_server.core.rules.settlement import SettlementPolicy
+from ecard_server.core.settlement import SettlementService
 from ecard_server.core.verification import TokenVerifier
-from ecard_server.core.verification_records import MemoryVerificationRecords, VerificationRecords
 from ecard_server.deployment_metrics import watch_deployment
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
@@ -53,6 +51,7 @@ from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
+from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
 
 
 @dataclass

@@ -34,7 +34,7 @@ from ecard import (
 )
 from ecard.v1 import types_pb2
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
-from ecard_server.core.model import MERCHANT_KINDS
+from ecard_server.config import MERCHANT_KINDS
 
 DEFAULT_DB = "sqlite:///var/ecard.db"
 PURPOSES = {

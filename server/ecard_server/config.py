@@ -10,7 +10,12 @@ from pathlib import Path
 import tomllib
 
 from ecard.v1 import types_pb2
-from ecard_server.core.model import MERCHANT_KINDS
+
+# Merchant kinds by the name the settings file and the command line use for them.
+MERCHANT_KINDS: dict[str, int] = {
+    "pharmacy": types_pb2.MERCHANT_KIND_PHARMACY,
+    "hospital": types_pb2.MERCHANT_KIND_HOSPITAL,
+}
 
 
 def _ratio(value: object, name: str) -> Fraction:

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field, replace
 from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from ecard.v1 import types_pb2 as t
-from ecard_server.config import Settings
-from ecard_server.core import audit, events, validation
-from ecard_server.core.audit import AuditQuery, StoredAuditEvent
-from ecard_server.core.events import ChangeBus
+from ecard_server.config import MERCHANT_KINDS, Settings
+from ecard_server.core import audit, events
 from ecard_server.core.identity import IdentityHasher, mask_name
-from ecard_server.core.model import MERCHANT_KINDS, Card, EnrollRow, Issuer, IssuerKey, Merchant
-from ecard_server.core.stores import AdminStore, Ledger
+from ecard_server.core.ports import AdminStore, ChangeBus, Ledger
+from ecard_server.core.records import AuditQuery, Card, EnrollRow, Issuer, IssuerKey, Merchant, StoredAuditEvent
+from ecard_server.core.rules import validation
 
 DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory

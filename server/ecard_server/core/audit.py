@@ -12,25 +12,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ecard.errors import Unavailable
+from ecard_server.core.records import AuditEvent, Shares
 from ecard_server.logs import event
 
 if TYPE_CHECKING:
-    from ecard_server.core.settlement import Draft, Shares
+    from ecard_server.core.rules.settlement import Draft
 
 log = logging.getLogger("ecard.audit")
-
-
-class AuditEvent(NamedTuple):
-    """One row of the insert-only audit table."""
-
-    at: int
-    kind: str
-    actor: str
-    subject: str  # an e-card id (never a card number, name or identity number)
-    detail: str
 
 
 def ecard_issued(at: int, issuer_id: str, ecard_id: str) -> AuditEvent:
@@ -67,27 +58,6 @@ def key_changed(at: int, kind: str, actor: str, issuer_id: str, kid: str, detail
 
 def merchant_changed(at: int, merchant_id: str, kind: int, designated: bool) -> AuditEvent:
     return AuditEvent(at, "MERCHANT_CHANGED", "admin", merchant_id, f"kind={kind} designated={designated}")
-
-
-class AuditQuery(NamedTuple):
-    """Filters of a read of the audit trail (empty or None: any), and where a page starts."""
-
-    kind: str = ""
-    actor: str = ""
-    subject: str = ""
-    since: int | None = None  # at >= since
-    until: int | None = None  # at < until
-    after_id: int = 0  # events with a larger event_id
-    limit: int = 100
-
-
-class StoredAuditEvent(NamedTuple):
-    event_id: int
-    at: int
-    kind: str
-    actor: str
-    subject: str
-    detail: str
 
 
 class AuditTrail:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from ecard._keys import KeyFormatError, SignatureCheck, load_public_key_pem, signature_check
 from ecard_server.core import events
 from ecard_server.core.identity import mask_name
-from ecard_server.core.model import Card, IssuerKey, Merchant
-from ecard_server.core.stores import ReadStore
+from ecard_server.core.ports import ReadStore
+from ecard_server.core.records import Card, IssuerKey, Merchant
 
 
 class CacheMiss(Exception):

@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
-from ecard_server.core import events, validation
-from ecard_server.core.events import ChangeBus
+from ecard_server.core import events
 from ecard_server.core.identity import IdentityHasher
-from ecard_server.core.model import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, Card
+from ecard_server.core.ports import CardStore, ChangeBus
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
-from ecard_server.core.stores import CardStore
+from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, Card
+from ecard_server.core.rules import validation
 
 
 def new_ecard_id() -> str:

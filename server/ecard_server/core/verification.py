@@ -22,8 +22,9 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.caches import CacheMiss, CardCache, CardSnapshot, KeyRegistry
 from ecard_server.core.handles import VerificationHandles
-from ecard_server.core.model import ACTIVE, CANCELLED, LOST
-from ecard_server.core.nonces import NonceStore, consume_many, nonce_key
+from ecard_server.core.nonces import consume_many, nonce_key
+from ecard_server.core.ports import NonceStore
+from ecard_server.core.records import ACTIVE, CANCELLED, LOST
 
 _CARD_REASONS: dict[int, int] = {LOST: t.REASON_CARD_LOST, CANCELLED: t.REASON_CARD_CANCELLED}
 

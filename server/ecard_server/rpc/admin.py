@@ -10,8 +10,7 @@ import grpc.aio
 from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
-from ecard_server.core.audit import AuditQuery
-from ecard_server.core.model import IssuerKey
+from ecard_server.core.records import AuditQuery, IssuerKey
 from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
 

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard.v1 import admin_pb2, cards_pb2, types_pb2, wire
 from ecard_server.core.caches import CardSnapshot
 from ecard_server.core.identity import mask_card_no, mask_name
-from ecard_server.core.model import Card, IssuerKey, Merchant
+from ecard_server.core.records import Card, IssuerKey, Merchant
 
 
 def timestamp(seconds: int | None) -> Timestamp | None:

@@ -6,8 +6,8 @@ import grpc.aio
 
 from ecard import line_item
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
-from ecard_server.core.refunds import RefundAsk, RefundRecord
-from ecard_server.core.settlement import LineItem, SettleInput, SettlementRecord, SettlementService
+from ecard_server.core.records import LineItem, RefundAsk, RefundRecord, SettleInput, SettlementRecord
+from ecard_server.core.settlement import SettlementService
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.convert import timestamp
 

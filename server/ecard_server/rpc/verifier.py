@@ -23,11 +23,11 @@ from ecard.errors import NotFound, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
-from ecard_server.core import validation
 from ecard_server.core.audit import AuditTrail
-from ecard_server.core.validation import verify_request_error
+from ecard_server.core.ports import VerificationRecords
+from ecard_server.core.rules import validation
+from ecard_server.core.rules.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
-from ecard_server.core.verification_records import VerificationRecords
 from ecard_server.logs import event
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
@@ -53,7 +53,7 @@ _request_fields = tuple.__new__  # a third of what RequestFields(...) costs
 
 def read_request(request: verifier_pb2.VerifyRequest, *, unary: bool) -> RequestFields | None:
     """The fields a verification uses, each read once (a read makes a new Python object), checked by
-    the core (core.validation). A bad request raises InvalidArgument when it is a whole call
+    the core (core.rules.validation). A bad request raises InvalidArgument when it is a whole call
     (`unary`), or gives None when it is an item of a stream or batch, which is rejected alone as
     MALFORMED."""
     token, purpose, min_assurance = request.token, request.purpose, request.min_assurance

@@ -1,4 +1,4 @@
-"""Storage backends: `SqlStore` (storage.sql) implements the core's interfaces (core.stores.Store).
+"""Storage backends: `SqlStore` (storage.sql) implements the core's interfaces (core.ports.Store).
 
 `open_store(url)` picks the backend: `sqlite:///PATH` (the embedded default) or `postgresql://...`.
 """

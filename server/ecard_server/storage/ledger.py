@@ -15,19 +15,20 @@ from typing import Any
 
 from ecard.errors import Unavailable
 from ecard_server.core import audit
-from ecard_server.core.idempotency import same_request
-from ecard_server.core.model import Card
-from ecard_server.core.refunds import Refunded, RefundRecord, lines_by_code, plan_refund
-from ecard_server.core.settlement import (
+from ecard_server.core.records import (
     PARTIALLY_REFUNDED,
     REFUNDED,
     SETTLED,
-    Draft,
+    Card,
     LineItem,
-    RefundDraft,
+    Refunded,
+    RefundRecord,
     SettlementRecord,
     Shares,
 )
+from ecard_server.core.rules.idempotency import same_request
+from ecard_server.core.rules.refunds import lines_by_code, plan_refund
+from ecard_server.core.rules.settlement import Draft, RefundDraft
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
 

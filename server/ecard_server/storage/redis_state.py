@@ -35,7 +35,7 @@ from redis.retry import Retry
 
 from ecard.errors import Unavailable
 from ecard_server.core import events
-from ecard_server.core.events import Listener
+from ecard_server.core.ports import Listener
 from ecard_server.logs import event
 
 log = logging.getLogger("ecard.redis")

@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
-from ecard_server.core.audit import AuditEvent
-from ecard_server.core.model import Card
+from ecard_server.core.records import AuditEvent, Card
 
 T = TypeVar("T")
 _ROWS_PER_INSERT = 100

@@ -1,4 +1,4 @@
-"""SqlStore: the core's storage interfaces (core.stores) in portable SQL, for SQLite and PostgreSQL.
+"""SqlStore: the core's storage interfaces (core.ports) in portable SQL, for SQLite and PostgreSQL.
 
 The store answers reads and writes of issuers, keys, merchants, cards and the audit table; its
 ledger (`store.ledger`, storage.ledger.SqlLedger) moves money on the same transactions. A backend
@@ -17,8 +17,17 @@ from typing import Any, ClassVar, TypeVar
 
 from ecard.errors import AlreadyExists, Unavailable
 from ecard_server.core import audit
-from ecard_server.core.audit import AuditEvent, AuditQuery, StoredAuditEvent
-from ecard_server.core.model import ACTIVE, Card, EnrollRow, Issuer, IssuerKey, Merchant
+from ecard_server.core.records import (
+    ACTIVE,
+    AuditEvent,
+    AuditQuery,
+    Card,
+    EnrollRow,
+    Issuer,
+    IssuerKey,
+    Merchant,
+    StoredAuditEvent,
+)
 from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
@@ -30,7 +39,7 @@ _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after
 
 class SqlStore:
     backend: ClassVar[str] = ""  # "sqlite" or "postgresql": a migration statement may be for one only
-    local = False  # every read stays on this host (core.stores.Store.local)
+    local = False  # every read stays on this host (core.ports.Store.local)
     dialect: ClassVar[dict[str, str]] = {}
     for_update = ""  # row lock suffix inside a transaction, where the backend has one
     transient_errors: tuple[type[BaseException], ...] = ()

@@ -20,51 +20,9 @@ The store calls `plan_refund` with the totals it read under the settlement's row
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ecard.errors import FailedPrecondition, InvalidArgument
-from ecard_server.core.settlement import LineItem, Shares
-
-
-@dataclass(frozen=True, slots=True)
-class RefundAsk:
-    """What a Refund request asks for: `lines` ((code, quantity)), or `amount_fen`, or neither (all).
-    Its own rules are checked by core.validation.refund_ask."""
-
-    lines: tuple[tuple[str, int], ...] = ()
-    amount_fen: int = 0
-
-    @property
-    def whole(self) -> bool:
-        return not self.lines and not self.amount_fen
-
-
-@dataclass(frozen=True, slots=True)
-class Refunded:
-    """What the earlier refunds of a settlement gave back: per share, and per basket line (by index)."""
-
-    shares: Shares
-    line_quantities: tuple[int, ...]
-
-    @classmethod
-    def nothing(cls, lines: int) -> Refunded:
-        return cls(Shares(0, 0, 0), (0,) * lines)
-
-
-@dataclass(frozen=True, slots=True)
-class RefundRecord:
-    """One refund as made: its part of each share, the account after it, the lines it gave back."""
-
-    idempotency_key: str
-    reason: str
-    shares: Shares
-    balance_after_fen: int
-    lines: tuple[tuple[str, int], ...]  # (code, quantity), in basket order
-    refunded_at: int
-
-    @property
-    def amount_fen(self) -> int:
-        return self.shares.total_fen
+from ecard_server.core.records import LineItem, RefundAsk, Refunded, RefundPlan, Shares
 
 
 def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple[tuple[str, int], ...]:
@@ -74,20 +32,6 @@ def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple
         if quantity:
             by_code[item.code] = by_code.get(item.code, 0) + quantity
     return tuple(by_code.items())
-
-
-@dataclass(frozen=True, slots=True)
-class RefundPlan:
-    """One refund: its part of each share, the quantity it gives back of each basket line, and whether
-    it gives back all that was left (the settlement is then REFUNDED, else PARTIALLY_REFUNDED)."""
-
-    shares: Shares
-    line_quantities: tuple[int, ...]
-    completes: bool
-
-    @property
-    def amount_fen(self) -> int:
-        return self.shares.total_fen
 
 
 def left_of(paid: Shares, refunded: Shares) -> Shares:

@@ -15,7 +15,7 @@ from ecard.errors import InvalidArgument
 from ecard.v1 import types_pb2 as t
 
 if TYPE_CHECKING:
-    from ecard_server.core.settlement import LineItem, SettleInput
+    from ecard_server.core.records import LineItem, SettleInput
 
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CARD_NO = re.compile(r"[A-Za-z0-9]{4,32}")
@@ -156,7 +156,7 @@ def refund_request(settlement_id: str, key: str, reason: str) -> None:
 
 
 def refund_ask(lines: Sequence[tuple[str, int]], amount_fen: int) -> None:
-    """A Refund's lines or amount, before any settlement is looked at (the rest: core.refunds)."""
+    """A Refund's lines or amount, before any settlement is looked at (the rest: rules.refunds)."""
     if lines and amount_fen:
         raise InvalidArgument("refund either lines or amount_fen, not both", "REFUND_LINES_AND_AMOUNT")
     if amount_fen < 0:

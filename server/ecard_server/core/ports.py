@@ -6,10 +6,13 @@
     Ledger         money: credits, settlements, refunds (each in one transaction)
     Store          one deployment's whole store: all of the above, its ledger, the audit table
 
-Beside them: `nonces.NonceStore` (single use) and `events.ChangeBus` (change notices). The SQL
-backends (`ecard_server.storage`) implement these; a write that must decide under a row lock calls
-back into the core's rules (`settlement.Draft.shares_under_lock`, `refunds.plan_refund`),
-so no domain rule is written in SQL.
+    NonceStore     single use of a token's nonce, deployment-wide
+    VerificationRecords   what a Verify answered, by (merchant, request_id)
+    ChangeBus      change notices that keep every process's caches fresh (kinds: core.events)
+
+`ecard_server.storage` implements these (SQL, Redis, and in memory for the embedded default); a write
+that must decide under a row lock calls back into the core's rules (`rules.settlement.Draft.
+shares_under_lock`, `rules.refunds.plan_refund`), so no domain rule is written in SQL.
 """
 
 from __future__ import annotations
@@ -17,11 +20,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ecard_server.core.model import Card, EnrollRow, Issuer, IssuerKey, Merchant
+from ecard_server.core.records import (
+    AuditEvent,
+    AuditQuery,
+    Card,
+    EnrollRow,
+    Issuer,
+    IssuerKey,
+    Merchant,
+    SettlementRecord,
+    StoredAuditEvent,
+)
 
 if TYPE_CHECKING:
-    from ecard_server.core.audit import AuditEvent, AuditQuery, StoredAuditEvent
-    from ecard_server.core.settlement import Draft, RefundDraft, SettlementRecord
+    from ecard_server.core.rules.settlement import Draft, RefundDraft
+
+Listener = Callable[[str, str], None]
 
 
 class ReadStore(Protocol):
@@ -96,4 +110,52 @@ class Store(CardStore, AdminStore, Protocol):
         ...
 
     def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+    def close(self) -> None: ...
+
+
+class NonceStore(Protocol):
+    @property
+    def local(self) -> bool:
+        """Consumption never leaves this process (nothing to await): Verify may run whole on the loop."""
+        ...
+
+    def consume(self, key: bytes, expires_at: float) -> bool:
+        """Marks `key` used until `expires_at` (unix seconds). True if it was not used before.
+
+        Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
+        """
+
+    async def consume_async(self, key: bytes, expires_at: float) -> bool:
+        """`consume` for an event loop: it never blocks the loop (same answers, same errors)."""
+
+    def release(self, key: bytes) -> bool:
+        """Forgets a consumption whose purpose failed for want of a store (a Settle whose transaction
+        could not run), so the holder's code works again. True if it was forgotten; never raises."""
+
+
+class VerificationRecords(Protocol):
+    """What a Verify answered, by (merchant, request_id): a POS whose Verify timed out asks it back.
+
+    Only calls that carry a request_id are recorded (the SDK gives every Verify one). Records live
+    about the verification window: past it an accepted answer could not be settled anyway. A merchant
+    finds only its own records: the key holds the merchant id, so another merchant's request_id is
+    simply not there. The answer is kept as the bytes of the response message, never read here.
+    """
+
+    def record(self, merchant_id: str, request_id: str, answer: bytes) -> None:
+        """Keeps `answer` for (merchant_id, request_id), replacing an earlier one. Raises
+        ecard.errors.Unavailable when the store cannot be written."""
+
+    async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
+        """`record` for an event loop: never blocks it."""
+
+    def find(self, merchant_id: str, request_id: str) -> bytes | None:
+        """The answer kept for (merchant_id, request_id), or None. Raises ecard.errors.Unavailable."""
+
+
+class ChangeBus(Protocol):
+    def subscribe(self, listener: Listener) -> None: ...
+
+    def publish(self, kind: str, key: str) -> None: ...
+
     def close(self) -> None: ...

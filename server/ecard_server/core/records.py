@@ -1,0 +1,226 @@
+"""Domain records: plain data, no rules and no I/O. The storage backends build them, the services read them.
+
+    cards and parties    Issuer, IssuerKey, Merchant, EnrollRow, Card (and the card statuses)
+    settlement           LineItem, Split, Shares, SettleInput, SettlementRecord (and its statuses)
+    refunds              RefundAsk, Refunded, RefundPlan, RefundRecord
+    audit                AuditEvent, AuditQuery, StoredAuditEvent
+
+This module imports nothing of the core: every other module of it may import this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ecard.v1 import types_pb2
+
+ACTIVE = types_pb2.CARD_STATUS_ACTIVE
+LOST = types_pb2.CARD_STATUS_LOST
+CANCELLED = types_pb2.CARD_STATUS_CANCELLED
+# The ErrorInfo reason for a card that is not active, by its status.
+NOT_ACTIVE_REASON: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
+SETTLED = types_pb2.SETTLEMENT_STATUS_SETTLED
+REFUNDED = types_pb2.SETTLEMENT_STATUS_REFUNDED
+PARTIALLY_REFUNDED = types_pb2.SETTLEMENT_STATUS_PARTIALLY_REFUNDED
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    issuer_id: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKey:
+    issuer_id: str
+    kid: str
+    algorithm: int
+    public_key_pem: str
+    not_before: int | None  # unix seconds; None is open
+    not_after: int | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    merchant_id: str
+    display_name: str
+    kind: int
+    region: str
+    designated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRow:
+    card_no: str
+    holder_name: str
+    id_hash: bytes
+    region: str
+    opening_balance_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A physical card with its e-card (if issued), channel bindings and account balance."""
+
+    card_no: str
+    holder_name: str
+    id_hash: bytes
+    region: str
+    status: int
+    balance_fen: int
+    ecard_id: str | None
+    issued_at: int | None
+    channels: tuple[str, ...]
+
+
+# -- settlement --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    code: str
+    name: str
+    drug_class: int
+    unit_price_fen: int
+    quantity: int
+
+    @property
+    def amount_fen(self) -> int:
+        return self.unit_price_fen * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """What the policy makes of a basket before the account is looked at."""
+
+    total_fen: int
+    covered_fen: int
+    fund_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shares:
+    fund_fen: int
+    account_fen: int
+    self_pay_fen: int
+
+    @property
+    def total_fen(self) -> int:
+        return self.fund_fen + self.account_fen + self.self_pay_fen
+
+
+@dataclass(frozen=True, slots=True)
+class SettleInput:
+    """A Settle request in domain terms: exactly one of verification_id and token is set."""
+
+    idempotency_key: str
+    items: tuple[LineItem, ...]
+    verification_id: str = ""
+    token: str = ""
+    skip_personal_account: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    settlement_id: str
+    ecard_id: str
+    merchant_id: str
+    status: int
+    total_fen: int
+    fund_fen: int
+    account_fen: int
+    self_pay_fen: int
+    balance_after_fen: int  # after the settlement, or after its latest refund
+    items: tuple[LineItem, ...]
+    settled_at: int
+    refunded_at: int | None  # the latest refund
+    refunded: Shares = Shares(0, 0, 0)  # what its refunds gave back so far, per share
+    refunds: tuple[RefundRecord, ...] = ()  # oldest first
+
+
+# -- refunds -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RefundAsk:
+    """What a Refund request asks for: `lines` ((code, quantity)), or `amount_fen`, or neither (all).
+    Its own rules are checked by core.rules.validation.refund_ask."""
+
+    lines: tuple[tuple[str, int], ...] = ()
+    amount_fen: int = 0
+
+    @property
+    def whole(self) -> bool:
+        return not self.lines and not self.amount_fen
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    """What the earlier refunds of a settlement gave back: per share, and per basket line (by index)."""
+
+    shares: Shares
+    line_quantities: tuple[int, ...]
+
+    @classmethod
+    def nothing(cls, lines: int) -> Refunded:
+        return cls(Shares(0, 0, 0), (0,) * lines)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRecord:
+    """One refund as made: its part of each share, the account after it, the lines it gave back."""
+
+    idempotency_key: str
+    reason: str
+    shares: Shares
+    balance_after_fen: int
+    lines: tuple[tuple[str, int], ...]  # (code, quantity), in basket order
+    refunded_at: int
+
+    @property
+    def amount_fen(self) -> int:
+        return self.shares.total_fen
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """One refund: its part of each share, the quantity it gives back of each basket line, and whether
+    it gives back all that was left (the settlement is then REFUNDED, else PARTIALLY_REFUNDED)."""
+
+    shares: Shares
+    line_quantities: tuple[int, ...]
+    completes: bool
+
+    @property
+    def amount_fen(self) -> int:
+        return self.shares.total_fen
+
+
+# -- audit -------------------------------------------------------------------------------------------
+class AuditEvent(NamedTuple):
+    """One row of the insert-only audit table."""
+
+    at: int
+    kind: str
+    actor: str
+    subject: str  # an e-card id (never a card number, name or identity number)
+    detail: str
+
+
+class AuditQuery(NamedTuple):
+    """Filters of a read of the audit trail (empty or None: any), and where a page starts."""
+
+    kind: str = ""
+    actor: str = ""
+    subject: str = ""
+    since: int | None = None  # at >= since
+    until: int | None = None  # at < until
+    after_id: int = 0  # events with a larger event_id
+    limit: int = 100
+
+
+class StoredAuditEvent(NamedTuple):
+    event_id: int
+    at: int
+    kind: str
+    actor: str
+    subject: str
+    detail: str

@@ -1,0 +1,154 @@
+"""The settlement rules: the coverage split, the shares under the card's lock, the request's identity.
+
+    SettlementPolicy.split(items, merchant_kind)   per line, rounded half up to whole fen:
+        amount  = unit_price_fen * quantity
+        covered = amount (class A) | amount * (1 - class_b_self_pay_ratio) (class B) | 0 (class C)
+        fund    = covered * fund_ratio[merchant kind]
+    Draft.shares_under_lock(status, used, balance)  from what the ledger read under the card's row lock:
+        account  = min(balance, covered - fund)    (0 with skip_personal_account)
+        self_pay = total - fund - account           so fund + account + self_pay == total, always
+
+A Draft (a checked, priced settlement) and a RefundDraft are what the service hands the ledger
+(core.ports.Ledger); the ledger calls back into them, so no rule is written in SQL. No I/O here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ecard.errors import FailedPrecondition, NotFound, PermissionDenied
+from ecard.v1 import types_pb2 as t
+from ecard_server.config import Settings
+from ecard_server.core.records import (
+    ACTIVE,
+    NOT_ACTIVE_REASON,
+    LineItem,
+    RefundAsk,
+    SettleInput,
+    Shares,
+    Split,
+)
+
+_HALF = Fraction(1, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A checked, priced settlement, ready for the store's one transaction."""
+
+    settlement_id: str
+    merchant_id: str
+    idempotency_key: str
+    request_hash: bytes
+    ecard_id: str
+    verification_nonce: bytes
+    items: tuple[LineItem, ...]
+    split: Split
+    skip_personal_account: bool
+    used_reason: str  # the ErrorInfo word when this credential already settled: VERIFICATION_USED or REPLAYED
+
+    def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int) -> Shares:
+        """The rules of a settlement, given what the ledger read under the card's row lock: the card's
+        status (None: no such e-card), whether this credential already settled, and the balance.
+        Returns the three shares, or raises FailedPrecondition."""
+        if card_status is None:
+            raise FailedPrecondition("no such e-card", "CARD_UNKNOWN")
+        if settled_before:
+            raise FailedPrecondition("this verification has already been used to settle", self.used_reason)
+        if card_status != ACTIVE:
+            raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
+        return shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundDraft:
+    settlement_id: str
+    merchant_id: str
+    idempotency_key: str
+    request_hash: bytes
+    reason: str
+    ask: RefundAsk  # what to give back: rules.refunds.plan_refund, with what the ledger read under the row lock
+
+    def check_owner(self, owner: str | None) -> None:
+        """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant."""
+        if owner is None:
+            raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
+        if owner != self.merchant_id:
+            raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
+
+
+
+def round_half_up(value: Fraction) -> int:
+    """Whole fen, halves up (value is never negative here)."""
+    return math.floor(value + _HALF)
+
+
+def shares(split: Split, balance_fen: int, *, skip_personal_account: bool) -> Shares:
+    due = 0 if skip_personal_account else split.covered_fen - split.fund_fen
+    account = max(0, min(balance_fen, due))
+    return Shares(split.fund_fen, account, split.total_fen - split.fund_fen - account)
+
+
+@dataclass(frozen=True)
+class SettlementPolicy:
+    """The coverage rules of the contract, with exact ratios from the server's settings."""
+
+    class_b_self_pay_ratio: Fraction
+    fund_ratio: Mapping[int, Fraction]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SettlementPolicy:
+        return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio))
+
+    def covered_fen(self, item: LineItem) -> int:
+        if item.drug_class == t.DRUG_CLASS_A:
+            return item.amount_fen
+        if item.drug_class == t.DRUG_CLASS_B:
+            return round_half_up(item.amount_fen * (1 - self.class_b_self_pay_ratio))
+        return 0
+
+    def split(self, items: Sequence[LineItem], merchant_kind: int) -> Split:
+        """Totals of a checked basket; rounding is per line, so a receipt's lines add up to its totals."""
+        ratio = self.fund_ratio.get(merchant_kind)
+        if ratio is None:
+            raise FailedPrecondition("the merchant's kind has no fund ratio", "MERCHANT_KIND_UNKNOWN")
+        total = covered = fund = 0
+        for item in items:
+            line_covered = self.covered_fen(item)
+            total += item.amount_fen
+            covered += line_covered
+            fund += round_half_up(line_covered * ratio)
+        return Split(total, covered, fund)
+
+
+def _digest(form: object) -> bytes:
+    return hashlib.sha256(json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode()).digest()
+
+
+def settle_hash(request: SettleInput) -> bytes:
+    """The request's identity for idempotency: same key and same hash is the same Settle."""
+    return _digest([
+        "settle",
+        "verification_id" if request.verification_id else "token",
+        request.verification_id or request.token,
+        [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in request.items],
+        request.skip_personal_account,
+    ])
+
+
+def refund_hash(settlement_id: str, reason: str, ask: RefundAsk) -> bytes:
+    if ask.whole:  # the form of a whole refund before partial ones: its keys stay the same request
+        return _digest(["refund", settlement_id, reason])
+    return _digest(["refund", settlement_id, reason, [list(line) for line in ask.lines], ask.amount_fen])
+
+
+def new_settlement_id() -> str:
+    """'S' and 16 base32 characters (80 random bits)."""
+    return "S" + base64.b32encode(os.urandom(10)).decode("ascii")
