@@ -67,8 +67,15 @@ clean:
 
 .PHONY: bench
 SCALE ?= ci
-bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits (ci: ~1 min; SCALE=ningbo: 2.5M cards)
-	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json
+bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits, then ecard against two peers (~2.5 min)
+	@status=0; \
+	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json || status=1; \
+	$(PY) -m loadtest.bench.versus --out reports/bench_versus.json || status=1; \
+	exit $$status
+
+.PHONY: bench-versus
+bench-versus: install  ## only ecard embedded and shared against the simple and the competent shared peer (~1 min)
+	$(PY) -m loadtest.bench.versus --out reports/bench_versus.json
 
 .PHONY: bench-workers
 WORKERS ?= 2

@@ -33,3 +33,24 @@ def test_bench_writes_every_figure_and_ratio(tmp_path: Path) -> None:
     for key in ("verify_unexpected", "batch_unexpected", "stream_unexpected", "settle_unexpected"):
         assert figures[key] == 0, key  # every fresh token accepted, every settlement adds up
     assert result.returncode == (0 if all(g["held"] for g in figures["goals"].values()) else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_bench_versus_drives_ecard_and_both_peers(tmp_path: Path) -> None:
+    """The four servers of `make bench`'s comparison answer every fresh token OK through the same client."""
+    from loadtest.bench.versus import PAIRS, SERVERS
+
+    out = tmp_path / "versus.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench.versus", "--rounds", "1", "--seconds", "0.3", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for name in SERVERS:
+        assert figures[name]["verify_rate"] > 0, name
+        assert figures[name]["unexpected"] == 0, name  # a replay or an error would be counted here
+    assert {f"{ours}_vs_{peer}" for ours, peer in PAIRS} <= set(figures)
+    assert result.returncode == (0 if all(figures["goals"].values()) else 1)
