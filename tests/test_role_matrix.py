@@ -74,6 +74,10 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Cards.ReportLost":        (OK, OK, OK, NOT_BOUND, ROLE, ROLE, ANON, ANON),
     "Cards.Reinstate":         (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Cards.Cancel":            (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    # A channel changes its own binding only; naming another channel's is a mismatch.
+    "Cards.SuspendBinding":    (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Cards.ResumeBinding":     (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Cards.Unbind":            (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertIssuer":      (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel manages its own issuer keys, and only those.
     "Admin.RegisterIssuerKey": (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
@@ -83,6 +87,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.UpsertMerchant":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.ReplaceCard":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ListAuditEvents":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Health.Check":            (OK, OK, OK, OK, OK, OK, OK, OK),
     "Reflection.ServerReflectionInfo": (OK, OK, OK, OK, OK, OK, OK, OK),
@@ -199,6 +204,26 @@ def _issue_request(scene: Scene, side: str) -> cards_pb2.IssueECardRequest:
                                        assurance=t.ASSURANCE_FACE)
 
 
+def _binding(scene: Scene, side: str) -> cards_pb2.BindingRef:
+    """The side's channel binding of a fresh e-card bound to that channel only."""
+    return cards_pb2.BindingRef(ecard_id=scene.ecard(side)[1], issuer_id=scene.side(side).issuer_id)
+
+
+def _suspended(scene: Scene, side: str) -> cards_pb2.BindingRef:
+    ref = _binding(scene, side)
+    scene.admin.suspend_binding(ref.ecard_id, ref.issuer_id)
+    return ref
+
+
+def _replacement(scene: Scene, side: str) -> admin_pb2.ReplaceCardRequest:
+    """A fresh e-card of the side's channel and a new card enrolled for the same holder."""
+    card_no, name, idn = scene.enrolled()
+    scene.side(side).channel.issue_ecard(card_no, name, idn)
+    new_no = f"NW{uuid.uuid4().hex[:10]}"
+    scene.admin.enroll_cards(physical_cards([(new_no, name, idn, "330200", 0)]))
+    return admin_pb2.ReplaceCardRequest(old_card_no=card_no, new_card_no=new_no, idempotency_key=uuid.uuid4().hex)
+
+
 def _verify_stream(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     return list(verifier_pb2_grpc.VerifierStub(channel).VerifyStream(iter([scene.verify_request(side)]), timeout=10))
 
@@ -236,6 +261,9 @@ CALLS: dict[str, Call] = {
     "Cards.ReportLost": _unary(C, "ReportLost", lambda s, side: cards_pb2.CardRef(ecard_id=s.ecard(side)[1])),
     "Cards.Reinstate": _unary(C, "Reinstate", _lost_card),
     "Cards.Cancel": _unary(C, "Cancel", lambda s, side: cards_pb2.CardRef(card_no=s.ecard(side)[0])),
+    "Cards.SuspendBinding": _unary(C, "SuspendBinding", _binding),
+    "Cards.ResumeBinding": _unary(C, "ResumeBinding", _suspended),
+    "Cards.Unbind": _unary(C, "Unbind", _binding),
     "Admin.UpsertIssuer": _unary(A, "UpsertIssuer", lambda s, side: admin_pb2.Issuer(
         issuer_id=s.side(side).issuer_id, display_name="renamed")),
     "Admin.RegisterIssuerKey": _unary(A, "RegisterIssuerKey", _key),
@@ -250,6 +278,7 @@ CALLS: dict[str, Call] = {
     "Admin.EnrollCards": _enroll,
     "Admin.CreditAccount": _unary(A, "CreditAccount", lambda s, side: admin_pb2.CreditRequest(
         card_no=s.ecard(side)[0], amount_fen=100, idempotency_key=uuid.uuid4().hex)),
+    "Admin.ReplaceCard": _unary(A, "ReplaceCard", _replacement),
     "Admin.ListAuditEvents": _unary(A, "ListAuditEvents", lambda s, side: admin_pb2.ListAuditEventsRequest(
         actor=f"merchant:{s.side(side).merchant_id}", page_size=10)),
     "Health.Check": _unary(health_pb2_grpc.HealthStub, "Check", lambda s, side: health_pb2.HealthCheckRequest(

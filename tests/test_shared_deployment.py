@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ecard import AdminClient, ClientOptions, PermissionDenied, PharmacyClient, Unavailable
+from ecard import AdminClient, ChannelClient, ClientOptions, PermissionDenied, PharmacyClient, Unavailable
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
 from ecard_server.core import events
@@ -143,6 +143,26 @@ def test_card_reported_lost_through_one_is_rejected_by_the_other_within_a_second
         admin.reinstate(ecard_id=world.ecard_ids[0])
     until(lambda: reason_on(pair.a.target, world) == t.REASON_OK or None,
           within=PROPAGATION_S, what="Reinstate through B seen by A")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_binding_suspended_through_one_is_refused_by_the_other_within_a_second(pair: Pair) -> None:
+    world = pair.seed()  # B now holds card 0 in its cache
+    with world.channel() as channel:
+        channel.suspend_binding(world.ecard_ids[0])
+    _, took = until(lambda: reason_on(pair.b.target, world) == t.REASON_CHANNEL_SUSPENDED or None,
+                    within=PROPAGATION_S, what="SuspendBinding through A seen by B")
+    print(f"suspended binding refused by B after {took * 1000:.0f} ms")
+    with ChannelClient(pair.b.target, issuer_id=world.issuer_id) as channel:
+        channel.resume_binding(world.ecard_ids[0])
+    until(lambda: reason_on(pair.a.target, world) == t.REASON_OK or None,
+          within=PROPAGATION_S, what="ResumeBinding through B seen by A")
+    assert reason_on(pair.b.target, world) == t.REASON_OK
+    with world.channel() as channel:
+        channel.unbind(world.ecard_ids[0])
+    until(lambda: reason_on(pair.b.target, world) == t.REASON_CHANNEL_NOT_BOUND or None,
+          within=PROPAGATION_S, what="Unbind through A seen by B")
 
 
 @pytest.mark.postgres

@@ -90,6 +90,10 @@ class _Client:
     def report_lost(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.ReportLost, card_ref(**ref))
 
+    # One channel's binding: a channel names its own (issuer_id empty), the operator any channel's.
+    def _binding(self, method: Any, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
+        return self._call(method, cards_pb2.BindingRef(ecard_id=ecard_id, issuer_id=issuer_id))
+
     def close(self) -> None:
         self.channel.close()
 
@@ -131,6 +135,19 @@ class ChannelClient(_Client):
 
     def list_keys(self) -> list[admin_pb2.IssuerKey]:
         return self._list_keys(self.issuer_id)
+
+    def suspend_binding(self, ecard_id: str) -> cards_pb2.ECard:
+        """Suspends this channel's binding (the holder lost the phone): its tokens are refused
+        REASON_CHANNEL_SUSPENDED at once; the card and other channels' bindings are untouched."""
+        return self._binding(self._cards.SuspendBinding, ecard_id, "")
+
+    def resume_binding(self, ecard_id: str) -> cards_pb2.ECard:
+        return self._binding(self._cards.ResumeBinding, ecard_id, "")
+
+    def unbind(self, ecard_id: str) -> cards_pb2.ECard:
+        """Ends this channel's binding: its tokens are REASON_CHANNEL_NOT_BOUND; issuing again binds anew.
+        Not retried: once unbound, the card is no longer this channel's to see."""
+        return self._call(self._cards.Unbind, cards_pb2.BindingRef(ecard_id=ecard_id), retry=False)
 
 
 class AdminClient(_Client):
@@ -205,6 +222,22 @@ class AdminClient(_Client):
 
     def reinstate(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.Reinstate, card_ref(**ref))
+
+    def suspend_binding(self, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
+        return self._binding(self._cards.SuspendBinding, ecard_id, issuer_id)
+
+    def resume_binding(self, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
+        return self._binding(self._cards.ResumeBinding, ecard_id, issuer_id)
+
+    def unbind(self, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
+        return self._binding(self._cards.Unbind, ecard_id, issuer_id)
+
+    def replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str) -> cards_pb2.ECard:
+        """补换卡: the e-card, its bindings and the balance move to the new card (enrolled for the same
+        holder); the old card is cancelled. Safe to retry with the same idempotency key."""
+        request = admin_pb2.ReplaceCardRequest(old_card_no=old_card_no, new_card_no=new_card_no,
+                                               idempotency_key=idempotency_key)
+        return self._call(self._admin.ReplaceCard, request)
 
     def cancel(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.Cancel, card_ref(**ref))

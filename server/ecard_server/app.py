@@ -125,7 +125,7 @@ class Deployment:
             merchants=merchants,
             card_cache=card_cache,
             verifier=verifier,
-            cards=CardService(store, bus, hasher, clock),
+            cards=CardService(store, bus, hasher, clock, ledger=store.ledger),
             admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
             audit=AuditTrail(store.append_audit, clock=clock),
             handles=handles,
@@ -256,7 +256,7 @@ def create_server(
         servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), registry)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin), registry)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
     settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)

@@ -194,6 +194,9 @@ class _IssuerKeys:
         self.list_keys = functools.partial(admin.list_keys, issuer_id)
 
 
+BINDING_ACTIONS = ("suspend-binding", "resume-binding", "unbind")
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     action = args.action
     target, options = client_settings(args)
@@ -218,6 +221,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
             _show(admin.credit_account(args.card_no, args.amount_fen, args.idempotency_key))
         elif action == "card":
             _show(admin.get_ecard(args.ecard_id))
+        elif action == "replace":
+            _show(admin.replace_card(args.old_card_no, args.new_card_no, args.idempotency_key))
+        elif action in BINDING_ACTIONS:
+            method = {"suspend-binding": admin.suspend_binding, "resume-binding": admin.resume_binding,
+                      "unbind": admin.unbind}[action]
+            _show(method(args.ecard_id, args.issuer))
         else:
             ref = {"card_no": args.card_no} if args.card_no else {"ecard_id": args.ecard_id}
             method = {"lost": admin.report_lost, "reinstate": admin.reinstate, "cancel": admin.cancel}[action]
@@ -356,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
         ref = a.add_mutually_exclusive_group(required=True)
         ref.add_argument("--card-no")
         ref.add_argument("--ecard-id")
+    a = acts.add_parser("replace", help="move an e-card and its balance to a new card of the same holder (补换卡)")
+    a.add_argument("old_card_no")
+    a.add_argument("new_card_no")
+    a.add_argument("--idempotency-key", required=True)
+    for name in BINDING_ACTIONS:
+        a = acts.add_parser(name, help=f"{name.replace('-', ' ')} of one channel")
+        a.add_argument("ecard_id")
+        a.add_argument("--issuer", required=True, help="the channel whose binding changes")
     a = acts.add_parser("issue", help="issue an e-card as a channel (face check done)")
     a.add_argument("--channel", required=True)
     a.add_argument("card_no")

@@ -85,6 +85,8 @@ class Reason(IntEnum):
     PURPOSE_NOT_ALLOWED = 16
     ASSURANCE_TOO_LOW = 17
     REPLAYED = 18
+    CHANNEL_SUSPENDED = 19
+    CARD_REPLACED = 20
 
 
 class CardStatus(IntEnum):

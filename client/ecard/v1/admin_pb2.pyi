@@ -129,6 +129,16 @@ class CreditRequest(_message.Message):
     idempotency_key: str
     def __init__(self, card_no: _Optional[str] = ..., amount_fen: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
+class ReplaceCardRequest(_message.Message):
+    __slots__ = ("old_card_no", "new_card_no", "idempotency_key")
+    OLD_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    NEW_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    old_card_no: str
+    new_card_no: str
+    idempotency_key: str
+    def __init__(self, old_card_no: _Optional[str] = ..., new_card_no: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
 class ListAuditEventsRequest(_message.Message):
     __slots__ = ("kind", "actor", "subject", "since", "until", "page_size", "page_token")
     KIND_FIELD_NUMBER: _ClassVar[int]

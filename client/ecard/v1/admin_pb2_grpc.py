@@ -75,6 +75,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.CreditRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
                 _registered_method=True)
+        self.ReplaceCard = channel.unary_unary(
+                '/ecard.v1.Admin/ReplaceCard',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.ReplaceCardRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+                _registered_method=True)
         self.ListAuditEvents = channel.unary_unary(
                 '/ecard.v1.Admin/ListAuditEvents',
                 request_serializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
@@ -136,6 +141,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceCard(self, request, context):
+        """补换卡: the e-card, its bindings and the personal-account balance move from the old physical card
+        to the new one (enrolled, active, same holder) in one transaction; the old card is cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAuditEvents(self, request, context):
         """The insert-only audit trail, oldest first: who did what, to which e-card, when, with what outcome.
         """
@@ -184,6 +197,11 @@ def add_AdminServicer_to_server(servicer, server):
             'CreditAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreditAccount,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.CreditRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'ReplaceCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceCard,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.ReplaceCardRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
             ),
             'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
@@ -407,6 +425,33 @@ class Admin:
             target,
             '/ecard.v1.Admin/CreditAccount',
             ecard_dot_v1_dot_admin__pb2.CreditRequest.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/ReplaceCard',
+            ecard_dot_v1_dot_admin__pb2.ReplaceCardRequest.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ECard.FromString,
             options,
             channel_credentials,

@@ -37,7 +37,7 @@ class CardRef(_message.Message):
     def __init__(self, card_no: _Optional[str] = ..., ecard_id: _Optional[str] = ...) -> None: ...
 
 class ECard(_message.Message):
-    __slots__ = ("ecard_id", "card_no_masked", "holder_name_masked", "region", "status", "channels", "personal_account_balance_fen", "issued_at")
+    __slots__ = ("ecard_id", "card_no_masked", "holder_name_masked", "region", "status", "channels", "personal_account_balance_fen", "issued_at", "suspended_channels", "replaced_at")
     ECARD_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_NO_MASKED_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_MASKED_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,8 @@ class ECard(_message.Message):
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_AT_FIELD_NUMBER: _ClassVar[int]
     ecard_id: str
     card_no_masked: str
     holder_name_masked: str
@@ -54,4 +56,14 @@ class ECard(_message.Message):
     channels: _containers.RepeatedScalarFieldContainer[str]
     personal_account_balance_fen: int
     issued_at: _timestamp_pb2.Timestamp
-    def __init__(self, ecard_id: _Optional[str] = ..., card_no_masked: _Optional[str] = ..., holder_name_masked: _Optional[str] = ..., region: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.CardStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., personal_account_balance_fen: _Optional[int] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    suspended_channels: _containers.RepeatedScalarFieldContainer[str]
+    replaced_at: _timestamp_pb2.Timestamp
+    def __init__(self, ecard_id: _Optional[str] = ..., card_no_masked: _Optional[str] = ..., holder_name_masked: _Optional[str] = ..., region: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.CardStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., personal_account_balance_fen: _Optional[int] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspended_channels: _Optional[_Iterable[str]] = ..., replaced_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BindingRef(_message.Message):
+    __slots__ = ("ecard_id", "issuer_id")
+    ECARD_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    ecard_id: str
+    issuer_id: str
+    def __init__(self, ecard_id: _Optional[str] = ..., issuer_id: _Optional[str] = ...) -> None: ...

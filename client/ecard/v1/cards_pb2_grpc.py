@@ -59,6 +59,21 @@ class CardsStub:
                 request_serializer=ecard_dot_v1_dot_cards__pb2.CardRef.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
                 _registered_method=True)
+        self.SuspendBinding = channel.unary_unary(
+                '/ecard.v1.Cards/SuspendBinding',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+                _registered_method=True)
+        self.ResumeBinding = channel.unary_unary(
+                '/ecard.v1.Cards/ResumeBinding',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+                _registered_method=True)
+        self.Unbind = channel.unary_unary(
+                '/ecard.v1.Cards/Unbind',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+                _registered_method=True)
 
 
 class CardsServicer:
@@ -97,6 +112,27 @@ class CardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuspendBinding(self, request, context):
+        """A channel's own binding of an e-card (the operator: any channel's), without touching the card or
+        other channels' bindings. Tokens of a suspended binding are REASON_CHANNEL_SUSPENDED, of an unbound
+        one REASON_CHANNEL_NOT_BOUND, on every replica within a second. Repeating a change changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeBinding(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unbind(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +159,21 @@ def add_CardsServicer_to_server(servicer, server):
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
                     request_deserializer=ecard_dot_v1_dot_cards__pb2.CardRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'SuspendBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendBinding,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.BindingRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'ResumeBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeBinding,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.BindingRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'Unbind': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unbind,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.BindingRef.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
             ),
     }
@@ -260,6 +311,87 @@ class Cards:
             target,
             '/ecard.v1.Cards/Cancel',
             ecard_dot_v1_dot_cards__pb2.CardRef.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/SuspendBinding',
+            ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/ResumeBinding',
+            ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unbind(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/Unbind',
+            ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ECard.FromString,
             options,
             channel_credentials,

@@ -47,6 +47,8 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_PURPOSE_NOT_ALLOWED: _ClassVar[Reason]
     REASON_ASSURANCE_TOO_LOW: _ClassVar[Reason]
     REASON_REPLAYED: _ClassVar[Reason]
+    REASON_CHANNEL_SUSPENDED: _ClassVar[Reason]
+    REASON_CARD_REPLACED: _ClassVar[Reason]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -111,6 +113,8 @@ REASON_CHANNEL_NOT_BOUND: Reason
 REASON_PURPOSE_NOT_ALLOWED: Reason
 REASON_ASSURANCE_TOO_LOW: Reason
 REASON_REPLAYED: Reason
+REASON_CHANNEL_SUSPENDED: Reason
+REASON_CARD_REPLACED: Reason
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus

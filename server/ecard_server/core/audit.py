@@ -32,6 +32,16 @@ def card_status(at: int, actor: str, ecard_id: str, status: int) -> AuditEvent:
     return AuditEvent(at, "CARD_STATUS", actor, ecard_id, str(status))
 
 
+def binding_changed(at: int, actor: str, ecard_id: str, issuer_id: str, change: str) -> AuditEvent:
+    """BINDING_SUSPEND, BINDING_RESUME or BINDING_UNBIND of one channel's binding, by whom."""
+    return AuditEvent(at, f"BINDING_{change}", actor, ecard_id, issuer_id)
+
+
+def card_replaced(at: int, ecard_id: str, moved_fen: int) -> AuditEvent:
+    """The e-card moved to a replacement card with the balance it had (card numbers stay out of the trail)."""
+    return AuditEvent(at, "CARD_REPLACED", "admin", ecard_id, f"moved={moved_fen}")
+
+
 def account_credit(at: int, ecard_id: str, amount_fen: int) -> AuditEvent:
     return AuditEvent(at, "ACCOUNT_CREDIT", "admin", ecard_id, str(amount_fen))
 

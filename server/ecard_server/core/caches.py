@@ -109,9 +109,11 @@ class CardSnapshot:
     ecard_id: str
     card_no: str
     status: int
-    channels: frozenset[str]
+    channels: frozenset[str]  # bound and not suspended: the channels whose tokens are accepted
     holder_name_masked: str
     region: str
+    suspended: frozenset[str] = frozenset()  # bound, suspended by the channel
+    replaced_at: int = 0  # tokens issued before are refused (the e-card moved to a replacement card)
 
     @classmethod
     def of(cls, card: Card) -> CardSnapshot:
@@ -119,9 +121,11 @@ class CardSnapshot:
             card.ecard_id or "",
             card.card_no,
             card.status,
-            frozenset(card.channels),
+            frozenset(card.active_channels),
             mask_name(card.holder_name),
             card.region,
+            frozenset(card.suspended),
+            card.replaced_at or 0,
         )
 
 
@@ -197,4 +201,6 @@ class CardCache:
         channels = shared.setdefault(fresh.channels, fresh.channels)
         masked = shared.setdefault(fresh.holder_name_masked, fresh.holder_name_masked)
         region = shared.setdefault(fresh.region, fresh.region)
-        return CardSnapshot(fresh.ecard_id, fresh.card_no, fresh.status, channels, masked, region)  # type: ignore[arg-type]
+        suspended = shared.setdefault(fresh.suspended, fresh.suspended)
+        return CardSnapshot(fresh.ecard_id, fresh.card_no, fresh.status, channels, masked, region,  # type: ignore[arg-type]
+                            suspended, fresh.replaced_at)  # type: ignore[arg-type]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 from collections.abc import Callable
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
-from ecard_server.core import events
+from ecard_server.core import audit, events
 from ecard_server.core.identity import IdentityHasher
-from ecard_server.core.ports import CardStore, ChangeBus
+from ecard_server.core.ports import CardStore, ChangeBus, Ledger
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
-from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, Card
+from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, RESUME, SUSPEND, UNBIND, Card
 from ecard_server.core.rules import validation
 
 
@@ -24,9 +25,11 @@ def new_ecard_id() -> str:
 
 class CardService:
     def __init__(
-        self, store: CardStore, bus: ChangeBus, hasher: IdentityHasher, clock: Callable[[], float] = time.time
+        self, store: CardStore, bus: ChangeBus, hasher: IdentityHasher, clock: Callable[[], float] = time.time,
+        *, ledger: Ledger | None = None,
     ) -> None:
         self._store = store
+        self._ledger = ledger
         self._bus = bus
         self._hasher = hasher
         self._clock = clock
@@ -82,3 +85,83 @@ class CardService:
             raise PermissionDenied("only the operator cancels cards", "ADMIN_ONLY")
         card = self.find(caller, **ref)
         return card if card.status == CANCELLED else self._set_status(caller, card, CANCELLED)
+
+    # -- one channel's binding ----------------------------------------------------------------------
+    def suspend_binding(self, caller: Principal, ecard_id: str, issuer_id: str) -> Card:
+        return self._change_binding(caller, ecard_id, issuer_id, SUSPEND)
+
+    def resume_binding(self, caller: Principal, ecard_id: str, issuer_id: str) -> Card:
+        return self._change_binding(caller, ecard_id, issuer_id, RESUME)
+
+    def unbind(self, caller: Principal, ecard_id: str, issuer_id: str) -> Card:
+        return self._change_binding(caller, ecard_id, issuer_id, UNBIND)
+
+    def _change_binding(self, caller: Principal, ecard_id: str, issuer_id: str, change: str) -> Card:
+        """A channel acts on its own binding only (an empty issuer_id is its own); the operator on any
+        channel's, named. Repeating a suspension or resumption changes nothing and answers the card."""
+        if not ecard_id:
+            raise InvalidArgument("ecard_id is required", "MISSING_ECARD_ID")
+        validation.identifier(ecard_id, "ecard_id")
+        if caller.kind == CHANNEL:
+            if issuer_id and issuer_id != caller.id:
+                raise PermissionDenied("a channel acts on its own binding only", "PRINCIPAL_MISMATCH")
+            issuer_id = caller.id
+        elif caller.kind != ADMIN:
+            raise PermissionDenied("only the channel or the operator changes a binding", "ROLE_NOT_ALLOWED")
+        elif not issuer_id:
+            raise InvalidArgument("issuer_id is required: name the channel whose binding changes", "MISSING_ISSUER_ID")
+        else:
+            validation.identifier(issuer_id, "issuer_id")
+        card = self._store.get_card(ecard_id=ecard_id)
+        if card is None or issuer_id not in card.channels:
+            if caller.kind == CHANNEL:  # the same answer whether the e-card exists or not
+                raise PermissionDenied("the card is not bound to this channel", "CHANNEL_NOT_BOUND")
+            if card is None:
+                raise NotFound("no such e-card", "CARD_UNKNOWN")
+            raise NotFound(f"the e-card is not bound to {issuer_id}", "CHANNEL_NOT_BOUND")
+        event = audit.binding_changed(int(self._clock()), str(caller), ecard_id, issuer_id, change)
+        after, changed = self._store.change_binding(ecard_id, issuer_id, change, event)
+        if changed:
+            self._bus.publish(events.CARD, ecard_id)
+        return after if after is not None else card
+
+    # -- card replacement (补换卡) ---------------------------------------------------------------------
+    def replace_card(self, caller: Principal, old_card_no: str, new_card_no: str, idempotency_key: str) -> Card:
+        """Moves the e-card, its bindings and the balance from the old card to the new one and cancels the
+        old card, in one transaction; tokens minted before are REASON_CARD_REPLACED from then on."""
+        if caller.kind != ADMIN:
+            raise PermissionDenied("only the operator replaces cards", "ADMIN_ONLY")
+        validation.card_no(old_card_no)
+        validation.card_no(new_card_no)
+        validation.idempotency_key(idempotency_key)
+        if old_card_no == new_card_no:
+            raise InvalidArgument("old_card_no and new_card_no are the same card", "SAME_CARD")
+        if self._ledger is None:
+            raise RuntimeError("CardService was made without a ledger")
+        request_hash = hashlib.sha256(f"replace\x00{old_card_no}\x00{new_card_no}".encode()).digest()
+        card = self._ledger.replace_card(
+            old_card_no, new_card_no, idempotency_key, request_hash, int(self._clock()), check_replacement
+        )
+        if card.ecard_id:
+            self._bus.publish(events.CARD, card.ecard_id)
+        return card
+
+
+def check_replacement(old: Card | None, new: Card | None) -> None:
+    """May the e-card of `old` move to `new`? Read under the lock of both rows. The old card may be lost
+    (the usual reason to replace it), not cancelled; the new one enrolled for the same holder, active,
+    and without an e-card of its own."""
+    if old is None:
+        raise NotFound("no enrolled card with old_card_no", "CARD_UNKNOWN")
+    if old.ecard_id is None:
+        raise FailedPrecondition("the old card has no e-card to move", "NO_ECARD")
+    if old.status == CANCELLED:
+        raise FailedPrecondition("the old card is cancelled", "CARD_CANCELLED")
+    if new is None:
+        raise FailedPrecondition("the new card is not enrolled", "CARD_NOT_ENROLLED")
+    if new.id_hash != old.id_hash:
+        raise FailedPrecondition("the new card is enrolled for another holder", "IDENTITY_MISMATCH")
+    if new.status != ACTIVE:
+        raise FailedPrecondition("the new card is not active", NOT_ACTIVE_REASON[new.status])
+    if new.ecard_id is not None:
+        raise FailedPrecondition("the new card already has an e-card", "ECARD_EXISTS")

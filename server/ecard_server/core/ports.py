@@ -55,6 +55,11 @@ class CardStore(ReadStore, Protocol):
         """LookupError for an unknown card."""
         ...
 
+    def change_binding(self, ecard_id: str, issuer_id: str, change: str, event: AuditEvent) -> tuple[Card | None, bool]:
+        """Applies SUSPEND, RESUME or UNBIND (model) to one channel's binding, with `event` if it changed
+        anything; the card after it (None: no such e-card) and whether it changed."""
+        ...
+
 
 class AdminStore(ReadStore, Protocol):
     def upsert_issuer(self, issuer: Issuer, now: int) -> Issuer: ...
@@ -88,6 +93,11 @@ class Ledger(Protocol):
 
     def settle(self, draft: Draft, now: int) -> SettlementRecord: ...
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord: ...
+    def replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str, request_hash: bytes,
+                     now: int, check: Callable[[Card | None, Card | None], None]) -> Card:
+        """Moves the e-card, its bindings and the balance to the new card and cancels the old one, in one
+        transaction, once per idempotency key; `check(old, new)` (the core's rule) runs under the lock."""
+        ...
     def get_settlement(self, settlement_id: str) -> SettlementRecord | None: ...
     def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
         """The settlement a merchant made under an idempotency key, with its request hash."""

@@ -20,6 +20,8 @@ LOST = types_pb2.CARD_STATUS_LOST
 CANCELLED = types_pb2.CARD_STATUS_CANCELLED
 # The ErrorInfo reason for a card that is not active, by its status.
 NOT_ACTIVE_REASON: dict[int, str] = {LOST: "CARD_LOST", CANCELLED: "CARD_CANCELLED"}
+# What a channel (or the operator) does to one binding of an e-card.
+SUSPEND, RESUME, UNBIND = "SUSPEND", "RESUME", "UNBIND"
 SETTLED = types_pb2.SETTLEMENT_STATUS_SETTLED
 REFUNDED = types_pb2.SETTLEMENT_STATUS_REFUNDED
 PARTIALLY_REFUNDED = types_pb2.SETTLEMENT_STATUS_PARTIALLY_REFUNDED
@@ -72,7 +74,13 @@ class Card:
     balance_fen: int
     ecard_id: str | None
     issued_at: int | None
-    channels: tuple[str, ...]
+    channels: tuple[str, ...]  # every channel bound, suspended or not
+    suspended: tuple[str, ...] = ()  # those of `channels` whose binding is suspended
+    replaced_at: int | None = None  # the e-card moved to this card then: older tokens are refused
+
+    @property
+    def active_channels(self) -> tuple[str, ...]:
+        return tuple(c for c in self.channels if c not in self.suspended)
 
 
 # -- settlement --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """verify_token: the hot path. Checks run cheapest first; the first failure is the reason.
 
     format and version -> issuer and key -> time window -> signature -> card (known, not lost,
-    not cancelled) -> channel bound -> purpose -> assurance -> single-use consumption
+    not cancelled, not minted before a card replacement) -> channel bound (and its binding not
+    suspended) -> purpose -> assurance -> single-use consumption
 
 Per call: one base45 + protobuf parse, dictionary lookups of an already-parsed key and a cached
 card, one signature check, one nonce insert, one HMAC for the verification handle. No PEM, no SQL
@@ -189,8 +190,11 @@ class TokenVerifier:
             return _BARE[t.REASON_CARD_UNKNOWN]
         if card.status != ACTIVE:
             return VerifyOutcome(_CARD_REASONS.get(card.status, t.REASON_CARD_CANCELLED), card)
+        if issued_at < card.replaced_at:
+            return VerifyOutcome(t.REASON_CARD_REPLACED, card)
         if issuer_id not in card.channels:
-            return VerifyOutcome(t.REASON_CHANNEL_NOT_BOUND, card)
+            suspended = issuer_id in card.suspended
+            return VerifyOutcome(t.REASON_CHANNEL_SUSPENDED if suspended else t.REASON_CHANNEL_NOT_BOUND, card)
         claims = fields.claims
         if purpose not in claims.purposes:
             return VerifyOutcome(t.REASON_PURPOSE_NOT_ALLOWED, card)

@@ -10,6 +10,7 @@ import grpc.aio
 from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
+from ecard_server.core.cards import CardService
 from ecard_server.core.records import AuditQuery, IssuerKey
 from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
@@ -30,8 +31,9 @@ def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_p
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, admin: AdminService) -> None:
+    def __init__(self, admin: AdminService, cards: CardService) -> None:
         self._admin = admin
+        self._cards = cards
 
     def UpsertIssuer(self, request: admin_pb2.Issuer, context: grpc.aio.ServicerContext) -> admin_pb2.Issuer:
         issuer = self._admin.upsert_issuer(request.issuer_id, request.display_name)
@@ -86,6 +88,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))
+
+    def ReplaceCard(self, request: admin_pb2.ReplaceCardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
+        return ecard(self._cards.replace_card(current_principal.get(), request.old_card_no, request.new_card_no,
+                                              request.idempotency_key))
 
     def ListAuditEvents(
         self, request: admin_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext

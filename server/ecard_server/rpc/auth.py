@@ -34,6 +34,10 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Cards/ReportLost": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/Reinstate": frozenset({ADMIN}),
     "/ecard.v1.Cards/Cancel": frozenset({ADMIN}),
+    # A channel changes its own binding (core.cards holds it to its own issuer_id); the operator any.
+    "/ecard.v1.Cards/SuspendBinding": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Cards/ResumeBinding": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Cards/Unbind": frozenset({ADMIN, CHANNEL}),
     # A channel manages its own issuer keys (rpc.admin holds it to its own issuer_id); the rest of
     # Admin is the operator's.
     "/ecard.v1.Admin/RegisterIssuerKey": frozenset({ADMIN, CHANNEL}),

@@ -36,3 +36,12 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
 
     def Cancel(self, request: cards_pb2.CardRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.cancel(current_principal.get(), **_ref(request)))
+
+    def SuspendBinding(self, request: cards_pb2.BindingRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
+        return ecard(self._cards.suspend_binding(current_principal.get(), request.ecard_id, request.issuer_id))
+
+    def ResumeBinding(self, request: cards_pb2.BindingRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
+        return ecard(self._cards.resume_binding(current_principal.get(), request.ecard_id, request.issuer_id))
+
+    def Unbind(self, request: cards_pb2.BindingRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
+        return ecard(self._cards.unbind(current_principal.get(), request.ecard_id, request.issuer_id))

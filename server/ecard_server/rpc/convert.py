@@ -29,6 +29,8 @@ def ecard(card: Card) -> cards_pb2.ECard:
         channels=list(card.channels),
         personal_account_balance_fen=card.balance_fen,
         issued_at=timestamp(card.issued_at),
+        suspended_channels=list(card.suspended),
+        replaced_at=timestamp(card.replaced_at),
     )
 
 

@@ -10,12 +10,13 @@ are the core's: they are called with what was read under the row lock.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ecard.errors import Unavailable
 from ecard_server.core import audit
 from ecard_server.core.records import (
+    CANCELLED,
     PARTIALLY_REFUNDED,
     REFUNDED,
     SETTLED,
@@ -30,6 +31,8 @@ from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.refunds import lines_by_code, plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
+
+ReplacementCheck = Callable[[Card | None, Card | None], None]
 
 
 class SqlLedger:
@@ -66,6 +69,46 @@ class SqlLedger:
             )
             write_audit(cur, audit.account_credit(now, card.ecard_id or "", amount_fen))
             return self._store.locked_card(cur, card_no)  # type: ignore[return-value]
+
+    # -- card replacement -------------------------------------------------------------------------
+    def replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str, request_hash: bytes,
+                     now: int, check: ReplacementCheck) -> Card:
+        """Moves the e-card, its bindings and the balance from the old card to the new one, cancels the
+        old one, in one transaction; once per idempotency key."""
+        return self._store.once_more_on_conflict(
+            lambda: self._replace_card(old_card_no, new_card_no, idempotency_key, request_hash, now, check)
+        )
+
+    def _replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str, request_hash: bytes,
+                      now: int, check: ReplacementCheck) -> Card:
+        with self._store.transaction() as cur:
+            cur.execute("SELECT request_hash, new_card_no FROM card_replacements WHERE idempotency_key = ?",
+                        (idempotency_key,))
+            seen = cur.fetchone()
+            if seen is not None:
+                same_request(bytes(seen[0]), request_hash, "card replacement")
+                return self._store.locked_card(cur, seen[1])  # type: ignore[return-value]
+            # Both rows locked in one order (card number), so two replacements never wait on each other.
+            locked = {no: self._store.locked_card(cur, no) for no in sorted((old_card_no, new_card_no))}
+            old, new = locked[old_card_no], locked[new_card_no]
+            check(old, new)  # the core's rule, on what is locked
+            assert old is not None and new is not None and old.ecard_id is not None
+            ecard_id, moved = old.ecard_id, old.balance_fen
+            # A token carries the e-card id and whole seconds: the replacement's own second is refused too.
+            replaced_at = now + 1
+            self._move_balance(cur, old_card_no, old.balance_fen, -moved, "REPLACE_OUT", idempotency_key, now)
+            cur.execute("UPDATE cards SET ecard_id = NULL, issued_at = NULL, status = ? WHERE card_no = ?",
+                        (CANCELLED, old_card_no))
+            cur.execute("UPDATE cards SET ecard_id = ?, issued_at = ?, replaced_at = ? WHERE card_no = ?",
+                        (ecard_id, old.issued_at, replaced_at, new_card_no))
+            self._move_balance(cur, new_card_no, new.balance_fen, moved, "REPLACE_IN", idempotency_key, now)
+            cur.execute(
+                "INSERT INTO card_replacements (idempotency_key, request_hash, old_card_no, new_card_no, ecard_id, "
+                "moved_fen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (idempotency_key, request_hash, old_card_no, new_card_no, ecard_id, moved, now),
+            )
+            write_audit(cur, audit.card_replaced(now, ecard_id, moved))
+            return self._store.locked_card(cur, new_card_no)  # type: ignore[return-value]
 
     def ledger_total(self, card_no: str) -> int:
         """Sum of the card's ledger rows: always equal to its balance."""
@@ -162,9 +205,14 @@ class SqlLedger:
             return record
 
     def _settle(self, cur: Cursor, draft: Draft, now: int) -> SettlementRecord:
-        cur.execute(f"SELECT card_no, status, balance_fen FROM cards WHERE ecard_id = ?{self._store.for_update}",
-                    (draft.ecard_id,))
+        select_card = f"SELECT card_no, status, balance_fen FROM cards WHERE ecard_id = ?{self._store.for_update}"
+        cur.execute(select_card, (draft.ecard_id,))
         card = cur.fetchone()
+        if card is None:
+            # Waited on a card row whose e-card a replacement just moved (PostgreSQL rechecks the locked
+            # row and drops it): a new statement sees the e-card on its new card.
+            cur.execute(select_card, (draft.ecard_id,))
+            card = cur.fetchone()
         earlier = self._first_answer(
             self._select_settlement(cur, "WHERE s.merchant_id = ? AND s.idempotency_key = ?",
                                     (draft.merchant_id, draft.idempotency_key)),

@@ -194,4 +194,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE cards ADD COLUMN holder_sealed BOOLEAN NOT NULL DEFAULT FALSE",
         ],
     ),
+    (
+        6,
+        [
+            # A channel suspends its own binding (suspended_at set) or unbinds (the row goes).
+            "ALTER TABLE ecard_channels ADD COLUMN suspended_at BIGINT",
+            # Card replacement: the e-card moves to the new card, which keeps when (tokens minted before
+            # are refused); one row per replacement answers a repeated request with the same key.
+            "ALTER TABLE cards ADD COLUMN replaced_at BIGINT",
+            """CREATE TABLE card_replacements (
+                idempotency_key TEXT PRIMARY KEY,
+                request_hash {blob} NOT NULL,
+                old_card_no TEXT NOT NULL UNIQUE,
+                new_card_no TEXT NOT NULL,
+                ecard_id TEXT NOT NULL,
+                moved_fen BIGINT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+        ],
+    ),
 ]

@@ -19,6 +19,9 @@ from ecard.errors import AlreadyExists, Unavailable
 from ecard_server.core import audit
 from ecard_server.core.records import (
     ACTIVE,
+    RESUME,
+    SUSPEND,
+    UNBIND,
     AuditEvent,
     AuditQuery,
     Card,
@@ -33,7 +36,7 @@ from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
 
 T = TypeVar("T")
-_CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at"
+_CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at, replaced_at"
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
 
@@ -263,15 +266,18 @@ class SqlStore:
             return None
         ecard_id = row[6]
         channels: tuple[str, ...] = ()
+        suspended: tuple[str, ...] = ()
         if ecard_id:
-            sql = "SELECT issuer_id FROM ecard_channels WHERE ecard_id = ? ORDER BY bound_at, issuer_id"
+            sql = "SELECT issuer_id, suspended_at FROM ecard_channels WHERE ecard_id = ? ORDER BY bound_at, issuer_id"
             if cur is None:
                 found = self.rows(sql, (ecard_id,))
             else:
                 cur.execute(sql, (ecard_id,))
                 found = cur.fetchall()
             channels = tuple(r[0] for r in found)
-        return Card(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], ecard_id, row[7], channels)
+            suspended = tuple(r[0] for r in found if r[1] is not None)
+        return Card(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], ecard_id, row[7], channels, suspended,
+                    row[8])
 
     def get_card(self, *, card_no: str | None = None, ecard_id: str | None = None) -> Card | None:
         if card_no is not None:
@@ -312,6 +318,28 @@ class SqlStore:
                 raise LookupError(card_no)
             write_audit(cur, audit.card_status(now, actor, card.ecard_id or "", status))
             return card
+
+    def change_binding(self, ecard_id: str, issuer_id: str, change: str, event: AuditEvent) -> tuple[Card | None, bool]:
+        """SUSPEND, RESUME or UNBIND one channel's binding, with its audit row if it changed anything.
+        Returns the card after it (None: no such e-card) and whether anything changed."""
+        now = event.at
+        with self.transaction() as cur:
+            if change == UNBIND:
+                cur.execute("DELETE FROM ecard_channels WHERE ecard_id = ? AND issuer_id = ? RETURNING issuer_id",
+                            (ecard_id, issuer_id))
+            elif change == SUSPEND:
+                cur.execute("UPDATE ecard_channels SET suspended_at = ? WHERE ecard_id = ? AND issuer_id = ? "
+                            "AND suspended_at IS NULL RETURNING issuer_id", (now, ecard_id, issuer_id))
+            elif change == RESUME:
+                cur.execute("UPDATE ecard_channels SET suspended_at = NULL WHERE ecard_id = ? AND issuer_id = ? "
+                            "AND suspended_at IS NOT NULL RETURNING issuer_id", (ecard_id, issuer_id))
+            else:
+                raise ValueError(change)
+            changed = cur.fetchone() is not None
+            if changed:
+                write_audit(cur, event)
+            cur.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE ecard_id = ?{self.for_update}", (ecard_id,))
+            return self._card_from(cur, cur.fetchone()), changed
 
     def seal_holders(self, seal: Callable[[str, bytes], tuple[str, bytes]], chunk: int = 10_000) -> int:
         """Rows enrolled before holders were sealed: `seal(holder_name, id_hash)` gives the masked name
