@@ -7,7 +7,7 @@ CONTRACT := $(wildcard ../shared/tools/check_contract.py)
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint typecheck test test-embedded run demo clean
+.PHONY: install proto lint typecheck test test-fast test-embedded run demo clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ typecheck: install
 
 test: install  ## every test, PostgreSQL and Redis included (they fail when those are down)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the daily loop: tests/unit and tests/api (servers in the test process; no PostgreSQL, Redis or child process)
+	$(PY) -m pytest tests/unit tests/api -m "not postgres and not redis" $(PYTEST_ARGS)
 
 test-embedded: install  ## only what needs no PostgreSQL or Redis (a laptop)
 	$(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 cryptography owns keys and PEM. The check itself uses the fastest correct backend measured on our
 hardware: libsodium (PyNaCl) for Ed25519 when it is installed, cryptography's OpenSSL otherwise and
-for ECDSA P-256. `tests/test_keys.py` holds both Ed25519 paths to the same answers.
+for ECDSA P-256. `tests/unit/test_keys.py` holds both Ed25519 paths to the same answers.
 """
 
 from __future__ import annotations

@@ -95,3 +95,18 @@ def test_the_kinds_import_only_the_kinds_before_them() -> None:
 
 def test_config_imports_no_core() -> None:
     assert not {m for m in imports_of(SERVER / "config.py") if m.startswith("ecard_server.core")}
+
+
+TESTS = ROOT / "tests"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/helpers (and fixtures in the conftest files), never in a test module."""
+    test_modules = {p.stem for p in TESTS.rglob("test_*.py")}
+    bad = {}
+    for path in TESTS.rglob("*.py"):
+        found = {m for m in imports_of(path) if m.split(".")[-1] in test_modules or m.split(".")[0] in
+                 (*test_modules, "conftest") or ".conftest" in m}
+        if found:
+            bad[str(path.relative_to(ROOT))] = sorted(found)
+    assert bad == {}

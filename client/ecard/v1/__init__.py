@@ -35,7 +35,7 @@ from ecard.v1.types_pb2 import CardView
 from ecard.v1.verifier_pb2 import VerifyBatchRequest, VerifyBatchResponse, VerifyRequest, VerifyResponse
 
 
-# Friendlier names for the proto enums; tests/test_contract.py holds them equal to types_pb2.
+# Friendlier names for the proto enums; tests/process/test_contract.py holds them equal to types_pb2.
 class Purpose(IntEnum):
     """ecard.v1.Purpose: `Purpose.IDENTITY` is `PURPOSE_IDENTITY`."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.netns, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(400)

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ecard import Assurance, DrugClass, EcardError, Purpose, Verdict, line_item
 from ecard.testing import EcardServer, World, free_port
 
-DASHBOARDS = sorted((Path(__file__).resolve().parent.parent / "docs").glob("grafana-*.json"))
+DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "docs").glob("grafana-*.json"))
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus when it scrapes, never in /metrics itself
 AGGREGATIONS = ("sum", "min", "max", "avg", "count", "histogram_quantile")
 METRIC = re.compile(r"\b(ecard_[a-z0-9_]+)\b(\{[^}]*\})?")

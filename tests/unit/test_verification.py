@@ -16,17 +16,11 @@ from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.storage.memory import MemoryNonceStore
+from tests.helpers.clock import Clock
 
 NOW = 1_800_000_000
 HOLDER = ("C0000001", "朱小明", "330203199001011234")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(NOW)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -58,7 +52,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
-    clock = Clock()
+    clock = Clock(NOW)
     deployment = Deployment.open(Settings(), f"sqlite:///{tmp_path}/ecard.db", clock=clock)
     holder = Env(deployment, clock, None, "")  # type: ignore[arg-type]
     holder.signer = holder.add_issuer("bank")
@@ -174,7 +168,7 @@ def test_first_failing_check_wins(env: Env) -> None:
 
 
 def test_nonce_store_forgets_only_after_expiry_and_fails_closed_when_full() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     store = MemoryNonceStore(capacity=2, clock=clock)
     assert store.consume(b"a", NOW + 10)
     assert not store.consume(b"a", NOW + 10)
@@ -187,7 +181,7 @@ def test_nonce_store_forgets_only_after_expiry_and_fails_closed_when_full() -> N
 
 
 def test_a_released_nonce_can_be_consumed_again() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     store = MemoryNonceStore(capacity=10, clock=clock)
     assert store.consume(b"a", NOW + 10)
     assert store.release(b"a") and not store.release(b"a") and not store.release(b"never")

@@ -15,11 +15,11 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from load import ITEMS, PRICE_FEN
 
 from ecard import EcardError, PharmacyClient
 from ecard.testing import EcardServer, World, free_port
 from ecard_server.storage import open_store
+from tests.helpers.load import ITEMS, PRICE_FEN
 
 pytestmark = pytest.mark.slow
 BALANCE_FEN = 1_000_000

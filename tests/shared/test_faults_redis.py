@@ -4,7 +4,7 @@ keeps nothing across a restart (no persistence: every consumed nonce is forgotte
 the loss and refuses every token that was live before it (as REPLAYED: it may have been used) until
 such tokens have expired: max lifetime + twice the skew, 25 s with this test's settings.
 
-The Redis is the test's own (tests/services.py); the database is a fresh one on the shared PostgreSQL."""
+The Redis is the test's own (tests/helpers/services.py); the database is a fresh one on the shared PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from load import Load, verify_load
-from services import own_redis
 
 from ecard import Purpose, Reason
 from ecard.testing import EcardServer, World
+from tests.helpers.load import Load, verify_load
+from tests.helpers.services import own_redis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from load import settle_load
 
 from ecard import NO_RETRY, AdminClient
 from ecard.testing import EcardServer, World, fake_holder
 from ecard.v1.admin_pb2 import EnrollSummary, PhysicalCard
 from ecard_server.storage import open_store
+from tests.helpers.load import settle_load
 
 pytestmark = pytest.mark.slow
 GRACE_S = 10

@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_shared_deployment import children_of, config_file, scrape, until
 
 from ecard import ClientOptions, PharmacyClient
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
+from tests.helpers.deployment import children_of, config_file, scrape
+from tests.helpers.polling import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

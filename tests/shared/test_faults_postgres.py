@@ -1,7 +1,7 @@
 """PostgreSQL restarted during a settlement load: no acknowledged settlement lost, no double debit
 after the SDK's retries with the same key, and ecard recovers without being restarted.
 
-The PostgreSQL is the test's own (tests/services.py), never the machine's shared one."""
+The PostgreSQL is the test's own (tests/helpers/services.py), never the machine's shared one."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import collections
 import time
 
 import pytest
-from load import ITEMS, PRICE_FEN, settle_load
-from services import own_postgres
 
 from ecard import RetryConfig, SettlementStatus
 from ecard.testing import EcardServer, World
 from ecard_server.storage import open_store
+from tests.helpers.load import ITEMS, PRICE_FEN, settle_load
+from tests.helpers.services import own_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 BALANCE_FEN = 10_000_000

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_line_error
-from test_mtls import pki  # noqa: F401 - the module's CA and client certificates
 
 from ecard import ClientOptions, TLSConfig, TokenSigner, generate_private_key, public_key_pem
 from ecard.testing import EcardServer
+from tests.helpers.cli import assert_one_line_error
 
 
 def ecard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,7 +35,7 @@ def _flags(files: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def mtls_server(pki: dict) -> EcardServer:  # noqa: F811
+def mtls_server(pki: dict) -> EcardServer:
     folder = pki["folder"]
     server = EcardServer(
         extra_args=["--tls-cert", str(folder / "server.pem"), "--tls-key", str(folder / "server.key"),
@@ -47,7 +46,7 @@ def mtls_server(pki: dict) -> EcardServer:  # noqa: F811
         yield server
 
 
-def test_operator_and_counter_commands_reach_an_mtls_server(pki: dict, mtls_server: EcardServer,  # noqa: F811
+def test_operator_and_counter_commands_reach_an_mtls_server(pki: dict, mtls_server: EcardServer,
                                                             tmp_path: Path) -> None:
     folder, target = pki["folder"], mtls_server.target
     admin = _files(folder, "admin", pki["admin"])
@@ -88,7 +87,7 @@ def test_plaintext_to_an_mtls_server_is_one_line_unavailable(mtls_server: EcardS
     assert_one_line_error(done, "UNAVAILABLE")
 
 
-def test_bad_tls_settings_are_usage_errors(pki: dict, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_tls_settings_are_usage_errors(pki: dict, tmp_path: Path) -> None:
     files = _files(pki["folder"], "admin", pki["admin"])
     partial = ecard("admin", "--tls-ca", files["ECARD_TLS_CA"], "keys", env={"ECARD_TLS_KEY": files["ECARD_TLS_KEY"]})
     assert_one_line_error(partial, "--tls-cert")

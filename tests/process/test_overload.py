@@ -56,7 +56,7 @@ def _p99_ms(world: World, calls: int = VICTIM_CALLS) -> float:
 
 
 def _flood(world: World, token: str) -> subprocess.Popen[str]:
-    flood = Path(__file__).with_name("flood.py")
+    flood = Path(__file__).resolve().parents[1] / "helpers" / "flood.py"
     return subprocess.Popen([sys.executable, str(flood), world.target, world.pharmacy_id, token, str(FLOOD_RATE),
                              str(FLOOD_S), str(FLOOD_BATCH)], stdout=subprocess.PIPE, text=True)
 

@@ -19,7 +19,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from pki import CertificateAuthority
 
 from ecard import (
     AdminClient,
@@ -48,6 +47,7 @@ from ecard.v1 import (
     verifier_pb2_grpc,
 )
 from ecard.v1 import types_pb2 as t
+from tests.helpers.pki import CertificateAuthority
 
 OK = ("OK", "")
 ROLE = ("PERMISSION_DENIED", "ROLE_NOT_ALLOWED")  # the role table refuses the principal kind

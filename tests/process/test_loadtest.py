@@ -31,7 +31,7 @@ from loadtest.seeding import Seed, seed_deployment
 from loadtest.slo import Measurement, Thresholds, WrongAnswer, evaluate
 from loadtest.tally import Tally
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL_SEED = ["--cards", "3000", "--ecards", "300", "--lost-ecards", "10", "--pharmacies", "5", "--hospitals", "2"]
 HOSTILE_CASES = {
     "hostile forged expects BAD_SIGNATURE",

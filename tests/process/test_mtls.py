@@ -7,7 +7,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pki import CertificateAuthority
 
 from ecard import (
     AdminClient,
@@ -15,7 +14,6 @@ from ecard import (
     ClientOptions,
     PermissionDenied,
     PharmacyClient,
-    TLSConfig,
     TokenSigner,
     Unauthenticated,
     generate_private_key,
@@ -24,20 +22,6 @@ from ecard import (
 )
 from ecard.testing import EcardServer
 from ecard.v1 import types_pb2 as t
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TLSConfig | Path]:
-    authority = CertificateAuthority(tmp_path_factory.mktemp("pki"))
-    out: dict[str, TLSConfig | Path] = {"folder": authority.folder}
-    for who, uri in {
-        "admin": "ecard://admin",
-        "channel": "ecard://channel/tls-bank",
-        "merchant": "ecard://merchant/tls-pharmacy",
-        "nobody": "https://example.invalid/not-ecard",
-    }.items():
-        out[who] = authority.client(who, uri)
-    return out
 
 
 def test_principal_comes_from_the_client_certificate(pki: dict) -> None:

@@ -26,7 +26,7 @@ from ecard._base45 import Base45Error
 from ecard.qr import make_qr
 from ecard.v1 import token_pb2, types_pb2
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """A hostile merchant for the overload test, in its own process (its CPU is not the victim's):
 VerifyBatch calls at a fixed rate (open loop, at most 64 in flight), for a bounded time.
 
-    python tests/flood.py TARGET MERCHANT_ID TOKEN RATE SECONDS BATCH
+    python tests/helpers/flood.py TARGET MERCHANT_ID TOKEN RATE SECONDS BATCH
 
 Prints one JSON line: answers by status code, and the p50 of the refusals in ms."""
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,20 +10,7 @@ import pytest
 from ecard import kid_for, load_public_key_pem, parse_token
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
-
-
-def ecard(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ecard_server.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ecard"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+from tests.helpers.cli import assert_one_line_error, ecard
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "p256"])

@@ -10,7 +10,7 @@ import pytest
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "config.example.toml"
 
 
 def test_documented_example_states_the_defaults() -> None:

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import TcpProxy
-from test_shared_deployment import config_file
 
 from ecard import (
     AsyncPharmacyClient,
@@ -35,6 +33,8 @@ from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.storage.memory import MemoryVerificationRecords
+from tests.helpers.deployment import config_file
+from tests.helpers.proxy import TcpProxy
 
 RECONNECT_FAST = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200))
 QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0, channel_options=RECONNECT_FAST)

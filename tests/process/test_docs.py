@@ -32,7 +32,7 @@ import pytest
 from ecard.testing import EcardServer
 from ecard_server.demo import load_demo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOC_ADDRESS = "127.0.0.1:50051"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)

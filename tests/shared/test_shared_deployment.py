@@ -1,7 +1,7 @@
 """The shared deployment: `ecard serve` processes on one PostgreSQL and one Redis.
 
 Server A talks to PostgreSQL and Redis directly; server B through loopback relays in this process
-(conftest.TcpProxy), so a test can cut B off from either service and restore it, without touching
+(tests.helpers.proxy.TcpProxy), so a test can cut B off from either service and restore it, without touching
 the machine's shared PostgreSQL and Redis. Every server of this module uses its own Redis namespace.
 """
 
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,28 +29,12 @@ from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
 from ecard_server.core import events
 from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
+from tests.helpers.deployment import children_of, config_file, scrape
+from tests.helpers.polling import until
 
 T = TypeVar("T")
 shared = [pytest.mark.postgres, pytest.mark.redis]
 PROPAGATION_S = 1.0  # the promise: a change reaches every process within one second
-
-
-def config_file(folder: Path, namespace: str) -> str:
-    path = folder / f"{namespace}.toml"
-    path.write_text(f'redis_namespace = "{namespace}"\n')
-    return str(path)
-
-
-def until(check: Callable[[], T | None], *, within: float, what: str, interval: float = 0.02) -> tuple[T, float]:
-    """Calls `check` until it returns something other than None; returns it and the seconds it took."""
-    start = time.monotonic()
-    while True:
-        found = check()
-        elapsed = time.monotonic() - start
-        if found is not None:
-            return found, elapsed
-        assert elapsed < within, f"{what}: not within {within} s"
-        time.sleep(interval)
 
 
 def reason_on(target: str, world: World, card: int = 0) -> int:
@@ -258,19 +241,6 @@ def test_postgres_cut_off_fails_closed_and_heals(relays_restored: Pair) -> None:
 
 
 # -- several workers on one port ------------------------------------------------------------------
-def children_of(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(child) for child in text.split()]
-
-
-def scrape(metrics_port: int, name: str) -> dict[str, float]:
-    """{labels: value} of one metric's samples on the server's /metrics."""
-    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    samples = (line.rsplit(" ", 1) for line in body.splitlines() if line.startswith(name + "{") or
-               line.startswith(name + " "))
-    return {labels[len(name):]: float(value) for labels, value in samples}
-
-
 def verifies_served(metrics_port: int) -> float:
     samples = scrape(metrics_port, "ecard_rpc_requests_total")
     return sum(value for labels, value in samples.items() if 'method="Verify"' in labels)

@@ -8,16 +8,10 @@ from ecard import ResourceExhausted
 from ecard_server.config import Settings
 from ecard_server.core.limits import Admission
 from ecard_server.core.principals import ADMIN, MERCHANT, Principal
+from tests.helpers.clock import Clock
 
 A, B = Principal(MERCHANT, "a"), Principal(MERCHANT, "b")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def refusal(admission: Admission, who: Principal) -> str | None:
