@@ -1,7 +1,7 @@
 """docs/grafana-*.json: every query names metrics, labels and label values that a live server's
 /metrics exports (a production-shaped `ecard serve --workers 2` on PostgreSQL and Redis, after a
 checkout), and aggregates over processes, so the same panels read one process, `--workers N` (one
-summed /metrics) or several hosts. (tests/test_prometheus.py evaluates them in a real Prometheus.)"""
+summed /metrics) or several hosts. (tests/shared/test_prometheus.py evaluates them in a real Prometheus.)"""
 
 from __future__ import annotations
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import grpc
 import pytest
-from services import OwnRedis, own_redis
 
 from ecard import DrugClass, EcardError, Purpose, Verdict, line_item
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+from tests.helpers.services import OwnRedis, own_redis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "ecard.rules.yml"
 DASHBOARD = ROOT / "docs" / "grafana-ecard.json"
