@@ -65,6 +65,7 @@ from ecard.errors import (
     TokenNotConsumed,
     Unauthenticated,
     Unavailable,
+    Unreachable,
     VerificationUnknown,
     VerifyInterrupted,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "TokenTooLargeError",
     "Unauthenticated",
     "Unavailable",
+    "Unreachable",
     "Verdict",
     "VerificationUnknown",
     "VerifyBatcher",

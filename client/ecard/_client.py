@@ -27,8 +27,8 @@ import grpc
 from ecard._options import ClientOptions
 from ecard._recovery import answer_lost, arecover, recover, with_request_id
 from ecard._rpc_errors import from_grpc_error
-from ecard._transport import Targets, acall, aio_channel, call, principal_metadata, sync_channel
-from ecard.errors import EcardError
+from ecard._transport import REQUEST_ID, Targets, acall, aio_channel, call, principal_metadata, sync_channel
+from ecard.errors import EcardError, TokenNotConsumed, Unreachable
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
 
 
@@ -123,12 +123,12 @@ class PharmacyClient(_MerchantBase):
 
     def _call(
         self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
-        wait_for_ready: bool | None = None,
+        wait_for_ready: bool | None = None, request_id: str = "",
     ) -> Any:
         return call(
             method,
             request,
-            metadata=self._metadata,
+            metadata=(*self._metadata, (REQUEST_ID, request_id)) if request_id else self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
             wait_for_ready=wait_for_ready,
@@ -140,8 +140,10 @@ class PharmacyClient(_MerchantBase):
         VerificationUnknown (both VerifyInterrupted) when it cannot be had."""
         request = verify_request(token, **with_request_id(fields))
         try:
-            return self._call(self._verifier.Verify, request)
+            return self._call(self._verifier.Verify, request, request_id=request.request_id)
         except EcardError as exc:
+            if isinstance(exc, Unreachable):  # never sent: nothing consumed, and no need to ask
+                raise TokenNotConsumed(exc, request.request_id) from exc
             if not answer_lost(exc):
                 raise
             lookup = lookup_request(request.request_id)
@@ -208,12 +210,12 @@ class AsyncPharmacyClient(_MerchantBase):
 
     async def _call(
         self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
-        wait_for_ready: bool | None = None,
+        wait_for_ready: bool | None = None, request_id: str = "",
     ) -> Any:
         return await acall(
             method,
             request,
-            metadata=self._metadata,
+            metadata=(*self._metadata, (REQUEST_ID, request_id)) if request_id else self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
             wait_for_ready=wait_for_ready,
@@ -222,8 +224,10 @@ class AsyncPharmacyClient(_MerchantBase):
     async def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
         request = verify_request(token, **with_request_id(fields))
         try:
-            return await self._call(self._verifier.Verify, request)
+            return await self._call(self._verifier.Verify, request, request_id=request.request_id)
         except EcardError as exc:
+            if isinstance(exc, Unreachable):  # never sent: nothing consumed, and no need to ask
+                raise TokenNotConsumed(exc, request.request_id) from exc
             if not answer_lost(exc):
                 raise
             lookup = lookup_request(request.request_id)

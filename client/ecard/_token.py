@@ -101,12 +101,18 @@ def parse_token_fields(text: str) -> TokenFields:
             raise TokenFormatError(types_pb2.REASON_UNSUPPORTED_VERSION, "unsupported token text version")
         raise _malformed(f"token text must start with {TEXT_PREFIX}")
     if len(text) > MAX_TOKEN_CHARS:
+        if text.endswith(_SCANNER_ENDS):
+            return parse_token_fields(text.rstrip("\r\n"))
         raise _malformed(f"token text longer than {MAX_TOKEN_CHARS} characters")
     try:
         signed = _signed_from(_b45decode(text[_PREFIX_CHARS:]))
         claims_bytes = signed.claims
         claims = _claims_from(claims_bytes)
     except (Base45Error, DecodeError) as exc:
+        # A keyboard-wedge scanner ends what it read with CR and/or LF (not base45): looked at only on
+        # this path, so a clean token pays nothing for it.
+        if text.endswith(_SCANNER_ENDS):
+            return parse_token_fields(text.rstrip("\r\n"))
         raise _malformed(f"token is not valid base45 protobuf: {exc}") from None
     version = claims.version
     if version != TOKEN_VERSION:
@@ -129,6 +135,7 @@ def parse_token_fields(text: str) -> TokenFields:
 
 
 _PREFIX_CHARS = len(TEXT_PREFIX)
+_SCANNER_ENDS = ("\r", "\n")
 _token_fields = tuple.__new__
 _signed_from = token_pb2.SignedToken.FromString
 _claims_from = token_pb2.TokenClaims.FromString

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -16,6 +17,9 @@ from ecard._options import ClientOptions, RetryConfig
 from ecard._rpc_errors import from_grpc_error
 
 PRINCIPAL_METADATA = "x-ecard-principal"
+REQUEST_ID = "x-request-id"
+"""Metadata the server's log line and trailing metadata take the call's request id from (a Verify sends its
+request_id there too, so the id the till prints is the one in the server's log)."""
 T = TypeVar("T")
 Targets = str | Sequence[str]
 """One server ("10.0.0.2:50051"), several replicas (["10.0.0.2:50051", "10.0.0.3:50051"] or the same
@@ -42,6 +46,24 @@ def _address(target: str) -> tuple[str, str]:
     return ("ipv4", f"{ip}:{port}") if ip.version == 4 else ("ipv6", f"[{ip}]:{port}")
 
 
+_BALANCED_OR_LOCAL = (*_BALANCED_SCHEMES, "unix:", "unix-abstract:")
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$")
+
+
+def _checked(target: str) -> str:
+    """`target` if it is HOST:PORT; ValueError naming it and what is wrong (before anything is sent)."""
+    found = _HOST_PORT.match(target)
+    if found and 0 < int(found.group(1)) < 65536:
+        return target
+    if "://" in target:
+        raise ValueError(f"server address {target!r} is a URL: give HOST:PORT (e.g. 127.0.0.1:50051)")
+    if any(c.isspace() for c in target) or not target:
+        raise ValueError(f"server address {target!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+    if ":" not in target.strip("[]") or target.endswith(":"):
+        raise ValueError(f"server address {target!r} has no port: give HOST:PORT (e.g. {target.rstrip(':')}:50051)")
+    raise ValueError(f"server address {target!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+
+
 def channel_target(targets: Targets) -> tuple[str, bool]:
     """The gRPC target for `targets` and whether the channel balances between several addresses.
 
@@ -55,7 +77,7 @@ def channel_target(targets: Targets) -> tuple[str, bool]:
     if not replicas:
         raise ValueError("no server address given")
     if len(replicas) == 1:
-        return replicas[0], False
+        return (replicas[0] if replicas[0].startswith(_BALANCED_OR_LOCAL) else _checked(replicas[0])), False
     addresses = [_address(replica) for replica in replicas]
     families = {family for family, _ in addresses}
     if len(families) > 1:

@@ -9,6 +9,8 @@
      ├── FailedPrecondition         FAILED_PRECONDITION  e.g. CARD_LOST, VERIFICATION_EXPIRED
      ├── ResourceExhausted          RESOURCE_EXHAUSTED
      ├── Unavailable                UNAVAILABLE          transient: a store is down; safe calls retry
+     │    ├── Unreachable            no connection to the server could be made (refused, no such name):
+     │    │                          the call was never sent
      │    └── VerifyInterrupted      a Verify whose answer was lost (DEADLINE_EXCEEDED, or UNAVAILABLE
      │         │                     from the transport) and could not be asked back with GetVerification
      │         ├── TokenNotConsumed      the server has no answer under that request_id: nothing consumed
@@ -79,6 +81,15 @@ class DeadlineExceeded(EcardError):
     retryable = True
 
 
+class Unreachable(Unavailable):
+    """No connection to the server could be made: refused, a name that does not resolve, a TLS
+    handshake that failed. The call was never sent, so it did nothing (a Verify consumed no token)."""
+
+    def __init__(self, message: str, target: str = "") -> None:
+        super().__init__(message, "UNREACHABLE", {"target": target} if target else None)
+        self.target = target
+
+
 class VerifyInterrupted(Unavailable):
     """A Verify that ended without its answer, which the SDK then asked for by request_id. `cause` is
     the Verify's own error. Never retried: a repeated Verify would consume or replay the token."""
@@ -92,11 +103,15 @@ class VerifyInterrupted(Unavailable):
 
 
 class TokenNotConsumed(VerifyInterrupted):
-    """No Verify of this merchant finished under that request_id: the token was not consumed. Ask the
-    holder for a new code (the phone shows a fresh one)."""
+    """No Verify of this merchant finished under that request_id, or it was never sent (the server
+    could not be reached: `cause` is then Unreachable): the token was not consumed. Ask the holder for a
+    new code (the phone shows a fresh one)."""
 
     def __init__(self, cause: EcardError, request_id: str) -> None:
-        super().__init__("not consumed: ask the holder for a new code", "TOKEN_NOT_CONSUMED", cause, request_id)
+        message = "not consumed: ask the holder for a new code"
+        if isinstance(cause, Unreachable):
+            message = f"{cause.message}: nothing was sent, the token is not consumed"
+        super().__init__(message, "TOKEN_NOT_CONSUMED", cause, request_id)
 
 
 class VerificationUnknown(VerifyInterrupted):
