@@ -68,6 +68,7 @@ class EcardServer:
     """`ecard serve` in a child process on a free loopback port. Needs the server package installed.
 
     db: a database URL; default a fresh SQLite file in a temporary folder. `extra_args` go to serve.
+    A plaintext server gets `--dev-principals` (callers named in metadata) unless `dev_principals=False`.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class EcardServer:
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
         client_options: ClientOptions | None = None,
+        dev_principals: bool = True,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="ecard-test-")
         self.db = db or f"sqlite:///{self._tmp.name}/ecard.db"
@@ -90,12 +92,15 @@ class EcardServer:
         self.env = env
         self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "serve.log"
         self.client_options = client_options  # how the health check connects (mTLS servers)
+        self.dev_principals = dev_principals
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "ecard_server.cli", "serve", "--db", self.db, "--listen", self.target]
         if self.redis:
             cmd += ["--redis", self.redis]
+        if self.dev_principals and "--tls-cert" not in self.extra_args:
+            cmd.append("--dev-principals")  # plaintext tests name their caller in metadata
         return cmd + self.extra_args
 
     def start(self, timeout: float = 30.0) -> EcardServer:

@@ -43,7 +43,7 @@ from ecard_server.core.settlement import SettlementService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.deployment_metrics import watch_deployment
 from ecard_server.rpc.admin import AdminServicer
-from ecard_server.rpc.auth import Authorizer, principal_from_certificate, principal_from_metadata
+from ecard_server.rpc.auth import Authorizer, no_principal, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.guard import GuardedRegistry
 from ecard_server.rpc.placement import Placement
@@ -227,20 +227,24 @@ def create_server(
     tls: TlsFiles | None = None,
     max_workers: int = 32,
     reuse_port: bool = False,
+    dev_principals: bool = False,
 ) -> BoundServer:
     """Every ecard service on a grpc.aio server (to be called on its event loop), and the port it bound.
 
     Blocking work runs on a pool of `max_workers` threads; Verify runs on the event loop when the
-    deployment keeps its hot-path state in this process (see rpc.guard). Plaintext (principal from
-    metadata) is allowed only on a loopback address; anything else needs mTLS. Raises ValueError with
-    a one-line reason when the address cannot be used.
+    deployment keeps its hot-path state in this process (see rpc.guard). Plaintext is allowed only on a
+    loopback address; anything else needs mTLS. On plaintext the principal comes from the metadata only
+    with `dev_principals` (development); without it every ecard call is UNAUTHENTICATED and only health
+    and reflection answer. Raises ValueError with a one-line reason when the address cannot be used.
     """
     if tls is None and not is_loopback(address):
         raise ValueError(
             f"refusing plaintext on non-loopback address {address}: give --tls-cert, --tls-key and --client-ca"
         )
+    if tls is not None and dev_principals:
+        raise ValueError("--dev-principals is for plaintext on loopback; under mTLS the principal is the certificate's")
     watch_deployment(deployment)
-    resolve = principal_from_metadata if tls is None else principal_from_certificate
+    resolve = principal_from_certificate if tls else principal_from_metadata if dev_principals else no_principal
     authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")
     placement = Placement(pool, inline=deployment.hot_state_local)

@@ -85,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls=TlsFiles(*tls_parts) if all(tls_parts) else None,  # type: ignore[arg-type]
         metrics_listen=args.metrics_listen,
         grace_seconds=args.grace,
+        dev_principals=args.dev_principals,
     )
     return serve(options)
 
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="server private key PEM (mTLS)")
     p.add_argument("--client-ca", help="CA PEM that signs client certificates (mTLS)")
     p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (with --workers: the sum of all)")
+    p.add_argument("--dev-principals", action="store_true",
+                   help="development only: on plaintext loopback, take the caller from x-ecard-principal metadata")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)

@@ -22,6 +22,12 @@ from ecard_server.metrics_relay import WorkerLinks, check_bindable, serve_aggreg
 from ecard_server.readiness import Readiness
 
 log = logging.getLogger("ecard.server")
+_PLAINTEXT_NOTE = {
+    True: "development mode (--dev-principals): plaintext, the caller is whoever x-ecard-principal names; "
+          "never for real money",
+    False: "plaintext without --dev-principals: only health and reflection answer, every ecard call is "
+           "UNAUTHENTICATED (give --tls-cert/--tls-key/--client-ca, or --dev-principals for development)",
+}
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -36,6 +42,7 @@ class ServeOptions:
     metrics_listen: str | None
     grace_seconds: float = 10.0
     threads: int = 32
+    dev_principals: bool = False
 
 
 def check_options(options: ServeOptions) -> None:
@@ -72,7 +79,8 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     deployment = Deployment.open(options.settings, options.db_url, options.redis_url)
     try:
         bound = create_server(
-            deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads
+            deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads,
+            dev_principals=options.dev_principals,
         )
         _start_metrics(options.metrics_listen)  # with --workers, the parent serves them (metrics_relay)
     except ValueError:
@@ -91,9 +99,12 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     readiness.start()  # NOT_SERVING while PostgreSQL or Redis is down, SERVING again once both answer
     host = options.listen.rsplit(":", 1)[0]
     event(log, "serving", address=f"{host}:{bound.port}", worker=worker, db=options.db_url.split("://")[0],
-          redis=bool(options.redis_url), tls=options.tls is not None, verify_inline=deployment.hot_state_local)
+          redis=bool(options.redis_url), tls=options.tls is not None, dev_principals=options.dev_principals,
+          verify_inline=deployment.hot_state_local)
     if worker == 0:
         print(f"ecard serving on {host}:{bound.port}", flush=True)
+        if options.tls is None:
+            print(_PLAINTEXT_NOTE[options.dev_principals], flush=True)
     await stop.wait()
     event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
     await readiness.stop()

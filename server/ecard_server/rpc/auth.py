@@ -1,7 +1,9 @@
 """Who is calling, and may they: the principal of each call and the role table of the contract.
 
 Production: mTLS, the principal is the client certificate's URI SAN (ecard://merchant/<id>, ...).
-Development (plaintext on loopback only): the `x-ecard-principal` metadata value.
+Development (plaintext on loopback only, `ecard serve --dev-principals`): the `x-ecard-principal`
+metadata value. Plaintext without that flag accepts no principal (`no_principal`): only the public
+methods (health, reflection) answer.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ def principal_from_metadata(context: grpc.aio.ServicerContext) -> Principal:
         if item.key == PRINCIPAL_METADATA:
             return _parse_principal(item.value if isinstance(item.value, str) else item.value.decode())
     raise Unauthenticated(f"no principal: send the {PRINCIPAL_METADATA} metadata", "NO_PRINCIPAL")
+
+
+def no_principal(context: grpc.aio.ServicerContext) -> Principal:
+    """Plaintext without --dev-principals: nobody is anybody, whatever the metadata says."""
+    raise Unauthenticated(
+        "this server takes no principal over plaintext: use mTLS (or, for development on loopback, "
+        "start it with --dev-principals)", "NO_PRINCIPAL",
+    )
 
 
 def principal_from_certificate(context: grpc.aio.ServicerContext) -> Principal:
