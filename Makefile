@@ -42,7 +42,7 @@ test-embedded: install  ## only what needs no PostgreSQL or Redis (a laptop)
 
 run: install  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C stops it
 	@mkdir -p var
-	@$(ECARD) serve --db sqlite:///var/ecard.db --listen $(LISTEN) --dev-principals & pid=$$!; \
+	@$(ECARD) serve --db sqlite:///var/ecard.db --secret-file var/secret --listen $(LISTEN) --dev-principals & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
 	$(PY) -c "from ecard.testing import wait_healthy; wait_healthy('$(LISTEN)', process=None)" && \
 	$(ECARD) demo --target $(LISTEN) --out var/demo && \

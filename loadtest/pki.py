@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ecard import ClientOptions, TLSConfig
+from ecard import ClientOptions, TLSConfig, write_private_file
 
 SERVER_NAME = "ecard.cluster"
 """The name clients check the server certificate against (the replicas share one certificate)."""
@@ -66,7 +66,7 @@ class ClusterPKI:
         key = ec.generate_private_key(ec.SECP256R1())
         cert_path, key_path = self.folder / f"{name}.crt", self.folder / f"{name}.key"
         cert_path.write_bytes(_pem_cert(self._sign(name, key, ca=False, names=names)))
-        key_path.write_bytes(_pem_key(key))
+        write_private_file(key_path, _pem_key(key))  # 0600 from its first byte
         return cert_path, key_path
 
     def server_args(self) -> list[str]:

@@ -37,6 +37,8 @@ from ecard._keys import (
     private_key_pem,
     public_key_pem,
     signature_check,
+    write_private_file,
+    write_private_key,
 )
 from ecard._options import NO_RETRY, ClientOptions, RetryConfig, TLSConfig
 from ecard._rpc_errors import from_grpc_error
@@ -146,4 +148,6 @@ __all__ = [
     "settle_request",
     "signature_check",
     "verify_request",
+    "write_private_file",
+    "write_private_key",
 ]

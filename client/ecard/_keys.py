@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,6 +77,25 @@ def private_key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def write_private_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Writes `data` to a file only its owner may read or write (mode 0600), from its first byte: the
+    file is created with that mode (never at 0666 and chmod-ed after), an existing one is narrowed before
+    it is written, and a symbolic link in its place is refused."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def write_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
+    """The key as PKCS#8 PEM in a file of mode 0600 (write_private_file)."""
+    write_private_file(path, private_key_pem(key))
 
 
 def _public(key: PrivateKey | PublicKey) -> PublicKey:

@@ -64,6 +64,17 @@ def wait_healthy(
             time.sleep(0.05)
 
 
+_SHARED_SECRETS: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def shared_secret_file() -> str:
+    """The secret file path that every server of this process started on a shared database uses (the first
+    one makes it, 0600): two servers on one PostgreSQL must hold the same secret, as replicas do."""
+    if not _SHARED_SECRETS:
+        _SHARED_SECRETS.append(tempfile.TemporaryDirectory(prefix="ecard-secret-"))
+    return os.path.join(_SHARED_SECRETS[0].name, "secret")
+
+
 class EcardServer:
     """`ecard serve` in a child process on a free loopback port. Needs the server package installed.
 
@@ -99,9 +110,14 @@ class EcardServer:
         cmd = [sys.executable, "-m", "ecard_server.cli", "serve", "--db", self.db, "--listen", self.target]
         if self.redis:
             cmd += ["--redis", self.redis]
+        if not self.db.startswith("sqlite") and "--secret-file" not in self.extra_args and not self._env_secrets():
+            cmd += ["--secret-file", shared_secret_file()]  # servers sharing a database share its secret
         if self.dev_principals and "--tls-cert" not in self.extra_args:
             cmd.append("--dev-principals")  # plaintext tests name their caller in metadata
         return cmd + self.extra_args
+
+    def _env_secrets(self) -> bool:
+        return bool((self.env or {}).get("ECARD_SECRETS") or os.environ.get("ECARD_SECRETS"))
 
     def start(self, timeout: float = 30.0) -> EcardServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -42,6 +43,8 @@ from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.deployment_metrics import watch_deployment
+from ecard_server.keyring import Keyring, SecretSource, load_keyring
+from ecard_server.logs import event
 from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, no_principal, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
@@ -52,6 +55,8 @@ from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
+
+log = logging.getLogger("ecard.server")
 
 
 @dataclass
@@ -76,9 +81,18 @@ class Deployment:
 
     @classmethod
     def open(
-        cls, settings: Settings, db_url: str, redis_url: str | None = None, *, clock: Callable[[], float] = time.time
+        cls, settings: Settings, db_url: str, redis_url: str | None = None, *, clock: Callable[[], float] = time.time,
+        secrets: SecretSource | None = None,
     ) -> Deployment:
+        """`secrets`: where the server secrets are (default: SecretSource.for_database, which reads
+        ECARD_SECRETS). Raises ValueError with one line when the store or the secrets cannot be used."""
+        source = secrets or SecretSource.for_database(db_url)
         store = open_store(db_url)
+        try:
+            keyring = cls.keyring_of(store, source, settings, clock)
+        except BaseException:
+            store.close()
+            raise
         bus: ChangeBus
         nonces: NonceStore
         records: VerificationRecords
@@ -98,21 +112,30 @@ class Deployment:
         else:
             nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
             records = MemoryVerificationRecords(settings.verification_window_s, settings.verification_records, clock)
-        return cls.assemble(settings, store, bus, nonces, records=records, clock=clock)
+        return cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
+
+    @staticmethod
+    def keyring_of(store: Store, source: SecretSource, settings: Settings, clock: Callable[[], float]) -> Keyring:
+        return load_keyring(
+            store, source, window_s=settings.verification_window_s, clock=clock,
+            warn=lambda message: event(log, "server_secret_moved", level=logging.WARNING, message=message),
+        )
 
     @classmethod
     def assemble(
         cls, settings: Settings, store: Store, bus: ChangeBus, nonces: NonceStore, *,
-        records: VerificationRecords | None = None, clock: Callable[[], float],
+        records: VerificationRecords | None = None, clock: Callable[[], float], keyring: Keyring | None = None,
     ) -> Deployment:
-        secret = store.secret()
-        hasher = IdentityHasher(secret)
+        """`keyring`: the server secrets (default: made in memory, for a store that lives no longer)."""
+        if keyring is None:
+            keyring = cls.keyring_of(store, SecretSource(ephemeral=True), settings, clock)
+        hasher = IdentityHasher(*keyring.identity)
         store.seal_holders(lambda name, id_hash: (mask_name(name), hasher.seal(id_hash, name)))  # older rows
         keys, merchants = KeyRegistry(store), MerchantDirectory(store)
         card_cache = CardCache(store, settings.card_cache_size)
         for listener in (keys.on_change, merchants.on_change, card_cache.on_change):
             bus.subscribe(listener)
-        handles = VerificationHandles(secret)
+        handles = VerificationHandles(keyring.handle_keys(), window_s=settings.verification_window_s, now=int(clock()))
         verifier = TokenVerifier(
             keys=keys, cards=card_cache, nonces=nonces, handles=handles, settings=settings, clock=clock
         )

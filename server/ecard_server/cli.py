@@ -29,8 +29,8 @@ from ecard import (
     generate_private_key,
     kid_for,
     physical_cards,
-    private_key_pem,
     public_key_pem,
+    write_private_key,
 )
 from ecard.v1 import types_pb2
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
@@ -86,8 +86,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         grace_seconds=args.grace,
         dev_principals=args.dev_principals,
+        secret_file=args.secret_file,
     )
     return serve(options)
+
+
+def cmd_secret(args: argparse.Namespace) -> int:
+    from ecard_server.config import Settings
+    from ecard_server.keyring import Keyring, read_keyring_file, write_keyring_file
+
+    now = int(time.time())
+    if args.action == "init":
+        if not write_keyring_file(args.file, Keyring.generate(now), exclusive=True):
+            raise UsageError(f"{args.file} exists: `ecard secret rotate` adds to it")
+        print(f"made {args.file} (mode 0600): give it to every replica with --secret-file")
+        return 0
+    keyring = read_keyring_file(args.file)
+    if keyring is None:
+        raise UsageError(f"no secret file {args.file}: `ecard secret init {args.file}` makes one")
+    if args.after < 0:
+        raise UsageError("--after must be at least 0 seconds")
+    window = (Settings.from_toml(args.config) if args.config else Settings()).verification_window_s
+    write_keyring_file(args.file, keyring.rotated(now, window, after_s=args.after, identity=args.identity),
+                       exclusive=False)
+    print(f"rotated {args.file}: a new signing secret signs from {now + args.after}; restart every replica "
+          "before then" + ("; enroll the cards again, then drop the old identity line" if args.identity else ""))
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -107,9 +131,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create {out}: {exc.strerror}") from None
     key = generate_private_key(ALGORITHMS[args.alg])
     kid = kid_for(key)
-    private_path = out / f"{kid}.key.pem"
-    private_path.write_bytes(private_key_pem(key))
-    private_path.chmod(0o600)
+    write_private_key(out / f"{kid}.key.pem", key)
     (out / f"{kid}.pub.pem").write_text(public_key_pem(key))
     print(kid)
     return 0
@@ -281,11 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="server private key PEM (mTLS)")
     p.add_argument("--client-ca", help="CA PEM that signs client certificates (mTLS)")
     p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (with --workers: the sum of all)")
+    p.add_argument("--secret-file", help="server secrets, mode 0600 (default: ECARD_SECRETS, else beside a SQLite "
+                   "file as DB.secret, made on first start; PostgreSQL needs one of the two)")
     p.add_argument("--dev-principals", action="store_true",
                    help="development only: on plaintext loopback, take the caller from x-ecard-principal metadata")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("secret", help="make or rotate the server secret file (never in the database)")
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("init", help="make a new secret file, mode 0600")
+    a.add_argument("file")
+    a = acts.add_parser("rotate", help="add a signing secret; the old one opens handles until they expire")
+    a.add_argument("file")
+    a.add_argument("--after", type=int, default=0, help="seconds until the new secret signs (time to restart "
+                   "every replica with the new file; default 0)")
+    a.add_argument("--identity", action="store_true", help="also a new identity secret (then enroll the cards again)")
+    a.add_argument("--config", help="the servers' settings TOML (for verification_window_s)")
+    p.set_defaults(func=cmd_secret)
 
     p = sub.add_parser("migrate", help="apply schema migrations and exit")
     p.add_argument("--db", default=DEFAULT_DB)

@@ -15,8 +15,8 @@ from ecard import (
     generate_private_key,
     kid_for,
     physical_cards,
-    private_key_pem,
     public_key_pem,
+    write_private_key,
 )
 from ecard.v1 import types_pb2
 
@@ -51,8 +51,7 @@ def load_demo(target: str, out_dir: Path) -> DemoData:
         key = generate_private_key()
     kid = kid_for(key)
     key_path = out_dir / f"{ISSUER}-{kid}.key.pem"
-    key_path.write_bytes(private_key_pem(key))
-    key_path.chmod(0o600)
+    write_private_key(key_path, key)
     with AdminClient(target) as admin:
         admin.upsert_issuer(ISSUER, "Demo Bank (channel app)")
         admin.register_key(ISSUER, public_key_pem(key), kid=kid)

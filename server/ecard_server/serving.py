@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from ecard_server.app import Deployment, TlsFiles, create_server
 from ecard_server.config import Settings
+from ecard_server.keyring import SecretSource
 from ecard_server.logs import event
 from ecard_server.metrics_relay import WorkerLinks, check_bindable, serve_aggregated
 from ecard_server.readiness import Readiness
@@ -43,6 +44,11 @@ class ServeOptions:
     grace_seconds: float = 10.0
     threads: int = 32
     dev_principals: bool = False
+    secret_file: str | None = None
+
+    def secrets(self) -> SecretSource:
+        """Where the server secrets are: ECARD_SECRETS, --secret-file, or beside a SQLite file."""
+        return SecretSource.for_database(self.db_url, self.secret_file)
 
 
 def check_options(options: ServeOptions) -> None:
@@ -56,6 +62,7 @@ def check_options(options: ServeOptions) -> None:
             raise ValueError("--workers above 1 needs --redis URL for single use and cache invalidation")
         if options.listen.rsplit(":", 1)[-1] == "0":
             raise ValueError("--workers above 1 needs a fixed port in --listen")
+    options.secrets()  # a shared database without a secret outside it is refused before anything starts
 
 
 def _start_metrics(address: str | None) -> None:
@@ -76,7 +83,7 @@ def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = Fal
 
 
 async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
-    deployment = Deployment.open(options.settings, options.db_url, options.redis_url)
+    deployment = Deployment.open(options.settings, options.db_url, options.redis_url, secrets=options.secrets())
     try:
         bound = create_server(
             deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ecard import TLSConfig
+from ecard import TLSConfig, write_private_file
 
 Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
@@ -59,7 +59,7 @@ class CertificateAuthority:
         server_cert, server_key = issue("ecard server", self.ca, server=True)
         (folder / "ca.pem").write_bytes(cert_pem(self.ca[0]))
         (folder / "server.pem").write_bytes(cert_pem(server_cert))
-        (folder / "server.key").write_bytes(key_pem(server_key))
+        write_private_file(folder / "server.key", key_pem(server_key))
 
     def serve_args(self) -> list[str]:
         """The `ecard serve` options for mTLS with this CA."""

@@ -114,6 +114,7 @@ def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path:
     from ecard_server.core.admin import EnrollInput
     from ecard_server.core.identity import IdentityHasher
     from ecard_server.core.principals import CHANNEL, Principal
+    from ecard_server.keyring import read_keyring_file
 
     db = f"sqlite:///{tmp_path}/old.db"
     no, name, idn = fake_holder(7, "old")
@@ -121,7 +122,9 @@ def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path:
     try:
         deployment.admin.upsert_issuer("bank", "Bank")
         deployment.admin.enroll_cards([EnrollInput(no, name, idn, "330200", 0)])
-        legacy = IdentityHasher(deployment.store.secret()).hash(idn)
+        keyring = read_keyring_file(f"{tmp_path}/old.db.secret")
+        assert keyring is not None
+        legacy = IdentityHasher(keyring.identity[0]).hash(idn)
         with deployment.store.transaction() as cur:  # as an older version wrote it
             cur.execute("UPDATE cards SET holder_name = ?, id_hash = ?, holder_sealed = FALSE WHERE card_no = ?",
                         (name, legacy, no))

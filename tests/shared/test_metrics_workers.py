@@ -66,6 +66,7 @@ def test_a_metrics_port_in_use_is_a_one_line_error(pg_url: str, redis_url: str, 
         done = subprocess.run(
             [sys.executable, "-m", "ecard_server.cli", "serve", "--db", pg_url, "--redis", redis_url,
              "--workers", "2", "--config", config, "--listen", f"127.0.0.1:{free_port()}",
+             "--secret-file", str(tmp_path / "secret"),
              "--metrics-listen", f"127.0.0.1:{busy}"],
             capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

@@ -319,15 +319,19 @@ def test_workers_need_a_shared_store(tmp_path: Path) -> None:
     code, err = serve_error("--db", "postgresql://nobody@127.0.0.1:1/x", "--workers", "2",
                             "--listen", "127.0.0.1:50999")
     assert code == 2 and "--redis" in err and "\n" not in err
+    code, err = serve_error("--db", "postgresql://nobody@127.0.0.1:1/x", "--listen", "127.0.0.1:50999")
+    assert code == 2 and "--secret-file" in err and "\n" not in err  # no secret, and none in the database
 
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_unreachable_services_are_refused_at_start_in_one_line(pg_url: str, redis_url: str) -> None:
+def test_unreachable_services_are_refused_at_start_in_one_line(pg_url: str, redis_url: str, tmp_path: Path) -> None:
     port = free_port()
-    code, err = serve_error("--db", f"postgresql://postgres@127.0.0.1:{port}/x", "--listen", "127.0.0.1:0")
+    secret = ("--secret-file", str(tmp_path / "secret"))
+    code, err = serve_error("--db", f"postgresql://postgres@127.0.0.1:{port}/x", "--listen", "127.0.0.1:0", *secret)
     assert code == 2 and "cannot connect to PostgreSQL" in err and "\n" not in err
-    code, err = serve_error("--db", pg_url, "--redis", f"redis://127.0.0.1:{port}/0", "--listen", "127.0.0.1:0")
+    code, err = serve_error("--db", pg_url, "--redis", f"redis://127.0.0.1:{port}/0", "--listen", "127.0.0.1:0",
+                            *secret)
     assert code == 2 and "cannot reach Redis" in err and "\n" not in err
 
 

@@ -45,9 +45,11 @@ class IdentityHasher:
     stores the sealed hash and the masked name only, so neither the number nor the full name is
     kept, and issuing checks both at once (a mismatch never says which)."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *older: bytes) -> None:
+        """`secret` hashes; `older` secrets (a rotation in progress: cards not yet enrolled again) still match."""
         self._identity = _KeyedHash(derive_key(secret, "identity"))
         self._holder = _KeyedHash(derive_key(secret, "holder"))
+        self._older = [IdentityHasher(s) for s in older]
 
     def hash(self, id_number: str) -> bytes:
         return self._identity(id_number.strip().upper().encode("utf-8"))
@@ -59,7 +61,11 @@ class IdentityHasher:
         return self.seal(self.hash(id_number), holder_name)
 
     def matches(self, id_number: str, stored: bytes) -> bool:
-        return hmac.compare_digest(self.hash(id_number), stored)
+        return hmac.compare_digest(self.hash(id_number), stored) or any(
+            o.matches(id_number, stored) for o in self._older
+        )
 
     def matches_holder(self, id_number: str, holder_name: str, stored: bytes) -> bool:
-        return hmac.compare_digest(self.holder_hash(id_number, holder_name), stored)
+        return hmac.compare_digest(self.holder_hash(id_number, holder_name), stored) or any(
+            o.matches_holder(id_number, holder_name, stored) for o in self._older
+        )

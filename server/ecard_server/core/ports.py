@@ -113,7 +113,15 @@ class Store(CardStore, AdminStore, Protocol):
     @property
     def local(self) -> bool: ...
 
-    def secret(self) -> bytes: ...
+    def meta_value(self, name: str) -> bytes | None:
+        """A small named value of the deployment (never a secret: those live outside the store)."""
+        ...
+
+    def set_meta_value(self, name: str, value: bytes) -> None: ...
+    def scrub_meta_value(self, name: str) -> None:
+        """Deletes the value, its bytes not left behind in the store's files."""
+        ...
+
     def seal_holders(self, seal: Callable[[str, bytes], tuple[str, bytes]]) -> int:
         """Rows kept with a full name from before holders were sealed get `seal(name, id_hash)`'s masked
         name and sealed hash instead; returns how many."""

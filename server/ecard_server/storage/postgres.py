@@ -220,6 +220,15 @@ class PostgresStore(SqlStore):
     def _lock_migrations(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
 
+    def scrub_meta_value(self, name: str) -> None:
+        """VACUUM FULL rewrites the table, so the deleted row's old version is gone from its files too."""
+        super().scrub_meta_value(name)
+        try:
+            with self._pool.connection() as conn:
+                conn.execute("VACUUM FULL meta")
+        except self.transient_errors as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
+
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()

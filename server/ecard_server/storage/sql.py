@@ -9,7 +9,6 @@ whether its reads stay on this host (`local`), and which driver errors mean "the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import cached_property
@@ -112,15 +111,22 @@ class SqlStore:
                     current = version
         return current
 
-    def secret(self) -> bytes:
-        """The server secret (identity hashing, verification handles), made once per deployment."""
+    # -- meta: small named values of the deployment (never a secret: ecard_server.keyring) ----------
+    def meta_value(self, name: str) -> bytes | None:
+        found = self.rows("SELECT value FROM meta WHERE name = ?", (name,))
+        return bytes(found[0][0]) if found else None
+
+    def set_meta_value(self, name: str, value: bytes) -> None:
         with self.transaction() as cur:
             cur.execute(
-                "INSERT INTO meta (name, value) VALUES ('server_secret', ?) ON CONFLICT (name) DO NOTHING",
-                (os.urandom(32),),
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
             )
-            cur.execute("SELECT value FROM meta WHERE name = 'server_secret'")
-            return bytes(cur.fetchone()[0])
+
+    def scrub_meta_value(self, name: str) -> None:
+        """Deletes a value so that its bytes are not left behind in the database's files either."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM meta WHERE name = ?", (name,))
 
     # -- issuers and keys -------------------------------------------------------------------------
     def upsert_issuer(self, issuer: Issuer, now: int) -> Issuer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -10,6 +12,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ecard_server.storage.sql import SqlStore
+
+
+def _owner_only(path: str) -> None:
+    """The database file, made 0600 before SQLite opens it (its -wal and -shm files take the same mode);
+    one made readable to others by an earlier version is narrowed to 0600."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(name).st_mode & 0o077:
+                    os.chmod(name, 0o600)
+    except OSError as exc:
+        raise ValueError(f"cannot create SQLite database {path}: {exc.strerror}") from None
 
 
 class SqliteStore(SqlStore):
@@ -26,6 +42,7 @@ class SqliteStore(SqlStore):
             parent = Path(self.path).parent
             if not parent.is_dir():
                 raise ValueError(f"database folder does not exist: {parent}")
+            _owner_only(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -75,6 +92,17 @@ class SqliteStore(SqlStore):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn().execute(sql, params).fetchall()
+
+    def scrub_meta_value(self, name: str) -> None:
+        """With secure_delete the freed page is zeroed; the checkpoint then empties the WAL that still held it."""
+        with self._writer:
+            conn = self._conn()
+            conn.execute("PRAGMA secure_delete=ON")
+            try:
+                super().scrub_meta_value(name)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.execute("PRAGMA secure_delete=OFF")
 
     def close(self) -> None:
         with self._lock:
