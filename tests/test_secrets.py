@@ -28,9 +28,9 @@ from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, derive_key
-from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore
 from ecard_server.keyring import CHECK, LEGACY, Keyring, SecretSource, SigningSecret, read_keyring_file
 from ecard_server.storage import open_store
+from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore
 
 
 def _candidates(rows: Iterator[tuple[object, ...]]) -> set[bytes]:
