@@ -156,6 +156,8 @@ class SecretSource:
         if db_url.startswith("sqlite://"):
             database = db_url.removeprefix("sqlite:///")
             return cls(ephemeral=True) if database == ":memory:" else cls(path=f"{database}.secret")
+        if not db_url.startswith(("postgresql://", "postgres://")):
+            return cls(ephemeral=True)  # not a database URL at all: opening it says so
         raise ValueError(
             "a shared database needs the server secret outside it: give --secret-file FILE (mode 0600, the same "
             f"file on every replica; `ecard secret init FILE` makes one) or set {ENVIRONMENT}"
