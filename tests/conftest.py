@@ -1,6 +1,11 @@
 """Shared fixtures.
 
-- `server`: one real `ecard serve` process (fresh SQLite file) for the module; `world` seeds a fresh,
+Tiers: unit/ (no server), api/ (the server in the test process: api/conftest.py), process/ (`ecard`
+as child processes), shared/ (PostgreSQL and Redis), cluster/ (network namespaces). Shared test code is
+in helpers/; `make test-fast` runs unit/ and api/, `make test` everything.
+
+- `server`: one real `ecard serve` process (fresh SQLite file) for the module (in api/: one in-process
+  server, tests.helpers.inprocess); `world` seeds a fresh,
   isolated set of issuer, merchants and e-cards on it for each test.
 - `pg_url` / `redis_url`: the real PostgreSQL and Redis of the machine (ECARD_TEST_PG, ECARD_TEST_REDIS).
   A test that asks for them FAILS when the service is down: CI must prove the shared deployment.

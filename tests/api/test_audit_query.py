@@ -8,16 +8,17 @@ import time
 import pytest
 
 from ecard import InvalidArgument, Purpose, generate_private_key, line_item, public_key_pem
-from ecard.testing import EcardServer, World
+from ecard.testing import World
 from ecard.v1 import types_pb2 as t
+from tests.helpers.inprocess import InProcessServer
 
 KINDS = {"VERIFY", "SETTLE", "REFUND", "CARD_STATUS", "ECARD_ISSUED", "ACCOUNT_CREDIT", "KEY_REGISTERED",
          "KEY_REVOKED", "MERCHANT_CHANGED"}
 
 
 @pytest.fixture(scope="module")
-def day() -> tuple[EcardServer, World, int, int]:
-    with EcardServer() as server:
+def day() -> tuple[InProcessServer, World, int, int]:
+    with InProcessServer() as server:
         start = int(time.time())
         world = World.seed(server.target, cards=2)
         with world.pharmacy() as pos:

@@ -7,12 +7,8 @@ the overlap window, until the window closes or the old key is revoked.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,39 +21,26 @@ from ecard import (
     MerchantKind,
     NotFound,
     PermissionDenied,
-    Purpose,
     Reason,
     ResourceExhausted,
-    TokenSigner,
     Verdict,
     from_grpc_error,
-    generate_private_key,
     public_key_pem,
 )
-from ecard.testing import EcardServer, World
+from ecard.testing import World
 from ecard.v1 import admin_pb2, admin_pb2_grpc
 from ecard_server.config import Settings
 from ecard_server.storage import open_store
+from tests.helpers.channel import new_signer, verdict
+from tests.helpers.inprocess import InProcessServer
 
 DEFAULT_OVERLAP = Settings().max_token_lifetime_s + Settings().clock_skew_s
 
 
 @pytest.fixture
-def other(server: EcardServer) -> World:
+def other(server: InProcessServer) -> World:
     """A second channel on the same server."""
     return World.seed(server.target, cards=1)
-
-
-def verdict(world: World, signer: TokenSigner) -> tuple[int, int]:
-    with world.pharmacy() as pos:
-        answer = pos.verify(signer.mint(world.ecard_ids[0]), purpose=Purpose.IDENTITY)
-    return answer.verdict, answer.reason
-
-
-def new_signer(world: World) -> tuple[TokenSigner, str]:
-    key = generate_private_key()
-    signer = TokenSigner(key, issuer_id=world.issuer_id)
-    return signer, public_key_pem(key)
 
 
 def raw_admin(world: World, principal: str, method: str, request: Any) -> EcardError:
@@ -127,7 +110,7 @@ def test_the_rest_of_admin_stays_the_operators(world: World) -> None:
     assert isinstance(stranger, PermissionDenied) and stranger.reason == "UNKNOWN_CHANNEL"
 
 
-def audit(server: EcardServer, subject_prefix: str) -> list[tuple[str, str, str]]:
+def audit(server: InProcessServer, subject_prefix: str) -> list[tuple[str, str, str]]:
     """(kind, actor, subject) of the audit rows about an issuer's keys."""
     store = open_store(server.db)
     try:
@@ -138,7 +121,7 @@ def audit(server: EcardServer, subject_prefix: str) -> list[tuple[str, str, str]
 
 
 def test_rotation_keeps_old_tokens_verifying_until_the_old_key_is_revoked(
-    world: World, channel: ChannelClient, server: EcardServer
+    world: World, channel: ChannelClient, server: InProcessServer
 ) -> None:
     old = world.signer
     signer, pem = new_signer(world)
@@ -222,30 +205,3 @@ def test_the_operator_rotates_any_issuers_keys(world: World) -> None:
         assert rotated.new_key.issuer_id == world.issuer_id
         assert {k.kid for k in admin.list_keys(world.issuer_id)} == {world.signer.kid, signer.kid}
     assert verdict(world, signer) == (Verdict.ACCEPTED, Reason.OK)
-
-
-def ecard_admin(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ecard_server.cli", "admin", "--target", world.target, *args],
-                          capture_output=True, text=True, timeout=30)
-
-
-def test_the_command_line_rotates_and_revokes_as_the_channel(world: World, other: World, tmp_path: Path) -> None:
-    signer, pem = new_signer(world)
-    (tmp_path / "new.pub.pem").write_text(pem)
-    me = ("--channel", world.issuer_id)
-    rotated = ecard_admin(world, "rotate-key", *me, "--pub", str(tmp_path / "new.pub.pem"),
-                          "--retiring-kid", world.signer.kid, "--overlap", "600")
-    assert rotated.returncode == 0, rotated.stderr
-    answer = json.loads(rotated.stdout)
-    assert answer["newKey"]["kid"] == signer.kid and answer["retiringKey"]["kid"] == world.signer.kid
-    listed = ecard_admin(world, "keys", *me)
-    assert {json.loads(line)["kid"] for line in listed.stdout.splitlines()} == {world.signer.kid, signer.kid}
-    # Another channel's key is not one of its own: one line, non-zero, nothing revoked.
-    theirs = ecard_admin(world, "revoke-key", *me, "--kid", other.signer.kid)
-    assert theirs.returncode != 0 and len(theirs.stderr.strip().splitlines()) == 1 and "NOT_FOUND" in theirs.stderr
-    assert verdict(other, other.signer) == (Verdict.ACCEPTED, Reason.OK)
-    assert ecard_admin(world, "revoke-key", *me, "--kid", world.signer.kid).returncode == 0
-    assert verdict(world, world.signer) == (Verdict.REJECTED, Reason.KEY_REVOKED)
-    # The operator does the same for any issuer with --issuer.
-    by_operator = ecard_admin(world, "keys", "--issuer", other.issuer_id)
-    assert [json.loads(line)["kid"] for line in by_operator.stdout.splitlines()] == [other.signer.kid]

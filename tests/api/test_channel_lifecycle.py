@@ -31,8 +31,9 @@ from ecard import (
     physical_cards,
     public_key_pem,
 )
-from ecard.testing import EcardServer, World, fake_holder
+from ecard.testing import World, fake_holder
 from ecard_server.storage import SqlStore, open_store
+from tests.helpers.inprocess import InProcessServer
 
 PILL = line_item("A001", "amoxicillin", DrugClass.A, 1000)  # class A at a pharmacy: the account pays it all
 
@@ -149,7 +150,7 @@ def new_card_for(world: World, card: int = 0, *, balance_fen: int = 0, holder: t
 
 
 @pytest.fixture
-def store(server: EcardServer) -> Iterator[SqlStore]:
+def store(server: InProcessServer) -> Iterator[SqlStore]:
     opened = open_store(server.db)
     try:
         yield opened
@@ -241,12 +242,12 @@ def _replace_request(old: str, new: str) -> Any:
 
 
 @pytest.fixture
-def served(db_url: str) -> Iterator[EcardServer]:
-    with EcardServer(db=db_url) as running:
+def served(db_url: str) -> Iterator[InProcessServer]:
+    with InProcessServer(db=db_url) as running:
         yield running
 
 
-def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: EcardServer) -> None:
+def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: InProcessServer) -> None:
     world = World.seed(served.target, cards=1, balance_fen=100_000)
     old_no = world.cards[0][0]
     new_no = new_card_for(world)

@@ -29,11 +29,13 @@ from ecard import (
     VerificationUnknown,
     line_item,
 )
-from ecard.testing import EcardServer, World
+from ecard.testing import World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+from ecard_server.config import Settings
 from ecard_server.storage.memory import MemoryVerificationRecords
 from tests.helpers.deployment import config_file
+from tests.helpers.inprocess import InProcessServer
 from tests.helpers.proxy import TcpProxy
 
 RECONNECT_FAST = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 200))
@@ -71,7 +73,7 @@ class ReplyHoldingRelay(TcpProxy):
 
 
 @pytest.fixture
-def relay(server: EcardServer) -> ReplyHoldingRelay:
+def relay(server: InProcessServer) -> ReplyHoldingRelay:
     made = ReplyHoldingRelay(("127.0.0.1", server.port))
     yield made
     made.release()
@@ -165,7 +167,7 @@ def test_only_the_merchant_that_verified_finds_its_answer(world: World) -> None:
     assert str(foreign.value) == str(unknown.value)
 
 
-def test_only_unary_calls_with_a_request_id_are_recorded(server: EcardServer, world: World) -> None:
+def test_only_unary_calls_with_a_request_id_are_recorded(server: InProcessServer, world: World) -> None:
     token = world.mint(0)
     metadata = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
     with grpc.insecure_channel(server.target) as channel:
@@ -199,8 +201,8 @@ def test_memory_records_expire_and_stay_bounded() -> None:
 def test_any_replica_of_a_shared_deployment_answers(pg_url: str, redis_url: str, tmp_path: Path) -> None:
     namespace = f"ecard-test-{uuid.uuid4().hex[:12]}"
     config = config_file(tmp_path, namespace)
-    with EcardServer(db=pg_url, redis=redis_url, extra_args=["--config", config]) as a, \
-            EcardServer(db=pg_url, redis=redis_url, extra_args=["--config", config]) as b:
+    with InProcessServer(db=pg_url, redis=redis_url, settings=Settings.from_toml(config)) as a, \
+            InProcessServer(db=pg_url, redis=redis_url, settings=Settings.from_toml(config)) as b:
         world = World.seed(a.target, cards=1)
         with PharmacyClient(a.target, merchant_id=world.pharmacy_id) as on_a:
             answer = on_a.verify(world.mint(0), request_id="till-3-0001", **SETTLE)

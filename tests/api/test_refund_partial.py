@@ -28,13 +28,14 @@ from ecard import (
     line_item,
     refund_line,
 )
-from ecard.testing import EcardServer, World
+from ecard.testing import World
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard.v1 import types_pb2 as t
 from ecard_server.core.records import RefundAsk
 from ecard_server.core.rules.settlement import refund_hash
 from ecard_server.storage import open_store, sql
 from ecard_server.storage.migrations import MIGRATIONS
+from tests.helpers.inprocess import InProcessServer
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
 # At a hospital (fund 50 % of the covered amount): XA01 2 x 1280 (covered 2560, fund 1280), XB07 1550
@@ -49,13 +50,13 @@ START = 100_000
 
 
 @pytest.fixture
-def served(db_url: str) -> Iterator[EcardServer]:
-    with EcardServer(db=db_url) as running:
+def served(db_url: str) -> Iterator[InProcessServer]:
+    with InProcessServer(db=db_url) as running:
         yield running
 
 
 @pytest.fixture
-def world(served: EcardServer) -> World:
+def world(served: InProcessServer) -> World:
     return World.seed(served.target, cards=1, balance_fen=START)
 
 
@@ -105,62 +106,62 @@ def together(count: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def test_lines_then_an_amount_then_the_rest(world: World) -> None:
-    with world.hospital() as pos:
-        record = settle(pos, world, "rx-1")
-        assert paid(record) == (1978, 1977, 1055)
-        assert record.personal_account_balance_fen == START - 1977
+def test_lines_then_an_amount_then_the_rest(world: World, hospital_client: Any) -> None:
+    pos = hospital_client
+    record = settle(pos, world, "rx-1")
+    assert paid(record) == (1978, 1977, 1055)
+    assert record.personal_account_balance_fen == START - 1977
 
-        # One box of XA01 (1280 of 5010): fund floor(1978 * 1280 / 5010) = 505, fund + account
-        # floor(3955 * 1280 / 5010) = 1010, so account 505, and self-pay the rest, 270.
-        one_box = pos.refund(record.settlement_id, idempotency_key="rf-1", reason="one box back",
-                             lines=[("XA01", 1)])
-        assert one_box.status == SettlementStatus.PARTIALLY_REFUNDED
-        first = entry(one_box, "rf-1")
-        assert (first.amount_fen, shares(first)) == (1280, (505, 505, 270))
-        assert [(line.code, line.quantity) for line in first.lines] == [("XA01", 1)]
-        assert first.reason == "one box back"
-        assert first.personal_account_balance_fen == START - 1977 + 505 == balance(world)
-        assert one_box.refunded_fen == 1280 and refunded(one_box) == (505, 505, 270)
-        assert one_box.HasField("refunded_at")
-        assert paid(one_box) == paid(record) and one_box.total_fen == 5010  # what was paid stays as it was
+    # One box of XA01 (1280 of 5010): fund floor(1978 * 1280 / 5010) = 505, fund + account
+    # floor(3955 * 1280 / 5010) = 1010, so account 505, and self-pay the rest, 270.
+    one_box = pos.refund(record.settlement_id, idempotency_key="rf-1", reason="one box back",
+                         lines=[("XA01", 1)])
+    assert one_box.status == SettlementStatus.PARTIALLY_REFUNDED
+    first = entry(one_box, "rf-1")
+    assert (first.amount_fen, shares(first)) == (1280, (505, 505, 270))
+    assert [(line.code, line.quantity) for line in first.lines] == [("XA01", 1)]
+    assert first.reason == "one box back"
+    assert first.personal_account_balance_fen == START - 1977 + 505 == balance(world)
+    assert one_box.refunded_fen == 1280 and refunded(one_box) == (505, 505, 270)
+    assert one_box.HasField("refunded_at")
+    assert paid(one_box) == paid(record) and one_box.total_fen == 5010  # what was paid stays as it was
 
-        # 1000 fen of what is left (1473 + 1472 + 785 = 3730): 394, 789 - 394 = 395, 211.
-        some = pos.refund(record.settlement_id, idempotency_key="rf-2", amount_fen=1000)
-        assert shares(entry(some, "rf-2")) == (394, 395, 211)
-        assert list(entry(some, "rf-2").lines) == []
-        assert some.status == SettlementStatus.PARTIALLY_REFUNDED
+    # 1000 fen of what is left (1473 + 1472 + 785 = 3730): 394, 789 - 394 = 395, 211.
+    some = pos.refund(record.settlement_id, idempotency_key="rf-2", amount_fen=1000)
+    assert shares(entry(some, "rf-2")) == (394, 395, 211)
+    assert list(entry(some, "rf-2").lines) == []
+    assert some.status == SettlementStatus.PARTIALLY_REFUNDED
 
-        # The rest (no lines, no amount) gives back exactly what is left of each share.
-        rest = pos.refund(record.settlement_id, idempotency_key="rf-3")
-        assert shares(entry(rest, "rf-3")) == (1978 - 505 - 394, 1977 - 505 - 395, 1055 - 270 - 211)
-        assert rest.status == SettlementStatus.REFUNDED
-        assert refunded(rest) == paid(rest) and rest.refunded_fen == rest.total_fen
-        assert [r.idempotency_key for r in rest.refunds] == ["rf-1", "rf-2", "rf-3"]
-        assert pos.get_settlement(record.settlement_id) == rest
-        assert balance(world) == START
+    # The rest (no lines, no amount) gives back exactly what is left of each share.
+    rest = pos.refund(record.settlement_id, idempotency_key="rf-3")
+    assert shares(entry(rest, "rf-3")) == (1978 - 505 - 394, 1977 - 505 - 395, 1055 - 270 - 211)
+    assert rest.status == SettlementStatus.REFUNDED
+    assert refunded(rest) == paid(rest) and rest.refunded_fen == rest.total_fen
+    assert [r.idempotency_key for r in rest.refunds] == ["rf-1", "rf-2", "rf-3"]
+    assert pos.get_settlement(record.settlement_id) == rest
+    assert balance(world) == START
 
-        with pytest.raises(FailedPrecondition) as again:
-            pos.refund(record.settlement_id, idempotency_key="rf-4", amount_fen=1)
-        assert again.value.reason == "ALREADY_REFUNDED"
+    with pytest.raises(FailedPrecondition) as again:
+        pos.refund(record.settlement_id, idempotency_key="rf-4", amount_fen=1)
+    assert again.value.reason == "ALREADY_REFUNDED"
 
 
-def test_a_retried_refund_moves_money_once(world: World) -> None:
-    with world.hospital() as pos:
-        record = settle(pos, world, "rx-idem")
-        first = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[refund_line("XB07")])
-        after_first = balance(world)
-        assert pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)]) == first
-        assert balance(world) == after_first
-        # A later refund does not change what the first one's key answers about that refund.
-        pos.refund(record.settlement_id, idempotency_key="rf-later", amount_fen=10)
-        replay = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)])
-        assert entry(replay, "rf-idem") == entry(first, "rf-idem")
-        assert balance(world) == after_first + entry(replay, "rf-later").personal_account_fen
-        for other in ({"lines": [("XA01", 1)]}, {"amount_fen": 1550}, {}):
-            with pytest.raises(AlreadyExists) as reused:
-                pos.refund(record.settlement_id, idempotency_key="rf-idem", **other)
-            assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+def test_a_retried_refund_moves_money_once(world: World, hospital_client: Any) -> None:
+    pos = hospital_client
+    record = settle(pos, world, "rx-idem")
+    first = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[refund_line("XB07")])
+    after_first = balance(world)
+    assert pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)]) == first
+    assert balance(world) == after_first
+    # A later refund does not change what the first one's key answers about that refund.
+    pos.refund(record.settlement_id, idempotency_key="rf-later", amount_fen=10)
+    replay = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)])
+    assert entry(replay, "rf-idem") == entry(first, "rf-idem")
+    assert balance(world) == after_first + entry(replay, "rf-later").personal_account_fen
+    for other in ({"lines": [("XA01", 1)]}, {"amount_fen": 1550}, {}):
+        with pytest.raises(AlreadyExists) as reused:
+            pos.refund(record.settlement_id, idempotency_key="rf-idem", **other)
+        assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
 
 
 def test_the_asyncio_client_refunds_in_part_too(world: World) -> None:
@@ -176,33 +177,33 @@ def test_the_asyncio_client_refunds_in_part_too(world: World) -> None:
     assert shares(entry(part, "rf-async")) == (355, 355, 190)
 
 
-def test_never_more_than_was_paid(world: World) -> None:
-    with world.hospital() as pos:
-        record = settle(pos, world, "rx-over")
-        before = balance(world)
-        cases = [
-            ({"lines": [("XA01", 3)]}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),  # only 2 were sold
-            ({"amount_fen": 5011}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),
-            ({"lines": [("NOPE", 1)]}, InvalidArgument, "ITEM_NOT_IN_SETTLEMENT"),
-            ({"lines": [("XA01", 0)]}, InvalidArgument, "INVALID_QUANTITY"),
-            ({"amount_fen": -5}, InvalidArgument, "NEGATIVE_AMOUNT"),
-        ]
-        for n, (ask, error, reason) in enumerate(cases):
-            with pytest.raises(error) as bad:
-                pos.refund(record.settlement_id, idempotency_key=f"bad-{n}", **ask)
-            assert bad.value.reason == reason, ask
-        pos.refund(record.settlement_id, idempotency_key="two-boxes", lines=[("XA01", 2)])
-        with pytest.raises(FailedPrecondition) as gone:
-            pos.refund(record.settlement_id, idempotency_key="a-third-box", lines=[("XA01", 1)])
-        assert gone.value.reason == "REFUND_EXCEEDS_PAID"
-        with pytest.raises(FailedPrecondition):  # 2560 of 5010 are back: 2451 are left
-            pos.refund(record.settlement_id, idempotency_key="too-much", amount_fen=2452)
-        now = pos.get_settlement(record.settlement_id)
-        assert now.refunded_fen == 2560 and [r.idempotency_key for r in now.refunds] == ["two-boxes"]
-        assert balance(world) == before + now.personal_account_refunded_fen
+def test_never_more_than_was_paid(world: World, hospital_client: Any) -> None:
+    pos = hospital_client
+    record = settle(pos, world, "rx-over")
+    before = balance(world)
+    cases = [
+        ({"lines": [("XA01", 3)]}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),  # only 2 were sold
+        ({"amount_fen": 5011}, FailedPrecondition, "REFUND_EXCEEDS_PAID"),
+        ({"lines": [("NOPE", 1)]}, InvalidArgument, "ITEM_NOT_IN_SETTLEMENT"),
+        ({"lines": [("XA01", 0)]}, InvalidArgument, "INVALID_QUANTITY"),
+        ({"amount_fen": -5}, InvalidArgument, "NEGATIVE_AMOUNT"),
+    ]
+    for n, (ask, error, reason) in enumerate(cases):
+        with pytest.raises(error) as bad:
+            pos.refund(record.settlement_id, idempotency_key=f"bad-{n}", **ask)
+        assert bad.value.reason == reason, ask
+    pos.refund(record.settlement_id, idempotency_key="two-boxes", lines=[("XA01", 2)])
+    with pytest.raises(FailedPrecondition) as gone:
+        pos.refund(record.settlement_id, idempotency_key="a-third-box", lines=[("XA01", 1)])
+    assert gone.value.reason == "REFUND_EXCEEDS_PAID"
+    with pytest.raises(FailedPrecondition):  # 2560 of 5010 are back: 2451 are left
+        pos.refund(record.settlement_id, idempotency_key="too-much", amount_fen=2452)
+    now = pos.get_settlement(record.settlement_id)
+    assert now.refunded_fen == 2560 and [r.idempotency_key for r in now.refunds] == ["two-boxes"]
+    assert balance(world) == before + now.personal_account_refunded_fen
 
 
-def test_lines_and_amount_together_is_refused_by_the_server(world: World, served: EcardServer) -> None:
+def test_lines_and_amount_together_is_refused_by_the_server(world: World, served: InProcessServer) -> None:
     with world.hospital() as pos:
         record = settle(pos, world, "rx-both")
     request = settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="both",
@@ -236,10 +237,10 @@ def test_concurrent_partial_refunds_never_over_refund(world: World) -> None:
     assert balance(world) == START
 
 
-def test_two_server_processes_on_one_database_never_over_refund(world: World, served: EcardServer) -> None:
+def test_two_servers_on_one_database_never_over_refund(world: World, served: InProcessServer) -> None:
     """Replicas share the database: refunds racing through two processes still queue on the row lock."""
     basket = [line_item("XA01", "a", A, 1000), line_item("XB07", "b", B, 700, 3)]
-    with EcardServer(db=served.db) as second, world.hospital() as one, \
+    with InProcessServer(db=served.db) as second, world.hospital() as one, \
             PharmacyClient(second.target, merchant_id=world.hospital_id) as two:
         record = settle(one, world, "rx-two", basket)
         results = together(12, lambda n: (one, two)[n % 2].refund(record.settlement_id,
@@ -299,7 +300,7 @@ def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, mo
     finally:
         store.close()
     monkeypatch.undo()
-    with EcardServer(db=db_url) as upgraded, PharmacyClient(upgraded.target, merchant_id="old-hospital") as pos:
+    with InProcessServer(db=db_url) as upgraded, PharmacyClient(upgraded.target, merchant_id="old-hospital") as pos:
         old = pos.get_settlement("S-REFUNDED")
         assert old.status == SettlementStatus.REFUNDED and refunded(old) == paid(old) == (500, 500, 1000)
         (entry_,) = old.refunds

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +14,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from ecard import (
     AdminClient,
     AlreadyExists,
-    AsyncPharmacyClient,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -28,29 +25,18 @@ from ecard import (
     public_key_pem,
     verify_request,
 )
-from ecard.testing import EcardServer, World
+from ecard.testing import World
 from ecard.v1 import admin_pb2, verifier_pb2, verifier_pb2_grpc
 from ecard.v1 import types_pb2 as t
+from tests.helpers.inprocess import InProcessServer
 
 Verify = Callable[..., Any]
 
 
-@pytest.fixture(params=["sync", "async"])
-def verify(request: pytest.FixtureRequest, world: World) -> Verify:
-    """world.pharmacy's verify through the sync client, then through the asyncio client."""
-    if request.param == "sync":
-        client = world.pharmacy()
-        request.addfinalizer(client.close)
-        return client.verify
-
-    def run(token: str, **fields: Any) -> Any:
-        async def once() -> Any:
-            async with AsyncPharmacyClient(world.target, merchant_id=world.pharmacy_id) as client:
-                return await client.verify(token, **fields)
-
-        return asyncio.run(once())
-
-    return run
+@pytest.fixture
+def verify(pos_client: Any) -> Verify:
+    """Verify through the sync client, then through the asyncio client (api/conftest.py: pos_client)."""
+    return pos_client.verify
 
 
 def test_first_verify_is_accepted_then_replayed(world: World, verify: Verify) -> None:
@@ -268,7 +254,7 @@ def test_key_registration_checks(world: World) -> None:
         assert [k.kid for k in keys] == [world.signer.kid] and not keys[0].revoked
 
 
-def test_health_and_reflection(server: EcardServer) -> None:
+def test_health_and_reflection(server: InProcessServer) -> None:
     with grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "ecard.v1.Verifier"):
@@ -288,7 +274,7 @@ def test_errors_carry_error_info(world: World) -> None:
 
 
 def test_restart_keeps_every_registration_and_consumed_nothing_new() -> None:
-    with EcardServer() as server:
+    with InProcessServer() as server:
         world = World.seed(server.target, cards=2)
         with world.admin() as admin:
             admin.report_lost(card_no=world.cards[1][0])
@@ -298,20 +284,3 @@ def test_restart_keeps_every_registration_and_consumed_nothing_new() -> None:
             assert pos.verify(world.mint(1), purpose=t.PURPOSE_IDENTITY).reason == t.REASON_CARD_LOST
         with world.admin() as admin:
             assert [k.kid for k in admin.list_keys(world.issuer_id)] == [world.signer.kid]
-
-
-def test_identity_numbers_are_never_stored_or_logged_in_clear() -> None:
-    with EcardServer() as server:
-        world = World.seed(server.target, cards=3)
-        with world.pharmacy() as pos:
-            pos.verify(world.mint(0), purpose=t.PURPOSE_IDENTITY)
-        with world.channel() as channel, pytest.raises(FailedPrecondition):
-            channel.issue_ecard(world.cards[0][0], world.cards[0][1], "110101190001011111")
-        server.stop()
-        db_path = server.db.removeprefix("sqlite:///")
-        stored = b"".join(Path(p).read_bytes() for p in (db_path, db_path + "-wal") if Path(p).exists())
-        logs = server.logs()
-        for _card_no, _name, id_number in world.cards:
-            assert id_number.encode() not in stored
-            assert id_number not in logs
-        assert "110101190001011111" not in logs

@@ -141,3 +141,20 @@ def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path:
         assert deployment.cards.issue_ecard(bank, no, name, idn, t.ASSURANCE_FACE).ecard_id
     finally:
         deployment.close()
+
+
+def test_identity_numbers_are_never_stored_or_logged_in_clear() -> None:
+    with EcardServer() as server:
+        world = World.seed(server.target, cards=3)
+        with world.pharmacy() as pos:
+            pos.verify(world.mint(0), purpose=t.PURPOSE_IDENTITY)
+        with world.channel() as channel, pytest.raises(FailedPrecondition):
+            channel.issue_ecard(world.cards[0][0], world.cards[0][1], "110101190001011111")
+        server.stop()
+        db_path = server.db.removeprefix("sqlite:///")
+        stored = b"".join(Path(p).read_bytes() for p in (db_path, db_path + "-wal") if Path(p).exists())
+        logs = server.logs()
+        for _card_no, _name, id_number in world.cards:
+            assert id_number.encode() not in stored
+            assert id_number not in logs
+        assert "110101190001011111" not in logs

@@ -110,3 +110,16 @@ def test_no_test_module_imports_another() -> None:
         if found:
             bad[str(path.relative_to(ROOT))] = sorted(found)
     assert bad == {}
+
+
+def test_every_test_module_is_in_a_tier() -> None:
+    """tests/unit, api, process, shared or cluster: a module at the top would run in no tier's target."""
+    assert sorted(p.name for p in TESTS.glob("test_*.py")) == []
+
+
+def test_the_daily_loop_starts_no_process() -> None:
+    """`make test-fast` (unit and api) never starts `ecard serve` or any other child process."""
+    starts = ("subprocess", "multiprocessing", "ecard.testing.EcardServer")
+    bad = {str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(starts))
+           for tier in ("unit", "api") for path in (TESTS / tier).rglob("*.py")}
+    assert {name: found for name, found in bad.items() if found} == {}
