@@ -15,9 +15,10 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ecard.testing import wait_healthy
+from ecard.testing import shared_secret_file, wait_healthy
 from ecard_server.app import BoundServer, Deployment, create_server
 from ecard_server.config import Settings
+from ecard_server.keyring import SecretSource
 
 T = TypeVar("T")
 
@@ -49,10 +50,14 @@ class InProcessServer:
         thread = threading.Thread(target=loop.run_forever, name="ecard-in-process", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
-        deployment = Deployment.open(self.settings, self.db, self.redis)
+        # As ecard.testing.EcardServer: servers sharing a database share its secret file.
+        secret_file = None if self.db.startswith("sqlite") else shared_secret_file()
+        deployment = Deployment.open(self.settings, self.db, self.redis,
+                                     secrets=SecretSource.for_database(self.db, secret_file))
 
         async def bind() -> BoundServer:
-            bound = create_server(deployment, f"127.0.0.1:{self.port}")
+            # Plaintext on loopback with the caller named in metadata, as `ecard serve --dev-principals`.
+            bound = create_server(deployment, f"127.0.0.1:{self.port}", dev_principals=True)
             await bound.start()
             return bound
 
