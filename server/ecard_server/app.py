@@ -55,6 +55,7 @@ from ecard_server.rpc.settlement import SettlementServicer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
+from ecard_server.tls import ServerTls, TlsFiles
 
 log = logging.getLogger("ecard.server")
 
@@ -185,23 +186,6 @@ class Deployment:
         self.store.close()
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files for mTLS: the server's certificate and key, and the CA that signs client certificates."""
-
-    cert: str
-    key: str
-    client_ca: str
-
-    def credentials(self) -> grpc.ServerCredentials:
-        try:
-            with open(self.key, "rb") as k, open(self.cert, "rb") as c, open(self.client_ca, "rb") as ca:
-                key, cert, root = k.read(), c.read(), ca.read()
-        except OSError as exc:
-            raise ValueError(f"cannot read TLS file: {exc.filename}: {exc.strerror}") from None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=root, require_client_auth=True)
-
-
 def is_loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
@@ -229,16 +213,28 @@ class BoundServer:
     pool: futures.ThreadPoolExecutor
     health: health.aio.HealthServicer
     service_names: list[str]
+    tls: ServerTls | None = None  # reloaded on SIGHUP (ecard_server.serving)
+    health_server: grpc.aio.Server | None = None  # plaintext, the health service alone (--health-listen)
+    health_port: int = 0
 
     async def start(self) -> None:
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
+
+    async def report_not_serving(self) -> None:
+        """NOT_SERVING for every name while calls are still answered (the drain's first step)."""
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def drain(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new calls, lets calls in flight finish for up to `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         # Waited for off the loop: a pool thread reading a client stream may still need the loop once.
         await asyncio.to_thread(self.pool.shutdown, wait=True)
 
@@ -251,6 +247,7 @@ def create_server(
     max_workers: int = 32,
     reuse_port: bool = False,
     dev_principals: bool = False,
+    health_address: str | None = None,
 ) -> BoundServer:
     """Every ecard service on a grpc.aio server (to be called on its event loop), and the port it bound.
 
@@ -266,6 +263,7 @@ def create_server(
         )
     if tls is not None and dev_principals:
         raise ValueError("--dev-principals is for plaintext on loopback; under mTLS the principal is the certificate's")
+    server_tls = ServerTls(tls) if tls else None  # ValueError: a file missing, unreadable or not matching
     watch_deployment(deployment)
     resolve = principal_from_certificate if tls else principal_from_metadata if dev_principals else no_principal
     authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
@@ -292,10 +290,24 @@ def create_server(
         reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]), registry
     )
     try:
-        port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+        if server_tls is not None:
+            port = server.add_secure_port(address, server_tls.credentials())
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
         pool.shutdown(wait=False)
         raise ValueError(f"cannot listen on {address}: address in use or not available")
-    return BoundServer(server, port, pool, health_servicer, names)
+    bound = BoundServer(server, port, pool, health_servicer, names, server_tls)
+    if health_address:  # for probes that cannot present a client certificate (kubelet, grpc_health_probe)
+        bound.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, bound.health_server)
+        try:
+            bound.health_port = bound.health_server.add_insecure_port(health_address)
+        except RuntimeError:
+            bound.health_port = 0
+        if bound.health_port == 0:
+            pool.shutdown(wait=False)
+            raise ValueError(f"cannot listen on {health_address} (--health-listen): address in use or not available")
+    return bound

@@ -65,9 +65,9 @@ def _read(path: str, what: str) -> bytes:
 # -- commands -------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     from ecard_server import logs
-    from ecard_server.app import TlsFiles
     from ecard_server.config import Settings
     from ecard_server.serving import ServeOptions, serve
+    from ecard_server.tls import TlsFiles
 
     logs.configure(args.log_level)
     settings = Settings.from_toml(args.config) if args.config else Settings()
@@ -87,6 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace,
         dev_principals=args.dev_principals,
         secret_file=args.secret_file,
+        drain_delay_seconds=args.drain_delay,
+        health_listen=args.health_listen,
     )
     return serve(options)
 
@@ -308,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-principals", action="store_true",
                    help="development only: on plaintext loopback, take the caller from x-ecard-principal metadata")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
+    p.add_argument("--health-listen", metavar="HOST:PORT",
+                   help="also serve grpc.health.v1 alone, in plaintext, here: for probes that present no client "
+                        "certificate under mTLS (a Kubernetes gRPC probe, grpc_health_probe)")
+    p.add_argument("--drain-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="on SIGTERM, report NOT_SERVING this long while still answering, before the drain "
+                        "(let probes and load balancers move away first; default 0)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)
 

@@ -1,13 +1,19 @@
 """`ecard serve`: one process, or N worker processes sharing one port (SO_REUSEPORT).
 
 Workers are forked before any gRPC object exists in the parent (gRPC's own multiprocessing example
-does the same): each child opens its own store connections, caches and server.
+does the same): each child opens its own store connections, caches and server. A worker dies with its
+parent (Linux's parent-death signal), so a parent killed with SIGKILL leaves no orphan serving the port.
+
+Signals: SIGTERM or SIGINT drains (NOT_SERVING for `drain_delay_seconds` while still answering, so load
+balancers and probes move away first; then no new calls, and `grace_seconds` for those in flight);
+SIGHUP reads the TLS certificate, key and client CA again (ecard_server.tls) without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -15,12 +21,13 @@ import signal
 import sys
 from dataclasses import dataclass, replace
 
-from ecard_server.app import Deployment, TlsFiles, create_server
+from ecard_server.app import Deployment, create_server
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
 from ecard_server.logs import event
 from ecard_server.metrics_relay import WorkerLinks, check_bindable, serve_aggregated
 from ecard_server.readiness import Readiness
+from ecard_server.tls import TlsFiles
 
 log = logging.getLogger("ecard.server")
 _PLAINTEXT_NOTE = {
@@ -30,6 +37,8 @@ _PLAINTEXT_NOTE = {
            "UNAUTHENTICATED (give --tls-cert/--tls-key/--client-ca, or --dev-principals for development)",
 }
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_HELD_WHILE_FORKING = {*_STOP_SIGNALS, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class ServeOptions:
     threads: int = 32
     dev_principals: bool = False
     secret_file: str | None = None
+    drain_delay_seconds: float = 0.0
+    health_listen: str | None = None
 
     def secrets(self) -> SecretSource:
         """Where the server secrets are: ECARD_SECRETS, --secret-file, or beside a SQLite file."""
@@ -55,6 +66,10 @@ def check_options(options: ServeOptions) -> None:
     """Refuses combinations that would silently be wrong. Raises ValueError with one line."""
     if options.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if not 0 <= options.drain_delay_seconds <= 300:
+        raise ValueError("--drain-delay must be between 0 and 300 seconds")
+    if options.tls is not None:
+        options.tls.read()  # a missing, unreadable or mismatched file is said once, before any worker starts
     if options.workers > 1:
         if options.db_url.startswith("sqlite"):
             raise ValueError("--workers above 1 needs a shared store: --db postgresql://... and --redis URL")
@@ -62,6 +77,8 @@ def check_options(options: ServeOptions) -> None:
             raise ValueError("--workers above 1 needs --redis URL for single use and cache invalidation")
         if options.listen.rsplit(":", 1)[-1] == "0":
             raise ValueError("--workers above 1 needs a fixed port in --listen")
+        if options.health_listen and options.health_listen.rsplit(":", 1)[-1] == "0":
+            raise ValueError("--workers above 1 needs a fixed port in --health-listen")
     options.secrets()  # a shared database without a secret outside it is refused before anything starts
 
 
@@ -87,7 +104,7 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     try:
         bound = create_server(
             deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads,
-            dev_principals=options.dev_principals,
+            dev_principals=options.dev_principals, health_address=options.health_listen,
         )
         _start_metrics(options.metrics_listen)  # with --workers, the parent serves them (metrics_relay)
     except ValueError:
@@ -97,6 +114,8 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if bound.tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, bound.tls.reload)
     # Everything made so far (modules, the deployment) lives as long as the process: moved out of the
     # collector's sight, a full collection no longer walks it, and Verify's p99 loses that pause.
     gc.collect()
@@ -110,22 +129,39 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
           verify_inline=deployment.hot_state_local)
     if worker == 0:
         print(f"ecard serving on {host}:{bound.port}", flush=True)
+        if bound.health_server is not None:
+            print(f"health (plaintext, grpc.health.v1 only) on {options.health_listen.rsplit(':', 1)[0]}:"  # type: ignore[union-attr]
+                  f"{bound.health_port}", flush=True)
         if options.tls is None:
             print(_PLAINTEXT_NOTE[options.dev_principals], flush=True)
     await stop.wait()
-    event(log, "stopping", grace_seconds=options.grace_seconds, worker=worker)
+    event(log, "stopping", grace_seconds=options.grace_seconds, drain_delay_seconds=options.drain_delay_seconds,
+          worker=worker)
     await readiness.stop()
+    if options.drain_delay_seconds:  # NOT_SERVING while still answering: probes and balancers move away first
+        await bound.report_not_serving()
+        await asyncio.sleep(options.drain_delay_seconds)
     await bound.drain(options.grace_seconds)
     await deployment.aclose()
     deployment.close()
     event(log, "stopped", worker=worker)
 
 
-def _run_worker(options: ServeOptions, worker: int) -> int:
+def _die_with(parent: int) -> None:
+    """Asks Linux to send this worker SIGTERM when its parent dies (a SIGKILLed parent included)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_worker(options: ServeOptions, worker: int, parent: int) -> int:
     """A forked worker's life; returns its exit status (never returns into the parent's code)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's forwarding handler is not ours
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's forwarding handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # one sent while forking lands now
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server's loop takes it (TLS reload)
+    _die_with(parent)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_WHILE_FORKING)  # one sent while forking lands now
     try:
         run_server(options, worker=worker, reuse_port=True)
     except ValueError as exc:
@@ -160,22 +196,29 @@ def serve(options: ServeOptions) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
+    def reload_all(signum: int) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop_all(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stop_all(signum))
+    signal.signal(signal.SIGHUP, lambda signum, _frame: reload_all(signum))
     if options.metrics_listen:
         check_bindable(options.metrics_listen)  # a port in use is refused before any worker starts
     links = WorkerLinks(options.workers) if options.metrics_listen else None
     worker_options = replace(options, metrics_listen=None)
     # Held while forking: a child must not run the parent's handler, nor the parent miss a child.
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_WHILE_FORKING)
+    parent = os.getpid()
     for worker in range(options.workers):
         pid = os.fork()
         if pid == 0:
             if links is not None:
                 links.in_worker(worker)
-            os._exit(_run_worker(worker_options, worker))
+            os._exit(_run_worker(worker_options, worker, parent))
         children[pid] = worker
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_WHILE_FORKING)
     worst = 0
     if links is not None:
         links.in_parent()
