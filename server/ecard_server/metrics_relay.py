@@ -19,11 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ecard_server.logs import event
+from ecard_server.metrics_http import serve_metrics
 from ecard_server.rpc import metrics
 
 log = logging.getLogger("ecard.metrics")
@@ -134,8 +135,4 @@ def serve_aggregated(address: str, links: WorkerLinks) -> None:
     """Serves the workers' summed metrics on `address` (HOST:PORT) from a thread of the parent."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_WorkersCollector(links))
-    host, _, port = address.rpartition(":")
-    try:
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot serve metrics on {address}: {exc}") from None
+    serve_metrics(address, registry)

@@ -25,6 +25,7 @@ from ecard_server.app import Deployment, create_server
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
 from ecard_server.logs import event
+from ecard_server.metrics_http import serve_metrics
 from ecard_server.metrics_relay import WorkerLinks, check_bindable, serve_aggregated
 from ecard_server.readiness import Readiness
 from ecard_server.tls import TlsFiles
@@ -83,15 +84,8 @@ def check_options(options: ServeOptions) -> None:
 
 
 def _start_metrics(address: str | None) -> None:
-    if not address:
-        return
-    from prometheus_client import start_http_server
-
-    host, _, port = address.rpartition(":")
-    try:
-        start_http_server(int(port), addr=host or "127.0.0.1")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot serve metrics on {address}: {exc}") from None
+    if address:
+        serve_metrics(address)
 
 
 def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = False) -> None:

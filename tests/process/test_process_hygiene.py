@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -149,3 +151,14 @@ def test_a_draining_server_reports_not_serving_while_it_still_answers(tmp_path: 
             time.sleep(0.05)
         assert answered >= 5
         assert server.process.wait(15) == 0
+
+
+def test_the_metrics_port_answers_only_on_metrics() -> None:
+    port = free_port()
+    with EcardServer(extra_args=["--metrics-listen", f"127.0.0.1:{port}"]):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert answer.status == 200 and b"ecard_rpc_requests_total" in answer.read()
+        for path in ("/", "/favicon.ico", "/metrics/x", "/healthz"):
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert missing.value.code == 404, path
