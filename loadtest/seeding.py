@@ -175,8 +175,8 @@ def seed_deployment(
             f"{summary.enrolled} new, {summary.updated} updated)")
 
     started = time.perf_counter()
-    ecard_ids = _issue(target, channels[0].issuer_id, tag, range(ecards), options_for)
-    wallet_ids = _issue(target, channels[1].issuer_id, tag, range(ecards // 2), options_for)
+    ecard_ids = _issue(target, channels[0], tag, range(ecards), options_for)
+    wallet_ids = _issue(target, channels[1], tag, range(ecards // 2), options_for)
     if wallet_ids != ecard_ids[: ecards // 2]:
         raise SeedingError("issuing through a second channel returned other e-card ids: one e-card per card is broken")
     lost = tuple(ecard_ids[-lost_ecards:]) if lost_ecards else ()  # the tail is bound to the bank alone
@@ -192,10 +192,12 @@ def seed_deployment(
 
 
 def _issue(
-    target: str, issuer_id: str, tag: str, numbers: range, options_for: Callable[[str], ClientOptions]
+    target: str, key: ChannelKey, tag: str, numbers: range, options_for: Callable[[str], ClientOptions]
 ) -> list[str]:
     """IssueECard for card numbers `numbers`, a few calls in flight on one channel; ids in card order."""
-    with ChannelClient(target, issuer_id=issuer_id, options=options_for(f"channel:{issuer_id}")) as channel:
+    issuer_id = key.issuer_id
+    with ChannelClient(target, issuer_id=issuer_id, signer=key.signer(),
+                       options=options_for(f"channel:{issuer_id}")) as channel:
 
         def issue(n: int) -> str:
             card_no, name, id_number, _, _ = holder(tag, n)

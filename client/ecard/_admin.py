@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard._keys import algorithm_of, kid_for, load_public_key_pem
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
+from ecard._token import TokenSigner
 from ecard._transport import Targets, call, principal_metadata, sync_channel
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2, wire
 
@@ -84,6 +85,22 @@ class _Client:
     def _list_keys(self, issuer_id: str) -> list[admin_pb2.IssuerKey]:
         return list(self._call(self._admin.ListIssuerKeys, admin_pb2.ListIssuerKeysRequest(issuer_id=issuer_id)).keys)
 
+    def audit_events(self, *, kind: str = "", actor: str = "", subject: str = "", since: int | None = None,
+                     until: int | None = None, page_size: int = 1000) -> Iterator[admin_pb2.AuditEvent]:
+        """The audit trail, oldest first, filtered (times in unix seconds), read page by page. A channel
+        reads only an e-card bound to it: `subject` its ecard_id (who else bound it, who tried, changes)."""
+        request = admin_pb2.ListAuditEventsRequest(kind=kind, actor=actor, subject=subject, page_size=page_size)
+        if since is not None:
+            request.since.CopyFrom(Timestamp(seconds=since))
+        if until is not None:
+            request.until.CopyFrom(Timestamp(seconds=until))
+        while True:
+            page = self._call(self._admin.ListAuditEvents, request)
+            yield from page.events
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     def get_ecard(self, ecard_id: str) -> cards_pb2.ECard:
         return self._call(self._cards.GetECard, cards_pb2.GetECardRequest(ecard_id=ecard_id))
 
@@ -105,17 +122,33 @@ class _Client:
 
 
 class ChannelClient(_Client):
-    """A bank or payment app: issues e-cards to its users and reports them lost."""
+    """A bank or payment app: issues e-cards to its users and reports them lost.
 
-    def __init__(self, target: Targets, *, issuer_id: str, options: ClientOptions | None = None) -> None:
+    `signer`: a TokenSigner of one of this channel's registered keys; issue_ecard signs its statement
+    of the holder check with it (docs/channel.md, issuing an e-card)."""
+
+    def __init__(
+        self, target: Targets, *, issuer_id: str, signer: TokenSigner | None = None,
+        options: ClientOptions | None = None,
+    ) -> None:
         super().__init__(target, f"channel:{issuer_id}", options)
+        if signer is not None and signer.issuer_id != issuer_id:
+            raise ValueError(f"the signer is issuer {signer.issuer_id}'s, not {issuer_id}'s")
         self.issuer_id = issuer_id
+        self.signer = signer
 
     def issue_ecard(
-        self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE
+        self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE,
+        checked_at: int | None = None,
     ) -> cards_pb2.ECard:
+        """Issues (or binds this channel to) the e-card of `card_no`, with a statement signed by this
+        channel's signer that it checked the holder (`assurance`, at `checked_at`, default now)."""
+        if self.signer is None:
+            raise ValueError("issuing needs the channel's signer: ChannelClient(..., signer=TokenSigner(...))")
+        statement = self.signer.attest(card_no, assurance=assurance, checked_at=checked_at)
         request = cards_pb2.IssueECardRequest(
-            card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=wire(assurance)
+            card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=wire(assurance),
+            assurance_statement=statement,
         )
         return self._call(self._cards.IssueECard, request)
 
@@ -204,21 +237,6 @@ class AdminClient(_Client):
     def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> cards_pb2.ECard:
         request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
         return self._call(self._admin.CreditAccount, request)
-
-    def audit_events(self, *, kind: str = "", actor: str = "", subject: str = "", since: int | None = None,
-                     until: int | None = None, page_size: int = 1000) -> Iterator[admin_pb2.AuditEvent]:
-        """The audit trail, oldest first, filtered (times in unix seconds), read page by page."""
-        request = admin_pb2.ListAuditEventsRequest(kind=kind, actor=actor, subject=subject, page_size=page_size)
-        if since is not None:
-            request.since.CopyFrom(Timestamp(seconds=since))
-        if until is not None:
-            request.until.CopyFrom(Timestamp(seconds=until))
-        while True:
-            page = self._call(self._admin.ListAuditEvents, request)
-            yield from page.events
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
 
     def reinstate(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.Reinstate, card_ref(**ref))

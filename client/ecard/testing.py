@@ -226,8 +226,11 @@ class World:
     def admin(self) -> AdminClient:
         return AdminClient(self.target)
 
-    def channel(self, issuer_id: str | None = None) -> ChannelClient:
-        return ChannelClient(self.target, issuer_id=issuer_id or self.issuer_id)
+    def channel(self, issuer_id: str | None = None, signer: TokenSigner | None = None) -> ChannelClient:
+        """The world's channel (signing with its key), or another one with `signer` (its key)."""
+        if signer is None and issuer_id in (None, self.issuer_id):
+            signer = self.signer
+        return ChannelClient(self.target, issuer_id=issuer_id or self.issuer_id, signer=signer)
 
     def pharmacy(self, merchant_id: str | None = None) -> PharmacyClient:
         return PharmacyClient(self.target, merchant_id=merchant_id or self.pharmacy_id)

@@ -48,7 +48,6 @@ from hdrh.histogram import HdrHistogram
 from ecard import (
     AdminClient,
     AsyncPharmacyClient,
-    ChannelClient,
     TokenSigner,
     VerifyBatcher,
     line_item,
@@ -122,7 +121,7 @@ def seed(target: str, scale: Scale) -> tuple[World, list[str], float]:
     if summary.enrolled != scale.enrolled:
         raise RuntimeError(f"enrolled {summary.enrolled} of {scale.enrolled}: {list(summary.errors)[:3]}")
     ecard_ids = list(world.ecard_ids)
-    with ChannelClient(target, issuer_id=world.issuer_id) as channel:
+    with world.channel() as channel:
         step = max(scale.enrolled // scale.issued, 1)
         for n in range(0, step * scale.issued, step):
             no, name, idn = fake_holder(n, "B")

@@ -149,7 +149,7 @@ class Deployment:
             merchants=merchants,
             card_cache=card_cache,
             verifier=verifier,
-            cards=CardService(store, bus, hasher, clock, ledger=store.ledger),
+            cards=CardService(store, bus, hasher, keys, settings, clock, ledger=store.ledger),
             admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
             audit=AuditTrail(store.append_audit, clock=clock),
             handles=handles,

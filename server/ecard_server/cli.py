@@ -226,7 +226,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
     action = args.action
     target, options = client_settings(args)
     if action == "issue" or (action in KEY_ACTIONS and args.channel):
-        with ChannelClient(target, issuer_id=args.channel, options=options) as channel:
+        signer = None
+        if action == "issue":  # the channel signs its statement of the face check with its own key
+            signer = TokenSigner.from_pem(_read(args.key, "key file"), issuer_id=args.channel, kid=args.kid)
+        with ChannelClient(target, issuer_id=args.channel, signer=signer, options=options) as channel:
             if action == "issue":
                 _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
             else:
@@ -420,8 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
         a = acts.add_parser(name, help=f"{name.replace('-', ' ')} of one channel")
         a.add_argument("ecard_id")
         a.add_argument("--issuer", required=True, help="the channel whose binding changes")
-    a = acts.add_parser("issue", help="issue an e-card as a channel (face check done)")
+    a = acts.add_parser("issue", help="issue an e-card as a channel, signing its statement of the face check")
     a.add_argument("--channel", required=True)
+    a.add_argument("--key", required=True, help="the channel's private key PEM (one of its registered keys)")
+    a.add_argument("--kid", help="the key's kid (default: derived from the key, as keygen prints it)")
     a.add_argument("card_no")
     a.add_argument("name")
     a.add_argument("id_number")

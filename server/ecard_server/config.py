@@ -66,6 +66,15 @@ class Settings:
     """Calls of one principal being served at once (0: no cap); one stream counts as one call."""
     max_in_flight: int = 4096
     """Calls being served at once in one server process (0: no cap)."""
+    issue_failures_per_card: int = 5
+    """Failed issuances one card number may see in issue_failure_window_s, from every channel together
+    (unknown numbers too, so the throttle says nothing about which numbers exist)."""
+    issue_failures_per_channel: int = 100
+    """Failed issuances one channel may make in issue_failure_window_s, over all card numbers."""
+    issue_failure_window_s: int = 86_400
+    """The window of both issuance throttles, from a scope's first failure."""
+    issue_assurance_max_age_s: int = 600
+    """How old a channel's signed statement of a face check may be when it asks for an e-card."""
     max_batch: int = 1000
     max_basket_items: int = 500
     max_enroll_errors: int = 100

@@ -12,6 +12,7 @@ from pathlib import Path
 from ecard import (
     AdminClient,
     ChannelClient,
+    TokenSigner,
     generate_private_key,
     kid_for,
     physical_cards,
@@ -61,7 +62,7 @@ def load_demo(target: str, out_dir: Path) -> DemoData:
                               region="330200")
         admin.enroll_cards(physical_cards(CARDS))
     ecard_ids = []
-    with ChannelClient(target, issuer_id=ISSUER) as channel:
+    with ChannelClient(target, issuer_id=ISSUER, signer=TokenSigner(key, issuer_id=ISSUER, kid=kid)) as channel:
         for card_no, name, id_number, _region, _balance in CARDS:
             ecard_ids.append(channel.issue_ecard(card_no, name, id_number).ecard_id)
     return DemoData(ISSUER, kid, key_path, ecard_ids)

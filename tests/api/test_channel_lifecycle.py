@@ -51,9 +51,10 @@ def second_channel(world: World, suffix: str = "b") -> TokenSigner:
     with world.admin() as admin:
         admin.upsert_issuer(issuer_id, "Second bank")
         kid = admin.register_key(issuer_id, public_key_pem(key)).kid
-    with world.channel(issuer_id) as channel:
+    signer = TokenSigner(key, issuer_id=issuer_id, kid=kid)
+    with world.channel(issuer_id, signer) as channel:
         channel.issue_ecard(*world.cards[0])
-    return TokenSigner(key, issuer_id=issuer_id, kid=kid)
+    return signer
 
 
 def audit_kinds(world: World, ecard_id: str) -> list[str]:

@@ -17,6 +17,7 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
+from ecard_server.core.assurance import Statement
 from ecard_server.core.principals import CHANNEL, Principal
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400)
@@ -49,8 +50,10 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment,
     deployment.admin.upsert_issuer("bank", "Bank")
     kid = deployment.admin.register_key("bank", "", t.KEY_ALGORITHM_ED25519, public_key_pem(key), None, None).kid
     deployment.admin.enroll_cards([EnrollInput("C0000001", "朱小明", "330203199001011234", "330200", 0)])
-    card = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), "C0000001", "朱小明", "330203199001011234", 3)
-    yield deployment, TokenSigner(key, issuer_id="bank", kid=kid), card.ecard_id or ""
+    signer = TokenSigner(key, issuer_id="bank", kid=kid)
+    face = Statement.of(signer.attest("C0000001"))
+    card = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), "C0000001", "朱小明", "330203199001011234", face)
+    yield deployment, signer, card.ecard_id or ""
     deployment.close()
 
 

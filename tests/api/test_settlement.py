@@ -45,6 +45,7 @@ from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
+from ecard_server.core.assurance import Statement
 from ecard_server.core.principals import CHANNEL, Principal
 from ecard_server.core.records import LineItem, SettleInput, SettlementRecord
 from ecard_server.core.rules.settlement import Draft
@@ -480,8 +481,10 @@ def test_token_of_a_settlement_that_could_not_be_written_works_on_retry(tmp_path
         kid = deployment.admin.register_key("bank", "", ED25519, public_key_pem(key), None, None).kid
         deployment.admin.upsert_merchant("pharmacy-1", "pharmacy", MerchantKind.PHARMACY, "330200", True)
         deployment.admin.enroll_cards([EnrollInput(*holder, "330200", 10_000)])
-        ecard_id = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *holder, Assurance.FACE).ecard_id
-        token = TokenSigner(key, issuer_id="bank", kid=kid).mint(
+        signer = TokenSigner(key, issuer_id="bank", kid=kid)
+        face = Statement.of(signer.attest(holder[0]))
+        ecard_id = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *holder, face).ecard_id
+        token = signer.mint(
             ecard_id, purposes=[Purpose.MEDICAL_SETTLEMENT], assurance=Assurance.PIN
         )
         basket = (LineItem("A001", "amoxicillin", A, 1000, 1),)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ecard import kid_for, load_public_key_pem, parse_token
+from ecard import kid_for, load_public_key_pem, parse_token, private_key_pem
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
 from tests.helpers.cli import assert_one_line_error, ecard
@@ -97,7 +97,10 @@ def test_admin_commands(world: World, tmp_path: Path) -> None:
     target = ["admin", "--target", world.target]
     enrolled = ecard(*target, "enroll", str(csv_file))
     assert enrolled.returncode == 0 and '"enrolled": "1"' in enrolled.stdout and '"rejected": "1"' in enrolled.stdout
-    issued = ecard(*target, "issue", "--channel", world.issuer_id, "K00000001", "钱一", "330203198001010011")
+    key_file = tmp_path / "channel.key.pem"
+    key_file.write_bytes(private_key_pem(world.key))
+    issued = ecard(*target, "issue", "--channel", world.issuer_id, "--key", str(key_file),
+                   "K00000001", "钱一", "330203198001010011")
     assert issued.returncode == 0 and "K00000001" not in issued.stdout  # the card number is masked
     assert '"status": "CARD_STATUS_LOST"' in ecard(*target, "lost", "--card-no", "K00000001").stdout
     assert ecard(*target, "keys", "--issuer", world.issuer_id).stdout.count(world.signer.kid) == 1

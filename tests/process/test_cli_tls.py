@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ecard import ClientOptions, TLSConfig, TokenSigner, generate_private_key, public_key_pem
+from ecard import ClientOptions, TLSConfig, TokenSigner, generate_private_key, private_key_pem, public_key_pem
 from ecard.testing import EcardServer
 from tests.helpers.cli import assert_one_line_error
 
@@ -66,8 +66,10 @@ def test_operator_and_counter_commands_reach_an_mtls_server(pki: dict, mtls_serv
     csv.write_text("M00000009,周九,330203198001010099,330200,0\n")
     assert ecard("admin", "--target", target, *_flags(admin), "enroll", str(csv)).returncode == 0
     # environment only: the channel issues, the pharmacy verifies (target from ECARD_TARGET too)
-    issued = ecard("admin", "issue", "--channel", "tls-bank", "M00000009", "周九", "330203198001010099",
-                   env={**channel, "ECARD_TARGET": target})
+    key_file = tmp_path / "bank.key.pem"
+    key_file.write_bytes(private_key_pem(key))
+    issued = ecard("admin", "issue", "--channel", "tls-bank", "--key", str(key_file), "M00000009", "周九",
+                   "330203198001010099", env={**channel, "ECARD_TARGET": target})
     assert issued.returncode == 0, issued.stderr
     token = TokenSigner(key, issuer_id="tls-bank", kid=kid).mint(json.loads(issued.stdout)["ecardId"])
     verify = ["verify", token, "--merchant", "tls-pharmacy"]

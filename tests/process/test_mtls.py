@@ -39,9 +39,10 @@ def test_principal_comes_from_the_client_certificate(pki: dict) -> None:
             kid = admin.register_key("tls-bank", public_key_pem(key)).kid
             admin.upsert_merchant("tls-pharmacy", kind=t.MERCHANT_KIND_PHARMACY)
             admin.enroll_cards(physical_cards([("M00000001", "周一", "330203198001010011", "330200", 0)]))
-        with ChannelClient(server.target, issuer_id="tls-bank", options=opts["channel"]) as channel:
+        signer = TokenSigner(key, issuer_id="tls-bank", kid=kid)
+        with ChannelClient(server.target, issuer_id="tls-bank", signer=signer, options=opts["channel"]) as channel:
             ecard_id = channel.issue_ecard("M00000001", "周一", "330203198001010011").ecard_id
-        token = TokenSigner(key, issuer_id="tls-bank", kid=kid).mint(ecard_id)
+        token = signer.mint(ecard_id)
         # metadata cannot override the certificate: the merchant cert may verify, nobody else
         with PharmacyClient(server.target, merchant_id="tls-pharmacy", options=opts["merchant"]) as pos:
             assert pos.verify(token, purpose=t.PURPOSE_IDENTITY).reason == t.REASON_OK

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from ecard import (
+    ED25519,
     EcardError,
     FailedPrecondition,
     Purpose,
+    TokenSigner,
     generate_private_key,
     line_item,
     physical_cards,
@@ -112,6 +114,7 @@ def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path:
     from ecard_server.app import Deployment
     from ecard_server.config import Settings
     from ecard_server.core.admin import EnrollInput
+    from ecard_server.core.assurance import Statement
     from ecard_server.core.identity import IdentityHasher
     from ecard_server.core.principals import CHANNEL, Principal
     from ecard_server.keyring import read_keyring_file
@@ -135,10 +138,13 @@ def test_cards_enrolled_before_holders_were_sealed_are_sealed_on_start(tmp_path:
         card = deployment.store.get_card(card_no=no)
         assert card is not None and card.holder_name == name[0] + "*" * (len(name) - 1) and card.id_hash != legacy
         bank = Principal(CHANNEL, "bank")
+        key = generate_private_key()
+        kid = deployment.admin.register_key("bank", "", ED25519, public_key_pem(key), None, None).kid
+        face = Statement.of(TokenSigner(key, issuer_id="bank", kid=kid).attest(no))
         with pytest.raises(FailedPrecondition) as wrong:
-            deployment.cards.issue_ecard(bank, no, name[:-1] + "X", idn, t.ASSURANCE_FACE)
+            deployment.cards.issue_ecard(bank, no, name[:-1] + "X", idn, face)
         assert wrong.value.reason == "IDENTITY_MISMATCH"
-        assert deployment.cards.issue_ecard(bank, no, name, idn, t.ASSURANCE_FACE).ecard_id
+        assert deployment.cards.issue_ecard(bank, no, name, idn, face).ecard_id
     finally:
         deployment.close()
 

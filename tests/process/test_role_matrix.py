@@ -88,7 +88,8 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ReplaceCard":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
-    "Admin.ListAuditEvents":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    # A channel reads the events of its own e-cards (who else bound them, who tried), and only those.
+    "Admin.ListAuditEvents":   (OK, OK, OK, NOT_BOUND, ROLE, ROLE, ANON, ANON),
     "Health.Check":            (OK, OK, OK, OK, OK, OK, OK, OK),
     "Reflection.ServerReflectionInfo": (OK, OK, OK, OK, OK, OK, OK, OK),
 }
@@ -128,8 +129,9 @@ class Scene:
         self.admin.upsert_issuer(issuer_id, f"Bank {side}")
         kid = self.admin.register_key(issuer_id, public_key_pem(key)).kid
         self.admin.upsert_merchant(merchant_id, kind=t.MERCHANT_KIND_PHARMACY, region="330200")
-        return Side(issuer_id, key, TokenSigner(key, issuer_id=issuer_id, kid=kid), merchant_id,
-                    ChannelClient(self.target, issuer_id=issuer_id,
+        signer = TokenSigner(key, issuer_id=issuer_id, kid=kid)
+        return Side(issuer_id, key, signer, merchant_id,
+                    ChannelClient(self.target, issuer_id=issuer_id, signer=signer,
                                   options=ClientOptions(tls=self.tls[f"channel-{side}"])),
                     PharmacyClient(self.target, merchant_id=merchant_id,
                                    options=ClientOptions(tls=self.tls[f"merchant-{side}"])))
@@ -201,7 +203,8 @@ def _issue_request(scene: Scene, side: str) -> cards_pb2.IssueECardRequest:
     if side == "other":  # already issued through channel B
         scene.side("other").channel.issue_ecard(card_no, name, idn)
     return cards_pb2.IssueECardRequest(card_no=card_no, holder_name=name, id_number=idn,
-                                       assurance=t.ASSURANCE_FACE)
+                                       assurance=t.ASSURANCE_FACE,  # signed by the calling channel, bank-a
+                                       assurance_statement=scene.side("own").signer.attest(card_no))
 
 
 def _binding(scene: Scene, side: str) -> cards_pb2.BindingRef:
@@ -280,7 +283,7 @@ CALLS: dict[str, Call] = {
         card_no=s.ecard(side)[0], amount_fen=100, idempotency_key=uuid.uuid4().hex)),
     "Admin.ReplaceCard": _unary(A, "ReplaceCard", _replacement),
     "Admin.ListAuditEvents": _unary(A, "ListAuditEvents", lambda s, side: admin_pb2.ListAuditEventsRequest(
-        actor=f"merchant:{s.side(side).merchant_id}", page_size=10)),
+        subject=s.ecard(side)[1], page_size=10)),
     "Health.Check": _unary(health_pb2_grpc.HealthStub, "Check", lambda s, side: health_pb2.HealthCheckRequest(
         service="" if side == "own" else "ecard.v1.Verifier")),
     "Reflection.ServerReflectionInfo": _reflect,

@@ -20,6 +20,7 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
+from ecard_server.core.assurance import Statement
 from ecard_server.core.handles import Verification, VerificationHandles
 from ecard_server.core.identity import derive_key
 from ecard_server.core.principals import CHANNEL, Principal
@@ -102,8 +103,10 @@ def deployment(tmp_path) -> Iterator[tuple[Deployment, TokenSigner, str]]:  # ty
     kid = admin.register_key("bank", "", ED25519, public_key_pem(key), None, None).kid
     holder = ("C0000001", "朱小明", "330203199001011234")
     admin.enroll_cards([EnrollInput(*holder, "330200", 10_000)])
-    ecard_id = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *holder, t.ASSURANCE_FACE).ecard_id
-    yield deployment, TokenSigner(key, issuer_id="bank", kid=kid), ecard_id or ""
+    signer = TokenSigner(key, issuer_id="bank", kid=kid)
+    face = Statement.of(signer.attest(holder[0], checked_at=NOW))
+    ecard_id = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *holder, face).ecard_id
+    yield deployment, signer, ecard_id or ""
     deployment.close()
 
 

@@ -14,6 +14,7 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
+from ecard_server.core.assurance import Statement
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.storage.memory import MemoryNonceStore
 from tests.helpers.clock import Clock
@@ -57,7 +58,8 @@ def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
     holder = Env(deployment, clock, None, "")  # type: ignore[arg-type]
     holder.signer = holder.add_issuer("bank")
     deployment.admin.enroll_cards([EnrollInput(*HOLDER, "330200", 10_000)])
-    card = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *HOLDER, t.ASSURANCE_FACE)
+    face = Statement.of(holder.signer.attest(HOLDER[0], checked_at=int(clock.now)))
+    card = deployment.cards.issue_ecard(Principal(CHANNEL, "bank"), *HOLDER, face)
     holder.ecard_id = card.ecard_id or ""
     yield holder
     deployment.close()
@@ -101,7 +103,8 @@ def test_key_outside_its_window_is_inactive(env: Env) -> None:
     for signer in (future, past):
         assert env.verify(signer.mint(env.ecard_id, issued_at=NOW)) == t.REASON_KEY_INACTIVE
     env.clock.now = NOW + 100  # the window opens
-    env.deployment.cards.issue_ecard(Principal(CHANNEL, "bank-f"), *HOLDER, t.ASSURANCE_FACE)
+    face = Statement.of(future.attest(HOLDER[0], checked_at=NOW + 100))
+    env.deployment.cards.issue_ecard(Principal(CHANNEL, "bank-f"), *HOLDER, face)
     assert env.verify(future.mint(env.ecard_id, issued_at=NOW + 100)) == t.REASON_OK
 
 

@@ -24,25 +24,26 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
+from ecard.v1 import token_pb2 as ecard_dot_v1_dot_token__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/cards.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"t\n\x11IssueECardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12&\n\tassurance\x18\x04 \x01(\x0e\x32\x13.ecard.v1.Assurance\"#\n\x0fGetECardRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\"7\n\x07\x43\x61rdRef\x12\x11\n\x07\x63\x61rd_no\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"\xb7\x02\n\x05\x45\x43\x61rd\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x02 \x01(\t\x12\x1a\n\x12holder_name_masked\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12suspended_channels\x18\t \x03(\t\x12/\n\x0breplaced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\nBindingRef\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tissuer_id\x18\x02 \x01(\t2\xae\x03\n\x05\x43\x61rds\x12:\n\nIssueECard\x12\x1b.ecard.v1.IssueECardRequest\x1a\x0f.ecard.v1.ECard\x12\x36\n\x08GetECard\x12\x19.ecard.v1.GetECardRequest\x1a\x0f.ecard.v1.ECard\x12\x30\n\nReportLost\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12/\n\tReinstate\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12,\n\x06\x43\x61ncel\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12\x37\n\x0eSuspendBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x36\n\rResumeBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12/\n\x06Unbind\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/cards.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/token.proto\"\xac\x01\n\x11IssueECardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12&\n\tassurance\x18\x04 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x36\n\x13\x61ssurance_statement\x18\x05 \x01(\x0b\x32\x19.ecard.v1.SignedAssurance\"#\n\x0fGetECardRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\"7\n\x07\x43\x61rdRef\x12\x11\n\x07\x63\x61rd_no\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"\xb7\x02\n\x05\x45\x43\x61rd\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x02 \x01(\t\x12\x1a\n\x12holder_name_masked\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12suspended_channels\x18\t \x03(\t\x12/\n\x0breplaced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\nBindingRef\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tissuer_id\x18\x02 \x01(\t2\xae\x03\n\x05\x43\x61rds\x12:\n\nIssueECard\x12\x1b.ecard.v1.IssueECardRequest\x1a\x0f.ecard.v1.ECard\x12\x36\n\x08GetECard\x12\x19.ecard.v1.GetECardRequest\x1a\x0f.ecard.v1.ECard\x12\x30\n\nReportLost\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12/\n\tReinstate\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12,\n\x06\x43\x61ncel\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12\x37\n\x0eSuspendBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x36\n\rResumeBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12/\n\x06Unbind\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECardb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecard.v1.cards_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ISSUEECARDREQUEST']._serialized_start=89
-  _globals['_ISSUEECARDREQUEST']._serialized_end=205
-  _globals['_GETECARDREQUEST']._serialized_start=207
-  _globals['_GETECARDREQUEST']._serialized_end=242
-  _globals['_CARDREF']._serialized_start=244
-  _globals['_CARDREF']._serialized_end=299
-  _globals['_ECARD']._serialized_start=302
-  _globals['_ECARD']._serialized_end=613
-  _globals['_BINDINGREF']._serialized_start=615
-  _globals['_BINDINGREF']._serialized_end=664
-  _globals['_CARDS']._serialized_start=667
-  _globals['_CARDS']._serialized_end=1097
+  _globals['_ISSUEECARDREQUEST']._serialized_start=112
+  _globals['_ISSUEECARDREQUEST']._serialized_end=284
+  _globals['_GETECARDREQUEST']._serialized_start=286
+  _globals['_GETECARDREQUEST']._serialized_end=321
+  _globals['_CARDREF']._serialized_start=323
+  _globals['_CARDREF']._serialized_end=378
+  _globals['_ECARD']._serialized_start=381
+  _globals['_ECARD']._serialized_end=692
+  _globals['_BINDINGREF']._serialized_start=694
+  _globals['_BINDINGREF']._serialized_end=743
+  _globals['_CARDS']._serialized_start=746
+  _globals['_CARDS']._serialized_end=1176
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from ecard.v1 import types_pb2 as _types_pb2
+from ecard.v1 import token_pb2 as _token_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -11,16 +12,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IssueECardRequest(_message.Message):
-    __slots__ = ("card_no", "holder_name", "id_number", "assurance")
+    __slots__ = ("card_no", "holder_name", "id_number", "assurance", "assurance_statement")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ASSURANCE_FIELD_NUMBER: _ClassVar[int]
+    ASSURANCE_STATEMENT_FIELD_NUMBER: _ClassVar[int]
     card_no: str
     holder_name: str
     id_number: str
     assurance: _types_pb2.Assurance
-    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ...) -> None: ...
+    assurance_statement: _token_pb2.SignedAssurance
+    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., assurance_statement: _Optional[_Union[_token_pb2.SignedAssurance, _Mapping]] = ...) -> None: ...
 
 class GetECardRequest(_message.Message):
     __slots__ = ("ecard_id",)

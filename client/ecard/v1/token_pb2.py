@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/token.proto\x12\x08\x65\x63\x61rd.v1\x1a\x14\x65\x63\x61rd/v1/types.proto\"\xd3\x01\n\x0bTokenClaims\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x11\n\tissuer_id\x18\x02 \x01(\t\x12\x0b\n\x03kid\x18\x03 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x04 \x01(\t\x12\r\n\x05nonce\x18\x05 \x01(\x0c\x12\x11\n\tissued_at\x18\x06 \x01(\x03\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\x12#\n\x08purposes\x18\x08 \x03(\x0e\x32\x11.ecard.v1.Purpose\x12&\n\tassurance\x18\t \x01(\x0e\x32\x13.ecard.v1.Assurance\"0\n\x0bSignedToken\x12\x0e\n\x06\x63laims\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/token.proto\x12\x08\x65\x63\x61rd.v1\x1a\x14\x65\x63\x61rd/v1/types.proto\"\xd3\x01\n\x0bTokenClaims\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x11\n\tissuer_id\x18\x02 \x01(\t\x12\x0b\n\x03kid\x18\x03 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x04 \x01(\t\x12\r\n\x05nonce\x18\x05 \x01(\x0c\x12\x11\n\tissued_at\x18\x06 \x01(\x03\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\x12#\n\x08purposes\x18\x08 \x03(\x0e\x32\x11.ecard.v1.Purpose\x12&\n\tassurance\x18\t \x01(\x0e\x32\x13.ecard.v1.Assurance\"0\n\x0bSignedToken\x12\x0e\n\x06\x63laims\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x9e\x01\n\x0f\x41ssuranceClaims\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x11\n\tissuer_id\x18\x02 \x01(\t\x12\x0b\n\x03kid\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61rd_no\x18\x04 \x01(\t\x12&\n\tassurance\x18\x05 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x12\n\nchecked_at\x18\x06 \x01(\x03\x12\r\n\x05nonce\x18\x07 \x01(\x0c\"4\n\x0fSignedAssurance\x12\x0e\n\x06\x63laims\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENCLAIMS']._serialized_end=268
   _globals['_SIGNEDTOKEN']._serialized_start=270
   _globals['_SIGNEDTOKEN']._serialized_end=318
+  _globals['_ASSURANCECLAIMS']._serialized_start=321
+  _globals['_ASSURANCECLAIMS']._serialized_end=479
+  _globals['_SIGNEDASSURANCE']._serialized_start=481
+  _globals['_SIGNEDASSURANCE']._serialized_end=533
 # @@protoc_insertion_point(module_scope)

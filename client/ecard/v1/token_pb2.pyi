@@ -36,3 +36,29 @@ class SignedToken(_message.Message):
     claims: bytes
     signature: bytes
     def __init__(self, claims: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class AssuranceClaims(_message.Message):
+    __slots__ = ("version", "issuer_id", "kid", "card_no", "assurance", "checked_at", "nonce")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    KID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    ASSURANCE_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    issuer_id: str
+    kid: str
+    card_no: str
+    assurance: _types_pb2.Assurance
+    checked_at: int
+    nonce: bytes
+    def __init__(self, version: _Optional[int] = ..., issuer_id: _Optional[str] = ..., kid: _Optional[str] = ..., card_no: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., checked_at: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+
+class SignedAssurance(_message.Message):
+    __slots__ = ("claims", "signature")
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    claims: bytes
+    signature: bytes
+    def __init__(self, claims: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...

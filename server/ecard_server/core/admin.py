@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import MERCHANT_KINDS, Settings
 from ecard_server.core import audit, events
 from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.ports import AdminStore, ChangeBus, Ledger
+from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.core.records import AuditQuery, Card, EnrollRow, Issuer, IssuerKey, Merchant, StoredAuditEvent
 from ecard_server.core.rules import validation
 
@@ -21,6 +22,7 @@ DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
 _ALGORITHMS = (t.KEY_ALGORITHM_ED25519, t.KEY_ALGORITHM_ECDSA_P256)
 _KINDS = tuple(MERCHANT_KINDS.values())
+OPERATOR = Principal(ADMIN, "")
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,16 @@ class AdminService:
         self._bus.publish(events.KEY, issuer_id)  # every replica's key cache reloads
         return key
 
-    def audit_events(self, query: AuditQuery, page_token: str) -> tuple[list[StoredAuditEvent], str]:
-        """A page of the audit trail and the token of the next one ("" on the last page)."""
+    def audit_events(
+        self, query: AuditQuery, page_token: str, caller: Principal = OPERATOR
+    ) -> tuple[list[StoredAuditEvent], str]:
+        """A page of the audit trail and the token of the next one ("" on the last page). A channel reads
+        only the events of an e-card bound to it (`subject`): who else bound it, who tried, its changes."""
+        if caller.kind == CHANNEL:
+            card = self._store.get_card(ecard_id=query.subject) if query.subject else None
+            if card is None or caller.id not in card.channels:
+                raise PermissionDenied("a channel reads the events of an e-card bound to it (subject)",
+                                       "CHANNEL_NOT_BOUND")
         if not 0 <= query.limit <= MAX_AUDIT_PAGE:
             raise InvalidArgument(f"page_size must be between 0 and {MAX_AUDIT_PAGE}", "INVALID_PAGE_SIZE")
         if page_token and not (page_token.isdigit() and len(page_token) <= 18):

@@ -24,8 +24,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("ecard.audit")
 
 
-def ecard_issued(at: int, issuer_id: str, ecard_id: str) -> AuditEvent:
-    return AuditEvent(at, "ECARD_ISSUED", f"channel:{issuer_id}", ecard_id, "")
+def ecard_issued(
+    at: int, issuer_id: str, ecard_id: str, new_binding: bool = True, bound: Sequence[str] = (), vouched: str = ""
+) -> AuditEvent:
+    """An issuance: whether it bound a channel new to the e-card (and which were bound before, so the
+    card's other channels can see it), and the signed statement it was made on (`vouched`)."""
+    detail = f"{'new channel' if new_binding else 'again'} bound_before={','.join(bound) or '-'} {vouched}"
+    return AuditEvent(at, "ECARD_ISSUED", f"channel:{issuer_id}", ecard_id, detail.strip())
+
+
+def issue_refused(at: int, issuer_id: str, ecard_id: str, card_no_masked: str) -> AuditEvent:
+    """A refused issuance (no enrolled card matches the holder details given): the subject is the
+    e-card when the number names one, so its channels see who tried."""
+    return AuditEvent(at, "ISSUE_REFUSED", f"channel:{issuer_id}", ecard_id, f"card {card_no_masked}")
+
+
+def issuer_disabled(at: int, actor: str, issuer_id: str, keys: int) -> AuditEvent:
+    return AuditEvent(at, "ISSUER_DISABLED", actor, issuer_id, f"keys_revoked={keys}")
+
+
+def certificate_listed(at: int, kind: str, actor: str, fingerprint: str, reason: str = "") -> AuditEvent:
+    """CERTIFICATE_DENIED or CERTIFICATE_ALLOWED (taken off the deny list), by whom, why."""
+    return AuditEvent(at, kind, actor, fingerprint, reason)
 
 
 def card_status(at: int, actor: str, ecard_id: str, status: int) -> AuditEvent:

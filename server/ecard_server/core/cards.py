@@ -8,10 +8,12 @@ import os
 import time
 from collections.abc import Callable
 
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from ecard.v1 import types_pb2 as t
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ecard_server.config import Settings
 from ecard_server.core import audit, events
-from ecard_server.core.identity import IdentityHasher
+from ecard_server.core.assurance import Statement, check_statement
+from ecard_server.core.caches import KeyRegistry
+from ecard_server.core.identity import IdentityHasher, mask_card_no
 from ecard_server.core.ports import CardStore, ChangeBus, Ledger
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, RESUME, SUSPEND, UNBIND, Card
@@ -25,29 +27,51 @@ def new_ecard_id() -> str:
 
 class CardService:
     def __init__(
-        self, store: CardStore, bus: ChangeBus, hasher: IdentityHasher, clock: Callable[[], float] = time.time,
-        *, ledger: Ledger | None = None,
+        self, store: CardStore, bus: ChangeBus, hasher: IdentityHasher, keys: KeyRegistry, settings: Settings,
+        clock: Callable[[], float] = time.time, *, ledger: Ledger | None = None,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._bus = bus
         self._hasher = hasher
+        self._keys = keys
+        self._settings = settings
         self._clock = clock
 
-    def issue_ecard(self, channel: Principal, card_no: str, holder_name: str, id_number: str, assurance: int) -> Card:
+    def issue_ecard(
+        self, channel: Principal, card_no: str, holder_name: str, id_number: str, statement: Statement
+    ) -> Card:
+        """Issues (or binds `channel` to) the card's e-card on the channel's signed statement of a face
+        check. Every mismatch answers the same IDENTITY_MISMATCH, whether the number is enrolled or
+        not; failures are audited and throttled per channel and per card number, in the store (so
+        across every process): past a limit, RESOURCE_EXHAUSTED ISSUANCE_THROTTLED."""
         validation.card_no(card_no)
         validation.text(holder_name, "holder_name")
         validation.id_number(id_number)
-        if assurance < t.ASSURANCE_FACE:
-            raise FailedPrecondition("issuing an e-card needs a face check", "ASSURANCE_TOO_LOW")
+        settings, now = self._settings, int(self._clock())
+        attestation = check_statement(
+            statement, issuer_id=channel.id, card_no=card_no, keys=self._keys, now=now,
+            max_age_s=settings.issue_assurance_max_age_s, skew_s=settings.clock_skew_s,
+        )
+        scopes = ((f"channel:{channel.id}", settings.issue_failures_per_channel),
+                  (f"card:{self._hasher.card_tag(card_no)}", settings.issue_failures_per_card))
+        wait = self._store.charge_issue_attempt(scopes, settings.issue_failure_window_s, now)
+        if wait:
+            raise ResourceExhausted("too many failed issuance attempts: try again later", "ISSUANCE_THROTTLED",
+                                    {"retry_after_ms": str(wait * 1000)})
         card = self._store.get_card(card_no=card_no)
-        if card is None:
-            raise FailedPrecondition("no enrolled card with this number", "CARD_NOT_ENROLLED")
-        if not self._hasher.matches_holder(id_number, holder_name, card.id_hash):
-            raise FailedPrecondition("holder details do not match the enrolled card", "IDENTITY_MISMATCH")
+        # The holder hash is computed whether the card exists or not: the answer and its time say nothing.
+        matches = self._hasher.matches_holder(id_number, holder_name, card.id_hash if card else b"\x00" * 32)
+        if card is None or not matches:
+            self._store.append_audit([audit.issue_refused(now, channel.id, (card.ecard_id or "") if card else "",
+                                                          mask_card_no(card_no))])
+            raise FailedPrecondition("no enrolled card matches these holder details", "IDENTITY_MISMATCH")
+        self._store.refund_issue_attempt([scope for scope, _ in scopes])
         if card.status != ACTIVE:
             raise FailedPrecondition("the physical card is not active", NOT_ACTIVE_REASON[card.status])
-        card = self._store.bind_ecard(card_no, channel.id, new_ecard_id(), int(self._clock()))
+        vouched = (f"kid={attestation.kid} assurance={attestation.assurance} checked_at={attestation.checked_at} "
+                   f"statement={statement.digest}")
+        card = self._store.bind_ecard(card_no, channel.id, new_ecard_id(), now, statement.signed, vouched)
         self._bus.publish(events.CARD, card.ecard_id or "")
         return card
 

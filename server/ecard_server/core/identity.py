@@ -50,6 +50,11 @@ class IdentityHasher:
         self._identity = _KeyedHash(derive_key(secret, "identity"))
         self._holder = _KeyedHash(derive_key(secret, "holder"))
         self._older = [IdentityHasher(s) for s in older]
+        self._card = _KeyedHash(derive_key(secret, "card"))
+
+    def card_tag(self, card_no: str) -> str:
+        """A keyed name of a card number (32 hex digits) for the issuance throttle: never the number."""
+        return self._card(card_no.strip().upper().encode("utf-8")).hex()[:32]
 
     def hash(self, id_number: str) -> bytes:
         return self._identity(id_number.strip().upper().encode("utf-8"))

@@ -46,10 +46,21 @@ class ReadStore(Protocol):
 
 
 class CardStore(ReadStore, Protocol):
-    def bind_ecard(self, card_no: str, issuer_id: str, new_ecard_id: str, now: int) -> Card:
+    def bind_ecard(
+        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = ""
+    ) -> Card:
         """Gives the card its e-card (once, for life: `new_ecard_id` only if it has none) and binds the
-        channel, with its audit row. LookupError for an unknown card."""
+        channel, keeping the signed `statement`, with its audit row (`vouched`: what the statement
+        said). LookupError for an unknown card."""
         ...
+
+    def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
+        """One issuance attempt counted against each (scope, limit) at once, for every process sharing
+        the store: 0, or the seconds to wait when a scope is over its limit (then nothing is counted)."""
+        ...
+
+    def refund_issue_attempt(self, scopes: Sequence[str]) -> None: ...
+    def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
 
     def set_card_status(self, card_no: str, status: int, actor: str, now: int) -> Card:
         """LookupError for an unknown card."""
@@ -127,7 +138,6 @@ class Store(CardStore, AdminStore, Protocol):
         name and sealed hash instead; returns how many."""
         ...
 
-    def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
     def close(self) -> None: ...
 
 

@@ -98,7 +98,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.ListAuditEventsResponse:
         query = AuditQuery(kind=request.kind, actor=request.actor, subject=request.subject,
                            since=seconds(request, "since"), until=seconds(request, "until"), limit=request.page_size)
-        events, next_token = self._admin.audit_events(query, request.page_token)
+        events, next_token = self._admin.audit_events(query, request.page_token, current_principal.get())
         return admin_pb2.ListAuditEventsResponse(
             events=[admin_pb2.AuditEvent(event_id=e.event_id, at=timestamp(e.at), kind=e.kind, actor=e.actor,
                                          subject=e.subject, detail=e.detail) for e in events],

@@ -46,6 +46,8 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Admin/RotateIssuerKey": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Admin/RevokeIssuerKey": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Admin/ListIssuerKeys": frozenset({ADMIN, CHANNEL}),
+    # A channel reads the audit events of an e-card bound to it (core.admin holds it to those).
+    "/ecard.v1.Admin/ListAuditEvents": frozenset({ADMIN, CHANNEL}),
 }
 ADMIN_SERVICE = "/ecard.v1.Admin/"
 # Open to anyone who can reach the port: health checks and reflection.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc.aio
 
 from ecard.v1 import cards_pb2, cards_pb2_grpc
+from ecard_server.core.assurance import Statement
 from ecard_server.core.cards import CardService
 from ecard_server.rpc.auth import current_principal
 from ecard_server.rpc.convert import ecard
@@ -21,7 +22,8 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
 
     def IssueECard(self, request: cards_pb2.IssueECardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         card = self._cards.issue_ecard(
-            current_principal.get(), request.card_no, request.holder_name, request.id_number, request.assurance
+            current_principal.get(), request.card_no, request.holder_name, request.id_number,
+            Statement.of(request.assurance_statement),
         )
         return ecard(card)
 

@@ -212,4 +212,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at BIGINT NOT NULL)""",
         ],
     ),
+    (
+        7,
+        [
+            # A binding keeps the channel's signed statement of the holder check it was made on
+            # (core.assurance), so that every binding is attributable to a channel key.
+            "ALTER TABLE ecard_channels ADD COLUMN assurance_statement {blob}",
+            # Issuance attempts per scope (a channel, or a keyed hash of a card number) in a window
+            # that starts at the scope's first attempt: what throttles guessing across every process.
+            """CREATE TABLE issue_attempts (
+                scope TEXT PRIMARY KEY,
+                window_start BIGINT NOT NULL,
+                attempts INTEGER NOT NULL)""",
+        ],
+    ),
 ]

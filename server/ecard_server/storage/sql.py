@@ -39,6 +39,11 @@ _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, eca
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
 
+class _Refused(Exception):
+    def __init__(self, wait: int) -> None:
+        self.wait = wait
+
+
 class SqlStore:
     backend: ClassVar[str] = ""  # "sqlite" or "postgresql": a migration statement may be for one only
     local = False  # every read stays on this host (core.ports.Store.local)
@@ -297,9 +302,12 @@ class SqlStore:
         cur.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE card_no = ?{self.for_update}", (card_no,))
         return self._card_from(cur, cur.fetchone())
 
-    def bind_ecard(self, card_no: str, issuer_id: str, new_ecard_id: str, now: int) -> Card:
+    def bind_ecard(
+        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = ""
+    ) -> Card:
         """Gives the card its e-card (once, for life: `new_ecard_id` is used only if it has none yet)
-        and binds the channel."""
+        and binds the channel, keeping the signed `statement` it was bound on; the audit row says
+        whether the channel is new to the card, beside which channels were bound already."""
         with self.transaction() as cur:
             card = self.locked_card(cur, card_no)
             if card is None:
@@ -308,13 +316,51 @@ class SqlStore:
             if ecard_id is None:
                 ecard_id = new_ecard_id
                 cur.execute("UPDATE cards SET ecard_id = ?, issued_at = ? WHERE card_no = ?", (ecard_id, now, card_no))
-            cur.execute(
-                "INSERT INTO ecard_channels (ecard_id, issuer_id, bound_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (ecard_id, issuer_id) DO NOTHING",
-                (ecard_id, issuer_id, now),
-            )
-            write_audit(cur, audit.ecard_issued(now, issuer_id, ecard_id))
+            new_binding = issuer_id not in card.channels
+            if new_binding:
+                cur.execute(
+                    "INSERT INTO ecard_channels (ecard_id, issuer_id, bound_at, assurance_statement) "
+                    "VALUES (?, ?, ?, ?)",
+                    (ecard_id, issuer_id, now, statement or None),
+                )
+            write_audit(cur, audit.ecard_issued(now, issuer_id, ecard_id, new_binding, card.channels, vouched))
             return self.locked_card(cur, card_no)  # type: ignore[return-value]
+
+    def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
+        """Counts one issuance attempt against each (scope, limit), in one transaction; a scope's window
+        starts at its first attempt and lasts `window_s`. Returns 0 when every scope is within its
+        limit, else the seconds until the fullest scope's window ends (and counts nothing)."""
+        try:
+            with self.transaction() as cur:
+                self._charge(cur, scopes, window_s, now)
+        except _Refused as refused:  # rolled back: a refused attempt counts nothing
+            return refused.wait
+        return 0
+
+    @staticmethod
+    def _charge(cur: Cursor, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> None:
+        wait = 0
+        for scope, limit in scopes:
+            cur.execute(
+                "INSERT INTO issue_attempts (scope, window_start, attempts) VALUES (?, ?, 1) "
+                "ON CONFLICT (scope) DO UPDATE SET "
+                "attempts = CASE WHEN issue_attempts.window_start <= ? THEN 1 ELSE issue_attempts.attempts + 1 END, "
+                "window_start = CASE WHEN issue_attempts.window_start <= ? THEN ? ELSE issue_attempts.window_start END "
+                "RETURNING attempts, window_start",
+                (scope, now, now - window_s, now - window_s, now),
+            )
+            attempts, start = cur.fetchone()
+            if attempts > limit:
+                wait = max(wait, int(start) + window_s - now, 1)
+        if wait:
+            raise _Refused(wait)
+
+    def refund_issue_attempt(self, scopes: Sequence[str]) -> None:
+        """Gives back an attempt `charge_issue_attempt` counted (it succeeded: only failures count)."""
+        with self.transaction() as cur:
+            for scope in scopes:
+                cur.execute("UPDATE issue_attempts SET attempts = attempts - 1 WHERE scope = ? AND attempts > 0",
+                            (scope,))
 
     def set_card_status(self, card_no: str, status: int, actor: str, now: int) -> Card:
         with self.transaction() as cur:
