@@ -5,6 +5,7 @@
         if answer.verdict == VERDICT_ACCEPTED:
             record = pos.settle(basket, idempotency_key=receipt_no, verification_id=answer.verification_id)
         pos.refund(record.settlement_id, idempotency_key="R-" + receipt_no, lines=[("XA01", 1)])  # one box back
+        pos.refund(record.settlement_id, idempotency_key="R2-" + receipt_no, full=True)  # all the rest
 
 Verify is never retried: it consumes the token, and the holder's phone shows a fresh one anyway.
 Each Verify carries a request_id (a fresh one when the caller gives none); when its answer is lost
@@ -28,7 +29,7 @@ from ecard._options import ClientOptions
 from ecard._recovery import answer_lost, arecover, recover, with_request_id
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import REQUEST_ID, Targets, acall, aio_channel, call, principal_metadata, sync_channel
-from ecard.errors import EcardError, TokenNotConsumed, Unreachable
+from ecard.errors import EcardError, InvalidArgument, TokenNotConsumed, Unreachable
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
 
 
@@ -90,17 +91,29 @@ def refund_request(
     *,
     idempotency_key: str,
     reason: str = "",
-    lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] = (),
-    amount_fen: int = 0,
+    full: bool = False,
+    lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None,
+    amount_fen: int | None = None,
 ) -> settlement_pb2.RefundRequest:
-    """A Refund of chosen `lines` ((code, quantity) pairs or RefundLine), or of `amount_fen`, or with
-    neither of everything not refunded yet."""
-    chosen = [line if isinstance(line, settlement_pb2.RefundLine) else refund_line(*line) for line in lines]
-    if chosen and amount_fen:
-        raise ValueError("refund either lines or amount_fen, not both")
+    """A Refund of exactly one of: `full=True` (all that is not refunded yet), chosen `lines`
+    ((code, quantity) pairs or RefundLine), or `amount_fen` (> 0). An empty selection (`lines=[]`,
+    `amount_fen=0`, or nothing at all) raises InvalidArgument: it never means "everything"."""
+    chosen = None if lines is None else [
+        line if isinstance(line, settlement_pb2.RefundLine) else refund_line(*line) for line in lines
+    ]
+    if (full, chosen is not None, amount_fen is not None).count(True) != 1:
+        raise InvalidArgument("refund exactly one of full=True, lines=[...] or amount_fen=...",
+                              "REFUND_SELECTION_MISSING" if not full and chosen is None and amount_fen is None
+                              else "REFUND_SELECTION_AMBIGUOUS")
+    if chosen == []:
+        raise InvalidArgument("lines is empty: name at least one line to refund (full=True refunds all)",
+                              "REFUND_SELECTION_MISSING")
+    if amount_fen == 0:
+        raise InvalidArgument("amount_fen is 0: refund a positive amount (full=True refunds all)",
+                              "REFUND_SELECTION_MISSING")
     return settlement_pb2.RefundRequest(
-        settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason, lines=chosen,
-        amount_fen=amount_fen,
+        settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason, lines=chosen or [],
+        amount_fen=amount_fen or 0, full=full,
     )
 
 
@@ -178,12 +191,17 @@ class PharmacyClient(_MerchantBase):
         Retried on transient errors; the idempotency key makes that safe."""
         return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
 
-    def refund(self, settlement_id: str, **fields: Any) -> settlement_pb2.SettlementRecord:
-        """Gives a settlement back, whole or in part. Fields: idempotency_key (required), reason, and at
-        most one of lines ((code, quantity) pairs) or amount_fen; neither refunds all that is left.
-        The answer is the whole settlement; this refund is its `refunds` entry with this idempotency_key.
-        Retried on transient errors."""
-        return self._call(self._settlement.Refund, refund_request(settlement_id, **fields), retry=True)
+    def refund(
+        self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,
+        lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None, amount_fen: int | None = None,
+    ) -> settlement_pb2.SettlementRecord:
+        """Gives a settlement back, whole or in part: exactly one of `full=True` (all that is left),
+        `lines` ((code, quantity) pairs: each line's own shares come back) or `amount_fen`. An empty
+        selection raises InvalidArgument before anything is sent. The answer is the whole settlement;
+        this refund is its `refunds` entry with this idempotency_key. Retried on transient errors."""
+        request = refund_request(settlement_id, idempotency_key=idempotency_key, reason=reason, full=full,
+                                 lines=lines, amount_fen=amount_fen)
+        return self._call(self._settlement.Refund, request, retry=True)
 
     def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
@@ -256,8 +274,13 @@ class AsyncPharmacyClient(_MerchantBase):
     async def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
         return await self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
 
-    async def refund(self, settlement_id: str, **fields: Any) -> settlement_pb2.SettlementRecord:
-        return await self._call(self._settlement.Refund, refund_request(settlement_id, **fields), retry=True)
+    async def refund(
+        self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,
+        lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None, amount_fen: int | None = None,
+    ) -> settlement_pb2.SettlementRecord:
+        request = refund_request(settlement_id, idempotency_key=idempotency_key, reason=reason, full=full,
+                                 lines=lines, amount_fen=amount_fen)
+        return await self._call(self._settlement.Refund, request, retry=True)
 
     async def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)

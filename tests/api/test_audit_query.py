@@ -25,7 +25,7 @@ def day() -> tuple[InProcessServer, World, int, int]:
             assert pos.verify(world.mint(0), purpose=Purpose.IDENTITY).reason == t.REASON_OK
             record = pos.settle([line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, unit_price_fen=1280)],
                                 idempotency_key="r-1", token=world.mint(0))
-            pos.refund(record.settlement_id, idempotency_key="f-1")
+            pos.refund(record.settlement_id, idempotency_key="f-1", full=True)
         with world.admin() as admin:
             admin.credit_account(world.cards[1][0], 500, "c-1")
             admin.report_lost(ecard_id=world.ecard_ids[1])

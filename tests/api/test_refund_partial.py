@@ -111,39 +111,61 @@ def test_lines_then_an_amount_then_the_rest(world: World, hospital_client: Any) 
     record = settle(pos, world, "rx-1")
     assert paid(record) == (1978, 1977, 1055)
     assert record.personal_account_balance_fen == START - 1977
+    # Which share paid which line: the fund's 1978 over covered 2560 and 1395 (floor(1978 * 2560 /
+    # 3955) = 1280, then 698), the account's 1977 over what the fund left (1280, 697), the rest self-pay.
+    assert [(ln.code, ln.fund_fen, ln.personal_account_fen, ln.self_pay_fen) for ln in record.lines] == [
+        ("XA01", 1280, 1280, 0), ("XB07", 698, 697, 155), ("XC11", 0, 0, 900)]
 
-    # One box of XA01 (1280 of 5010): fund floor(1978 * 1280 / 5010) = 505, fund + account
-    # floor(3955 * 1280 / 5010) = 1010, so account 505, and self-pay the rest, 270.
+    # One box of XA01 (half of the line): half of that line's own shares.
     one_box = pos.refund(record.settlement_id, idempotency_key="rf-1", reason="one box back",
                          lines=[("XA01", 1)])
     assert one_box.status == SettlementStatus.PARTIALLY_REFUNDED
     first = entry(one_box, "rf-1")
-    assert (first.amount_fen, shares(first)) == (1280, (505, 505, 270))
+    assert (first.amount_fen, shares(first)) == (1280, (640, 640, 0))
     assert [(line.code, line.quantity) for line in first.lines] == [("XA01", 1)]
     assert first.reason == "one box back"
-    assert first.personal_account_balance_fen == START - 1977 + 505 == balance(world)
-    assert one_box.refunded_fen == 1280 and refunded(one_box) == (505, 505, 270)
+    assert first.personal_account_balance_fen == START - 1977 + 640 == balance(world)
+    assert one_box.refunded_fen == 1280 and refunded(one_box) == (640, 640, 0)
     assert one_box.HasField("refunded_at")
     assert paid(one_box) == paid(record) and one_box.total_fen == 5010  # what was paid stays as it was
+    xa01 = one_box.lines[0]
+    assert (xa01.refunded_quantity, xa01.fund_refunded_fen, xa01.personal_account_refunded_fen) == (1, 640, 640)
 
-    # 1000 fen of what is left (1473 + 1472 + 785 = 3730): 394, 789 - 394 = 395, 211.
+    # 1000 fen over what is left of the lines (1280, 1550, 900): 343, 415, 242, each over its line's shares.
     some = pos.refund(record.settlement_id, idempotency_key="rf-2", amount_fen=1000)
-    assert shares(entry(some, "rf-2")) == (394, 395, 211)
+    assert shares(entry(some, "rf-2")) == (171 + 186, 172 + 187, 42 + 242)
     assert list(entry(some, "rf-2").lines) == []
     assert some.status == SettlementStatus.PARTIALLY_REFUNDED
 
-    # The rest (no lines, no amount) gives back exactly what is left of each share.
-    rest = pos.refund(record.settlement_id, idempotency_key="rf-3")
-    assert shares(entry(rest, "rf-3")) == (1978 - 505 - 394, 1977 - 505 - 395, 1055 - 270 - 211)
+    # full=True gives back exactly what is left of each share.
+    rest = pos.refund(record.settlement_id, idempotency_key="rf-3", full=True)
+    assert shares(entry(rest, "rf-3")) == (1978 - 640 - 357, 1977 - 640 - 359, 1055 - 284)
     assert rest.status == SettlementStatus.REFUNDED
     assert refunded(rest) == paid(rest) and rest.refunded_fen == rest.total_fen
     assert [r.idempotency_key for r in rest.refunds] == ["rf-1", "rf-2", "rf-3"]
+    assert all((ln.fund_refunded_fen, ln.personal_account_refunded_fen, ln.self_pay_refunded_fen)
+               == (ln.fund_fen, ln.personal_account_fen, ln.self_pay_fen) for ln in rest.lines)
     assert pos.get_settlement(record.settlement_id) == rest
     assert balance(world) == START
 
     with pytest.raises(FailedPrecondition) as again:
         pos.refund(record.settlement_id, idempotency_key="rf-4", amount_fen=1)
     assert again.value.reason == "ALREADY_REFUNDED"
+
+
+def test_a_cash_line_comes_back_in_cash(world: World, pos_client: Any) -> None:
+    """Issue 16: class A 25.60 paid by the account, class C 9.00 in cash, at a pharmacy. Refunding
+    the class C line gave 6.65 to the account and 2.35 in cash; refunding the A line turned account
+    money into cash. Each line now gives back its own shares."""
+    pos = pos_client
+    basket = [line_item("XA01", "amoxicillin", A, 1280, 2), line_item("XC11", "vitamin C", C, 900)]
+    record = settle(pos, world, "rx-cash", basket)
+    assert paid(record) == (0, 2560, 900)
+    cash = pos.refund(record.settlement_id, idempotency_key="rf-cash", lines=[("XC11", 1)])
+    assert shares(entry(cash, "rf-cash")) == (0, 0, 900)
+    box = pos.refund(record.settlement_id, idempotency_key="rf-box", lines=[("XA01", 1)])
+    assert shares(entry(box, "rf-box")) == (0, 1280, 0)
+    assert balance(world) == START - 2560 + 1280
 
 
 def test_a_retried_refund_moves_money_once(world: World, hospital_client: Any) -> None:
@@ -158,7 +180,7 @@ def test_a_retried_refund_moves_money_once(world: World, hospital_client: Any) -
     replay = pos.refund(record.settlement_id, idempotency_key="rf-idem", lines=[("XB07", 1)])
     assert entry(replay, "rf-idem") == entry(first, "rf-idem")
     assert balance(world) == after_first + entry(replay, "rf-later").personal_account_fen
-    for other in ({"lines": [("XA01", 1)]}, {"amount_fen": 1550}, {}):
+    for other in ({"lines": [("XA01", 1)]}, {"amount_fen": 1550}, {"full": True}):
         with pytest.raises(AlreadyExists) as reused:
             pos.refund(record.settlement_id, idempotency_key="rf-idem", **other)
         assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
@@ -173,8 +195,8 @@ def test_the_asyncio_client_refunds_in_part_too(world: World) -> None:
 
     part, fetched = asyncio.run(scenario())
     assert part == fetched and part.status == SettlementStatus.PARTIALLY_REFUNDED
-    # 900 of 5010: floor(1978 * 900 / 5010) = 355, floor(3955 * 900 / 5010) = 710.
-    assert shares(entry(part, "rf-async")) == (355, 355, 190)
+    # The class C line was paid in cash: it comes back in cash.
+    assert shares(entry(part, "rf-async")) == (0, 0, 900)
 
 
 def test_never_more_than_was_paid(world: World, hospital_client: Any) -> None:
@@ -196,11 +218,20 @@ def test_never_more_than_was_paid(world: World, hospital_client: Any) -> None:
     with pytest.raises(FailedPrecondition) as gone:
         pos.refund(record.settlement_id, idempotency_key="a-third-box", lines=[("XA01", 1)])
     assert gone.value.reason == "REFUND_EXCEEDS_PAID"
-    with pytest.raises(FailedPrecondition):  # 2560 of 5010 are back: 2451 are left
+    with pytest.raises(FailedPrecondition):  # 2560 of 5010 are back: 2450 are left
         pos.refund(record.settlement_id, idempotency_key="too-much", amount_fen=2452)
     now = pos.get_settlement(record.settlement_id)
     assert now.refunded_fen == 2560 and [r.idempotency_key for r in now.refunds] == ["two-boxes"]
     assert balance(world) == before + now.personal_account_refunded_fen
+
+
+def raw_refund(served: InProcessServer, world: World, request: settlement_pb2.RefundRequest) -> EcardError:
+    """A Refund sent as it stands (no SDK checks), as an older or a careless client sends it."""
+    with grpc.insecure_channel(served.target) as channel:
+        stub = settlement_pb2_grpc.SettlementStub(channel)
+        with pytest.raises(grpc.RpcError) as raw:
+            stub.Refund(request, metadata=[("x-ecard-principal", f"merchant:{world.hospital_id}")], timeout=10)
+    return from_grpc_error(raw.value)
 
 
 def test_lines_and_amount_together_is_refused_by_the_server(world: World, served: InProcessServer) -> None:
@@ -208,14 +239,41 @@ def test_lines_and_amount_together_is_refused_by_the_server(world: World, served
         record = settle(pos, world, "rx-both")
     request = settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="both",
                                            lines=[settlement_pb2.RefundLine(code="XA01", quantity=1)], amount_fen=5)
-    with grpc.insecure_channel(served.target) as channel:
-        stub = settlement_pb2_grpc.SettlementStub(channel)
-        with pytest.raises(grpc.RpcError) as raw:
-            stub.Refund(request, metadata=[("x-ecard-principal", f"merchant:{world.hospital_id}")], timeout=10)
-    error = from_grpc_error(raw.value)
+    error = raw_refund(served, world, request)
     assert isinstance(error, InvalidArgument) and error.reason == "REFUND_LINES_AND_AMOUNT"
     with world.hospital() as pos:
         assert pos.get_settlement(record.settlement_id).refunded_fen == 0
+
+
+def test_an_empty_selection_never_refunds_everything(world: World, served: InProcessServer) -> None:
+    """Issue 16: amount_fen=0 or lines=[] (proto3 cannot tell them from unset) refunded the whole
+    settlement. Now the server refuses a request naming none of full, lines and amount (what an older
+    client sends for "everything"), and the SDK refuses zero and empty before sending anything."""
+    with world.hospital() as pos:
+        record = settle(pos, world, "rx-empty")
+        for ask in ({}, {"amount_fen": 0}, {"lines": []}):
+            with pytest.raises(InvalidArgument) as sdk:
+                pos.refund(record.settlement_id, idempotency_key="empty", **ask)
+            assert sdk.value.reason == "REFUND_SELECTION_MISSING", ask
+        with pytest.raises(InvalidArgument) as both:
+            pos.refund(record.settlement_id, idempotency_key="both", full=True, amount_fen=5)
+        assert both.value.reason == "REFUND_SELECTION_AMBIGUOUS"
+    for request in (
+        settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="old-client"),
+        settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="zero", amount_fen=0,
+                                     lines=[]),
+        settlement_pb2.RefundRequest(settlement_id=record.settlement_id, idempotency_key="full-and-amount",
+                                     full=True, amount_fen=5),
+    ):
+        error = raw_refund(served, world, request)
+        assert isinstance(error, InvalidArgument), request
+        assert error.reason in ("REFUND_SELECTION_MISSING", "REFUND_SELECTION_AMBIGUOUS")
+        assert "full" in error.message
+    with world.hospital() as pos:
+        assert pos.get_settlement(record.settlement_id).refunded_fen == 0
+        assert balance(world) == START - record.personal_account_paid_fen
+        whole = pos.refund(record.settlement_id, idempotency_key="asked-for", full=True)
+        assert whole.status == SettlementStatus.REFUNDED and balance(world) == START
 
 
 def test_concurrent_partial_refunds_never_over_refund(world: World) -> None:
@@ -295,7 +353,7 @@ def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, mo
                 )
             cur.execute(
                 "INSERT INTO refunds VALUES ('old-hospital', 'old-refund', ?, 'S-REFUNDED', 'broken', 500, 500, "
-                "99000, 20)", (refund_hash("S-REFUNDED", "broken", RefundAsk()),),
+                "99000, 20)", (refund_hash("S-REFUNDED", "broken", RefundAsk(full=True)),),
             )
     finally:
         store.close()
@@ -305,10 +363,12 @@ def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, mo
         assert old.status == SettlementStatus.REFUNDED and refunded(old) == paid(old) == (500, 500, 1000)
         (entry_,) = old.refunds
         assert (entry_.idempotency_key, entry_.amount_fen, shares(entry_)) == ("old-refund", 2000, (500, 500, 1000))
-        assert pos.refund("S-REFUNDED", idempotency_key="old-refund", reason="broken") == old
+        assert pos.refund("S-REFUNDED", idempotency_key="old-refund", reason="broken", full=True) == old
         with pytest.raises(FailedPrecondition) as again:
             pos.refund("S-REFUNDED", idempotency_key="new-refund", amount_fen=1)
         assert again.value.reason == "ALREADY_REFUNDED"
+        # Its lines keep no shares: it is refunded as it would have been, over the whole settlement.
         part = pos.refund("S-SETTLED", idempotency_key="part", lines=[("XC11", 1)])
         assert shares(entry(part, "part")) == (250, 250, 500)
+        assert list(part.lines) == []
         assert part.personal_account_balance_fen == 99000 + 250

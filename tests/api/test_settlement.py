@@ -351,18 +351,19 @@ def test_refund_restores_account_and_fund_exactly_once(world: World, store: SqlS
     pos = hospital_client
     record = settle_token(pos, world, "to-refund")
     assert balance(world) == 100_000 - 799
-    refunded = pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned unopened")
+    refunded = pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned unopened", full=True)
     assert refunded.status == SettlementStatus.REFUNDED
     assert refunded.HasField("refunded_at")
     assert refunded.personal_account_balance_fen == 100_000
     assert (refunded.fund_paid_fen, refunded.personal_account_paid_fen) == (800, 799)
     assert pos.get_settlement(record.settlement_id) == refunded
     # The same refund again: the same answer, no money.
-    assert pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned unopened") == refunded
+    again = pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned unopened", full=True)
+    assert again == refunded
     with pytest.raises(AlreadyExists):
-        pos.refund(record.settlement_id, idempotency_key="refund-1", reason="another reason")
+        pos.refund(record.settlement_id, idempotency_key="refund-1", reason="another reason", full=True)
     with pytest.raises(FailedPrecondition) as twice:
-        pos.refund(record.settlement_id, idempotency_key="refund-2")
+        pos.refund(record.settlement_id, idempotency_key="refund-2", full=True)
     assert twice.value.reason == "ALREADY_REFUNDED"
     assert [row[:2] for row in ledger_rows(store, world)][-2:] == [("SETTLE", -799), ("REFUND", 799)]
     assert assert_account_equals_ledger(store, world) == 100_000
@@ -373,7 +374,7 @@ def test_concurrent_refunds_restore_once(served: InProcessServer) -> None:
     world = World.seed(served.target, cards=1)
     with world.pharmacy() as pos:
         record = settle_token(pos, world, "cr")
-        results = wait_all(10, lambda n: pos.refund(record.settlement_id, idempotency_key=f"cr-{n}"))
+        results = wait_all(10, lambda n: pos.refund(record.settlement_id, idempotency_key=f"cr-{n}", full=True))
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(r.reason == "ALREADY_REFUNDED" for r in results if isinstance(r, EcardError))
     assert all(isinstance(r, settlement_pb2.SettlementRecord | FailedPrecondition) for r in results)
@@ -387,12 +388,12 @@ def test_only_the_settling_merchant_may_read_or_refund(world: World, store: SqlS
         with pytest.raises(NotFound):
             pos.get_settlement("S" + "A" * 16)
         with pytest.raises(NotFound):
-            pos.refund("S" + "A" * 16, idempotency_key="nf")
+            pos.refund("S" + "A" * 16, idempotency_key="nf", full=True)
     with world.hospital() as other:
         with pytest.raises(PermissionDenied):
             other.get_settlement(record.settlement_id)
         with pytest.raises(PermissionDenied):
-            other.refund(record.settlement_id, idempotency_key="steal")
+            other.refund(record.settlement_id, idempotency_key="steal", full=True)
     # Naming the pharmacy in the request does not make the hospital the pharmacy.
     request = settlement_pb2.GetSettlementRequest(merchant_id=world.pharmacy_id, settlement_id=record.settlement_id)
     with pytest.raises(PermissionDenied):

@@ -59,7 +59,7 @@ def _day(server: EcardServer) -> list[str]:
         token = world.mint(0, purposes=[t.PURPOSE_MEDICAL_SETTLEMENT])
         record = pos.settle([line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, unit_price_fen=1280, quantity=2)],
                             idempotency_key="receipt-1", token=token)
-        pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned")
+        pos.refund(record.settlement_id, idempotency_key="refund-1", reason="returned", full=True)
         with pytest.raises(EcardError):
             pos.settle([line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, unit_price_fen=1280)],
                        idempotency_key="receipt-2", token=token)  # replayed

@@ -256,7 +256,7 @@ CALLS: dict[str, Call] = {
         token=s.side("own").signer.mint(s.ecard("own")[1]),
         items=[line_item("XB07", "ibuprofen", t.DRUG_CLASS_B, unit_price_fen=1550)])),
     "Settlement.Refund": _unary(S, "Refund", lambda s, side: settlement_pb2.RefundRequest(
-        settlement_id=s.settlement(side), idempotency_key=uuid.uuid4().hex, reason="returned")),
+        settlement_id=s.settlement(side), idempotency_key=uuid.uuid4().hex, reason="returned", full=True)),
     "Settlement.GetSettlement": _unary(S, "GetSettlement", lambda s, side: settlement_pb2.GetSettlementRequest(
         settlement_id=s.settlement(side))),
     "Cards.IssueECard": _unary(C, "IssueECard", _issue_request),

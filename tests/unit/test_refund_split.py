@@ -89,7 +89,7 @@ def test_line_refunds_then_the_rest_return_the_basket_exactly(lines: int, data: 
         refunded = merged(refunded, plan)
         assert plan.completes == (refunded.shares == paid)
     if refunded.shares != paid:  # else every line is back already
-        refunded = merged(refunded, plan_refund(items, paid, refunded, RefundAsk()))
+        refunded = merged(refunded, plan_refund(items, paid, refunded, RefundAsk(full=True)))
     assert refunded.shares == paid
     assert refunded.line_quantities == tuple(i.quantity for i in items)
     with pytest.raises(FailedPrecondition) as again:
@@ -99,7 +99,8 @@ def test_line_refunds_then_the_rest_return_the_basket_exactly(lines: int, data: 
 
 def merged(before: Refunded, plan: RefundPlan) -> Refunded:
     return Refunded(add(before.shares, plan.shares),
-                    tuple(a + b for a, b in zip(before.line_quantities, plan.line_quantities, strict=True)))
+                    tuple(a + b for a, b in zip(before.line_quantities, plan.line_quantities, strict=True)),
+                    before.line_shares)
 
 
 def test_never_more_than_is_left() -> None:
@@ -113,7 +114,7 @@ def test_never_more_than_is_left() -> None:
         plan_refund(items, paid, after, RefundAsk(lines=(("X0", 2),)))
     with pytest.raises(FailedPrecondition):
         plan_refund(items, paid, Refunded.nothing(2), RefundAsk(lines=(("X1", 4),)))
-    assert plan_refund(items, paid, after, RefundAsk()).amount_fen == 103
+    assert plan_refund(items, paid, after, RefundAsk(full=True)).amount_fen == 103
 
 
 def test_a_code_on_two_lines_is_taken_in_basket_order() -> None:
@@ -125,6 +126,12 @@ def test_a_code_on_two_lines_is_taken_in_basket_order() -> None:
 
 
 @pytest.mark.parametrize(("ask", "reason"), [
+    ({}, "REFUND_SELECTION_MISSING"),  # what an older client sends for "everything": refused, never all
+    ({"amount_fen": 0}, "REFUND_SELECTION_MISSING"),
+    ({"lines": ()}, "REFUND_SELECTION_MISSING"),
+    ({"full": True, "amount_fen": 5}, "REFUND_SELECTION_AMBIGUOUS"),
+    ({"full": True, "lines": (("X0", 1),)}, "REFUND_SELECTION_AMBIGUOUS"),
+    ({"amount_fen": validation.MAX_AMOUNT_FEN + 1}, "AMOUNT_TOO_LARGE"),
     ({"lines": (("X0", 1),), "amount_fen": 5}, "REFUND_LINES_AND_AMOUNT"),
     ({"amount_fen": -1}, "NEGATIVE_AMOUNT"),
     ({"lines": (("X0", 0),)}, "INVALID_QUANTITY"),
@@ -133,7 +140,7 @@ def test_a_code_on_two_lines_is_taken_in_basket_order() -> None:
 ])
 def test_bad_asks_are_invalid_arguments(ask: dict, reason: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(InvalidArgument) as bad:
-        validation.refund_ask(ask.get("lines", ()), ask.get("amount_fen", 0))
+        validation.refund_ask(ask.get("lines", ()), ask.get("amount_fen", 0), ask.get("full", False))
     assert bad.value.reason == reason
 
 

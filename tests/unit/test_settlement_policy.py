@@ -13,7 +13,7 @@ from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.records import ACTIVE, CANCELLED, LOST, LineItem, RefundAsk, Split
 from ecard_server.core.rules.settlement import Draft, RefundDraft, SettlementPolicy, round_half_up, shares
-from ecard_server.core.rules.validation import INT64_MAX
+from ecard_server.core.rules.validation import INT64_MAX, MAX_AMOUNT_FEN
 from ecard_server.core.rules.validation import basket as check_basket
 
 A, B, C = t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C
@@ -35,22 +35,31 @@ BASKETS = [
     ("class B 5: 4.5 rounds half UP to 5", PHARMACY, [line(B, 5)], (5, 5, 0)),
     ("class B 15: 13.5 rounds half up to 14", PHARMACY, [line(B, 15)], (15, 14, 0)),
     ("class B 335 x 3: the line amount is rounded, not each unit", PHARMACY, [line(B, 335, 3)], (1005, 905, 0)),
-    # Per line: 5 + 5 = 10; rounding the basket instead would give round(9.0) = 9.
-    ("two class B lines round each on its own", PHARMACY, [line(B, 5, code="P"), line(B, 5, code="Q")], (10, 10, 0)),
+    # On the basket's class B total: 90 % of 10 = 9 (rounding each 4.5 line up would give 10).
+    ("two class B lines round once, on their total", PHARMACY, [line(B, 5, code="P"), line(B, 5, code="Q")],
+     (10, 9, 0)),
     ("hospital: the fund pays half of class A", HOSPITAL, [line(A, 1000)], (1000, 1000, 500)),
     ("hospital: 1 fen, the fund's 0.5 rounds up", HOSPITAL, [line(A, 1)], (1, 1, 1)),
-    # 101 -> fund 50.5 -> 51; B 333 -> covered 300 -> fund 150. Basket-level rounding would give 200.
-    ("hospital: fund rounded per line", HOSPITAL, [line(A, 101, code="P"), line(B, 333, code="Q")], (434, 401, 201)),
+    # covered 101 + round(299.7) = 401 -> fund 200.5 -> 201, rounded once on the basket.
+    ("hospital: fund rounded once on the basket", HOSPITAL, [line(A, 101, code="P"), line(B, 333, code="Q")],
+     (434, 401, 201)),
+    # 500 one-fen class A lines: the fund pays half of 500, not 500 halves rounded up (issue 16).
+    ("hospital: 500 one-fen lines are 5 yuan", HOSPITAL, [line(A, 1, code=f"P{n}") for n in range(500)],
+     (500, 500, 250)),
+    ("class B one-fen lines: 90 % of their total", PHARMACY, [line(B, 1, code=f"P{n}") for n in range(100)],
+     (100, 90, 0)),
     ("hospital: class C gets nothing from the fund", HOSPITAL, [line(A, 1000, code="P"), line(C, 200, code="Q")],
      (1200, 1000, 500)),
     ("hospital: mixed basket", HOSPITAL, [line(A, 1999, 2, "P"), line(B, 1234, 3, "Q"), line(C, 50, 7, "R")],
-     (3998 + 3702 + 350, 3998 + 3332, 1999 + 1666)),
+     (3998 + 3702 + 350, 3998 + 3332, 3665)),
 ]
 
 
 @pytest.mark.parametrize(("kind", "items", "expected"), [b[1:] for b in BASKETS], ids=[b[0] for b in BASKETS])
 def test_split_of_basket(kind: int, items: list[LineItem], expected: tuple[int, int, int]) -> None:
-    assert DEFAULT.split(items, kind) == Split(*expected)
+    split = DEFAULT.split(items, kind)
+    assert (split.total_fen, split.covered_fen, split.fund_fen) == expected
+    assert sum(split.line_covered_fen) == split.covered_fen
 
 
 # (what, merchant kind, basket, balance, skip, expected (fund, account, self_pay))
@@ -84,8 +93,8 @@ def test_ratios_come_from_settings() -> None:
     policy = SettlementPolicy.from_settings(settings)
     assert policy.class_b_self_pay_ratio == Fraction(1, 5)
     # B 1000 -> covered 800 -> pharmacy fund 80; the hospital keeps its default half.
-    assert policy.split([line(B, 1000)], PHARMACY) == Split(1000, 800, 80)
-    assert policy.split([line(B, 1000)], HOSPITAL) == Split(1000, 800, 400)
+    assert policy.split([line(B, 1000)], PHARMACY) == Split(1000, 800, 80, (800,))
+    assert policy.split([line(B, 1000)], HOSPITAL) == Split(1000, 800, 400, (800,))
 
 
 def test_merchant_kind_without_a_ratio_is_refused() -> None:
@@ -139,6 +148,9 @@ BAD_BASKETS = [
     ("line overflows int64", [line(A, 2**62, 2)], "AMOUNT_TOO_LARGE"),
     ("sum overflows int64", [line(A, INT64_MAX // 2 + 1, code="P"), line(A, INT64_MAX // 2 + 1, code="Q")],
      "AMOUNT_TOO_LARGE"),
+    ("line above the ceiling", [line(A, MAX_AMOUNT_FEN + 1)], "AMOUNT_TOO_LARGE"),
+    ("price x quantity above the ceiling", [line(A, MAX_AMOUNT_FEN // 2 + 1, 2)], "AMOUNT_TOO_LARGE"),
+    ("total above the ceiling", [line(A, MAX_AMOUNT_FEN, code="P"), line(A, 1, code="Q")], "AMOUNT_TOO_LARGE"),
 ]
 
 
@@ -150,9 +162,9 @@ def test_bad_basket_is_invalid_argument(items: list[LineItem], reason: str) -> N
 
 
 def test_largest_basket_that_fits_is_accepted() -> None:
-    items = [line(A, INT64_MAX // 2, code="P"), line(A, INT64_MAX // 2 + 1, code="Q")]
+    items = [line(A, MAX_AMOUNT_FEN // 2, code="P"), line(B, MAX_AMOUNT_FEN // 2, code="Q")]
     check_basket(items, 500)
-    assert DEFAULT.split(items, HOSPITAL).total_fen == INT64_MAX
+    assert DEFAULT.split(items, HOSPITAL).total_fen == MAX_AMOUNT_FEN
 
 
 def draft(split: Split, used_reason: str = "VERIFICATION_USED") -> Draft:
@@ -160,7 +172,7 @@ def draft(split: Split, used_reason: str = "VERIFICATION_USED") -> Draft:
 
 
 def test_a_settlement_is_decided_on_what_was_read_under_the_row_lock() -> None:
-    basket = Split(total_fen=1_000, covered_fen=1_000, fund_fen=0)
+    basket = Split(total_fen=1_000, covered_fen=1_000, fund_fen=0, line_covered_fen=(1_000,))
     assert draft(basket).shares_under_lock(ACTIVE, False, 600) == shares(basket, 600, skip_personal_account=False)
     refused = [
         (None, False, "CARD_UNKNOWN"),
@@ -175,7 +187,7 @@ def test_a_settlement_is_decided_on_what_was_read_under_the_row_lock() -> None:
 
 
 def test_only_the_settling_merchant_refunds_a_settlement_that_exists() -> None:
-    refund = RefundDraft("S1", "ph-1", "r1", b"h", "returned", RefundAsk())
+    refund = RefundDraft("S1", "ph-1", "r1", b"h", "returned", RefundAsk(full=True))
     refund.check_owner("ph-1")
     with pytest.raises(NotFound):
         refund.check_owner(None)

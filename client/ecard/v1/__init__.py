@@ -27,6 +27,7 @@ from ecard.v1.settlement_pb2 import (
     RefundEntry,
     RefundLine,
     RefundRequest,
+    SettlementLine,
     SettlementRecord,
     SettleRequest,
 )
@@ -162,6 +163,7 @@ __all__ = [
     "RotateIssuerKeyRequest",
     "RotateIssuerKeyResponse",
     "SettleRequest",
+    "SettlementLine",
     "SettlementRecord",
     "SettlementStatus",
     "SignedToken",

@@ -41,20 +41,22 @@ class SettleRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
-    __slots__ = ("merchant_id", "settlement_id", "idempotency_key", "reason", "lines", "amount_fen")
+    __slots__ = ("merchant_id", "settlement_id", "idempotency_key", "reason", "lines", "amount_fen", "full")
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
     SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
     merchant_id: str
     settlement_id: str
     idempotency_key: str
     reason: str
     lines: _containers.RepeatedCompositeFieldContainer[RefundLine]
     amount_fen: int
-    def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., amount_fen: _Optional[int] = ...) -> None: ...
+    full: bool
+    def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., amount_fen: _Optional[int] = ..., full: _Optional[bool] = ...) -> None: ...
 
 class RefundLine(_message.Message):
     __slots__ = ("code", "quantity")
@@ -63,6 +65,30 @@ class RefundLine(_message.Message):
     code: str
     quantity: int
     def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class SettlementLine(_message.Message):
+    __slots__ = ("code", "quantity", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "refunded_quantity", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    FUND_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    quantity: int
+    amount_fen: int
+    fund_fen: int
+    personal_account_fen: int
+    self_pay_fen: int
+    refunded_quantity: int
+    fund_refunded_fen: int
+    personal_account_refunded_fen: int
+    self_pay_refunded_fen: int
+    def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., refunded_quantity: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ...) -> None: ...
 
 class RefundEntry(_message.Message):
     __slots__ = ("idempotency_key", "reason", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "personal_account_balance_fen", "lines", "refunded_at")
@@ -95,7 +121,7 @@ class GetSettlementRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ...) -> None: ...
 
 class SettlementRecord(_message.Message):
-    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds")
+    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds", "lines")
     SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ECARD_ID_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +139,7 @@ class SettlementRecord(_message.Message):
     PERSONAL_ACCOUNT_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
     SELF_PAY_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
     REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
     settlement_id: str
     ecard_id: str
     merchant_id: str
@@ -130,4 +157,5 @@ class SettlementRecord(_message.Message):
     personal_account_refunded_fen: int
     self_pay_refunded_fen: int
     refunds: _containers.RepeatedCompositeFieldContainer[RefundEntry]
-    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ...) -> None: ...
+    lines: _containers.RepeatedCompositeFieldContainer[SettlementLine]
+    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ...) -> None: ...

@@ -182,8 +182,7 @@ class AdminService:
     def _enroll_row(self, row: EnrollInput) -> EnrollRow:
         validation.card_no(row.card_no)
         validation.id_number(row.id_number)
-        if row.personal_account_balance_fen < 0:
-            raise InvalidArgument("personal_account_balance_fen must not be negative", "NEGATIVE_AMOUNT")
+        validation.amount(row.personal_account_balance_fen, "personal_account_balance_fen", positive=False)
         name = validation.text(row.holder_name, "holder_name")
         return EnrollRow(  # the masked name and a hash binding it to the identity number, never either in clear
             row.card_no,
@@ -224,8 +223,7 @@ class AdminService:
     def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> Card:
         validation.card_no(card_no)
         validation.text(idempotency_key, "idempotency_key", max_len=128)
-        if amount_fen <= 0:
-            raise InvalidArgument("amount_fen must be positive", "NON_POSITIVE_AMOUNT")
+        validation.amount(amount_fen, "amount_fen")
         request_hash = hashlib.sha256(f"{card_no}\x00{amount_fen}".encode()).digest()
         try:
             return self._ledger.credit(card_no, amount_fen, idempotency_key, request_hash, int(self._clock()))

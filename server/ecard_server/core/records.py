@@ -104,6 +104,7 @@ class Split:
     total_fen: int
     covered_fen: int
     fund_fen: int
+    line_covered_fen: tuple[int, ...] = ()  # covered per basket line, adding up to covered_fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,32 +145,40 @@ class SettlementRecord:
     refunded_at: int | None  # the latest refund
     refunded: Shares = Shares(0, 0, 0)  # what its refunds gave back so far, per share
     refunds: tuple[RefundRecord, ...] = ()  # oldest first
+    # Which share paid which line, and what refunds gave back of each line (by basket index). Empty
+    # for a settlement made before lines kept their shares: its refunds are proportional.
+    line_shares: tuple[Shares, ...] = ()
+    line_refunded: tuple[Shares, ...] = ()
+    line_refunded_quantities: tuple[int, ...] = ()
 
 
 # -- refunds -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class RefundAsk:
-    """What a Refund request asks for: `lines` ((code, quantity)), or `amount_fen`, or neither (all).
-    Its own rules are checked by core.rules.validation.refund_ask."""
+    """What a Refund request asks for: exactly one of `full`, `lines` ((code, quantity)) and
+    `amount_fen` (> 0). Its own rules are checked by core.rules.validation.refund_ask."""
 
     lines: tuple[tuple[str, int], ...] = ()
     amount_fen: int = 0
+    full: bool = False
 
     @property
     def whole(self) -> bool:
-        return not self.lines and not self.amount_fen
+        return self.full
 
 
 @dataclass(frozen=True, slots=True)
 class Refunded:
-    """What the earlier refunds of a settlement gave back: per share, and per basket line (by index)."""
+    """What the earlier refunds of a settlement gave back: per share, per basket line (by index) the
+    quantity, and per line each share (empty for a settlement whose lines keep no shares)."""
 
     shares: Shares
     line_quantities: tuple[int, ...]
+    line_shares: tuple[Shares, ...] = ()
 
     @classmethod
     def nothing(cls, lines: int) -> Refunded:
-        return cls(Shares(0, 0, 0), (0,) * lines)
+        return cls(Shares(0, 0, 0), (0,) * lines, (Shares(0, 0, 0),) * lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +205,7 @@ class RefundPlan:
     shares: Shares
     line_quantities: tuple[int, ...]
     completes: bool
+    line_shares: tuple[Shares, ...] = ()  # per basket line, its part of each share (empty: old settlement)
 
     @property
     def amount_fen(self) -> int:

@@ -147,7 +147,7 @@ class SettlementService:
         self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str, ask: RefundAsk
     ) -> SettlementRecord:
         validation.refund_request(settlement_id, idempotency_key, reason)
-        validation.refund_ask(ask.lines, ask.amount_fen)
+        validation.refund_ask(ask.lines, ask.amount_fen, ask.full)
         draft = RefundDraft(settlement_id, merchant_id, idempotency_key, refund_hash(settlement_id, reason, ask),
                             reason, ask)
         return self._ledger.refund(draft, int(self._clock()))

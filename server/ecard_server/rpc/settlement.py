@@ -34,6 +34,20 @@ def refund_entry(refund: RefundRecord) -> settlement_pb2.RefundEntry:
     )
 
 
+def settlement_lines(record: SettlementRecord) -> list[settlement_pb2.SettlementLine]:
+    return [
+        settlement_pb2.SettlementLine(
+            code=item.code, quantity=item.quantity, amount_fen=item.amount_fen, fund_fen=paid.fund_fen,
+            personal_account_fen=paid.account_fen, self_pay_fen=paid.self_pay_fen, refunded_quantity=quantity,
+            fund_refunded_fen=back.fund_fen, personal_account_refunded_fen=back.account_fen,
+            self_pay_refunded_fen=back.self_pay_fen,
+        )
+        for item, paid, back, quantity in zip(
+            record.items, record.line_shares, record.line_refunded, record.line_refunded_quantities, strict=True
+        )
+    ] if record.line_shares else []
+
+
 def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
     return settlement_pb2.SettlementRecord(
         settlement_id=record.settlement_id,
@@ -53,6 +67,7 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         personal_account_refunded_fen=record.refunded.account_fen,
         self_pay_refunded_fen=record.refunded.self_pay_fen,
         refunds=[refund_entry(r) for r in record.refunds],
+        lines=settlement_lines(record),
     )
 
 
@@ -75,7 +90,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
     def Refund(
         self, request: settlement_pb2.RefundRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
-        ask = RefundAsk(tuple((line.code, line.quantity) for line in request.lines), request.amount_fen)
+        ask = RefundAsk(tuple((line.code, line.quantity) for line in request.lines), request.amount_fen, request.full)
         record = self._settlements.refund(
             own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason, ask
         )

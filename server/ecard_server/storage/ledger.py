@@ -27,8 +27,9 @@ from ecard_server.core.records import (
     SettlementRecord,
     Shares,
 )
+from ecard_server.core.rules.accounts import credited_balance
 from ecard_server.core.rules.idempotency import same_request
-from ecard_server.core.rules.refunds import lines_by_code, plan_refund
+from ecard_server.core.rules.refunds import NOTHING, lines_by_code, plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
@@ -61,6 +62,7 @@ class SqlLedger:
             card = self._store.locked_card(cur, card_no)
             if card is None:
                 raise LookupError(card_no)
+            credited_balance(card.balance_fen, amount_fen)  # the core's ceiling, on the locked balance
             self._move_balance(cur, card_no, card.balance_fen, amount_fen, "CREDIT", idempotency_key, now)
             cur.execute(
                 "INSERT INTO credits (idempotency_key, request_hash, card_no, amount_fen, created_at) "
@@ -133,15 +135,17 @@ class SqlLedger:
     @staticmethod
     def _settlement(rows: Sequence[Sequence[Any]]) -> SettlementRecord:
         row = rows[0]
-        items = tuple(LineItem(*line) for line in json.loads(row[9]))
+        items, line_paid = _items(row[9])
         refunds = tuple(
             RefundRecord(r[16], r[17], Shares(r[18], r[19], r[20]), r[21],
-                         lines_by_code(items, _quantities([r[22]], len(items))), r[23])
+                         lines_by_code(items, _refunded([r[22]], len(items)).line_quantities), r[23])
             for r in rows if r[16] is not None
         )
         balance_after = refunds[-1].balance_after_fen if refunds else row[8]
+        back = _refunded([r[22] for r in rows if r[16] is not None], len(items), Shares(row[12], row[13], row[14]))
         return SettlementRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], balance_after, items,
-                                row[10], row[11], Shares(row[12], row[13], row[14]), refunds)
+                                row[10], row[11], back.shares, refunds, line_paid,
+                                back.line_shares if line_paid else (), back.line_quantities)
 
     def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows of one settlement and its refunds (see _SETTLEMENT_SELECT); empty when there is none."""
@@ -229,8 +233,11 @@ class SqlLedger:
         shares = draft.shares_under_lock(None if card is None else card[1], used, 0 if card is None else card[2])
         card_no, balance = card[0], card[2]
         after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
+        line_paid = draft.line_shares(shares)
+        # Each line with the shares that paid it: [code, name, class, unit price, quantity, fund, account, self-pay].
         items = json.dumps(
-            [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in draft.items],
+            [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity, p.fund_fen, p.account_fen, p.self_pay_fen]
+             for i, p in zip(draft.items, line_paid, strict=True)],
             ensure_ascii=False, separators=(",", ":"),
         )
         cur.execute(
@@ -248,9 +255,11 @@ class SqlLedger:
                 (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
             )
         write_audit(cur, audit.settled(now, draft, shares))
+        nothing = (Shares(0, 0, 0),) * len(draft.items)
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
-                                after, draft.items, now, None)
+                                after, draft.items, now, None, Shares(0, 0, 0), (), line_paid, nothing,
+                                (0,) * len(draft.items))
 
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord:
         """Undoes a settlement once: the account and the fund get back exactly what it took."""
@@ -296,11 +305,12 @@ class SqlLedger:
             (draft.settlement_id,),
         )
         fund, account, self_pay, fund_back, account_back, self_pay_back, items_json, ecard_id = cur.fetchone()
-        items = [LineItem(*line) for line in json.loads(items_json)]
+        items, line_paid = _items(items_json)
         cur.execute("SELECT lines FROM refunds WHERE settlement_id = ?", (draft.settlement_id,))
-        done = _quantities([row[0] for row in cur.fetchall()], len(items))
-        before = Refunded(Shares(fund_back, account_back, self_pay_back), tuple(done))
-        plan = plan_refund(items, Shares(fund, account, self_pay), before, draft.ask)  # the core's rule, locked
+        before = _refunded([row[0] for row in cur.fetchall()], len(items),
+                           Shares(fund_back, account_back, self_pay_back))
+        # the core's rule, on what was read under the locks
+        plan = plan_refund(items, Shares(fund, account, self_pay), before, draft.ask, line_paid)
         part = plan.shares
         after = self._move_balance(cur, card_no, card[0], part.account_fen, "REFUND", draft.settlement_id, now)
         cur.execute(
@@ -310,7 +320,13 @@ class SqlLedger:
             (REFUNDED if plan.completes else PARTIALLY_REFUNDED, now, part.fund_fen, part.account_fen,
              part.self_pay_fen, draft.settlement_id),
         )
-        lines = json.dumps([[n, q] for n, q in enumerate(plan.line_quantities) if q], separators=(",", ":"))
+        if plan.line_shares:  # [[line index, quantity, fund, account, self-pay]] for each line it touched
+            stored = [[n, q, p.fund_fen, p.account_fen, p.self_pay_fen]
+                      for n, (q, p) in enumerate(zip(plan.line_quantities, plan.line_shares, strict=True))
+                      if q or p.total_fen]
+        else:  # a settlement stored before lines kept their shares: [[line index, quantity]]
+            stored = [[n, q] for n, q in enumerate(plan.line_quantities) if q]
+        lines = json.dumps(stored, separators=(",", ":"))
         cur.execute(
             "INSERT INTO refunds (merchant_id, idempotency_key, request_hash, settlement_id, reason, amount_fen, "
             "fund_fen, account_fen, self_pay_fen, balance_after_fen, lines, created_at) "
@@ -333,10 +349,24 @@ class SqlLedger:
                                     (settlement_id,))[0][0])
 
 
-def _quantities(stored_lines: Sequence[str], count: int) -> list[int]:
-    """Refunds' stored lines ([[line index, quantity], ...] each) as the quantity per basket line."""
+def _items(stored: str) -> tuple[tuple[LineItem, ...], tuple[Shares, ...]]:
+    """A settlement's stored basket: its lines, and the shares that paid each (empty for a settlement
+    stored before lines kept their shares)."""
+    lines = json.loads(stored)
+    items = tuple(LineItem(*line[:5]) for line in lines)
+    paid = tuple(Shares(*line[5:8]) for line in lines if len(line) == 8)
+    return items, paid if len(paid) == len(items) else ()
+
+
+def _refunded(stored_lines: Sequence[str], count: int, shares: Shares = NOTHING) -> Refunded:
+    """What refunds gave back, from their stored lines ([[line index, quantity(, fund, account,
+    self-pay)]] each): the quantity per basket line and, where stored, each share per line."""
     quantities = [0] * count
+    parts = [[0, 0, 0] for _ in range(count)]
     for lines in stored_lines:
-        for index, quantity in json.loads(lines):
-            quantities[index] += quantity
-    return quantities
+        for line in json.loads(lines):
+            index = line[0]
+            quantities[index] += line[1]
+            for share, value in enumerate(line[2:5]):
+                parts[index][share] += value
+    return Refunded(shares, tuple(quantities), tuple(Shares(*p) for p in parts))

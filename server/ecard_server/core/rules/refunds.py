@@ -1,9 +1,17 @@
 """Refunds, whole or partial: what a refund gives back to each share, in exact integer fen. No I/O.
 
-A refund names chosen lines of the basket (code, quantity: unit price times quantity each), or an
-amount, or neither (all that is left). Its amount R is split over what is still unrefunded of the
-settlement's three shares, f + a + s = L (fund, personal account, self-pay), by prefix floors in
-that order:
+A refund asks for exactly one of: `full` (all that is left), chosen lines of the basket (code,
+quantity), or an amount. Nothing is implied by an empty selection: a request naming none of them is
+refused (rules.validation.refund_ask), so an empty selection at the till never refunds everything.
+
+Each line of a settlement keeps the shares that paid it (rules.settlement.line_shares). A line refund
+gives back that line's own shares: q of the R units still unrefunded on a line return q/R of what is
+left of the line (rounded up to a whole fen; exactly q unit prices unless an amount refund took part
+of the line before), split over its shares as below, and all of it when q == R. So a line paid in
+cash comes back in cash and account money never comes back as cash. An amount is spread over the
+lines by what is left of each (rules.allocation), then within each line over its shares. Within a
+line, an amount R is split over what is still unrefunded of its three shares, f + a + s = L (fund,
+personal account, self-pay), by prefix floors in that order:
 
     fund     = floor(f * R / L)
     account  = floor((f + a) * R / L) - fund
@@ -14,6 +22,8 @@ ceil(x - y)); they add up to R; and the refund that takes the last fen (R == L) 
 what is left of each. So the refunds of a settlement, however it is cut, return each share in full
 and never more. Each part is within one fen of its exact proportion; the fund's part is rounded
 down, so what the floors leave over goes to the holder (self-pay last).
+A settlement made before lines kept their shares is refunded the old way: the same
+split over what is left of the whole settlement's shares.
 The store calls `plan_refund` with the totals it read under the settlement's row lock.
 """
 
@@ -23,6 +33,9 @@ from collections.abc import Sequence
 
 from ecard.errors import FailedPrecondition, InvalidArgument
 from ecard_server.core.records import LineItem, RefundAsk, Refunded, RefundPlan, Shares
+from ecard_server.core.rules.allocation import allocate
+
+NOTHING = Shares(0, 0, 0)
 
 
 def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple[tuple[str, int], ...]:
@@ -32,6 +45,17 @@ def lines_by_code(items: Sequence[LineItem], quantities: Sequence[int]) -> tuple
         if quantity:
             by_code[item.code] = by_code.get(item.code, 0) + quantity
     return tuple(by_code.items())
+
+
+def add(a: Shares, b: Shares) -> Shares:
+    return Shares(a.fund_fen + b.fund_fen, a.account_fen + b.account_fen, a.self_pay_fen + b.self_pay_fen)
+
+
+def total_of(parts: Sequence[Shares]) -> Shares:
+    whole = NOTHING
+    for part in parts:
+        whole = add(whole, part)
+    return whole
 
 
 def left_of(paid: Shares, refunded: Shares) -> Shares:
@@ -70,14 +94,20 @@ def _line_quantities(items: Sequence[LineItem], done: Sequence[int], lines: Sequ
     return taken
 
 
-def plan_refund(items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask: RefundAsk) -> RefundPlan:
-    """This refund, given what the settlement paid and what earlier refunds gave back (read under its
-    row lock). Raises FailedPrecondition when nothing is left or the ask exceeds what is."""
+def plan_refund(
+    items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask: RefundAsk,
+    line_paid: Sequence[Shares] = (),
+) -> RefundPlan:
+    """This refund, given what the settlement paid (in all, and per line when its lines keep their
+    shares) and what earlier refunds gave back (read under its row lock). Raises FailedPrecondition
+    when nothing is left or the ask exceeds what is."""
     left = left_of(paid, refunded.shares)
     left_fen = left.total_fen
     if left_fen == 0:
         raise FailedPrecondition("the settlement is already refunded", "ALREADY_REFUNDED")
     done = refunded.line_quantities
+    if line_paid:
+        return _plan_by_line(items, line_paid, refunded, ask)
     if ask.whole:
         return RefundPlan(left, tuple(item.quantity - q for item, q in zip(items, done, strict=True)), True)
     if ask.lines:
@@ -85,7 +115,37 @@ def plan_refund(items: Sequence[LineItem], paid: Shares, refunded: Refunded, ask
         amount = sum(item.unit_price_fen * q for item, q in zip(items, taken, strict=True))
     else:
         taken, amount = [0] * len(items), ask.amount_fen
+    _within(amount, left_fen)
+    return RefundPlan(split_refund(amount, left), tuple(taken), amount == left_fen)
+
+
+def _within(amount: int, left_fen: int) -> None:
     if amount > left_fen:
         raise FailedPrecondition(f"{amount} fen is more than the {left_fen} fen left to refund",
                                  "REFUND_EXCEEDS_PAID")
-    return RefundPlan(split_refund(amount, left), tuple(taken), amount == left_fen)
+
+
+def _plan_by_line(items: Sequence[LineItem], line_paid: Sequence[Shares], refunded: Refunded,
+                  ask: RefundAsk) -> RefundPlan:
+    """A refund of a settlement whose lines keep their shares: each line gives back its own."""
+    done = refunded.line_quantities
+    line_left = [left_of(p, r) for p, r in zip(line_paid, refunded.line_shares, strict=True)]
+    remaining = [item.quantity - q for item, q in zip(items, done, strict=True)]
+    if ask.whole:
+        taken, parts = remaining, line_left
+    elif ask.lines:
+        taken = _line_quantities(items, done, ask.lines)
+        parts = [
+            NOTHING if not q else left if q == r else split_refund(-(-left.total_fen * q // r), left)
+            for q, r, left in zip(taken, remaining, line_left, strict=True)
+        ]
+        if not sum(p.total_fen for p in parts):
+            raise FailedPrecondition("nothing is left to refund of those lines", "REFUND_EXCEEDS_PAID")
+    else:
+        taken = [0] * len(items)
+        _within(ask.amount_fen, sum(left.total_fen for left in line_left))
+        per_line = allocate(ask.amount_fen, [left.total_fen for left in line_left])
+        parts = [split_refund(amount, left) for amount, left in zip(per_line, line_left, strict=True)]
+    shares = total_of(parts)
+    completes = shares.total_fen == sum(left.total_fen for left in line_left)
+    return RefundPlan(shares, tuple(taken), completes, tuple(parts))

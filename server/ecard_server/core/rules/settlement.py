@@ -1,12 +1,21 @@
 """The settlement rules: the coverage split, the shares under the card's lock, the request's identity.
 
-    SettlementPolicy.split(items, merchant_kind)   per line, rounded half up to whole fen:
-        amount  = unit_price_fen * quantity
-        covered = amount (class A) | amount * (1 - class_b_self_pay_ratio) (class B) | 0 (class C)
+    SettlementPolicy.split(items, merchant_kind)   on the basket's totals per class, rounded half up
+                                                    to whole fen once (so splitting a line into
+                                                    several never changes what anyone pays):
+        amount  = unit_price_fen * quantity         per line; A, B, C: the class totals
+        covered = A + B * (1 - class_b_self_pay_ratio)
         fund    = covered * fund_ratio[merchant kind]
     Draft.shares_under_lock(status, used, balance)  from what the ledger read under the card's row lock:
         account  = min(balance, covered - fund)    (0 with skip_personal_account)
         self_pay = total - fund - account           so fund + account + self_pay == total, always
+    line_shares(items, split, shares)              the three shares allocated to the lines in whole
+                                                    fen (rules.allocation): class B's covered part
+                                                    over the B lines by amount, the fund over the
+                                                    lines by covered, the account by what the fund
+                                                    left of covered; self-pay is the rest of each
+                                                    line, so a class C line is all self-pay. A line
+                                                    refund gives back that line's own shares.
 
 A Draft (a checked, priced settlement) and a RefundDraft are what the service hands the ledger
 (core.ports.Ledger); the ledger calls back into them, so no rule is written in SQL. No I/O here.
@@ -35,6 +44,7 @@ from ecard_server.core.records import (
     Shares,
     Split,
 )
+from ecard_server.core.rules.allocation import allocate
 
 _HALF = Fraction(1, 2)
 
@@ -66,6 +76,10 @@ class Draft:
             raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
         return shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
 
+    def line_shares(self, paid: Shares) -> tuple[Shares, ...]:
+        """Which share paid which line, for the shares the settlement takes (see line_shares)."""
+        return line_shares(self.items, self.split, paid)
+
 
 @dataclass(frozen=True, slots=True)
 class RefundDraft:
@@ -90,6 +104,20 @@ def round_half_up(value: Fraction) -> int:
     return math.floor(value + _HALF)
 
 
+def line_shares(items: Sequence[LineItem], split: Split, paid: Shares) -> tuple[Shares, ...]:
+    """The basket's three shares allocated to its lines in whole fen, deterministically: the fund over
+    the lines by what each has covered, the account by what the fund left of each line's covered part,
+    self-pay the rest. Each line's shares add up to its amount and none is negative, so a class C line
+    (nothing covered) is all self-pay, and no line's account part exceeds its covered part."""
+    covered = split.line_covered_fen
+    fund = allocate(paid.fund_fen, covered)
+    rest = [c - f for c, f in zip(covered, fund, strict=True)]
+    account = allocate(paid.account_fen, rest)
+    return tuple(
+        Shares(f, a, item.amount_fen - f - a) for item, f, a in zip(items, fund, account, strict=True)
+    )
+
+
 def shares(split: Split, balance_fen: int, *, skip_personal_account: bool) -> Shares:
     due = 0 if skip_personal_account else split.covered_fen - split.fund_fen
     account = max(0, min(balance_fen, due))
@@ -107,25 +135,22 @@ class SettlementPolicy:
     def from_settings(cls, settings: Settings) -> SettlementPolicy:
         return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio))
 
-    def covered_fen(self, item: LineItem) -> int:
-        if item.drug_class == t.DRUG_CLASS_A:
-            return item.amount_fen
-        if item.drug_class == t.DRUG_CLASS_B:
-            return round_half_up(item.amount_fen * (1 - self.class_b_self_pay_ratio))
-        return 0
-
     def split(self, items: Sequence[LineItem], merchant_kind: int) -> Split:
-        """Totals of a checked basket; rounding is per line, so a receipt's lines add up to its totals."""
+        """Totals of a checked basket, computed once on its totals per class (rounding per line would
+        pay a fen more for each line the POS splits off), then covered allocated to the lines."""
         ratio = self.fund_ratio.get(merchant_kind)
         if ratio is None:
             raise FailedPrecondition("the merchant's kind has no fund ratio", "MERCHANT_KIND_UNKNOWN")
-        total = covered = fund = 0
-        for item in items:
-            line_covered = self.covered_fen(item)
-            total += item.amount_fen
-            covered += line_covered
-            fund += round_half_up(line_covered * ratio)
-        return Split(total, covered, fund)
+        class_b = [item.amount_fen if item.drug_class == t.DRUG_CLASS_B else 0 for item in items]
+        class_b_covered = round_half_up(sum(class_b) * (1 - self.class_b_self_pay_ratio))
+        covered_b = allocate(class_b_covered, class_b)
+        line_covered = tuple(
+            item.amount_fen if item.drug_class == t.DRUG_CLASS_A else share_b  # share_b is 0 for class C
+            for item, share_b in zip(items, covered_b, strict=True)
+        )
+        covered = sum(line_covered)
+        total = sum(item.amount_fen for item in items)
+        return Split(total, covered, round_half_up(covered * ratio), line_covered)
 
 
 def _digest(form: object) -> bytes:

@@ -87,8 +87,29 @@ def verify_batch_size(count: int, max_batch: int) -> None:
         raise InvalidArgument(f"a batch holds at most {max_batch} requests", "BATCH_TOO_LARGE")
 
 
-# -- Settle and Refund ------------------------------------------------------------------------------
+# -- amounts ----------------------------------------------------------------------------------------
 INT64_MAX = 2**63 - 1
+# The ceiling of every amount a request carries (a unit price, a line, a basket, a credit, a refund,
+# an opening balance) and of a balance that credits or enrolment make: 10**12 fen (10 billion
+# yuan). Far above any real basket or account, and far below int64 (9.2 * 10**18), so no sum of
+# amounts the service adds up (a basket of at most max_basket_items lines, a balance plus the refunds
+# of its settlements) can overflow a 64-bit column.
+MAX_AMOUNT_FEN = 10**12
+MAX_BALANCE_FEN = 10**12
+
+
+def amount(value: int, field: str, *, positive: bool = True) -> int:
+    """An amount in fen: > 0 (or >= 0 when not `positive`) and at most MAX_AMOUNT_FEN."""
+    if value < 0:
+        raise InvalidArgument(f"{field} must not be negative", "NEGATIVE_AMOUNT")
+    if positive and value == 0:
+        raise InvalidArgument(f"{field} must be positive", "NON_POSITIVE_AMOUNT")
+    if value > MAX_AMOUNT_FEN:
+        raise InvalidArgument(f"{field} is above the ceiling of {MAX_AMOUNT_FEN} fen", "AMOUNT_TOO_LARGE")
+    return value
+
+
+# -- Settle and Refund ------------------------------------------------------------------------------
 MAX_IDEMPOTENCY_KEY = 128
 MAX_CODE = 64
 MAX_NAME = 128
@@ -109,7 +130,8 @@ def idempotency_key(key: str) -> str:
 
 
 def basket(items: Sequence[LineItem], max_items: int) -> None:
-    """Raises InvalidArgument naming the first bad line; afterwards every sum fits int64."""
+    """Raises InvalidArgument naming the first bad line; afterwards the basket's total is at most
+    MAX_AMOUNT_FEN."""
     if not items:
         raise InvalidArgument("the basket is empty", "EMPTY_BASKET")
     if len(items) > max_items:
@@ -128,8 +150,9 @@ def basket(items: Sequence[LineItem], max_items: int) -> None:
         if item.quantity <= 0:
             raise InvalidArgument(f"{where}: quantity must be positive", "INVALID_QUANTITY")
         total += item.amount_fen
-        if item.amount_fen > INT64_MAX or total > INT64_MAX:
-            raise InvalidArgument(f"{where}: amounts overflow a 64-bit fen total", "AMOUNT_TOO_LARGE")
+        if total > MAX_AMOUNT_FEN:
+            raise InvalidArgument(f"{where}: the basket's total is above the ceiling of {MAX_AMOUNT_FEN} fen",
+                                  "AMOUNT_TOO_LARGE")
 
 
 def settle_request(request: SettleInput, max_items: int) -> None:
@@ -155,12 +178,20 @@ def refund_request(settlement_id: str, key: str, reason: str) -> None:
         raise InvalidArgument(f"reason is longer than {MAX_REFUND_REASON} characters", "INVALID_REASON")
 
 
-def refund_ask(lines: Sequence[tuple[str, int]], amount_fen: int) -> None:
-    """A Refund's lines or amount, before any settlement is looked at (the rest: rules.refunds)."""
+def refund_ask(lines: Sequence[tuple[str, int]], amount_fen: int, full: bool) -> None:
+    """A Refund's selection, before any settlement is looked at (the rest: rules.refunds): exactly one
+    of `full`, `lines` and `amount_fen`. An empty selection (no lines, amount 0: what proto3 sends
+    for an unset field, and what an older client sends for "everything") is refused, never taken to
+    mean the whole settlement."""
     if lines and amount_fen:
         raise InvalidArgument("refund either lines or amount_fen, not both", "REFUND_LINES_AND_AMOUNT")
-    if amount_fen < 0:
-        raise InvalidArgument("amount_fen must be positive", "NEGATIVE_AMOUNT")
+    if full and (lines or amount_fen):
+        raise InvalidArgument("a full refund names no lines and no amount", "REFUND_SELECTION_AMBIGUOUS")
+    if not (full or lines or amount_fen):
+        raise InvalidArgument("say what to refund: full=true for all that is left, or lines, or amount_fen > 0 "
+                              "(an empty selection refunds nothing)", "REFUND_SELECTION_MISSING")
+    if amount_fen:
+        amount(amount_fen, "amount_fen")
     if len(lines) > MAX_REFUND_LINES:
         raise InvalidArgument(f"a refund names at most {MAX_REFUND_LINES} lines", "TOO_MANY_REFUND_LINES")
     seen: set[str] = set()
