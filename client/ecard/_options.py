@@ -69,6 +69,12 @@ class ClientOptions:
     retried on transient codes, as `retry` says, and waits for the connection to be ready)."""
     retry: RetryConfig = RetryConfig()
     """Retry policy for the calls that are safe to repeat."""
+    keepalive_s: float = 5.0
+    """Seconds between HTTP/2 pings on an idle or busy connection; a server that does not answer one
+    within `keepalive_timeout_s` is dropped (a frozen or cut-off replica leaves the round robin within
+    about their sum). 0 turns the pings off."""
+    keepalive_timeout_s: float = 2.0
+    """How long a ping may wait for its answer."""
     channel_options: tuple[tuple[str, object], ...] = ()
     """Extra gRPC channel arguments, e.g. (("grpc.lb_policy_name", "round_robin"),)."""
     interceptors: tuple[object, ...] = ()

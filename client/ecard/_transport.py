@@ -94,6 +94,14 @@ def _credentials(options: ClientOptions) -> grpc.ChannelCredentials | None:
 
 def _channel_args(options: ClientOptions, balanced: bool) -> list[tuple[str, Any]]:
     args = list(options.channel_options)
+    given = {name for name, _ in args}
+    if options.keepalive_s > 0 and "grpc.keepalive_time_ms" not in given:
+        timeout_ms = int(options.keepalive_timeout_s * 1000)
+        args += [("grpc.keepalive_time_ms", int(options.keepalive_s * 1000)), ("grpc.keepalive_timeout_ms", timeout_ms),
+                 # gRPC 1.5x+ waits this long for any ping's answer (a minute by default): the keepalive
+                 # timeout alone does not drop a frozen server whose calls are in flight
+                 ("grpc.http2.ping_timeout_ms", timeout_ms),
+                 ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
     if balanced and not any(name == "grpc.service_config" for name, _ in args):
         args.append(("grpc.service_config", BALANCED_SERVICE_CONFIG))
     if options.tls and options.tls.server_name:

@@ -239,6 +239,18 @@ class BoundServer:
         await asyncio.to_thread(self.pool.shutdown, wait=True)
 
 
+KEEPALIVE = (
+    # Pings a silent client every 30 s and drops it after 10 s without an answer (a POS that lost power),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # and lets clients ping it every 2 s, even between calls, without being told "too many pings": the
+    # SDK's pings are how a frozen replica leaves its round robin within seconds.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 2_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
 def create_server(
     deployment: Deployment,
     address: str,
@@ -270,7 +282,8 @@ def create_server(
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")
     placement = Placement(pool, inline=deployment.hot_state_local)
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20)],
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20),
+                 *KEEPALIVE],
     )
     registry = GuardedRegistry(
         server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second),
