@@ -23,6 +23,7 @@ from ecard._client import (
     settle_request,
     verify_request,
 )
+from ecard._events import ChannelEvents
 from ecard._keys import (
     ALGORITHM_NAMES as ALGORITHMS,
 )
@@ -73,7 +74,9 @@ from ecard.errors import (
 )
 from ecard.v1 import (
     Assurance,
+    BindingState,
     CardStatus,
+    ChannelEventKind,
     DrugClass,
     KeyAlgorithm,
     MerchantKind,
@@ -96,8 +99,11 @@ __all__ = [
     "AlreadyExists",
     "Assurance",
     "AsyncPharmacyClient",
+    "BindingState",
     "CardStatus",
     "ChannelClient",
+    "ChannelEventKind",
+    "ChannelEvents",
     "ClientOptions",
     "DeadlineExceeded",
     "DrugClass",

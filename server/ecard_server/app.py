@@ -11,7 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -31,10 +31,12 @@ from ecard.v1 import (
     verifier_pb2_grpc,
 )
 from ecard_server.config import Settings
+from ecard_server.core import events
 from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
 from ecard_server.core.caches import CardCache, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
+from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.limits import Admission
@@ -78,6 +80,8 @@ class Deployment:
     handles: VerificationHandles
     settlements: SettlementService
     records: VerificationRecords
+    channel_events: ChannelEventService
+    upkeep: OutboxUpkeep
     clock: Callable[[], float]
 
     @classmethod
@@ -134,8 +138,16 @@ class Deployment:
         store.seal_holders(lambda name, id_hash: (mask_name(name), hasher.seal(id_hash, name)))  # older rows
         keys, merchants = KeyRegistry(store), MerchantDirectory(store)
         card_cache = CardCache(store, settings.card_cache_size)
-        for listener in (keys.on_change, merchants.on_change, card_cache.on_change):
+        trail = AuditTrail(store.append_audit, clock=clock)
+        channel_events = ChannelEventService(store.outbox, trail, settings, clock)
+        for listener in (keys.on_change, merchants.on_change, card_cache.on_change, channel_events.signals.on_change):
             bus.subscribe(listener)
+        # Once a transaction that wrote channel events commits, their streams on every replica wake.
+        def told(issuers: Iterable[str]) -> None:
+            for issuer_id in issuers:
+                bus.publish(events.CHANNEL_EVENTS, issuer_id)
+
+        store.outbox.on_committed = told
         handles = VerificationHandles(keyring.handle_keys(), window_s=settings.verification_window_s, now=int(clock()))
         verifier = TokenVerifier(
             keys=keys, cards=card_cache, nonces=nonces, handles=handles, settings=settings, clock=clock
@@ -151,7 +163,7 @@ class Deployment:
             verifier=verifier,
             cards=CardService(store, bus, hasher, keys, settings, clock, ledger=store.ledger),
             admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
-            audit=AuditTrail(store.append_audit, clock=clock),
+            audit=trail,
             handles=handles,
             settlements=SettlementService(
                 ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
@@ -160,6 +172,8 @@ class Deployment:
             records=records or MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock
             ),
+            channel_events=channel_events,
+            upkeep=OutboxUpkeep(store.outbox, settings, clock),
             clock=clock,
         )
 
@@ -177,6 +191,8 @@ class Deployment:
                 await aclose()
 
     def close(self) -> None:
+        self.upkeep.close()
+        self.channel_events.signals.close()
         self.audit.close()
         self.bus.close()
         for holder in (self.nonces, self.records):
@@ -216,6 +232,8 @@ class BoundServer:
     tls: ServerTls | None = None  # reloaded on SIGHUP (ecard_server.serving)
     health_server: grpc.aio.Server | None = None  # plaintext, the health service alone (--health-listen)
     health_port: int = 0
+    on_drain: tuple[Callable[[], None], ...] = ()
+    """Called as the drain starts: endless streams (WatchEvents) end, so that their clients move on."""
 
     async def start(self) -> None:
         for name in ["", *self.service_names]:
@@ -232,6 +250,8 @@ class BoundServer:
     async def drain(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new calls, lets calls in flight finish for up to `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        for begin in self.on_drain:
+            begin()
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
@@ -293,7 +313,9 @@ def create_server(
     verifier_pb2_grpc.add_VerifierServicer_to_server(
         servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
     )
-    cards_pb2_grpc.add_CardsServicer_to_server(CardsServicer(deployment.cards), registry)
+    cards_pb2_grpc.add_CardsServicer_to_server(
+        CardsServicer(deployment.cards, deployment.channel_events, placement), registry
+    )
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
     settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)
     health_servicer = health.aio.HealthServicer()
@@ -312,7 +334,8 @@ def create_server(
     if port == 0:
         pool.shutdown(wait=False)
         raise ValueError(f"cannot listen on {address}: address in use or not available")
-    bound = BoundServer(server, port, pool, health_servicer, names, server_tls)
+    bound = BoundServer(server, port, pool, health_servicer, names, server_tls,
+                        on_drain=(deployment.channel_events.signals.close,))
     if health_address:  # for probes that cannot present a client certificate (kubelet, grpc_health_probe)
         bound.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, bound.health_server)

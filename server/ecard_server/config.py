@@ -78,6 +78,14 @@ class Settings:
     max_batch: int = 1000
     max_basket_items: int = 500
     max_enroll_errors: int = 100
+    channel_event_retention_s: int = 30 * 86_400
+    """How long a channel's events are kept for WatchEvents; a cursor older than that is refused."""
+    key_expiry_warning_s: int = 7 * 86_400
+    """A channel is told (KEY_EXPIRING) this long before one of its keys reaches its not_after."""
+    channel_event_upkeep_s: int = 60
+    """How often each server process looks for expiring keys and prunes old events (0: never)."""
+    channel_event_poll_ms: int = 1000
+    """An open WatchEvents stream reads the outbox at least this often, besides when a change notice wakes it."""
     max_keys_per_issuer: int = 16
     """Keys an issuer may hold that are neither revoked nor past their not_after: channels register
     their own keys, and every key is held in each process's memory."""

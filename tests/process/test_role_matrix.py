@@ -78,6 +78,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Cards.SuspendBinding":    (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Cards.ResumeBinding":     (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Cards.Unbind":            (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    "Cards.WatchEvents":       (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertIssuer":      (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel manages its own issuer keys, and only those.
     "Admin.RegisterIssuerKey": (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
@@ -227,6 +228,17 @@ def _replacement(scene: Scene, side: str) -> admin_pb2.ReplaceCardRequest:
     return admin_pb2.ReplaceCardRequest(old_card_no=card_no, new_card_no=new_no, idempotency_key=uuid.uuid4().hex)
 
 
+def _watch(scene: Scene, side: str, channel: grpc.Channel) -> Any:
+    """The first event of the side's channel (it has one: the binding of a fresh e-card)."""
+    scene.ecard(side)
+    request = cards_pb2.WatchEventsRequest(issuer_id=scene.side(side).issuer_id)
+    stream = cards_pb2_grpc.CardsStub(channel).WatchEvents(request, timeout=10)
+    try:
+        return next(iter(stream))
+    finally:
+        stream.cancel()
+
+
 def _verify_stream(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     return list(verifier_pb2_grpc.VerifierStub(channel).VerifyStream(iter([scene.verify_request(side)]), timeout=10))
 
@@ -267,6 +279,7 @@ CALLS: dict[str, Call] = {
     "Cards.SuspendBinding": _unary(C, "SuspendBinding", _binding),
     "Cards.ResumeBinding": _unary(C, "ResumeBinding", _suspended),
     "Cards.Unbind": _unary(C, "Unbind", _binding),
+    "Cards.WatchEvents": _watch,
     "Admin.UpsertIssuer": _unary(A, "UpsertIssuer", lambda s, side: admin_pb2.Issuer(
         issuer_id=s.side(side).issuer_id, display_name="renamed")),
     "Admin.RegisterIssuerKey": _unary(A, "RegisterIssuerKey", _key),

@@ -17,10 +17,19 @@ from ecard.v1.admin_pb2 import (
     ListIssuerKeysResponse,
     Merchant,
     PhysicalCard,
+    ReplaceCardRequest,
     RotateIssuerKeyRequest,
     RotateIssuerKeyResponse,
 )
-from ecard.v1.cards_pb2 import CardRef, ECard, GetECardRequest, IssueECardRequest
+from ecard.v1.cards_pb2 import (
+    BindingRef,
+    CardRef,
+    ChannelEvent,
+    ECard,
+    GetECardRequest,
+    IssueECardRequest,
+    WatchEventsRequest,
+)
 from ecard.v1.settlement_pb2 import (
     GetSettlementRequest,
     LineItem,
@@ -124,6 +133,27 @@ class KeyAlgorithm(IntEnum):
     ECDSA_P256 = 2
 
 
+class ChannelEventKind(IntEnum):
+    """ecard.v1.ChannelEventKind: `ChannelEventKind.SETTLED` is `CHANNEL_EVENT_KIND_SETTLED`."""
+
+    UNSPECIFIED = 0
+    CARD_STATUS = 1
+    BINDING = 2
+    SETTLED = 3
+    REFUNDED = 4
+    CARD_REPLACED = 5
+    KEY_EXPIRING = 6
+
+
+class BindingState(IntEnum):
+    """ecard.v1.BindingState: `BindingState.SUSPENDED` is `BINDING_STATE_SUSPENDED`."""
+
+    UNSPECIFIED = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    UNBOUND = 3
+
+
 class SettlementStatus(IntEnum):
     """ecard.v1.SettlementStatus: `SettlementStatus.SETTLED` is `SETTLEMENT_STATUS_SETTLED`."""
 
@@ -135,9 +165,13 @@ class SettlementStatus(IntEnum):
 
 __all__ = [
     "Assurance",
+    "BindingRef",
+    "BindingState",
     "CardRef",
     "CardStatus",
     "CardView",
+    "ChannelEvent",
+    "ChannelEventKind",
     "CreditRequest",
     "DrugClass",
     "ECard",
@@ -160,6 +194,7 @@ __all__ = [
     "RefundEntry",
     "RefundLine",
     "RefundRequest",
+    "ReplaceCardRequest",
     "RotateIssuerKeyRequest",
     "RotateIssuerKeyResponse",
     "SettleRequest",
@@ -173,6 +208,7 @@ __all__ = [
     "VerifyBatchResponse",
     "VerifyRequest",
     "VerifyResponse",
+    "WatchEventsRequest",
     "admin_pb2",
     "cards_pb2",
     "settlement_pb2",

@@ -4,12 +4,41 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from ecard.v1 import types_pb2 as _types_pb2
 from ecard.v1 import token_pb2 as _token_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChannelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANNEL_EVENT_KIND_UNSPECIFIED: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_CARD_STATUS: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_BINDING: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_SETTLED: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_REFUNDED: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_CARD_REPLACED: _ClassVar[ChannelEventKind]
+    CHANNEL_EVENT_KIND_KEY_EXPIRING: _ClassVar[ChannelEventKind]
+
+class BindingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BINDING_STATE_UNSPECIFIED: _ClassVar[BindingState]
+    BINDING_STATE_ACTIVE: _ClassVar[BindingState]
+    BINDING_STATE_SUSPENDED: _ClassVar[BindingState]
+    BINDING_STATE_UNBOUND: _ClassVar[BindingState]
+CHANNEL_EVENT_KIND_UNSPECIFIED: ChannelEventKind
+CHANNEL_EVENT_KIND_CARD_STATUS: ChannelEventKind
+CHANNEL_EVENT_KIND_BINDING: ChannelEventKind
+CHANNEL_EVENT_KIND_SETTLED: ChannelEventKind
+CHANNEL_EVENT_KIND_REFUNDED: ChannelEventKind
+CHANNEL_EVENT_KIND_CARD_REPLACED: ChannelEventKind
+CHANNEL_EVENT_KIND_KEY_EXPIRING: ChannelEventKind
+BINDING_STATE_UNSPECIFIED: BindingState
+BINDING_STATE_ACTIVE: BindingState
+BINDING_STATE_SUSPENDED: BindingState
+BINDING_STATE_UNBOUND: BindingState
 
 class IssueECardRequest(_message.Message):
     __slots__ = ("card_no", "holder_name", "id_number", "assurance", "assurance_statement")
@@ -70,3 +99,51 @@ class BindingRef(_message.Message):
     ecard_id: str
     issuer_id: str
     def __init__(self, ecard_id: _Optional[str] = ..., issuer_id: _Optional[str] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("issuer_id", "after")
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    after: int
+    def __init__(self, issuer_id: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...
+
+class ChannelEvent(_message.Message):
+    __slots__ = ("cursor", "kind", "ecard_id", "at", "status", "binding_issuer_id", "binding_state", "settlement_id", "merchant_id", "merchant_name", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "kid", "key_not_after", "card_no_masked")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ECARD_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BINDING_ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    BINDING_STATE_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    KID_FIELD_NUMBER: _ClassVar[int]
+    KEY_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_MASKED_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    kind: ChannelEventKind
+    ecard_id: str
+    at: _timestamp_pb2.Timestamp
+    status: _types_pb2.CardStatus
+    binding_issuer_id: str
+    binding_state: BindingState
+    settlement_id: str
+    merchant_id: str
+    merchant_name: str
+    total_fen: int
+    fund_paid_fen: int
+    personal_account_paid_fen: int
+    self_pay_fen: int
+    personal_account_balance_fen: int
+    kid: str
+    key_not_after: _timestamp_pb2.Timestamp
+    card_no_masked: str
+    def __init__(self, cursor: _Optional[int] = ..., kind: _Optional[_Union[ChannelEventKind, str]] = ..., ecard_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.CardStatus, str]] = ..., binding_issuer_id: _Optional[str] = ..., binding_state: _Optional[_Union[BindingState, str]] = ..., settlement_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., kid: _Optional[str] = ..., key_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., card_no_masked: _Optional[str] = ...) -> None: ...

@@ -74,6 +74,11 @@ class CardsStub:
                 request_serializer=ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ECard.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/ecard.v1.Cards/WatchEvents',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ChannelEvent.FromString,
+                _registered_method=True)
 
 
 class CardsServicer:
@@ -133,6 +138,14 @@ class CardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """A channel's events, oldest first, from after a cursor, then as they happen (the stream stays
+        open). At least once: a consumer keeps the cursor of the last event it handled and resumes from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +188,11 @@ def add_CardsServicer_to_server(servicer, server):
                     servicer.Unbind,
                     request_deserializer=ecard_dot_v1_dot_cards__pb2.BindingRef.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ECard.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ChannelEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +411,33 @@ class Cards:
             '/ecard.v1.Cards/Unbind',
             ecard_dot_v1_dot_cards__pb2.BindingRef.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ECard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ecard.v1.Cards/WatchEvents',
+            ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ChannelEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,11 @@ def card_replaced(at: int, ecard_id: str, moved_fen: int) -> AuditEvent:
     return AuditEvent(at, "CARD_REPLACED", "admin", ecard_id, f"moved={moved_fen}")
 
 
+def events_watched(at: int, actor: str, issuer_id: str, after: int) -> AuditEvent:
+    """A WatchEvents stream opened: whose events, from which cursor."""
+    return AuditEvent(at, "EVENTS_WATCHED", actor, issuer_id, f"after={after}")
+
+
 def account_credit(at: int, ecard_id: str, amount_fen: int) -> AuditEvent:
     return AuditEvent(at, "ACCOUNT_CREDIT", "admin", ecard_id, str(amount_fen))
 
@@ -116,6 +121,13 @@ class AuditTrail:
         if len(pending) == pending.maxlen:
             self.dropped += 1  # the store has been down for long; counting beats blocking Verify
         pending.append(AuditEvent(int(self._clock()), "VERIFY", merchant_id, ecard_id, f"{terminal_id} {reason}"))
+
+    def record(self, row: AuditEvent) -> None:
+        """Any other row written in the background (a read worth recording: events watched, usage listed)."""
+        pending = self._pending
+        if len(pending) == pending.maxlen:
+            self.dropped += 1
+        pending.append(row)
 
     def flush(self) -> None:
         pending = self._pending

@@ -14,4 +14,5 @@ CARD = "card"
 KEY = "key"
 ISSUER = "issuer"
 MERCHANT = "merchant"
+CHANNEL_EVENTS = "channel-events"  # key: an issuer id whose outbox has new events
 ALL = "*"  # key meaning "everything of this kind"

@@ -4,7 +4,8 @@
     CardStore      + the e-card lifecycle's writes
     AdminStore     + issuers, keys, merchants, enrollment
     Ledger         money: credits, settlements, refunds (each in one transaction)
-    Store          one deployment's whole store: all of the above, its ledger, the audit table
+    ChannelOutbox  the channels' events, written in the transactions of the changes they tell of
+    Store          one deployment's whole store: all of the above, its ledger, outbox and audit table
 
     NonceStore     single use of a token's nonce, deployment-wide
     VerificationRecords   what a Verify answered, by (merchant, request_id)
@@ -17,13 +18,14 @@ shares_under_lock`, `rules.refunds.plan_refund`), so no domain rule is written i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ecard_server.core.records import (
     AuditEvent,
     AuditQuery,
     Card,
+    ChannelEvent,
     EnrollRow,
     Issuer,
     IssuerKey,
@@ -115,12 +117,32 @@ class Ledger(Protocol):
         ...
 
 
+class ChannelOutbox(Protocol):
+    """The channels' events, written by the store's writes in their own transactions."""
+
+    on_committed: Callable[[Iterable[str]], None] | None
+    """Called with the channels told, after each transaction that told any commits."""
+
+    def page(self, issuer_id: str, after: int, limit: int) -> list[ChannelEvent]:
+        """A channel's events numbered above `after`, in order, at most `limit`."""
+        ...
+
+    def bounds(self, issuer_id: str) -> tuple[int, int]:
+        """(the first number still kept, the last number given); (0, 0) for a channel never told."""
+        ...
+
+    def warn_expiring_keys(self, now: int, horizon_s: int) -> int: ...
+    def prune(self, before: int) -> None: ...
+
+
 class Store(CardStore, AdminStore, Protocol):
     """One deployment's store. `local`: every read is a local one (no network round trip), so a cache
     miss may be read on the event loop."""
 
     @property
     def ledger(self) -> Ledger: ...
+    @property
+    def outbox(self) -> ChannelOutbox: ...
     @property
     def local(self) -> bool: ...
 

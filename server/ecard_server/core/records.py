@@ -11,7 +11,7 @@ This module imports nothing of the core: every other module of it may import thi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ecard.v1 import types_pb2
 
@@ -242,3 +242,22 @@ class StoredAuditEvent(NamedTuple):
     actor: str
     subject: str
     detail: str
+
+
+# -- channel events (the outbox) ---------------------------------------------------------------------
+# Kinds of event a channel is told of (ChannelEventKind by its short name).
+CARD_STATUS, BINDING, SETTLED_EVENT, REFUNDED_EVENT, CARD_REPLACED, KEY_EXPIRING = (
+    "CARD_STATUS", "BINDING", "SETTLED", "REFUNDED", "CARD_REPLACED", "KEY_EXPIRING",
+)
+
+
+class ChannelEvent(NamedTuple):
+    """One event of a channel's outbox. `detail` holds the kind's fields (amounts, merchant, status,
+    binding, key): never an identity number, a full name or a card number in clear."""
+
+    issuer_id: str
+    seq: int  # the cursor: increasing per channel, without gaps
+    kind: str
+    ecard_id: str
+    at: int
+    detail: dict[str, Any]

@@ -1,14 +1,20 @@
-"""Cards servicer: e-card issuance and lifecycle, for channels and the operator."""
+"""Cards servicer: e-card issuance and lifecycle, for channels and the operator; a channel's events."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc.aio
 
 from ecard.v1 import cards_pb2, cards_pb2_grpc
 from ecard_server.core.assurance import Statement
 from ecard_server.core.cards import CardService
+from ecard_server.core.channel_events import PAGE, ChannelEventService
 from ecard_server.rpc.auth import current_principal
-from ecard_server.rpc.convert import ecard
+from ecard_server.rpc.convert import channel_event, ecard
+from ecard_server.rpc.placement import Placement
 
 
 def _ref(request: cards_pb2.CardRef) -> dict[str, str]:
@@ -17,8 +23,10 @@ def _ref(request: cards_pb2.CardRef) -> dict[str, str]:
 
 
 class CardsServicer(cards_pb2_grpc.CardsServicer):
-    def __init__(self, cards: CardService) -> None:
+    def __init__(self, cards: CardService, events: ChannelEventService, placement: Placement) -> None:
         self._cards = cards
+        self._events = events
+        self._placement = placement
 
     def IssueECard(self, request: cards_pb2.IssueECardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         card = self._cards.issue_ecard(
@@ -47,3 +55,23 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
 
     def Unbind(self, request: cards_pb2.BindingRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.unbind(current_principal.get(), request.ecard_id, request.issuer_id))
+
+    async def WatchEvents(
+        self, request: cards_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cards_pb2.ChannelEvent]:
+        """The channel's events after the cursor, then each as it is written (woken by change notices,
+        read at least every poll interval), until the caller goes or the server drains."""
+        service, offload = self._events, self._placement.offload
+        signals = service.signals
+        issuer_id = await offload(service.open, current_principal.get(), request.issuer_id, request.after)
+        cursor = request.after
+        async with signals.waiter(issuer_id) as wake:
+            while not signals.closing:
+                wake.clear()  # before the read: a notice during it wakes the next wait at once
+                batch = await offload(service.page, issuer_id, cursor)
+                for stored in batch:
+                    yield channel_event(stored)
+                    cursor = stored.seq
+                if len(batch) < PAGE and not signals.closing:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), service.poll_s)

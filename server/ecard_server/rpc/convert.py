@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard.v1 import admin_pb2, cards_pb2, types_pb2, wire
 from ecard_server.core.caches import CardSnapshot
 from ecard_server.core.identity import mask_card_no, mask_name
-from ecard_server.core.records import Card, IssuerKey, Merchant
+from ecard_server.core.records import Card, ChannelEvent, IssuerKey, Merchant
 
 
 def timestamp(seconds: int | None) -> Timestamp | None:
@@ -32,6 +32,28 @@ def ecard(card: Card) -> cards_pb2.ECard:
         suspended_channels=list(card.suspended),
         replaced_at=timestamp(card.replaced_at),
     )
+
+
+_EVENT_KINDS = {name.removeprefix("CHANNEL_EVENT_KIND_"): value for name, value in cards_pb2.ChannelEventKind.items()}
+_BINDING_STATES = {name.removeprefix("BINDING_STATE_"): value for name, value in cards_pb2.BindingState.items()}
+
+
+def channel_event(stored: ChannelEvent) -> cards_pb2.ChannelEvent:
+    """An outbox row as the channel sees it: the kind's fields from its detail."""
+    d = stored.detail
+    message = cards_pb2.ChannelEvent(
+        cursor=stored.seq, kind=_EVENT_KINDS.get(stored.kind, 0), ecard_id=stored.ecard_id, at=timestamp(stored.at),
+        status=d.get("status", 0), binding_issuer_id=d.get("issuer_id", ""),
+        binding_state=_BINDING_STATES.get(d.get("state", ""), 0), settlement_id=d.get("settlement_id", ""),
+        merchant_id=d.get("merchant_id", ""), merchant_name=d.get("merchant_name", ""),
+        total_fen=d.get("total_fen", 0), fund_paid_fen=d.get("fund_fen", 0),
+        personal_account_paid_fen=d.get("account_fen", 0), self_pay_fen=d.get("self_pay_fen", 0),
+        personal_account_balance_fen=d.get("balance_fen", 0), kid=d.get("kid", ""),
+        card_no_masked=d.get("card_no_masked", ""),
+    )
+    if "not_after" in d:
+        message.key_not_after.CopyFrom(Timestamp(seconds=d["not_after"]))
+    return message
 
 
 def card_view(card: CardSnapshot) -> types_pb2.CardView:

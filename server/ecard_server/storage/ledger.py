@@ -15,11 +15,15 @@ from typing import Any
 
 from ecard.errors import Unavailable
 from ecard_server.core import audit
+from ecard_server.core.identity import mask_card_no
 from ecard_server.core.records import (
     CANCELLED,
+    CARD_REPLACED,
     PARTIALLY_REFUNDED,
     REFUNDED,
+    REFUNDED_EVENT,
     SETTLED,
+    SETTLED_EVENT,
     Card,
     LineItem,
     Refunded,
@@ -110,7 +114,11 @@ class SqlLedger:
                 (idempotency_key, request_hash, old_card_no, new_card_no, ecard_id, moved, now),
             )
             write_audit(cur, audit.card_replaced(now, ecard_id, moved))
-            return self._store.locked_card(cur, new_card_no)  # type: ignore[return-value]
+            card = self._store.locked_card(cur, new_card_no)
+            assert card is not None
+            self._store.outbox.write(cur, ecard_id, CARD_REPLACED, {
+                "card_no_masked": mask_card_no(new_card_no), "balance_fen": card.balance_fen}, now)
+            return card
 
     def ledger_total(self, card_no: str) -> int:
         """Sum of the card's ledger rows: always equal to its balance."""
@@ -255,6 +263,8 @@ class SqlLedger:
                 (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
             )
         write_audit(cur, audit.settled(now, draft, shares))
+        self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
+                          shares, after, now)
         nothing = (Shares(0, 0, 0),) * len(draft.items)
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
@@ -341,7 +351,20 @@ class SqlLedger:
                 (draft.settlement_id, draft.merchant_id, -part.fund_fen, now),
             )
         write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, plan.shares))
+        self._money_event(cur, ecard_id, REFUNDED_EVENT, draft.settlement_id, draft.merchant_id, plan.shares, after,
+                          now)
         return self._settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
+
+    def _money_event(self, cur: Cursor, ecard_id: str, kind: str, settlement_id: str, merchant_id: str,
+                     shares: Shares, balance_after: int, now: int) -> None:
+        """The channels' SETTLED or REFUNDED event: merchant, amounts, balance after; no one's identity."""
+        cur.execute("SELECT display_name FROM merchants WHERE merchant_id = ?", (merchant_id,))
+        named = cur.fetchone()
+        self._store.outbox.write(cur, ecard_id, kind, {
+            "settlement_id": settlement_id, "merchant_id": merchant_id, "merchant_name": named[0] if named else "",
+            "total_fen": shares.total_fen, "fund_fen": shares.fund_fen, "account_fen": shares.account_fen,
+            "self_pay_fen": shares.self_pay_fen, "balance_fen": balance_after,
+        }, now)
 
     def fund_ledger_total(self, settlement_id: str) -> int:
         """What the fund has paid for a settlement, net of refunds."""

@@ -226,4 +226,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 attempts INTEGER NOT NULL)""",
         ],
     ),
+    (
+        8,
+        [
+            # The channels' outbox: events written in the transaction of the change they tell of. Each
+            # channel's events are numbered without gaps by its head row, taken last in the transaction
+            # (so events commit in the order of their numbers and a reader never skips one).
+            """CREATE TABLE channel_event_heads (
+                issuer_id TEXT PRIMARY KEY,
+                last_seq BIGINT NOT NULL)""",
+            """CREATE TABLE channel_events (
+                issuer_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                ecard_id TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (issuer_id, seq))""",
+            "CREATE INDEX channel_events_by_age ON channel_events (created_at)",
+            # One warning per key and end of validity, whichever replica notices first.
+            """CREATE TABLE key_expiry_warnings (
+                issuer_id TEXT NOT NULL,
+                kid TEXT NOT NULL,
+                not_after BIGINT NOT NULL,
+                warned_at BIGINT NOT NULL,
+                PRIMARY KEY (issuer_id, kid, not_after))""",
+        ],
+    ),
 ]

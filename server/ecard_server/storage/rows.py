@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ecard_server.core.records import AuditEvent, Card
+
+if TYPE_CHECKING:
+    from ecard_server.storage.outbox import Outbox
 
 T = TypeVar("T")
 _ROWS_PER_INSERT = 100
@@ -32,6 +35,8 @@ class Transactions(Protocol):
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def once_more_on_conflict(self, write: Callable[[], T]) -> T: ...
     def locked_card(self, cur: Cursor, card_no: str) -> Card | None: ...
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 def insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any]]) -> None:

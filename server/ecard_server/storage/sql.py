@@ -18,6 +18,8 @@ from ecard.errors import AlreadyExists, Unavailable
 from ecard_server.core import audit
 from ecard_server.core.records import (
     ACTIVE,
+    BINDING,
+    CARD_STATUS,
     RESUME,
     SUSPEND,
     UNBIND,
@@ -32,6 +34,7 @@ from ecard_server.core.records import (
 )
 from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.migrations import MIGRATIONS
+from ecard_server.storage.outbox import Outbox
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
 
 T = TypeVar("T")
@@ -81,13 +84,19 @@ class SqlStore:
         """Credits, settlements and refunds, on this store's transactions."""
         return SqlLedger(self)
 
+    @cached_property
+    def outbox(self) -> Outbox:
+        """The channels' events, written on this store's transactions."""
+        return Outbox(self)
+
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
-        try:
-            with self._transaction() as cur:
-                yield cur
-        except self.transient_errors as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
+        with self.outbox.collecting():
+            try:
+                with self._transaction() as cur:
+                    yield cur
+            except self.transient_errors as exc:
+                raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -324,7 +333,10 @@ class SqlStore:
                     (ecard_id, issuer_id, now, statement or None),
                 )
             write_audit(cur, audit.ecard_issued(now, issuer_id, ecard_id, new_binding, card.channels, vouched))
-            return self.locked_card(cur, card_no)  # type: ignore[return-value]
+            after = self.locked_card(cur, card_no)
+            if new_binding:
+                self.outbox.write(cur, ecard_id, BINDING, {"issuer_id": issuer_id, "state": "ACTIVE"}, now)
+            return after  # type: ignore[return-value]
 
     def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
         """Counts one issuance attempt against each (scope, limit), in one transaction; a scope's window
@@ -369,6 +381,8 @@ class SqlStore:
             if card is None:
                 raise LookupError(card_no)
             write_audit(cur, audit.card_status(now, actor, card.ecard_id or "", status))
+            if card.ecard_id:
+                self.outbox.write(cur, card.ecard_id, CARD_STATUS, {"status": status}, now)
             return card
 
     def change_binding(self, ecard_id: str, issuer_id: str, change: str, event: AuditEvent) -> tuple[Card | None, bool]:
@@ -391,7 +405,12 @@ class SqlStore:
             if changed:
                 write_audit(cur, event)
             cur.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE ecard_id = ?{self.for_update}", (ecard_id,))
-            return self._card_from(cur, cur.fetchone()), changed
+            card = self._card_from(cur, cur.fetchone())
+            if changed:
+                state = {SUSPEND: "SUSPENDED", RESUME: "ACTIVE", UNBIND: "UNBOUND"}[change]
+                self.outbox.write(cur, ecard_id, BINDING, {"issuer_id": issuer_id, "state": state}, now,
+                                  also=(issuer_id,))
+            return card, changed
 
     def seal_holders(self, seal: Callable[[str, bytes], tuple[str, bytes]], chunk: int = 10_000) -> int:
         """Rows enrolled before holders were sealed: `seal(holder_name, id_hash)` gives the masked name

@@ -1,0 +1,150 @@
+"""Events for channels: what a WatchEvents stream reads, who may read it, and what wakes it.
+
+The events themselves are written by the store, in the transaction of the change they tell of
+(ports.ChannelOutbox). Here:
+
+    ChannelEventService.open   whose stream (a channel: its own; the operator: any, named) and from
+                               which cursor (refused when events after it were pruned, or it is ahead)
+    EventSignals               wakes the open streams of a channel when a change notice says its outbox
+                               grew (any replica's write, through the change bus); every stream also
+                               reads on its own every `poll` seconds, so a lost notice only delays
+    OutboxUpkeep               a thread per process: KEY_EXPIRING warnings and pruning of old events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from ecard.errors import EcardError, FailedPrecondition, InvalidArgument, PermissionDenied
+from ecard_server.config import Settings
+from ecard_server.core import audit, events
+from ecard_server.core.audit import AuditTrail
+from ecard_server.core.ports import ChannelOutbox
+from ecard_server.core.principals import ADMIN, CHANNEL, Principal
+from ecard_server.core.records import ChannelEvent
+from ecard_server.core.rules import validation
+from ecard_server.logs import event
+
+log = logging.getLogger("ecard.channel_events")
+PAGE = 500  # events per read of the outbox
+
+
+class EventSignals:
+    """Per channel, the asyncio events of its open streams; set from any thread by a change notice."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+        self.closing = False
+
+    def on_change(self, kind: str, key: str) -> None:
+        if kind == events.CHANNEL_EVENTS:
+            with self._lock:
+                waiters = list(self._waiters.get(key, ()))
+        elif kind == events.ALL:  # notices may have been missed: every stream reads again
+            with self._lock:
+                waiters = [w for ws in self._waiters.values() for w in ws]
+        else:
+            return
+        for loop, wake in waiters:
+            loop.call_soon_threadsafe(wake.set)
+
+    def close(self) -> None:
+        """The server is draining: every stream ends (its client resumes elsewhere from its cursor)."""
+        self.closing = True
+        self.on_change(events.ALL, events.ALL)
+
+    @asynccontextmanager
+    async def waiter(self, issuer_id: str) -> AsyncIterator[asyncio.Event]:
+        wake = asyncio.Event()
+        entry = (asyncio.get_running_loop(), wake)
+        with self._lock:
+            self._waiters.setdefault(issuer_id, set()).add(entry)
+        try:
+            yield wake
+        finally:
+            with self._lock:
+                held = self._waiters.get(issuer_id)
+                if held is not None:
+                    held.discard(entry)
+                    if not held:
+                        del self._waiters[issuer_id]
+
+    def streams(self) -> int:
+        with self._lock:
+            return sum(len(ws) for ws in self._waiters.values())
+
+
+class ChannelEventService:
+    def __init__(self, outbox: ChannelOutbox, trail: AuditTrail, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._outbox = outbox
+        self._trail = trail
+        self._clock = clock
+        self.signals = EventSignals()
+        self.poll_s = max(settings.channel_event_poll_ms, 10) / 1000
+
+    def open(self, caller: Principal, issuer_id: str, after: int) -> str:
+        """The channel whose events `caller` may read from `after`: a channel its own (an empty issuer_id
+        is its own), the operator any, named. Recorded in the audit trail."""
+        if caller.kind == CHANNEL:
+            if issuer_id and issuer_id != caller.id:
+                raise PermissionDenied("a channel reads its own events only", "PRINCIPAL_MISMATCH")
+            issuer_id = caller.id
+        elif caller.kind != ADMIN:
+            raise PermissionDenied("only channels and the operator read channel events", "ROLE_NOT_ALLOWED")
+        elif not issuer_id:
+            raise InvalidArgument("issuer_id is required: name the channel", "MISSING_ISSUER_ID")
+        validation.identifier(issuer_id, "issuer_id")
+        if after < 0:
+            raise InvalidArgument("after must be a cursor of an event (0: from the oldest kept)", "INVALID_CURSOR")
+        first, last = self._outbox.bounds(issuer_id)
+        if after > last:
+            raise FailedPrecondition(f"cursor {after} is ahead of the last event ({last})", "CURSOR_AHEAD")
+        if after + 1 < first:
+            raise FailedPrecondition(
+                f"events after cursor {after} were pruned (the oldest kept is {first}): read from 0", "EVENTS_PRUNED"
+            )
+        self._trail.record(audit.events_watched(int(self._clock()), str(caller), issuer_id, after))
+        return issuer_id
+
+    def page(self, issuer_id: str, after: int) -> list[ChannelEvent]:
+        return self._outbox.page(issuer_id, after, PAGE)
+
+
+class OutboxUpkeep:
+    """Every `interval` seconds: KEY_EXPIRING events for keys ending within the warning horizon (once
+    per key, whichever process gets there first), and events older than the retention pruned."""
+
+    def __init__(self, outbox: ChannelOutbox, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._outbox = outbox
+        self._settings = settings
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if settings.channel_event_upkeep_s > 0:
+            self._thread = threading.Thread(target=self._run, name="ecard-outbox-upkeep", daemon=True)
+            self._thread.start()
+
+    def run_once(self) -> int:
+        now = int(self._clock())
+        warned = self._outbox.warn_expiring_keys(now, self._settings.key_expiry_warning_s)
+        self._outbox.prune(now - self._settings.channel_event_retention_s)
+        return warned
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.channel_event_upkeep_s):
+            try:
+                self.run_once()
+            except EcardError as exc:  # the store is down: next round
+                event(log, "outbox_upkeep_deferred", level=logging.WARNING, error=str(exc))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
