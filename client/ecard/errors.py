@@ -110,7 +110,8 @@ class TokenNotConsumed(VerifyInterrupted):
     def __init__(self, cause: EcardError, request_id: str) -> None:
         message = "not consumed: ask the holder for a new code"
         if isinstance(cause, Unreachable):
-            message = f"{cause.message}: nothing was sent, the token is not consumed"
+            message = (f"{cause.message}: nothing was sent, the token is not consumed (scan it again once the "
+                       "server answers, or ask the holder for a new code)")
         super().__init__(message, "TOKEN_NOT_CONSUMED", cause, request_id)
 
 
