@@ -107,6 +107,16 @@ class _Client:
     def report_lost(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.ReportLost, card_ref(**ref))
 
+    def list_usage(self, ecard_id: str, *, page_size: int = 0) -> Iterator[cards_pb2.UsageRecord]:
+        """用卡记录: the e-card's verifications, settlements and refunds, newest first, read page by page."""
+        request = cards_pb2.ListUsageRequest(ecard_id=ecard_id, page_size=page_size)
+        while True:
+            page = self._call(self._cards.ListUsage, request)
+            yield from page.records
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     # One channel's binding: a channel names its own (issuer_id empty), the operator any channel's.
     def _binding(self, method: Any, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
         return self._call(method, cards_pb2.BindingRef(ecard_id=ecard_id, issuer_id=issuer_id))

@@ -43,6 +43,7 @@ from ecard_server.core.limits import Admission
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
 from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
+from ecard_server.core.usage import UsageService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.deployment_metrics import watch_deployment
 from ecard_server.keyring import Keyring, SecretSource, load_keyring
@@ -81,6 +82,7 @@ class Deployment:
     settlements: SettlementService
     records: VerificationRecords
     channel_events: ChannelEventService
+    usage: UsageService
     upkeep: OutboxUpkeep
     clock: Callable[[], float]
 
@@ -173,6 +175,7 @@ class Deployment:
                 settings.verification_window_s, settings.verification_records, clock
             ),
             channel_events=channel_events,
+            usage=UsageService(store, store.usage, trail, clock),
             upkeep=OutboxUpkeep(store.outbox, settings, clock),
             clock=clock,
         )
@@ -314,7 +317,7 @@ def create_server(
         servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(
-        CardsServicer(deployment.cards, deployment.channel_events, placement), registry
+        CardsServicer(deployment.cards, deployment.channel_events, deployment.usage, placement), registry
     )
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
     settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)

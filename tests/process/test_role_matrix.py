@@ -55,6 +55,7 @@ ANON = ("UNAUTHENTICATED", "BAD_PRINCIPAL")  # a valid certificate that names no
 MISMATCH = ("PERMISSION_DENIED", "PRINCIPAL_MISMATCH")  # the request names another merchant
 NOT_YOURS = ("PERMISSION_DENIED", "SETTLEMENT_NOT_YOURS")
 NOT_BOUND = ("PERMISSION_DENIED", "CHANNEL_NOT_BOUND")
+UNKNOWN_CARD = ("NOT_FOUND", "CARD_UNKNOWN")
 NOT_SEEN = ("NOT_FOUND", "VERIFICATION_NOT_FOUND")  # another merchant's request_id is not found for this one
 
 PRINCIPALS = ("admin", "channel", "merchant", "none")
@@ -79,6 +80,8 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Cards.ResumeBinding":     (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Cards.Unbind":            (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Cards.WatchEvents":       (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
+    # Another channel's holder's usage is not found, not refused: it does not learn the e-card exists.
+    "Cards.ListUsage":         (OK, OK, OK, UNKNOWN_CARD, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertIssuer":      (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel manages its own issuer keys, and only those.
     "Admin.RegisterIssuerKey": (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
@@ -280,6 +283,7 @@ CALLS: dict[str, Call] = {
     "Cards.ResumeBinding": _unary(C, "ResumeBinding", _suspended),
     "Cards.Unbind": _unary(C, "Unbind", _binding),
     "Cards.WatchEvents": _watch,
+    "Cards.ListUsage": _unary(C, "ListUsage", lambda s, side: cards_pb2.ListUsageRequest(ecard_id=s.ecard(side)[1])),
     "Admin.UpsertIssuer": _unary(A, "UpsertIssuer", lambda s, side: admin_pb2.Issuer(
         issuer_id=s.side(side).issuer_id, display_name="renamed")),
     "Admin.RegisterIssuerKey": _unary(A, "RegisterIssuerKey", _key),

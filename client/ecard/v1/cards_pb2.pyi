@@ -28,6 +28,13 @@ class BindingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BINDING_STATE_ACTIVE: _ClassVar[BindingState]
     BINDING_STATE_SUSPENDED: _ClassVar[BindingState]
     BINDING_STATE_UNBOUND: _ClassVar[BindingState]
+
+class UsageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_KIND_UNSPECIFIED: _ClassVar[UsageKind]
+    USAGE_KIND_VERIFICATION: _ClassVar[UsageKind]
+    USAGE_KIND_SETTLEMENT: _ClassVar[UsageKind]
+    USAGE_KIND_REFUND: _ClassVar[UsageKind]
 CHANNEL_EVENT_KIND_UNSPECIFIED: ChannelEventKind
 CHANNEL_EVENT_KIND_CARD_STATUS: ChannelEventKind
 CHANNEL_EVENT_KIND_BINDING: ChannelEventKind
@@ -39,6 +46,10 @@ BINDING_STATE_UNSPECIFIED: BindingState
 BINDING_STATE_ACTIVE: BindingState
 BINDING_STATE_SUSPENDED: BindingState
 BINDING_STATE_UNBOUND: BindingState
+USAGE_KIND_UNSPECIFIED: UsageKind
+USAGE_KIND_VERIFICATION: UsageKind
+USAGE_KIND_SETTLEMENT: UsageKind
+USAGE_KIND_REFUND: UsageKind
 
 class IssueECardRequest(_message.Message):
     __slots__ = ("card_no", "holder_name", "id_number", "assurance", "assurance_statement")
@@ -147,3 +158,47 @@ class ChannelEvent(_message.Message):
     key_not_after: _timestamp_pb2.Timestamp
     card_no_masked: str
     def __init__(self, cursor: _Optional[int] = ..., kind: _Optional[_Union[ChannelEventKind, str]] = ..., ecard_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.CardStatus, str]] = ..., binding_issuer_id: _Optional[str] = ..., binding_state: _Optional[_Union[BindingState, str]] = ..., settlement_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., kid: _Optional[str] = ..., key_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., card_no_masked: _Optional[str] = ...) -> None: ...
+
+class ListUsageRequest(_message.Message):
+    __slots__ = ("ecard_id", "page_size", "page_token")
+    ECARD_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ecard_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, ecard_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class UsageRecord(_message.Message):
+    __slots__ = ("kind", "at", "merchant_id", "merchant_name", "terminal_id", "reason", "settlement_id", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    kind: UsageKind
+    at: _timestamp_pb2.Timestamp
+    merchant_id: str
+    merchant_name: str
+    terminal_id: str
+    reason: _types_pb2.Reason
+    settlement_id: str
+    total_fen: int
+    fund_paid_fen: int
+    personal_account_paid_fen: int
+    self_pay_fen: int
+    def __init__(self, kind: _Optional[_Union[UsageKind, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., terminal_id: _Optional[str] = ..., reason: _Optional[_Union[_types_pb2.Reason, str]] = ..., settlement_id: _Optional[str] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ...) -> None: ...
+
+class ListUsageResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[UsageRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[UsageRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

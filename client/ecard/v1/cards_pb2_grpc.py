@@ -79,6 +79,11 @@ class CardsStub:
                 request_serializer=ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ChannelEvent.FromString,
                 _registered_method=True)
+        self.ListUsage = channel.unary_unary(
+                '/ecard.v1.Cards/ListUsage',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.ListUsageRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.ListUsageResponse.FromString,
+                _registered_method=True)
 
 
 class CardsServicer:
@@ -146,6 +151,14 @@ class CardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsage(self, request, context):
+        """用卡记录: an e-card's verifications, settlements and refunds, newest first, paged. A channel bound to
+        the e-card (suspended or not) and the operator; for anyone else the e-card is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +206,11 @@ def add_CardsServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ChannelEvent.SerializeToString,
+            ),
+            'ListUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsage,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.ListUsageRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.ListUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -438,6 +456,33 @@ class Cards:
             '/ecard.v1.Cards/WatchEvents',
             ecard_dot_v1_dot_cards__pb2.WatchEventsRequest.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ChannelEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/ListUsage',
+            ecard_dot_v1_dot_cards__pb2.ListUsageRequest.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.ListUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

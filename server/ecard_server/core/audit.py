@@ -67,6 +67,11 @@ def events_watched(at: int, actor: str, issuer_id: str, after: int) -> AuditEven
     return AuditEvent(at, "EVENTS_WATCHED", actor, issuer_id, f"after={after}")
 
 
+def usage_listed(at: int, actor: str, ecard_id: str) -> AuditEvent:
+    """A page of an e-card's usage history read (ListUsage), by whom."""
+    return AuditEvent(at, "USAGE_LISTED", actor, ecard_id, "")
+
+
 def account_credit(at: int, ecard_id: str, amount_fen: int) -> AuditEvent:
     return AuditEvent(at, "ACCOUNT_CREDIT", "admin", ecard_id, str(amount_fen))
 

@@ -32,6 +32,7 @@ from ecard_server.core.records import (
     Merchant,
     SettlementRecord,
     StoredAuditEvent,
+    UsageEntry,
 )
 
 if TYPE_CHECKING:
@@ -135,6 +136,14 @@ class ChannelOutbox(Protocol):
     def prune(self, before: int) -> None: ...
 
 
+class UsagePages(Protocol):
+    """An e-card's uses (verifications, settlements, refunds), newest first."""
+
+    def page(self, ecard_id: str, before: tuple[int, str, str] | None, limit: int) -> list[UsageEntry]:
+        """At most `limit` uses older than `before` (at, kind, ref); from the newest without it."""
+        ...
+
+
 class Store(CardStore, AdminStore, Protocol):
     """One deployment's store. `local`: every read is a local one (no network round trip), so a cache
     miss may be read on the event loop."""
@@ -143,6 +152,8 @@ class Store(CardStore, AdminStore, Protocol):
     def ledger(self) -> Ledger: ...
     @property
     def outbox(self) -> ChannelOutbox: ...
+    @property
+    def usage(self) -> UsagePages: ...
     @property
     def local(self) -> bool: ...
 

@@ -261,3 +261,25 @@ class ChannelEvent(NamedTuple):
     ecard_id: str
     at: int
     detail: dict[str, Any]
+
+
+# -- usage history (用卡记录) --------------------------------------------------------------------------
+VERIFICATION_USE, SETTLEMENT_USE, REFUND_USE = "1", "2", "3"  # kinds of use; in one second, later kinds first
+
+
+class UsageEntry(NamedTuple):
+    """One use of an e-card as its holder sees it in the channel's app: a verification (with its
+    reason), a settlement or a refund (amounts), at a merchant, at a time."""
+
+    kind: str  # VERIFICATION_USE, SETTLEMENT_USE or REFUND_USE
+    at: int
+    ref: str  # what orders ties within a second (an audit row, a settlement id, a refund number)
+    merchant_id: str
+    merchant_name: str
+    terminal_id: str = ""
+    reason: int = 0  # a verification's Reason
+    settlement_id: str = ""
+    total_fen: int = 0
+    fund_fen: int = 0
+    account_fen: int = 0
+    self_pay_fen: int = 0

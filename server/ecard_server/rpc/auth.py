@@ -41,6 +41,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Cards/ResumeBinding": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/Unbind": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/WatchEvents": frozenset({ADMIN, CHANNEL}),
+    "/ecard.v1.Cards/ListUsage": frozenset({ADMIN, CHANNEL}),
     # A channel manages its own issuer keys (rpc.admin holds it to its own issuer_id); the rest of
     # Admin is the operator's.
     "/ecard.v1.Admin/RegisterIssuerKey": frozenset({ADMIN, CHANNEL}),

@@ -12,8 +12,9 @@ from ecard.v1 import cards_pb2, cards_pb2_grpc
 from ecard_server.core.assurance import Statement
 from ecard_server.core.cards import CardService
 from ecard_server.core.channel_events import PAGE, ChannelEventService
+from ecard_server.core.usage import UsageService
 from ecard_server.rpc.auth import current_principal
-from ecard_server.rpc.convert import channel_event, ecard
+from ecard_server.rpc.convert import channel_event, ecard, usage_record
 from ecard_server.rpc.placement import Placement
 
 
@@ -23,8 +24,10 @@ def _ref(request: cards_pb2.CardRef) -> dict[str, str]:
 
 
 class CardsServicer(cards_pb2_grpc.CardsServicer):
-    def __init__(self, cards: CardService, events: ChannelEventService, placement: Placement) -> None:
+    def __init__(self, cards: CardService, events: ChannelEventService, usage: UsageService,
+                 placement: Placement) -> None:
         self._cards = cards
+        self._usage = usage
         self._events = events
         self._placement = placement
 
@@ -55,6 +58,12 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
 
     def Unbind(self, request: cards_pb2.BindingRef, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._cards.unbind(current_principal.get(), request.ecard_id, request.issuer_id))
+
+    def ListUsage(self, request: cards_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+                  ) -> cards_pb2.ListUsageResponse:
+        uses, token = self._usage.list_usage(current_principal.get(), request.ecard_id, request.page_size,
+                                             request.page_token)
+        return cards_pb2.ListUsageResponse(records=[usage_record(u) for u in uses], next_page_token=token)
 
     async def WatchEvents(
         self, request: cards_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext

@@ -7,7 +7,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard.v1 import admin_pb2, cards_pb2, types_pb2, wire
 from ecard_server.core.caches import CardSnapshot
 from ecard_server.core.identity import mask_card_no, mask_name
-from ecard_server.core.records import Card, ChannelEvent, IssuerKey, Merchant
+from ecard_server.core.records import (
+    REFUND_USE,
+    SETTLEMENT_USE,
+    VERIFICATION_USE,
+    Card,
+    ChannelEvent,
+    IssuerKey,
+    Merchant,
+    UsageEntry,
+)
 
 
 def timestamp(seconds: int | None) -> Timestamp | None:
@@ -54,6 +63,18 @@ def channel_event(stored: ChannelEvent) -> cards_pb2.ChannelEvent:
     if "not_after" in d:
         message.key_not_after.CopyFrom(Timestamp(seconds=d["not_after"]))
     return message
+
+
+_USE_KINDS = {VERIFICATION_USE: cards_pb2.USAGE_KIND_VERIFICATION, SETTLEMENT_USE: cards_pb2.USAGE_KIND_SETTLEMENT,
+              REFUND_USE: cards_pb2.USAGE_KIND_REFUND}
+
+
+def usage_record(use: UsageEntry) -> cards_pb2.UsageRecord:
+    return cards_pb2.UsageRecord(
+        kind=_USE_KINDS[use.kind], at=timestamp(use.at), merchant_id=use.merchant_id, merchant_name=use.merchant_name,
+        terminal_id=use.terminal_id, reason=wire(use.reason), settlement_id=use.settlement_id, total_fen=use.total_fen,
+        fund_paid_fen=use.fund_fen, personal_account_paid_fen=use.account_fen, self_pay_fen=use.self_pay_fen,
+    )
 
 
 def card_view(card: CardSnapshot) -> types_pb2.CardView:

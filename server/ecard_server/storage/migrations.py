@@ -253,4 +253,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (issuer_id, kid, not_after))""",
         ],
     ),
+    (
+        9,
+        [
+            # Usage history (Cards.ListUsage) and the audit query by subject read an e-card's rows.
+            "CREATE INDEX audit_by_subject ON audit (subject, event_id)",
+            "CREATE INDEX settlements_by_ecard ON settlements (ecard_id, settled_at)",
+        ],
+    ),
 ]

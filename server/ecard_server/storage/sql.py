@@ -36,6 +36,7 @@ from ecard_server.storage.ledger import SqlLedger
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.outbox import Outbox
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
+from ecard_server.storage.usage import UsageHistory
 
 T = TypeVar("T")
 _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at, replaced_at"
@@ -83,6 +84,11 @@ class SqlStore:
     def ledger(self) -> SqlLedger:
         """Credits, settlements and refunds, on this store's transactions."""
         return SqlLedger(self)
+
+    @cached_property
+    def usage(self) -> UsageHistory:
+        """E-cards' usage histories, read from the audit trail and the settlement tables."""
+        return UsageHistory(self)
 
     @cached_property
     def outbox(self) -> Outbox:
