@@ -220,6 +220,23 @@ class AdminClient(_Client):
         """One issuer's keys; every issuer's with no issuer_id."""
         return self._list_keys(issuer_id)
 
+    def disable_issuer(self, issuer_id: str) -> admin_pb2.Issuer:
+        """Shuts a (compromised) channel off: every key revoked, its calls refused, on every replica."""
+        return self._call(self._admin.DisableIssuer, admin_pb2.IssuerRef(issuer_id=issuer_id))
+
+    def deny_certificate(self, fingerprint_sha256: str, reason: str = "") -> admin_pb2.DeniedCertificate:
+        """Puts a client certificate (SHA-256 of its DER: `certificate_fingerprint`) on the deny list."""
+        request = admin_pb2.DenyCertificateRequest(fingerprint_sha256=fingerprint_sha256, reason=reason)
+        return self._call(self._admin.DenyCertificate, request)
+
+    def allow_certificate(self, fingerprint_sha256: str) -> admin_pb2.DeniedCertificate:
+        """Takes a certificate off the deny list."""
+        return self._call(self._admin.AllowCertificate, admin_pb2.CertificateRef(fingerprint_sha256=fingerprint_sha256))
+
+    def denied_certificates(self) -> list[admin_pb2.DeniedCertificate]:
+        answer = self._call(self._admin.ListDeniedCertificates, admin_pb2.ListDeniedCertificatesRequest())
+        return list(answer.certificates)
+
     def upsert_merchant(
         self, merchant_id: str, *, kind: int, display_name: str = "", region: str = "", designated: bool = True
     ) -> admin_pb2.Merchant:

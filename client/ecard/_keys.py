@@ -118,6 +118,41 @@ def kid_for(key: PrivateKey | PublicKey) -> str:
     return base64.b32encode(hashlib.sha256(der).digest()[:10]).decode("ascii").lower()
 
 
+def certificate_fingerprint(pem: bytes) -> str:
+    """SHA-256 of a PEM certificate's DER, 64 lower-case hex digits: what the server's deny list of
+    client certificates holds (`openssl x509 -noout -fingerprint -sha256` prints it with colons)."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise KeyFormatError(f"not a PEM certificate: {exc}") from None
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def key_material(key: PrivateKey | PublicKey) -> bytes:
+    """What a public key is, whatever its PEM or kid: SHA-256 of its SubjectPublicKeyInfo DER as
+    cryptography writes it (an EC point always uncompressed), so the same key in another encoding or
+    under another kid has the same material."""
+    der = _public(key).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).digest()
+
+
+def weak_public_key(key: PublicKey) -> str:
+    """Why a public key must not be trusted ("" when it may): an Ed25519 key that is not a canonical
+    point of the prime-order subgroup (small order: the identity, points of order 2, 4 or 8, or mixed
+    with one), against which a forged signature can verify for many messages. P-256 points are checked
+    on the curve by cryptography when loaded."""
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return ""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+    if not crypto_core_ed25519_is_valid_point(raw):  # libsodium: canonical, on the curve, main subgroup
+        return "an Ed25519 public key of small or mixed order (or not canonical)"
+    return ""
+
+
 def sign(key: PrivateKey, message: bytes) -> bytes:
     """Ed25519: the 64-byte signature. ECDSA P-256 with SHA-256: fixed-size r || s (64 bytes)."""
     if isinstance(key, ed25519.Ed25519PrivateKey):

@@ -34,7 +34,7 @@ from ecard_server.config import Settings
 from ecard_server.core import events
 from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
-from ecard_server.core.caches import CardCache, KeyRegistry, MerchantDirectory
+from ecard_server.core.caches import CardCache, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
 from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.handles import VerificationHandles
@@ -74,6 +74,7 @@ class Deployment:
     keys: KeyRegistry
     merchants: MerchantDirectory
     card_cache: CardCache
+    denied_certificates: CertificateDenyList
     verifier: TokenVerifier
     cards: CardService
     admin: AdminService
@@ -142,7 +143,9 @@ class Deployment:
         card_cache = CardCache(store, settings.card_cache_size)
         trail = AuditTrail(store.append_audit, clock=clock)
         channel_events = ChannelEventService(store.outbox, trail, settings, clock)
-        for listener in (keys.on_change, merchants.on_change, card_cache.on_change, channel_events.signals.on_change):
+        denied = CertificateDenyList(store)
+        for listener in (keys.on_change, merchants.on_change, card_cache.on_change, channel_events.signals.on_change,
+                         denied.on_change):
             bus.subscribe(listener)
         # Once a transaction that wrote channel events commits, their streams on every replica wake.
         def told(issuers: Iterable[str]) -> None:
@@ -162,6 +165,7 @@ class Deployment:
             keys=keys,
             merchants=merchants,
             card_cache=card_cache,
+            denied_certificates=denied,
             verifier=verifier,
             cards=CardService(store, bus, hasher, keys, settings, clock, ledger=store.ledger),
             admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
@@ -301,7 +305,8 @@ def create_server(
     server_tls = ServerTls(tls) if tls else None  # ValueError: a file missing, unreadable or not matching
     watch_deployment(deployment)
     resolve = principal_from_certificate if tls else principal_from_metadata if dev_principals else no_principal
-    authorizer = Authorizer(deployment.merchants, deployment.keys, resolve)
+    authorizer = Authorizer(deployment.merchants, deployment.keys, resolve,
+                            deny=deployment.denied_certificates if tls is not None else None)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")
     placement = Placement(pool, inline=deployment.hot_state_local)
     server = grpc.aio.server(

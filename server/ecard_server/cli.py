@@ -26,6 +26,7 @@ from ecard import (
     PharmacyClient,
     TokenSigner,
     TokenTooLargeError,
+    certificate_fingerprint,
     generate_private_key,
     kid_for,
     physical_cards,
@@ -249,6 +250,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
             _show(admin.credit_account(args.card_no, args.amount_fen, args.idempotency_key))
         elif action == "card":
             _show(admin.get_ecard(args.ecard_id))
+        elif action == "disable-issuer":
+            _show(admin.disable_issuer(args.issuer_id))
+        elif action == "deny-cert":
+            _show(admin.deny_certificate(_fingerprint(args), args.reason))
+        elif action == "allow-cert":
+            _show(admin.allow_certificate(_fingerprint(args)))
+        elif action == "denied-certs":
+            for entry in admin.denied_certificates():
+                _show(entry)
         elif action == "replace":
             _show(admin.replace_card(args.old_card_no, args.new_card_no, args.idempotency_key))
         elif action in BINDING_ACTIONS:
@@ -260,6 +270,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
             method = {"lost": admin.report_lost, "reinstate": admin.reinstate, "cancel": admin.cancel}[action]
             _show(method(**ref))
     return 0
+
+
+def _fingerprint(args: argparse.Namespace) -> str:
+    """The fingerprint given, or the one of the certificate file given (--cert)."""
+    if args.cert:
+        return certificate_fingerprint(_read(args.cert, "certificate"))
+    if not args.fingerprint:
+        raise UsageError("give a SHA-256 fingerprint or --cert FILE.pem")
+    return str(args.fingerprint)
 
 
 def _csv_cards(path: str) -> list[tuple[str, str, str, str, int]]:
@@ -408,6 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("card_no")
     a.add_argument("amount_fen", type=int)
     a.add_argument("--idempotency-key", required=True)
+    a = acts.add_parser("disable-issuer", help="shut a channel off: every key revoked, its calls refused (final)")
+    a.add_argument("issuer_id")
+    for name, text in (("deny-cert", "refuse a client certificate on every replica (a stolen terminal)"),
+                       ("allow-cert", "take a client certificate off the deny list")):
+        a = acts.add_parser(name, help=text)
+        a.add_argument("fingerprint", nargs="?", help="SHA-256 of the DER certificate (hex, colons allowed)")
+        a.add_argument("--cert", help="or the certificate's PEM file")
+        if name == "deny-cert":
+            a.add_argument("--reason", default="", help="why, for the audit trail")
+    acts.add_parser("denied-certs", help="list the deny list of client certificates")
     a = acts.add_parser("card", help="show an e-card")
     a.add_argument("ecard_id")
     for name in ("lost", "reinstate", "cancel"):

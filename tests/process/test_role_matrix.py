@@ -94,6 +94,11 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.ReplaceCard":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel reads the events of its own e-cards (who else bound them, who tried), and only those.
     "Admin.ListAuditEvents":   (OK, OK, OK, NOT_BOUND, ROLE, ROLE, ANON, ANON),
+    # Shutting a compromised channel or terminal off is the operator's alone.
+    "Admin.DisableIssuer":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.DenyCertificate":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.AllowCertificate":  (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.ListDeniedCertificates": (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Health.Check":            (OK, OK, OK, OK, OK, OK, OK, OK),
     "Reflection.ServerReflectionInfo": (OK, OK, OK, OK, OK, OK, OK, OK),
 }
@@ -242,6 +247,21 @@ def _watch(scene: Scene, side: str, channel: grpc.Channel) -> Any:
         stream.cancel()
 
 
+def _doomed_issuer(scene: Scene, side: str) -> admin_pb2.IssuerRef:
+    """A fresh issuer with a key (disabling side A's or B's own would break the other cells)."""
+    issuer_id = f"doomed-{side}-{uuid.uuid4().hex[:8]}"
+    scene.admin.upsert_issuer(issuer_id)
+    scene.admin.register_key(issuer_id, public_key_pem(generate_private_key()))
+    return admin_pb2.IssuerRef(issuer_id=issuer_id)
+
+
+def _denied_fingerprint(scene: Scene, side: str) -> admin_pb2.CertificateRef:
+    """A fingerprint on the deny list (of no certificate the matrix uses)."""
+    fingerprint = uuid.uuid4().hex * 2
+    scene.admin.deny_certificate(fingerprint, reason=f"matrix {side}")
+    return admin_pb2.CertificateRef(fingerprint_sha256=fingerprint)
+
+
 def _verify_stream(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     return list(verifier_pb2_grpc.VerifierStub(channel).VerifyStream(iter([scene.verify_request(side)]), timeout=10))
 
@@ -301,6 +321,12 @@ CALLS: dict[str, Call] = {
     "Admin.ReplaceCard": _unary(A, "ReplaceCard", _replacement),
     "Admin.ListAuditEvents": _unary(A, "ListAuditEvents", lambda s, side: admin_pb2.ListAuditEventsRequest(
         subject=s.ecard(side)[1], page_size=10)),
+    "Admin.DisableIssuer": _unary(A, "DisableIssuer", _doomed_issuer),
+    "Admin.DenyCertificate": _unary(A, "DenyCertificate", lambda s, side: admin_pb2.DenyCertificateRequest(
+        fingerprint_sha256=uuid.uuid4().hex * 2, reason=f"matrix {side}")),
+    "Admin.AllowCertificate": _unary(A, "AllowCertificate", _denied_fingerprint),
+    "Admin.ListDeniedCertificates": _unary(A, "ListDeniedCertificates",
+                                           lambda s, side: admin_pb2.ListDeniedCertificatesRequest()),
     "Health.Check": _unary(health_pb2_grpc.HealthStub, "Check", lambda s, side: health_pb2.HealthCheckRequest(
         service="" if side == "own" else "ecard.v1.Verifier")),
     "Reflection.ServerReflectionInfo": _reflect,

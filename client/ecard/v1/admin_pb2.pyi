@@ -11,13 +11,59 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class IssuerRef(_message.Message):
+    __slots__ = ("issuer_id",)
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    issuer_id: str
+    def __init__(self, issuer_id: _Optional[str] = ...) -> None: ...
+
+class CertificateRef(_message.Message):
+    __slots__ = ("fingerprint_sha256",)
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ...) -> None: ...
+
+class DenyCertificateRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "reason")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    reason: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeniedCertificate(_message.Message):
+    __slots__ = ("fingerprint_sha256", "reason", "denied_at", "denied_by")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DENIED_AT_FIELD_NUMBER: _ClassVar[int]
+    DENIED_BY_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    reason: str
+    denied_at: _timestamp_pb2.Timestamp
+    denied_by: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., denied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., denied_by: _Optional[str] = ...) -> None: ...
+
+class ListDeniedCertificatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDeniedCertificatesResponse(_message.Message):
+    __slots__ = ("certificates",)
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    certificates: _containers.RepeatedCompositeFieldContainer[DeniedCertificate]
+    def __init__(self, certificates: _Optional[_Iterable[_Union[DeniedCertificate, _Mapping]]] = ...) -> None: ...
+
 class Issuer(_message.Message):
-    __slots__ = ("issuer_id", "display_name")
+    __slots__ = ("issuer_id", "display_name", "disabled", "disabled_at")
     ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_AT_FIELD_NUMBER: _ClassVar[int]
     issuer_id: str
     display_name: str
-    def __init__(self, issuer_id: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    disabled: bool
+    disabled_at: _timestamp_pb2.Timestamp
+    def __init__(self, issuer_id: _Optional[str] = ..., display_name: _Optional[str] = ..., disabled: _Optional[bool] = ..., disabled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IssuerKey(_message.Message):
     __slots__ = ("issuer_id", "kid", "algorithm", "public_key_pem", "not_before", "not_after", "revoked")

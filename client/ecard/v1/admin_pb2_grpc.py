@@ -85,6 +85,26 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.DisableIssuer = channel.unary_unary(
+                '/ecard.v1.Admin/DisableIssuer',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.IssuerRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.Issuer.FromString,
+                _registered_method=True)
+        self.DenyCertificate = channel.unary_unary(
+                '/ecard.v1.Admin/DenyCertificate',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.DenyCertificateRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.DeniedCertificate.FromString,
+                _registered_method=True)
+        self.AllowCertificate = channel.unary_unary(
+                '/ecard.v1.Admin/AllowCertificate',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.CertificateRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.DeniedCertificate.FromString,
+                _registered_method=True)
+        self.ListDeniedCertificates = channel.unary_unary(
+                '/ecard.v1.Admin/ListDeniedCertificates',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -156,6 +176,35 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableIssuer(self, request, context):
+        """Shuts a compromised channel off: every key of the issuer revoked at once, its channel principal
+        refused (CHANNEL_DISABLED), no new key accepted; on every replica within a second. Not undone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyCertificate(self, request, context):
+        """The deny list of client certificates (SHA-256 of the DER certificate, hex): a denied certificate is
+        UNAUTHENTICATED (CERTIFICATE_DENIED) on every replica within a second, whatever principal it names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllowCertificate(self, request, context):
+        """takes one off the deny list
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeniedCertificates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +257,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'DisableIssuer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableIssuer,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.IssuerRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.Issuer.SerializeToString,
+            ),
+            'DenyCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyCertificate,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.DenyCertificateRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.DeniedCertificate.SerializeToString,
+            ),
+            'AllowCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllowCertificate,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.CertificateRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.DeniedCertificate.SerializeToString,
+            ),
+            'ListDeniedCertificates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeniedCertificates,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +549,114 @@ class Admin:
             '/ecard.v1.Admin/ListAuditEvents',
             ecard_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
             ecard_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableIssuer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/DisableIssuer',
+            ecard_dot_v1_dot_admin__pb2.IssuerRef.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.Issuer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/DenyCertificate',
+            ecard_dot_v1_dot_admin__pb2.DenyCertificateRequest.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.DeniedCertificate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllowCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/AllowCertificate',
+            ecard_dot_v1_dot_admin__pb2.CertificateRef.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.DeniedCertificate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeniedCertificates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/ListDeniedCertificates',
+            ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,15 +7,31 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from ecard._keys import KeyFormatError, kid_for, load_public_key_pem
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ecard._keys import KeyFormatError, key_material, kid_for, load_public_key_pem, weak_public_key
+from ecard.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import MERCHANT_KINDS, Settings
 from ecard_server.core import audit, events
 from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.ports import AdminStore, ChangeBus, Ledger
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
-from ecard_server.core.records import AuditQuery, Card, EnrollRow, Issuer, IssuerKey, Merchant, StoredAuditEvent
+from ecard_server.core.records import (
+    AuditQuery,
+    Card,
+    DeniedCertificate,
+    EnrollRow,
+    Issuer,
+    IssuerKey,
+    Merchant,
+    StoredAuditEvent,
+)
 from ecard_server.core.rules import validation
 
 DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
@@ -79,12 +95,39 @@ class AdminService:
             public_key = load_public_key_pem(key.public_key_pem, key.algorithm)
         except KeyFormatError as exc:
             raise InvalidArgument(f"public_key_pem: {exc}", "BAD_PUBLIC_KEY") from None
+        if weakness := weak_public_key(public_key):
+            raise InvalidArgument(f"public_key_pem: {weakness}", "WEAK_PUBLIC_KEY")
         kid = validation.identifier(key.kid, "kid") if key.kid else kid_for(public_key)
         if key.not_before is not None and key.not_after is not None and key.not_after <= key.not_before:
             raise InvalidArgument("not_after must be later than not_before", "INVALID_KEY_WINDOW")
-        if self._store.get_issuer(key.issuer_id) is None:
+        issuer = self._store.get_issuer(key.issuer_id)
+        if issuer is None:
             raise FailedPrecondition(f"issuer {key.issuer_id} is not registered", "UNKNOWN_ISSUER")
+        if issuer.disabled_at is not None:
+            raise FailedPrecondition(f"issuer {key.issuer_id} is disabled", "ISSUER_DISABLED")
+        self._material_unused(key.issuer_id, kid, key_material(public_key))
         return replace(key, kid=kid, public_key_pem=key.public_key_pem.strip() + "\n")
+
+    def _material_unused(self, issuer_id: str, kid: str, material: bytes) -> None:
+        """The same key material is refused under any other kid or issuer: revoked (it stays revoked,
+        whatever it is now called) or live (revoking one kid must end the key)."""
+        for known in self._store.list_keys():
+            if (known.issuer_id, known.kid) == (issuer_id, kid):
+                continue
+            try:
+                same = key_material(load_public_key_pem(known.public_key_pem)) == material
+            except KeyFormatError:
+                continue
+            if same and (known.revoked or self._store_issuer_disabled(known.issuer_id)):
+                raise FailedPrecondition(f"this key was revoked (as {known.issuer_id}/{known.kid}): make a new one",
+                                         "KEY_REVOKED")
+            if same:
+                raise AlreadyExists(f"this key is registered already as {known.issuer_id}/{known.kid}",
+                                    "KEY_IN_USE")
+
+    def _store_issuer_disabled(self, issuer_id: str) -> bool:
+        issuer = self._store.get_issuer(issuer_id)
+        return issuer is not None and issuer.disabled_at is not None
 
     def _room_for(self, key: IssuerKey, now: int) -> None:
         """A new kid needs room under max_keys_per_issuer (a window update of a known kid does not)."""
@@ -139,6 +182,44 @@ class AdminService:
             raise NotFound(f"no key {kid} for issuer {issuer_id}", "UNKNOWN_KEY")
         self._bus.publish(events.KEY, issuer_id)  # every replica's key cache reloads
         return key
+
+    def disable_issuer(self, issuer_id: str, *, actor: str = "admin") -> Issuer:
+        """Shuts a channel off: every key revoked at once, its principal refused, no new key; on every
+        replica within the change notice's delay. Repeating it changes nothing."""
+        validation.identifier(issuer_id, "issuer_id")
+        now = int(self._clock())
+        issuer = self._store.disable_issuer(issuer_id, now, lambda keys: audit.issuer_disabled(now, actor, issuer_id,
+                                                                                                keys))
+        if issuer is None:
+            raise NotFound(f"no issuer {issuer_id}", "UNKNOWN_ISSUER")
+        self._bus.publish(events.ISSUER, issuer_id)  # key caches reload: keys revoked, the channel refused
+        return issuer
+
+    def deny_certificate(self, fingerprint: str, reason: str, *, actor: str = "admin") -> DeniedCertificate:
+        """Puts a client certificate on the deny list (every replica within the notice's delay)."""
+        fingerprint = validation.fingerprint(fingerprint)
+        reason = validation.text(reason, "reason", required=False, max_len=200)
+        now = int(self._clock())
+        denied = self._store.deny_certificate(
+            DeniedCertificate(fingerprint, reason, actor, now),
+            audit.certificate_listed(now, "CERTIFICATE_DENIED", actor, fingerprint, reason),
+        )
+        self._bus.publish(events.CERTIFICATE, fingerprint)
+        return denied
+
+    def allow_certificate(self, fingerprint: str, *, actor: str = "admin") -> DeniedCertificate:
+        fingerprint = validation.fingerprint(fingerprint)
+        now = int(self._clock())
+        allowed = self._store.allow_certificate(
+            fingerprint, audit.certificate_listed(now, "CERTIFICATE_ALLOWED", actor, fingerprint)
+        )
+        if allowed is None:
+            raise NotFound("this certificate is not on the deny list", "CERTIFICATE_NOT_DENIED")
+        self._bus.publish(events.CERTIFICATE, fingerprint)
+        return allowed
+
+    def denied_certificates(self) -> list[DeniedCertificate]:
+        return self._store.list_denied_certificates()
 
     def audit_events(
         self, query: AuditQuery, page_token: str, caller: Principal = OPERATOR

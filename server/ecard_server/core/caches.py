@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 
-from ecard._keys import KeyFormatError, SignatureCheck, load_public_key_pem, signature_check
+from ecard._keys import (
+    KeyFormatError,
+    SignatureCheck,
+    key_material,
+    load_public_key_pem,
+    signature_check,
+    weak_public_key,
+)
 from ecard_server.core import events
 from ecard_server.core.identity import mask_name
 from ecard_server.core.ports import ReadStore
@@ -30,12 +38,17 @@ class KeyEntry:
 
 
 class KeyRegistry:
-    """All issuers and their parsed public keys; reloaded whole after any issuer or key change."""
+    """All issuers and their parsed public keys; reloaded whole after any issuer or key change.
+
+    A key is held as revoked when its issuer is disabled, or when the same key material (whatever its
+    PEM, kid or issuer) was revoked anywhere: a revoked key never verifies again under a new kid. A weak
+    Ed25519 key (small or mixed order: refused at registration) is not held at all."""
 
     def __init__(self, store: ReadStore, *, signature_backend: str = "fastest") -> None:
         self._store = store
         self._backend = signature_backend
         self._issuers: frozenset[str] = frozenset()
+        self._disabled: frozenset[str] = frozenset()
         self._keys: dict[tuple[str, str], KeyEntry] = {}
         self._generation = 0
         self._loaded_generation = -1
@@ -50,15 +63,25 @@ class KeyRegistry:
             generation = self._generation
             if generation == self._loaded_generation:
                 return
-            issuers = frozenset(self._store.list_issuer_ids())
-            keys: dict[tuple[str, str], KeyEntry] = {}
+            listed = self._store.list_issuers()
+            issuers = frozenset(i.issuer_id for i in listed)
+            disabled = frozenset(i.issuer_id for i in listed if i.disabled_at is not None)
+            loaded = []
             for record in self._store.list_keys():
                 try:
-                    check = signature_check(load_public_key_pem(record.public_key_pem), backend=self._backend)
+                    public = load_public_key_pem(record.public_key_pem)
                 except KeyFormatError:
                     continue  # refused at registration; a damaged row must not take the service down
-                keys[(record.issuer_id, record.kid)] = KeyEntry(record, check)
-            self._issuers, self._keys = issuers, keys
+                if weak_public_key(public):
+                    continue
+                loaded.append((record, public, key_material(public)))
+            revoked = {material for record, _, material in loaded if record.revoked or record.issuer_id in disabled}
+            keys: dict[tuple[str, str], KeyEntry] = {}
+            for record, public, material in loaded:
+                if material in revoked and not record.revoked:
+                    record = replace(record, revoked=True)
+                keys[(record.issuer_id, record.kid)] = KeyEntry(record, signature_check(public, backend=self._backend))
+            self._issuers, self._disabled, self._keys = issuers, disabled, keys
             self._loaded_generation = generation
 
     def has_issuer(self, issuer_id: str, *, cached_only: bool = False) -> bool:
@@ -67,6 +90,14 @@ class KeyRegistry:
                 raise CacheMiss
             self._refresh()
         return issuer_id in self._issuers
+
+    def is_disabled(self, issuer_id: str, *, cached_only: bool = False) -> bool:
+        """Whether the operator shut the issuer off (Admin.DisableIssuer)."""
+        if self._generation != self._loaded_generation:
+            if cached_only:
+                raise CacheMiss
+            self._refresh()
+        return issuer_id in self._disabled
 
     def get(self, issuer_id: str, kid: str, *, cached_only: bool = False) -> KeyEntry | None:
         if self._generation != self._loaded_generation:
@@ -204,3 +235,45 @@ class CardCache:
         suspended = shared.setdefault(fresh.suspended, fresh.suspended)
         return CardSnapshot(fresh.ecard_id, fresh.card_no, fresh.status, channels, masked, region,  # type: ignore[arg-type]
                             suspended, fresh.replaced_at)  # type: ignore[arg-type]
+
+
+class CertificateDenyList:
+    """The operator's deny list of client certificates (SHA-256 fingerprints), held whole in memory.
+
+    A change notice reloads it at once, on the thread that delivers the notice, so that a denied
+    certificate is refused on every process within the notice's delay; an mTLS call then costs a set
+    lookup (nothing at all while the list is empty). A reload that fails leaves the list stale, and the
+    next call reloads it (or raises CacheMiss with `cached_only`)."""
+
+    def __init__(self, store: ReadStore) -> None:
+        self._store = store
+        self._denied: frozenset[str] = frozenset()
+        self._generation = 0
+        self._loaded_generation = -1
+        self._lock = threading.Lock()
+
+    def on_change(self, kind: str, key: str) -> None:
+        if kind in (events.CERTIFICATE, events.ALL):
+            self._generation += 1
+            with suppress(Exception):  # the store is down: the next call tries again
+                self._reload()
+
+    def _reload(self) -> None:
+        with self._lock:
+            generation = self._generation
+            if generation != self._loaded_generation:
+                self._denied = frozenset(d.fingerprint for d in self._store.list_denied_certificates())
+                self._loaded_generation = generation
+
+    def _fresh(self, cached_only: bool) -> frozenset[str]:
+        if self._generation != self._loaded_generation:
+            if cached_only:
+                raise CacheMiss
+            self._reload()
+        return self._denied
+
+    def empty(self, *, cached_only: bool = False) -> bool:
+        return not self._fresh(cached_only)
+
+    def denied(self, fingerprint: str, *, cached_only: bool = False) -> bool:
+        return fingerprint in self._fresh(cached_only)

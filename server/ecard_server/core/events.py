@@ -15,4 +15,5 @@ KEY = "key"
 ISSUER = "issuer"
 MERCHANT = "merchant"
 CHANNEL_EVENTS = "channel-events"  # key: an issuer id whose outbox has new events
+CERTIFICATE = "certificate"  # the deny list of client certificates (key: a fingerprint)
 ALL = "*"  # key meaning "everything of this kind"

@@ -31,6 +31,17 @@ PARTIALLY_REFUNDED = types_pb2.SETTLEMENT_STATUS_PARTIALLY_REFUNDED
 class Issuer:
     issuer_id: str
     display_name: str
+    disabled_at: int | None = None  # unix seconds of DisableIssuer; None: active
+
+
+@dataclass(frozen=True, slots=True)
+class DeniedCertificate:
+    """A client certificate on the deny list: SHA-256 of its DER (64 lower-case hex digits)."""
+
+    fingerprint: str
+    reason: str
+    denied_by: str
+    denied_at: int
 
 
 @dataclass(frozen=True, slots=True)

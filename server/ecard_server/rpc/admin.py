@@ -11,7 +11,7 @@ from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
 from ecard_server.core.cards import CardService
-from ecard_server.core.records import AuditQuery, IssuerKey
+from ecard_server.core.records import AuditQuery, DeniedCertificate, IssuerKey
 from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
 
@@ -30,10 +30,41 @@ def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_p
             yield from stream_cards(carried)
 
 
+def _denied(entry: DeniedCertificate) -> admin_pb2.DeniedCertificate:
+    return admin_pb2.DeniedCertificate(fingerprint_sha256=entry.fingerprint, reason=entry.reason,
+                                       denied_at=timestamp(entry.denied_at), denied_by=entry.denied_by)
+
+
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, admin: AdminService, cards: CardService) -> None:
         self._admin = admin
         self._cards = cards
+
+    def DisableIssuer(self, request: admin_pb2.IssuerRef, context: grpc.aio.ServicerContext) -> admin_pb2.Issuer:
+        issuer = self._admin.disable_issuer(request.issuer_id, actor=str(current_principal.get()))
+        answer = admin_pb2.Issuer(issuer_id=issuer.issuer_id, display_name=issuer.display_name,
+                                  disabled=issuer.disabled_at is not None)
+        if issuer.disabled_at is not None:
+            answer.disabled_at.CopyFrom(timestamp(issuer.disabled_at))  # type: ignore[arg-type]
+        return answer
+
+    def DenyCertificate(
+        self, request: admin_pb2.DenyCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DeniedCertificate:
+        return _denied(self._admin.deny_certificate(request.fingerprint_sha256, request.reason,
+                                                    actor=str(current_principal.get())))
+
+    def AllowCertificate(
+        self, request: admin_pb2.CertificateRef, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DeniedCertificate:
+        return _denied(self._admin.allow_certificate(request.fingerprint_sha256, actor=str(current_principal.get())))
+
+    def ListDeniedCertificates(
+        self, request: admin_pb2.ListDeniedCertificatesRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListDeniedCertificatesResponse:
+        return admin_pb2.ListDeniedCertificatesResponse(
+            certificates=[_denied(d) for d in self._admin.denied_certificates()]
+        )
 
     def UpsertIssuer(self, request: admin_pb2.Issuer, context: grpc.aio.ServicerContext) -> admin_pb2.Issuer:
         issuer = self._admin.upsert_issuer(request.issuer_id, request.display_name)

@@ -16,8 +16,9 @@ from typing import Any
 import grpc.aio
 from cryptography import x509
 
+from ecard._keys import certificate_fingerprint as fingerprint_of
 from ecard.errors import PermissionDenied, Unauthenticated
-from ecard_server.core.caches import CacheMiss, KeyRegistry, MerchantDirectory
+from ecard_server.core.caches import CacheMiss, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
 
 PRINCIPAL_METADATA = "x-ecard-principal"
@@ -80,6 +81,9 @@ def _principal_from_pem(pem: bytes) -> Principal:
     raise Unauthenticated("client certificate names no ecard:// principal", "BAD_PRINCIPAL")
 
 
+certificate_fingerprint = lru_cache(maxsize=4096)(fingerprint_of)  # what the deny list holds, per certificate
+
+
 @lru_cache(maxsize=4096)
 def _parse_principal(text: str) -> Principal:
     """Principal.parse, remembered: a server sees the same few principals on every call."""
@@ -117,16 +121,25 @@ class Authorizer:
         merchants: MerchantDirectory,
         keys: KeyRegistry,
         resolve: Callable[[grpc.aio.ServicerContext], Principal] = principal_from_metadata,
+        *,
+        deny: CertificateDenyList | None = None,
     ) -> None:
+        """`deny`: under mTLS, the operator's deny list of client certificates (checked first)."""
         self._merchants = merchants
         self._keys = keys
         self._resolve = resolve
+        self._deny = deny
 
     def authorize(
         self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext, cached_only: bool = False
     ) -> Principal:
         """The caller, if the role table lets it call `method`. With `cached_only`, raises CacheMiss
         instead of reloading a directory from the store."""
+        deny = self._deny
+        if deny is not None and not deny.empty(cached_only=cached_only):
+            pems = context.auth_context().get("x509_pem_cert")
+            if pems and deny.denied(certificate_fingerprint(bytes(pems[0])), cached_only=cached_only):
+                raise Unauthenticated("this client certificate is on the deny list", "CERTIFICATE_DENIED")
         principal = self._resolve(context)
         if principal.kind not in kinds:
             raise PermissionDenied(f"{principal.kind} may not call {method.rsplit('/', 1)[-1]}", "ROLE_NOT_ALLOWED")
@@ -134,8 +147,11 @@ class Authorizer:
             merchant = self._merchants.get(principal.id, cached_only=cached_only)
             if merchant is None or not merchant.designated:
                 raise PermissionDenied("merchant is unknown or not designated", "MERCHANT_NOT_DESIGNATED")
-        elif principal.kind == CHANNEL and not self._keys.has_issuer(principal.id, cached_only=cached_only):
-            raise PermissionDenied("channel is not a registered issuer", "UNKNOWN_CHANNEL")
+        elif principal.kind == CHANNEL:
+            if not self._keys.has_issuer(principal.id, cached_only=cached_only):
+                raise PermissionDenied("channel is not a registered issuer", "UNKNOWN_CHANNEL")
+            if self._keys.is_disabled(principal.id, cached_only=cached_only):
+                raise PermissionDenied("the operator disabled this channel", "CHANNEL_DISABLED")
         return principal
 
 

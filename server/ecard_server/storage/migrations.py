@@ -261,4 +261,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX settlements_by_ecard ON settlements (ecard_id, settled_at)",
         ],
     ),
+    (
+        10,
+        [
+            # Shut-off channels (Admin.DisableIssuer: every key revoked in the same transaction).
+            "ALTER TABLE issuers ADD COLUMN disabled_at BIGINT",
+            # The operator's deny list of client certificates (SHA-256 of the DER, hex).
+            """CREATE TABLE denied_certificates (
+                fingerprint TEXT PRIMARY KEY,
+                reason TEXT NOT NULL,
+                denied_by TEXT NOT NULL,
+                denied_at BIGINT NOT NULL)""",
+        ],
+    ),
 ]

@@ -26,6 +26,7 @@ from ecard_server.core.records import (
     AuditEvent,
     AuditQuery,
     Card,
+    DeniedCertificate,
     EnrollRow,
     Issuer,
     IssuerKey,
@@ -160,11 +161,61 @@ class SqlStore:
         return issuer
 
     def get_issuer(self, issuer_id: str) -> Issuer | None:
-        found = self.rows("SELECT issuer_id, display_name FROM issuers WHERE issuer_id = ?", (issuer_id,))
+        found = self.rows("SELECT issuer_id, display_name, disabled_at FROM issuers WHERE issuer_id = ?",
+                          (issuer_id,))
         return Issuer(*found[0]) if found else None
 
     def list_issuer_ids(self) -> list[str]:
         return [row[0] for row in self.rows("SELECT issuer_id FROM issuers")]
+
+    def list_issuers(self) -> list[Issuer]:
+        return [Issuer(*row) for row in self.rows("SELECT issuer_id, display_name, disabled_at FROM issuers")]
+
+    def disable_issuer(self, issuer_id: str, now: int, event: Callable[[int], AuditEvent]) -> Issuer | None:
+        """Disables the issuer (once: a second call keeps the first time) and revokes every key of it, in
+        one transaction with `event(keys revoked)`; None for an unknown issuer."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE issuers SET disabled_at = ? WHERE issuer_id = ? AND disabled_at IS NULL "
+                        "RETURNING issuer_id", (now, issuer_id))
+            newly = cur.fetchone() is not None
+            cur.execute("UPDATE issuer_keys SET revoked = ? WHERE issuer_id = ? AND NOT revoked RETURNING kid",
+                        (True, issuer_id))
+            revoked = len(cur.fetchall())
+            if newly:
+                write_audit(cur, event(revoked))
+            cur.execute("SELECT issuer_id, display_name, disabled_at FROM issuers WHERE issuer_id = ?", (issuer_id,))
+            row = cur.fetchone()
+            return Issuer(*row) if row is not None else None
+
+    # -- the deny list of client certificates -----------------------------------------------------
+    def deny_certificate(self, denied: DeniedCertificate, event: AuditEvent) -> DeniedCertificate:
+        """Adds a fingerprint to the deny list (a repeat keeps the first entry and records nothing)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO denied_certificates (fingerprint, reason, denied_by, denied_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint",
+                (denied.fingerprint, denied.reason, denied.denied_by, denied.denied_at),
+            )
+            if cur.fetchone() is not None:
+                write_audit(cur, event)
+            cur.execute("SELECT fingerprint, reason, denied_by, denied_at FROM denied_certificates "
+                        "WHERE fingerprint = ?", (denied.fingerprint,))
+            return DeniedCertificate(*cur.fetchone())
+
+    def allow_certificate(self, fingerprint: str, event: AuditEvent) -> DeniedCertificate | None:
+        """Takes a fingerprint off the deny list; the entry it had, or None if it had none."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM denied_certificates WHERE fingerprint = ? "
+                        "RETURNING fingerprint, reason, denied_by, denied_at", (fingerprint,))
+            row = cur.fetchone()
+            if row is not None:
+                write_audit(cur, event)
+            return DeniedCertificate(*row) if row is not None else None
+
+    def list_denied_certificates(self) -> list[DeniedCertificate]:
+        rows = self.rows("SELECT fingerprint, reason, denied_by, denied_at FROM denied_certificates "
+                         "ORDER BY denied_at, fingerprint")
+        return [DeniedCertificate(*row) for row in rows]
 
     @staticmethod
     def _key(row: Sequence[Any]) -> IssuerKey:

@@ -29,6 +29,18 @@ def identifier(value: str, field: str) -> str:
     return value
 
 
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def fingerprint(value: str) -> str:
+    """A SHA-256 certificate fingerprint: 64 hex digits, colons and case as openssl prints them allowed."""
+    normal = value.strip().replace(":", "").lower()
+    if not _FINGERPRINT.fullmatch(normal):
+        raise InvalidArgument("fingerprint_sha256 must be 64 hex digits (SHA-256 of the DER certificate)",
+                              "INVALID_FINGERPRINT")
+    return normal
+
+
 def card_no(value: str) -> str:
     if not _CARD_NO.fullmatch(value):
         raise InvalidArgument("card_no must be 4-32 letters or digits", "INVALID_CARD_NO")
