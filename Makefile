@@ -85,16 +85,16 @@ WORKERS ?= 2
 bench-workers: install  ## Verify with serve --workers $(WORKERS) beside one worker (needs PostgreSQL and Redis)
 	$(PY) -m loadtest.bench.workers --workers $(WORKERS) --out reports/bench_workers.json
 
-# Replicas on their own addresses (loadtest/cluster.py; needs root for ip netns): three `ecard serve` in
+# Replicas on their own addresses (loadtest/rig/cluster.py; needs root for ip netns): three `ecard serve` in
 # network namespaces 10.231.N.2-4 on a bridge, mTLS, on a fresh PostgreSQL database (its Unix socket) and
 # the machine's Redis (relayed from a Unix socket). Everything is removed at the end, also on failure.
 .PHONY: cluster-demo cluster-propagation loadtest-failover
 cluster-demo: install  ## 3 replicas, round robin from one SDK client, one SIGKILLed and restarted (~30 s)
-	$(PY) -m loadtest.cluster
+	$(PY) -m loadtest.rig.cluster
 
 CHANGES ?= 1000
 cluster-propagation: install  ## $(CHANGES) lost/reinstated changes on one replica, timed on the two others (p50/p99/max)
-	$(PY) -m loadtest.propagation --changes $(CHANGES) --out reports/propagation.json
+	$(PY) -m loadtest.measure.propagation --changes $(CHANGES) --out reports/propagation.json
 
 loadtest-failover: install  ## the SLO load on 3 replicas, one SIGKILLed at 40 s and restarted at 70 s (120 s of load, ~3 min)
 	$(PY) -m loadtest failover --run-time 120s --kill-at 40 --restart-at 70 $(LOADTEST_ARGS)

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 from ecard import Assurance, PharmacyClient, Purpose, Reason, TokenSigner, Verdict, generate_private_key
 from ecard.v1 import settlement_pb2, verifier_pb2
-from loadtest.baskets import check_settlement
+from loadtest.harness.baskets import check_settlement
+from loadtest.harness.slo import WrongAnswer
 from loadtest.pacing import ScheduledUser
-from loadtest.slo import WrongAnswer
 
 VERDICT_REQUEST_TYPE = "verdict"
 

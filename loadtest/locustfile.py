@@ -13,9 +13,9 @@ import time
 from locust import events, task
 
 from ecard import Assurance, Purpose, Reason
-from loadtest import hooks
-from loadtest.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket
 from loadtest.counter import MerchantCounter
+from loadtest.harness import hooks
+from loadtest.harness.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket
 from loadtest.pacing import Visit
 from loadtest.shapes import CHECKOUT, SteadyArrivals
 

@@ -34,8 +34,8 @@ from locust.env import Environment
 
 from ecard import ClientOptions, EcardError
 from loadtest.grpc_user import GrpcUser, LocustInterceptor
-from loadtest.run_context import RunContext, context_of
-from loadtest.slo import WrongAnswer
+from loadtest.harness.run_context import RunContext, context_of
+from loadtest.harness.slo import WrongAnswer
 
 log = logging.getLogger("loadtest")
 VISIT_DRAIN_S = 5.0

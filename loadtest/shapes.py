@@ -18,9 +18,9 @@ from locust import LoadTestShape
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from loadtest.run_context import RunContext, context_of
-from loadtest.slo import Measurement, evaluate
-from loadtest.tally import Tally
+from loadtest.harness.run_context import RunContext, context_of
+from loadtest.harness.slo import Measurement, evaluate
+from loadtest.harness.tally import Tally
 
 log = logging.getLogger("loadtest")
 CHECKOUT = ("scan to settled", "checkout")

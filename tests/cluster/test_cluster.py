@@ -1,8 +1,8 @@
 """Three replicas on their own addresses (network namespaces, a bridge), on one PostgreSQL and Redis.
 
-Each replica is a real `ecard serve` in its own namespace (loadtest.cluster), speaking mTLS on
+Each replica is a real `ecard serve` in its own namespace (loadtest.rig.cluster), speaking mTLS on
 10.231.N.x; the SDK in this process balances over them. These tests need root to make namespaces:
-without it they FAIL (loadtest.netns.NetworkError), they do not skip.
+without it they FAIL (loadtest.rig.netns.NetworkError), they do not skip.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from ecard import (
     public_key_pem,
 )
 from ecard.v1 import types_pb2 as t
-from loadtest.cluster import VERIFY, Cluster, demo_cluster, socket_url
-from loadtest.propagation import PROMISE_S, delay_until, measure_card_changes
-from loadtest.seeding import Seed, seed_deployment
+from loadtest.harness.seeding import Seed, seed_deployment
+from loadtest.measure.propagation import PROMISE_S, delay_until, measure_card_changes
+from loadtest.rig.cluster import VERIFY, Cluster, demo_cluster, socket_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.netns]
 BASKET = [line_item("A0002", "ibuprofen", t.DRUG_CLASS_A, 800)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ecard import TLSConfig
-from tests.helpers.pki import CertificateAuthority
+from loadtest.rig.pki import CertificateAuthority
 
 
 @pytest.fixture(scope="module")
@@ -20,5 +20,5 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TLSConfig | Path]
         "merchant": "ecard://merchant/tls-pharmacy",
         "nobody": "https://example.invalid/not-ecard",
     }.items():
-        out[who] = authority.client(who, uri)
+        out[who] = authority.certificate(who, uri)
     return out

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from loadtest.capacity_plot import capacity_figure
+from loadtest.harness.capacity_plot import capacity_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_SEED = ["--cards", "3000", "--ecards", "300", "--lost-ecards", "10", "--pharmacies", "5", "--hospitals", "2"]

@@ -38,7 +38,7 @@ def _flags(files: dict[str, str]) -> list[str]:
 def mtls_server(pki: dict) -> EcardServer:
     folder = pki["folder"]
     server = EcardServer(
-        extra_args=["--tls-cert", str(folder / "server.pem"), "--tls-key", str(folder / "server.key"),
+        extra_args=["--tls-cert", str(folder / "server.crt"), "--tls-key", str(folder / "server.key"),
                     "--client-ca", str(folder / "ca.pem")],
         client_options=ClientOptions(tls=pki["admin"]),
     )

@@ -8,8 +8,8 @@ import pytest
 
 from ecard.testing import EcardServer
 from ecard.v1 import types_pb2 as t
-from loadtest.fuzz import Fuzzer, _corpus, fuzz
-from loadtest.fuzz_cases import GENERATORS, Case
+from loadtest.fuzz.cases import GENERATORS, Case
+from loadtest.fuzz.run import Fuzzer, _corpus, fuzz
 
 
 @pytest.mark.slow

@@ -25,11 +25,11 @@ import pytest
 from ecard import DrugClass, Reason, SettlementStatus, Verdict, line_item
 from ecard.testing import EcardServer
 from ecard.v1 import settlement_pb2, verifier_pb2
-from loadtest.__main__ import parse_seconds
-from loadtest.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket, check_settlement
-from loadtest.seeding import Seed, seed_deployment
-from loadtest.slo import Measurement, Thresholds, WrongAnswer, evaluate
-from loadtest.tally import Tally
+from loadtest.harness.baskets import HOSPITAL_CATALOGUE, PHARMACY_CATALOGUE, basket, check_settlement
+from loadtest.harness.runner import parse_seconds
+from loadtest.harness.seeding import Seed, seed_deployment
+from loadtest.harness.slo import Measurement, Thresholds, WrongAnswer, evaluate
+from loadtest.harness.tally import Tally
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_SEED = ["--cards", "3000", "--ecards", "300", "--lost-ecards", "10", "--pharmacies", "5", "--hospitals", "2"]

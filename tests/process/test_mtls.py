@@ -27,7 +27,7 @@ from ecard.v1 import types_pb2 as t
 def test_principal_comes_from_the_client_certificate(pki: dict) -> None:
     folder = pki["folder"]
     server = EcardServer(
-        extra_args=["--tls-cert", str(folder / "server.pem"), "--tls-key", str(folder / "server.key"),
+        extra_args=["--tls-cert", str(folder / "server.crt"), "--tls-key", str(folder / "server.key"),
                     "--client-ca", str(folder / "ca.pem")],
         client_options=ClientOptions(tls=pki["admin"]),
     )

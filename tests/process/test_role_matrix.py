@@ -47,7 +47,7 @@ from ecard.v1 import (
     verifier_pb2_grpc,
 )
 from ecard.v1 import types_pb2 as t
-from tests.helpers.pki import CertificateAuthority
+from loadtest.rig.pki import CertificateAuthority
 
 OK = ("OK", "")
 ROLE = ("PERMISSION_DENIED", "ROLE_NOT_ALLOWED")  # the role table refuses the principal kind
@@ -337,15 +337,15 @@ CALLS: dict[str, Call] = {
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     authority = CertificateAuthority(tmp_path_factory.mktemp("pki"))
     tls = {
-        "admin": authority.client("admin", "ecard://admin"),
-        "channel-a": authority.client("channel-a", "ecard://channel/bank-a"),
-        "channel-b": authority.client("channel-b", "ecard://channel/bank-b"),
-        "merchant-a": authority.client("merchant-a", "ecard://merchant/ph-a"),
-        "merchant-b": authority.client("merchant-b", "ecard://merchant/ph-b"),
-        "none": authority.client("nobody", "https://example.invalid/not-ecard"),
+        "admin": authority.certificate("admin", "ecard://admin"),
+        "channel-a": authority.certificate("channel-a", "ecard://channel/bank-a"),
+        "channel-b": authority.certificate("channel-b", "ecard://channel/bank-b"),
+        "merchant-a": authority.certificate("merchant-a", "ecard://merchant/ph-a"),
+        "merchant-b": authority.certificate("merchant-b", "ecard://merchant/ph-b"),
+        "none": authority.certificate("nobody", "https://example.invalid/not-ecard"),
     }
     tls["channel"], tls["merchant"] = tls["channel-a"], tls["merchant-a"]
-    with EcardServer(extra_args=authority.serve_args(), client_options=ClientOptions(tls=tls["admin"])) as server:
+    with EcardServer(extra_args=authority.server_args(), client_options=ClientOptions(tls=tls["admin"])) as server:
         yield Scene(server, tls)
 
 

@@ -212,7 +212,7 @@ def test_private_files_are_never_readable_by_others_not_even_for_a_moment(  # ty
     """Under umask 0: keygen's key, the demo-style key writer, the load test's PKI and the secret file are
     0600 from their first byte (a chmod after the write would find them 0666 first)."""
     from ecard_server.cli import main
-    from loadtest.pki import ClusterPKI
+    from loadtest.rig.pki import CertificateAuthority
 
     real_chmod = os.chmod
 
@@ -225,7 +225,7 @@ def test_private_files_are_never_readable_by_others_not_even_for_a_moment(  # ty
     try:
         assert main(["keygen", "--issuer", "bank", "--out", str(tmp_path / "keys")]) == 0
         assert main(["secret", "init", str(tmp_path / "secret")]) == 0
-        pki = ClusterPKI(tmp_path / "pki", ["127.0.0.1"])
+        pki = CertificateAuthority(tmp_path / "pki", ["127.0.0.1"])
         pki.client("admin")
     finally:
         os.umask(previous)

@@ -49,15 +49,3 @@ def test_clients_take_a_list_of_replicas() -> None:
 def test_redis_unix_socket_urls_are_described_by_their_path() -> None:
     assert describe("unix:///tmp/ecard/redis.sock?db=0") == "/tmp/ecard/redis.sock"
     assert describe("redis://:secret@10.0.0.9:6380/2") == "10.0.0.9:6380/2"
-
-
-@pytest.mark.redis
-def test_nonce_memory_measures_the_servers_own_keys_and_leaves_none_behind(redis_url: str) -> None:
-    import redis
-
-    from loadtest import nonce_memory
-
-    figures = nonce_memory.measure(redis_url, 3000)
-    assert figures["key_bytes"] == len("noncemem-12345678:nonce:") + len("icbc-nb") + 1 + 16
-    assert figures["key_bytes"] < figures["memory_usage_per_key"] < 1000
-    assert not list(redis.Redis.from_url(redis_url).scan_iter(match="noncemem-*", count=10000))

@@ -123,3 +123,14 @@ def test_the_daily_loop_starts_no_process() -> None:
     bad = {str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(starts))
            for tier in ("unit", "api") for path in (TESTS / tier).rglob("*.py")}
     assert {name: found for name, found in bad.items() if found} == {}
+
+
+def test_loadtest_is_a_client_of_the_server() -> None:
+    """loadtest imports the SDK (ecard), never the server's code: it starts `ecard serve` processes."""
+    bad = {str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith("ecard_server"))
+           for path in (ROOT / "loadtest").rglob("*.py")}
+    assert {name: found for name, found in bad.items() if found} == {}
+
+
+def test_loadtest_imports_itself_one_way() -> None:
+    assert cycle(graph(ROOT / "loadtest", "loadtest")) is None

@@ -1,5 +1,5 @@
 """The run's report, beside Locust's CSV and HTML: PREFIX.report.json for machines, .report.txt for people,
-and for a capacity search PREFIX.capacity.png (loadtest/capacity_plot.py).
+and for a capacity search PREFIX.capacity.png (loadtest/harness/capacity_plot.py).
 
 It states what the SLO is about: checkout p50/p99 at the achieved arrival rate, how many scheduled
 starts were late, verdict counts by reason, wrong verdicts apart from transport errors, the gate's
@@ -18,9 +18,9 @@ from locust.env import Environment
 from locust.stats import StatsError
 
 from loadtest.grpc_user import REQUEST_TYPE as GRPC
-from loadtest.run_context import RunContext
+from loadtest.harness.run_context import RunContext
+from loadtest.harness.slo import Breach, Measurement, evaluate
 from loadtest.shapes import CHECKOUT
-from loadtest.slo import Breach, Measurement, evaluate
 
 _ERROR_TEXT = re.compile(r"^\w+\('(.*)'\)$")
 
@@ -202,7 +202,7 @@ def write(report: dict[str, Any], prefix: str) -> tuple[Path, Path]:
     base.parent.mkdir(parents=True, exist_ok=True)
     json_path, text_path = Path(f"{prefix}.report.json"), Path(f"{prefix}.report.txt")
     if report.get("mode") == "capacity":
-        from loadtest.capacity_plot import write_capacity_plot  # matplotlib, only for a capacity search
+        from loadtest.harness.capacity_plot import write_capacity_plot  # matplotlib, only for a capacity search
 
         report["capacity"]["plot"] = str(write_capacity_plot(report, f"{prefix}.capacity.png"))
     json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

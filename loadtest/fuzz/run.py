@@ -5,7 +5,7 @@
 Starts its own server on loopback (fresh SQLite file), seeds two issuers (Ed25519 and ECDSA P-256)
 through the public API, then sends Verify calls, `--concurrency` in flight:
 
-- the hostile cases of `loadtest.fuzz_cases` (bit flips, truncations, inserted bytes, huge varints,
+- the hostile cases of `loadtest.fuzz.cases` (bit flips, truncations, inserted bytes, huge varints,
   wrong algorithms and versions, altered claims, other issuers' keys, bad times, garbage): each must
   answer OK with VERDICT_REJECTED and a reason (the one it must get, where a case has one), or
   INVALID_ARGUMENT; anything else (an accept, INTERNAL, UNKNOWN, UNAVAILABLE) is a failure;
@@ -38,7 +38,7 @@ from ecard import generate_private_key
 from ecard.testing import EcardServer, World, wait_healthy
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
-from loadtest.fuzz_cases import ANY_REJECTION, Case, Corpus, cases
+from loadtest.fuzz.cases import ANY_REJECTION, Case, Corpus, cases
 
 CONTROL_EVERY = 50
 REPLAY_EVERY = 2000

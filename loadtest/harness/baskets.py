@@ -9,7 +9,7 @@ import random
 
 from ecard import DrugClass, SettlementStatus, line_item
 from ecard.v1 import settlement_pb2
-from loadtest.slo import WrongAnswer
+from loadtest.harness.slo import WrongAnswer
 
 # (code, name, drug class, unit price in fen): what a community pharmacy in Ningbo sells most.
 PHARMACY_CATALOGUE = (

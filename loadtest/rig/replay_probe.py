@@ -15,7 +15,7 @@ from typing import Any
 
 from ecard import EcardError, PharmacyClient
 from ecard.v1 import types_pb2
-from loadtest.seeding import Seed
+from loadtest.harness.seeding import Seed
 
 IDENTITY = types_pb2.PURPOSE_IDENTITY
 

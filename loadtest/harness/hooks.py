@@ -1,7 +1,7 @@
 """The harness's Locust event listeners, registered by `register(events)`: the locustfile calls it
 (explicitly, where Locust can see it), never an import's side effect.
 
-- init_command_line_parser: the harness's arguments (`loadtest/settings.py`).
+- init_command_line_parser: the harness's arguments (`loadtest/harness/settings.py`).
 - init: the master (or the single local process) seeds the target, or loads `--seed-file`;
   a worker registers to receive the seed.
 - test_start: the master sends the seed to every worker (before their users spawn); tallies restart.
@@ -22,10 +22,10 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest import report
-from loadtest.run_context import context_of
-from loadtest.seeding import Seed, SeedingError, seed_deployment
-from loadtest.settings import add_arguments
+from loadtest.harness import report
+from loadtest.harness.run_context import context_of
+from loadtest.harness.seeding import Seed, SeedingError, seed_deployment
+from loadtest.harness.settings import add_arguments
 
 log = logging.getLogger("loadtest")
 SEED_MESSAGE = "ecard_seed"

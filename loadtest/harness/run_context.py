@@ -9,9 +9,9 @@ from typing import Any
 import gevent.event
 from locust.env import Environment
 
-from loadtest.seeding import Seed
-from loadtest.settings import HarnessSettings
-from loadtest.tally import Tally
+from loadtest.harness.seeding import Seed
+from loadtest.harness.settings import HarnessSettings
+from loadtest.harness.tally import Tally
 
 SEED_WAIT_S = 120.0
 

@@ -6,7 +6,7 @@ every `poll_s`, each time with a new token). That is an upper bound: it includes
 Verify call (on a loaded machine, the slowest figures are one slow call, not a late change notice).
 The lower bound is the start of the last call that still got the old verdict (0 if the first got the new).
 Changes alternate lost / reinstated over a few e-cards, A turns round the replicas, and every other
-replica is measured for each change. `python -m loadtest.propagation` (make cluster-propagation)
+replica is measured for each change. `python -m loadtest.measure.propagation` (make cluster-propagation)
 runs 1,000 changes on a fresh three-replica cluster and prints p50/p99/max.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from ecard import AdminClient, ChannelClient, PharmacyClient
 from ecard.v1 import types_pb2
-from loadtest.seeding import Seed
+from loadtest.harness.seeding import Seed
 
 PROMISE_S = 1.0
 
@@ -114,9 +114,10 @@ def measure_card_changes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from loadtest.cluster import demo_cluster
+    from loadtest.rig.cluster import demo_cluster
 
-    parser = argparse.ArgumentParser(prog="python -m loadtest.propagation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.measure.propagation",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--out", default="reports/propagation.json")
     args = parser.parse_args(argv)

@@ -4,17 +4,17 @@
         PharmacyClient(cluster.targets, merchant_id=M, options=cluster.options(f"merchant:{M}"))  # round robin
         cluster.kill(1); cluster.start(1)                   # SIGKILL a replica, start it again
 
-The network (needs root) is `loadtest.netns`: a bridge, one namespace per replica with its own address
+The network (needs root) is `loadtest.rig.netns`: a bridge, one namespace per replica with its own address
 10.231.N.(i+2), no route beyond that subnet. Replicas cannot reach the host's loopback, so PostgreSQL
 is reached on its Unix socket in /var/run/postgresql (`socket_url`), and Redis through a relay in this
 process from a Unix socket in a temporary folder to the real Redis (`netns.UnixRelay`); sockets cross
 network namespaces. When PostgreSQL refuses the socket (peer authentication, as a fresh Debian
 cluster does for root), PostgreSQL is relayed the same way, so its TCP rules (password) apply.
-Replicas are not on loopback, so they speak mTLS only (`loadtest.pki`: one
+Replicas are not on loopback, so they speak mTLS only (`loadtest.rig.pki`: one
 throwaway CA; `cluster.options(principal)` gives a client its certificate). Everything is torn down
 on exit, on error and at interpreter exit.
 
-`python -m loadtest.cluster` (make cluster-demo) brings three replicas up on a fresh database, seeds
+`python -m loadtest.rig.cluster` (make cluster-demo) brings three replicas up on a fresh database, seeds
 them, shows round robin and a replica killed and restarted, and tears everything down.
 """
 
@@ -36,9 +36,9 @@ from urllib.parse import urlencode, urlsplit
 from ecard import ClientOptions, PharmacyClient
 from ecard.testing import EcardServer
 from ecard.v1 import types_pb2
-from loadtest.netns import Network, UnixRelay
-from loadtest.pki import ClusterPKI
-from loadtest.seeding import Seed, seed_deployment
+from loadtest.harness.seeding import Seed, seed_deployment
+from loadtest.rig.netns import Network, UnixRelay
+from loadtest.rig.pki import CertificateAuthority
 
 PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_SOCKET_DIR = "/var/run/postgresql"
@@ -106,7 +106,7 @@ class Cluster:
         self.redis_url = f"unix://{self.folder / 'redis.sock'}"
         config = self.folder / "ecard.toml"
         config.write_text(f'redis_namespace = "{self.redis_namespace}"\n')
-        self.pki = ClusterPKI(self.folder / "pki", self.network.addresses)
+        self.pki = CertificateAuthority(self.folder / "pki", self.network.addresses)
         args = ["--config", str(config), *self.pki.server_args(), *extra_args]
         self.replicas = [
             Replica(namespace, address, db=db, redis=self.redis_url, extra_args=args,

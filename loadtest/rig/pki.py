@@ -1,6 +1,7 @@
-"""A throwaway certificate authority for a deployment under test: one server certificate for every
-replica address, and a client certificate per principal (URI SAN ecard://admin, ecard://merchant/ID,
-ecard://channel/ID), written as NAME.crt + NAME.key (the layout `--tls-cert-dir` of the load test reads).
+"""The throwaway certificate authority of the rig and of the tests (one CA for both): one server
+certificate for every replica address (and localhost), and a client certificate per principal (URI SAN
+ecard://admin, ecard://merchant/ID, ecard://channel/ID), or with any URI SANs, written as NAME.crt +
+NAME.key (the layout `--tls-cert-dir` of the load test reads).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-class ClusterPKI:
+class CertificateAuthority:
     """The CA and the server certificate in `folder`; `client(principal)` makes a client's on demand."""
 
-    def __init__(self, folder: str | Path, server_addresses: Sequence[str]) -> None:
+    def __init__(self, folder: str | Path, server_addresses: Sequence[str] = ("127.0.0.1",)) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._now = datetime.datetime.now(datetime.timezone.utc)
@@ -41,7 +42,7 @@ class ClusterPKI:
         self._ca = self._sign("ecard cluster test CA", self._ca_key, ca=True, names=[])
         self.ca = self.folder / "ca.pem"
         self.ca.write_bytes(_pem_cert(self._ca))
-        names: list[x509.GeneralName] = [x509.DNSName(SERVER_NAME)]
+        names: list[x509.GeneralName] = [x509.DNSName(SERVER_NAME), x509.DNSName("localhost")]
         names += [x509.IPAddress(ipaddress.ip_address(address)) for address in server_addresses]
         self.server_cert, self.server_key = self._write("server", names)
 
@@ -76,11 +77,19 @@ class ClusterPKI:
     def client(self, principal: str) -> TLSConfig:
         """mTLS settings of `principal` ("admin", "merchant:ID", "channel:ID"), made the first time."""
         name = principal.replace(":", "-")
-        cert_path, key_path = self.folder / f"{name}.crt", self.folder / f"{name}.key"
-        if not cert_path.exists():
+        if not (self.folder / f"{name}.crt").exists():
             uri = "ecard://admin" if principal == "admin" else "ecard://" + principal.replace(":", "/", 1)
-            self._write(name, [x509.UniformResourceIdentifier(uri)])
-        return TLSConfig.from_files(self.ca, cert_path, key_path, server_name=SERVER_NAME)
+            return self.certificate(name, uri)
+        return self._settings(name)
+
+    def certificate(self, name: str, *uris: str) -> TLSConfig:
+        """A client certificate NAME.crt with these URI SANs (any, an ecard:// one or not), made now."""
+        self._write(name, [x509.UniformResourceIdentifier(uri) for uri in uris])
+        return self._settings(name)
+
+    def _settings(self, name: str) -> TLSConfig:
+        return TLSConfig.from_files(self.ca, self.folder / f"{name}.crt", self.folder / f"{name}.key",
+                                    server_name=SERVER_NAME)
 
     def options(self, principal: str, **fields: object) -> ClientOptions:
         return ClientOptions(tls=self.client(principal), **fields)  # type: ignore[arg-type]

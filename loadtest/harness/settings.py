@@ -2,7 +2,7 @@
 
 Locust forwards them from the master to every worker, so `HarnessSettings.of(environment)` gives
 the same answer on each process. This module does not import Locust (which patches the standard
-library for gevent on import), so `python -m loadtest.seeding` can use it in a plain process.
+library for gevent on import), so `python -m loadtest.harness.seeding` can use it in a plain process.
 """
 
 from __future__ import annotations
@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecard import ClientOptions, TLSConfig
-from loadtest.slo import Thresholds
+from loadtest.harness.slo import Thresholds
 
 if TYPE_CHECKING:
     from locust.env import Environment
+
+
+def add_merchant_counts(parser: Any) -> None:
+    """--pharmacies and --hospitals: the seeded merchants (the failover rig makes their certificates too)."""
+    parser.add_argument("--pharmacies", type=int, default=20, help="pharmacies seeded (default 20)")
+    parser.add_argument("--hospitals", type=int, default=4, help="hospitals seeded (default 4)")
 
 
 def add_arguments(parser: Any) -> None:
@@ -41,8 +47,7 @@ def add_arguments(parser: Any) -> None:
     seed.add_argument("--cards", type=int, default=20_000, help="physical cards enrolled with EnrollCards")
     seed.add_argument("--ecards", type=int, default=1_000, help="e-cards issued (and used) among them")
     seed.add_argument("--lost-ecards", type=int, default=20, help="e-cards reported lost, for the hostile mix")
-    seed.add_argument("--pharmacies", type=int, default=20)
-    seed.add_argument("--hospitals", type=int, default=4)
+    add_merchant_counts(seed)
 
     gate = parser.add_argument_group("ecard SLO gate (checked on the master)")
     gate.add_argument("--slo-checkout-p99", type=float, default=3.0, help="seconds (default 3)")

@@ -2,7 +2,7 @@
 
     python -m loadtest failover [--run-time 40s] [--kill-at 15] [--restart-at 25] [-- LOCUST OPTIONS]
 
-Brings up `loadtest.cluster` (three namespaces, mTLS, a fresh PostgreSQL database, the machine's Redis),
+Brings up `loadtest.rig.cluster` (three namespaces, mTLS, a fresh PostgreSQL database, the machine's Redis),
 runs the steady Locust workload with `--host` naming all three (the SDK balances round robin with
 health checks), SIGKILLs replica 1 `--kill-at` seconds after the first Verify reaches the cluster and
 starts it again at `--restart-at`. Then it checks, through the API and the database:
@@ -35,11 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from ecard import PharmacyClient
-from loadtest.__main__ import ROOT, SETUP_ALLOWANCE_S, locust_command, parse_seconds, run_bounded
-from loadtest.cluster import VERIFY, Cluster, fresh_database
-from loadtest.pki import SERVER_NAME
-from loadtest.replay_probe import ReplayProbe
-from loadtest.seeding import seed_deployment
+from loadtest.harness.runner import (
+    ROOT,
+    SETUP_ALLOWANCE_S,
+    add_run_arguments,
+    locust_command,
+    parse_seconds,
+    run_bounded,
+)
+from loadtest.harness.seeding import seed_deployment
+from loadtest.harness.settings import add_merchant_counts
+from loadtest.rig.cluster import VERIFY, Cluster, fresh_database
+from loadtest.rig.pki import SERVER_NAME
+from loadtest.rig.replay_probe import ReplayProbe
 
 LOCUSTFILES = "loadtest/locustfile.py,loadtest/failover_probe.py"
 
@@ -241,14 +249,11 @@ def slo_summary(report_json: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest failover", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-time", default="40s", help="bound of the load (Locust syntax; default 40s)")
     parser.add_argument("--kill-at", type=float, default=15.0, help="seconds after the load starts (default 15)")
     parser.add_argument("--restart-at", type=float, default=25.0, help="seconds after the load starts (default 25)")
     parser.add_argument("--victim", type=int, default=1, choices=[0, 1, 2], help="replica to kill (default 1)")
-    parser.add_argument("--reports", default="reports")
-    parser.add_argument("--config", default="loadtest/locust.conf")
-    parser.add_argument("--pharmacies", type=int, default=20)
-    parser.add_argument("--hospitals", type=int, default=4)
+    add_run_arguments(parser, "40s")
+    add_merchant_counts(parser)
     args, passthrough = parser.parse_known_args(argv)
     passthrough = [a for a in passthrough if a != "--"]
     run_seconds = parse_seconds(args.run_time)

@@ -1,6 +1,6 @@
 """Bytes per card in PostgreSQL, as ecard stores them (for docs/scaling.md).
 
-    python -m loadtest.pg_size [--cards 50000] [--ecards 10000]
+    python -m loadtest.measure.pg_size [--cards 50000] [--ecards 10000]
 
 Seeds a fresh database through a real `ecard serve` on loopback (EnrollCards, IssueECard, as in the
 load test), runs one VACUUM ANALYZE, and prints each table's size with its indexes
@@ -15,8 +15,8 @@ import sys
 from typing import Any
 
 from ecard.testing import EcardServer
-from loadtest.cluster import fresh_database
-from loadtest.seeding import seed_deployment
+from loadtest.harness.seeding import seed_deployment
+from loadtest.rig.cluster import fresh_database
 
 TABLES = ("cards", "ecard_channels", "ledger")
 
@@ -43,7 +43,7 @@ def measure(cards: int, ecards: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.pg_size", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.measure.pg_size", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cards", type=int, default=50_000)
     parser.add_argument("--ecards", type=int, default=10_000)
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ What a run needs, all named `lt<TAG>-...`:
 The `Seed` is JSON (the channels' private keys included: they are throwaway test keys), so workers
 and later runs (`--seed-file`) use the very same data.
 
-    python -m loadtest.seeding --host 127.0.0.1:50051 --cards 100000 --out reports/seed.json
+    python -m loadtest.harness.seeding --host 127.0.0.1:50051 --cards 100000 --out reports/seed.json
 """
 
 from __future__ import annotations
@@ -208,9 +208,9 @@ def _issue(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from loadtest.settings import HarnessSettings, add_arguments
+    from loadtest.harness.settings import HarnessSettings, add_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m loadtest.seeding", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.harness.seeding", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", required=True, help="HOST:PORT of the ecard deployment")
     parser.add_argument("--out", required=True, help="seed JSON to write (pass it to Locust as --seed-file)")
     add_arguments(parser)
