@@ -27,6 +27,11 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def new_key_pem() -> bytes:
+    """A fresh private key (PEM) that matches no certificate of any CA: the wrong key for a test."""
+    return _pem_key(ec.generate_private_key(ec.SECP256R1()))
+
+
 def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 

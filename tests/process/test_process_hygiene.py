@@ -23,29 +23,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecard import AdminClient, ClientOptions, Unavailable, write_private_file
 from ecard.testing import EcardServer, free_port
-from tests.helpers.pki import CertificateAuthority, issue, key_pem
+from loadtest.rig.pki import CertificateAuthority, new_key_pem
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def serve_args(folder: Path) -> list[str]:
-    return ["--tls-cert", str(folder / "server.pem"), "--tls-key", str(folder / "server.key"),
+    return ["--tls-cert", str(folder / "server.crt"), "--tls-key", str(folder / "server.key"),
             "--client-ca", str(folder / "ca.pem")]
 
 
 def test_a_key_that_does_not_match_its_certificate_is_said_as_such(tmp_path: Path) -> None:
-    authority = CertificateAuthority(tmp_path)
-    _, other_key = issue("another server", authority.ca, server=True)
-    write_private_file(tmp_path / "other.key", key_pem(other_key))
+    CertificateAuthority(tmp_path)  # ca.pem, server.crt, server.key
+    write_private_file(tmp_path / "other.key", new_key_pem())
     done = subprocess.run(
         [sys.executable, "-m", "ecard_server.cli", "serve", "--db", f"sqlite:///{tmp_path}/x.db", "--listen",
-         f"127.0.0.1:{free_port()}", "--tls-cert", str(tmp_path / "server.pem"), "--tls-key",
+         f"127.0.0.1:{free_port()}", "--tls-cert", str(tmp_path / "server.crt"), "--tls-key",
          str(tmp_path / "other.key"), "--client-ca", str(tmp_path / "ca.pem")],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == (f"ecard: error: TLS key {tmp_path / 'other.key'} does not match the certificate "
-                                   f"{tmp_path / 'server.pem'}")
+                                   f"{tmp_path / 'server.crt'}")
 
 
 def server_certificate(port: int, client: tuple[bytes, bytes], ca: bytes) -> x509.Certificate:
@@ -68,7 +67,7 @@ def server_certificate(port: int, client: tuple[bytes, bytes], ca: bytes) -> x50
 
 def test_sighup_reloads_the_server_certificate_and_the_client_ca(tmp_path: Path) -> None:
     authority = CertificateAuthority(tmp_path)
-    admin = authority.client("ops", "ecard://admin")
+    admin = authority.certificate("ops", "ecard://admin")
     server = EcardServer(extra_args=serve_args(tmp_path), client_options=ClientOptions(tls=admin))
     with server:
         assert server.process is not None
@@ -77,8 +76,8 @@ def test_sighup_reloads_the_server_certificate_and_the_client_ca(tmp_path: Path)
         # CA is refused until the server is told.
         (tmp_path / "renewed").mkdir()
         renewed = CertificateAuthority(tmp_path / "renewed")
-        new_admin = renewed.client("ops-2", "ecard://admin")
-        for name in ("server.pem", "server.key", "ca.pem"):
+        new_admin = renewed.certificate("ops-2", "ecard://admin")
+        for name in ("server.crt", "server.key", "ca.pem"):
             (tmp_path / name).write_bytes((tmp_path / "renewed" / name).read_bytes())
         with AdminClient(server.target, options=ClientOptions(tls=new_admin, timeout=2)) as refused, \
                 pytest.raises(Unavailable):
@@ -98,13 +97,12 @@ def test_sighup_reloads_the_server_certificate_and_the_client_ca(tmp_path: Path)
 
 def test_a_bad_reload_keeps_the_files_in_use(tmp_path: Path) -> None:
     authority = CertificateAuthority(tmp_path)
-    admin = authority.client("ops", "ecard://admin")
+    admin = authority.certificate("ops", "ecard://admin")
     server = EcardServer(extra_args=serve_args(tmp_path), client_options=ClientOptions(tls=admin),
                          log_path=tmp_path / "serve.log")
     with server:
         assert server.process is not None
-        _, stray = issue("stray", authority.ca)
-        write_private_file(tmp_path / "server.key", key_pem(stray))  # does not match server.pem
+        write_private_file(tmp_path / "server.key", new_key_pem())  # does not match server.crt
         server.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "tls_reload_failed" not in (tmp_path / "serve.log").read_text():
@@ -116,7 +114,7 @@ def test_a_bad_reload_keeps_the_files_in_use(tmp_path: Path) -> None:
 
 def test_readiness_can_be_probed_in_plaintext_under_mtls(tmp_path: Path) -> None:
     authority = CertificateAuthority(tmp_path)
-    admin = authority.client("ops", "ecard://admin")
+    admin = authority.certificate("ops", "ecard://admin")
     health_port = free_port()
     server = EcardServer(extra_args=[*serve_args(tmp_path), "--health-listen", f"127.0.0.1:{health_port}"],
                          client_options=ClientOptions(tls=admin))
