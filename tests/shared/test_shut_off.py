@@ -31,8 +31,8 @@ from ecard import (
 )
 from ecard.testing import EcardServer, fake_holder
 from ecard.v1 import types_pb2 as t
+from loadtest.rig.pki import CertificateAuthority
 from tests.helpers.deployment import config_file
-from tests.helpers.pki import CertificateAuthority
 from tests.helpers.polling import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -77,8 +77,8 @@ def verdict(counter: PharmacyClient, signer: TokenSigner, ecard_id: str) -> int 
 def replicas(pg_module_url: str, redis_module_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     folder = tmp_path_factory.mktemp("shut-off")
     authority = CertificateAuthority(folder)
-    tls = {who: authority.client(who, uri) for who, uri in PRINCIPALS.items()}
-    args = ["--config", config_file(folder, f"ecard-test-{uuid.uuid4().hex[:12]}"), *authority.serve_args()]
+    tls = {who: authority.certificate(who, uri) for who, uri in PRINCIPALS.items()}
+    args = ["--config", config_file(folder, f"ecard-test-{uuid.uuid4().hex[:12]}"), *authority.server_args()]
     health = ClientOptions(tls=tls["admin"])
     with EcardServer(db=pg_module_url, redis=redis_module_url, extra_args=args, client_options=health) as a, \
             EcardServer(db=pg_module_url, redis=redis_module_url, extra_args=args, client_options=health) as b:
