@@ -15,6 +15,7 @@ import grpc.aio
 
 from ecard._options import ClientOptions, RetryConfig
 from ecard._rpc_errors import from_grpc_error
+from ecard._tracing import with_trace_context
 
 PRINCIPAL_METADATA = "x-ecard-principal"
 REQUEST_ID = "x-request-id"
@@ -138,6 +139,7 @@ def call(
 ) -> T:
     """One unary call with a deadline; retried on transient codes when `retry` is given."""
     delays = retry.delays() if retry else []
+    metadata = with_trace_context(metadata)
     for attempt in range(len(delays) + 1):
         try:
             return method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)
@@ -153,6 +155,7 @@ async def acall(
     wait_for_ready: bool | None = None,
 ) -> T:
     delays = retry.delays() if retry else []
+    metadata = with_trace_context(metadata)
     for attempt in range(len(delays) + 1):
         try:
             return await method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)

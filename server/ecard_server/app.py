@@ -30,6 +30,7 @@ from ecard.v1 import (
     verifier_pb2,
     verifier_pb2_grpc,
 )
+from ecard_server import tracing
 from ecard_server.config import Settings
 from ecard_server.core import events
 from ecard_server.core.admin import AdminService
@@ -312,6 +313,7 @@ def create_server(
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20),
                  *KEEPALIVE],
+        interceptors=tracing.server_interceptors(),  # none unless OTEL_TRACES_EXPORTER asks (ecard_server.tracing)
     )
     registry = GuardedRegistry(
         server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second),

@@ -21,6 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass, replace
 
+from ecard_server import tracing
 from ecard_server.app import Deployment, create_server
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
@@ -90,7 +91,11 @@ def _start_metrics(address: str | None) -> None:
 
 def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = False) -> None:
     """Runs one server process until SIGTERM or SIGINT, then drains in-flight calls and exits."""
-    asyncio.run(_serve(options, worker, reuse_port))
+    tracing.configure()  # before any connection is made (after the fork, in a worker); off unless OTEL_* asks
+    try:
+        asyncio.run(_serve(options, worker, reuse_port))
+    finally:
+        tracing.shutdown()
 
 
 async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:

@@ -29,6 +29,7 @@ import grpc.aio
 
 from ecard.errors import EcardError
 from ecard.v1 import types_pb2
+from ecard_server import tracing
 from ecard_server.logs import event
 from ecard_server.rpc.auth import current_principal
 
@@ -103,6 +104,8 @@ class RequestLog:
         }
         if skipped_ok is not None:
             fields["skipped_ok"] = skipped_ok
+        if tracing.enabled():
+            fields["trace_id"] = tracing.trace_id()
         event(log, "rpc", **fields)  # type: ignore[arg-type]  # no key of these is `level`
 
 
