@@ -11,7 +11,7 @@ Typical use:
 
 from __future__ import annotations
 
-from ecard._admin import AdminClient, ChannelClient, card_ref, physical_cards
+from ecard._admin import AdminClient, ChannelClient, card_ref, catalogue_item, physical_cards
 from ecard._base45 import b45decode, b45encode
 from ecard._batcher import VerifyBatcher
 from ecard._client import (
@@ -139,6 +139,7 @@ __all__ = [
     "b45decode",
     "b45encode",
     "card_ref",
+    "catalogue_item",
     "certificate_fingerprint",
     "encode_token",
     "from_grpc_error",

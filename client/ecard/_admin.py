@@ -261,6 +261,20 @@ class AdminClient(_Client):
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
+    def import_catalogue(
+        self, items: Iterable[admin_pb2.CatalogueItem], *, timeout: float | None = None, per_message: int = 1000
+    ) -> admin_pb2.CatalogueImportSummary:
+        """Streams a whole new catalogue version (the first bad item refuses all of it: InvalidArgument
+        naming its number); every replica prices with it at once. Not retried (a retry would import a
+        second version of the same items, harmless but noisy: call again if it failed)."""
+        if per_message < 1:
+            raise ValueError("per_message must be at least 1")
+        messages = iter(items) if per_message == 1 else _item_carriers(items, per_message)
+        try:
+            return self._admin.ImportCatalogue(messages, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc) from exc
+
     def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> cards_pb2.ECard:
         request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
         return self._call(self._admin.CreditAccount, request)
@@ -286,6 +300,25 @@ class AdminClient(_Client):
 
     def cancel(self, **ref: str) -> cards_pb2.ECard:
         return self._call(self._cards.Cancel, card_ref(**ref))
+
+
+def catalogue_item(
+    code: str, name: str, drug_class: int, price_limit_fen: int, *, valid_from: str = "", valid_to: str = ""
+) -> admin_pb2.CatalogueItem:
+    """One catalogue item for `AdminClient.import_catalogue` (days as YYYY-MM-DD, Asia/Shanghai)."""
+    return admin_pb2.CatalogueItem(code=code, name=name, drug_class=wire(drug_class), price_limit_fen=price_limit_fen,
+                                   valid_from=valid_from, valid_to=valid_to)
+
+
+def _item_carriers(items: Iterable[admin_pb2.CatalogueItem], size: int) -> Iterator[admin_pb2.CatalogueItem]:
+    batch: list[admin_pb2.CatalogueItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield admin_pb2.CatalogueItem(more_items=batch)
+            batch = []
+    if batch:
+        yield admin_pb2.CatalogueItem(more_items=batch)
 
 
 def _carriers(cards: Iterable[admin_pb2.PhysicalCard], size: int) -> Iterator[admin_pb2.PhysicalCard]:

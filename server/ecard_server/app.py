@@ -37,6 +37,7 @@ from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
 from ecard_server.core.caches import CardCache, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
+from ecard_server.core.catalogue import CatalogueBook
 from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, mask_name
@@ -145,8 +146,9 @@ class Deployment:
         trail = AuditTrail(store.append_audit, clock=clock)
         channel_events = ChannelEventService(store.outbox, trail, settings, clock)
         denied = CertificateDenyList(store)
+        catalogue = CatalogueBook(store)
         for listener in (keys.on_change, merchants.on_change, card_cache.on_change, channel_events.signals.on_change,
-                         denied.on_change):
+                         denied.on_change, catalogue.on_change):
             bus.subscribe(listener)
         # Once a transaction that wrote channel events commits, their streams on every replica wake.
         def told(issuers: Iterable[str]) -> None:
@@ -174,7 +176,7 @@ class Deployment:
             handles=handles,
             settlements=SettlementService(
                 ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
-                handles=handles, merchants=merchants, settings=settings, clock=clock,
+                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue, clock=clock,
             ),
             records=records or MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock

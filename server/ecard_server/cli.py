@@ -9,6 +9,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # our own one-line errors say i
 import argparse
 import csv
 import functools
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -21,11 +22,14 @@ from ecard import (
     ALGORITHMS,
     AdminClient,
     ChannelClient,
+    DrugClass,
     EcardError,
+    InvalidArgument,
     KeyFormatError,
     PharmacyClient,
     TokenSigner,
     TokenTooLargeError,
+    catalogue_item,
     certificate_fingerprint,
     generate_private_key,
     kid_for,
@@ -244,6 +248,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
         elif action == "merchant":
             _show(admin.upsert_merchant(args.merchant_id, kind=KINDS[args.kind], display_name=args.name,
                                         region=args.region, designated=not args.not_designated))
+        elif action == "catalogue":
+            _import_catalogue(admin, args.csv)
         elif action == "enroll":
             _show(admin.enroll_cards(physical_cards(_csv_cards(args.csv)), timeout=None))
         elif action == "credit":
@@ -295,6 +301,48 @@ def _csv_cards(path: str) -> list[tuple[str, str, str, str, int]]:
         except ValueError:
             raise UsageError(f"{path} line {number}: balance_fen must be an integer") from None
     return rows
+
+
+_CLASSES = {"A": DrugClass.A, "B": DrugClass.B, "C": DrugClass.C}
+_CATALOGUE_HEADER = ["code", "name", "class", "price_limit_fen", "valid_from", "valid_to"]
+
+
+def _csv_catalogue(path: str) -> tuple[list[Any], int]:
+    """code,name,class,price_limit_fen[,valid_from,valid_to] rows as catalogue items, and the CSV line
+    of the first item (after an optional header). A row that cannot be read refuses the whole file."""
+    text = _read(path, "CSV file").decode("utf-8-sig")
+    items, first = [], 1
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if number == 1 and row and row[0].strip().lower() == "code":
+            first = 2
+            continue
+        if len(row) not in (4, 6):
+            raise UsageError(f"{path} line {number}: expected 4 or 6 columns ({','.join(_CATALOGUE_HEADER)}), "
+                             f"got {len(row)}")
+        drug_class = _CLASSES.get(row[2].strip().upper())
+        if drug_class is None:
+            raise UsageError(f"{path} line {number}: class must be A, B or C, not {row[2]!r}")
+        try:
+            limit = int(row[3])
+        except ValueError:
+            raise UsageError(f"{path} line {number}: price_limit_fen must be an integer (fen)") from None
+        days = (row[4].strip(), row[5].strip()) if len(row) == 6 else ("", "")
+        items.append(catalogue_item(row[0].strip(), row[1], drug_class, limit, valid_from=days[0], valid_to=days[1]))
+    if not items:
+        raise UsageError(f"{path}: no catalogue rows")
+    return items, first
+
+
+def _import_catalogue(admin: AdminClient, path: str) -> None:
+    items, first = _csv_catalogue(path)
+    try:
+        summary = admin.import_catalogue(items, timeout=None)
+    except InvalidArgument as exc:  # "item N: ..." is the CSV's line first + N - 1
+        found = re.match(r"item (\d+)(.*)", exc.message, re.S)
+        if found:
+            raise UsageError(f"{path} line {first + int(found[1]) - 1}{found[2]} (nothing was imported)") from None
+        raise
+    print(f"catalogue version {summary.catalogue_version}: {summary.items} items")
 
 
 # -- parser ---------------------------------------------------------------------------------------
@@ -421,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", default="")
     a.add_argument("--region", default="")
     a.add_argument("--not-designated", action="store_true")
+    a = acts.add_parser("catalogue", help="the drug catalogue: import FILE.csv "
+                        "(code,name,class,price_limit_fen[,valid_from,valid_to]) as a new version")
+    a.add_argument("verb", choices=["import"])
+    a.add_argument("csv")
     a = acts.add_parser("enroll", help="enroll cards from CSV: card_no,holder_name,id_number,region,balance_fen")
     a.add_argument("csv")
     a = acts.add_parser("credit", help="credit a personal account")

@@ -106,3 +106,22 @@ def test_admin_commands(world: World, tmp_path: Path) -> None:
     assert ecard(*target, "keys", "--issuer", world.issuer_id).stdout.count(world.signer.kid) == 1
     assert_one_line_error(ecard(*target, "credit", "Z00000000", "5", "--idempotency-key", "k"), "NOT_FOUND")
     assert_one_line_error(ecard(*target, "enroll", str(tmp_path / "none.csv")), "none.csv")
+
+
+def test_admin_catalogue_import(tmp_path: Path) -> None:
+    """`ecard admin catalogue import FILE.csv`: a new version, or a one-line refusal naming the CSV line
+    (nothing imported). Its own server: a catalogue changes how every later basket is priced."""
+    good, bad = tmp_path / "catalogue.csv", tmp_path / "bad.csv"
+    good.write_text("code,name,class,price_limit_fen,valid_from,valid_to\n"
+                    "XA01,amoxicillin,A,1200,,\nXB07,ibuprofen,b,2000,2026-01-01,2030-12-31\n")
+    bad.write_text("code,name,class,price_limit_fen\nXA01,amoxicillin,A,1200\nXB07,ibuprofen,B,-5\n")
+    with EcardServer() as fresh:
+        target = ["admin", "--target", fresh.target]
+        imported = ecard(*target, "catalogue", "import", str(good))
+        assert imported.returncode == 0 and "catalogue version 1: 2 items" in imported.stdout, imported.stderr
+        assert_one_line_error(ecard(*target, "catalogue", "import", str(bad)), "bad.csv line 3", "price_limit_fen",
+                              "nothing was imported")
+        bad.write_text("XA01,amoxicillin,Z,1200\n")
+        assert_one_line_error(ecard(*target, "catalogue", "import", str(bad)), "bad.csv line 1", "class")
+        again = ecard(*target, "catalogue", "import", str(good))
+        assert "catalogue version 2" in again.stdout

@@ -90,6 +90,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.ListIssuerKeys":    (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     "Admin.UpsertMerchant":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.ImportCatalogue":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ReplaceCard":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel reads the events of its own e-cards (who else bound them, who tried), and only those.
@@ -272,6 +273,13 @@ def _enroll(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     return admin_pb2_grpc.AdminStub(channel).EnrollCards(iter([card]), timeout=10)
 
 
+def _catalogue(scene: Scene, side: str, channel: grpc.Channel) -> Any:
+    # The items the scene's settlements name, with their classes: the matrix's baskets price as before.
+    items = [admin_pb2.CatalogueItem(code="XA01", name="amoxicillin", drug_class=t.DRUG_CLASS_A, price_limit_fen=10**6),
+             admin_pb2.CatalogueItem(code="XB07", name="ibuprofen", drug_class=t.DRUG_CLASS_B, price_limit_fen=10**6)]
+    return admin_pb2_grpc.AdminStub(channel).ImportCatalogue(iter(items), timeout=10)
+
+
 def _reflect(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     return list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]), timeout=10))
@@ -316,6 +324,7 @@ CALLS: dict[str, Call] = {
     "Admin.UpsertMerchant": _unary(A, "UpsertMerchant", lambda s, side: admin_pb2.Merchant(
         merchant_id=s.side(side).merchant_id, kind=t.MERCHANT_KIND_PHARMACY, region="330200", designated=True)),
     "Admin.EnrollCards": _enroll,
+    "Admin.ImportCatalogue": _catalogue,
     "Admin.CreditAccount": _unary(A, "CreditAccount", lambda s, side: admin_pb2.CreditRequest(
         card_no=s.ecard(side)[0], amount_fen=100, idempotency_key=uuid.uuid4().hex)),
     "Admin.ReplaceCard": _unary(A, "ReplaceCard", _replacement),

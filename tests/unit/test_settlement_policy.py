@@ -93,8 +93,10 @@ def test_ratios_come_from_settings() -> None:
     policy = SettlementPolicy.from_settings(settings)
     assert policy.class_b_self_pay_ratio == Fraction(1, 5)
     # B 1000 -> covered 800 -> pharmacy fund 80; the hospital keeps its default half.
-    assert policy.split([line(B, 1000)], PHARMACY) == Split(1000, 800, 80, (800,))
-    assert policy.split([line(B, 1000)], HOSPITAL) == Split(1000, 800, 400, (800,))
+    for kind, fund in ((PHARMACY, 80), (HOSPITAL, 400)):
+        split = policy.split([line(B, 1000)], kind)
+        assert (split.total_fen, split.covered_fen, split.fund_fen, split.line_covered_fen) == (1000, 800, fund, (800,))
+    assert policy.version != DEFAULT.version  # each settlement names the policy that priced it
 
 
 def test_merchant_kind_without_a_ratio_is_refused() -> None:
@@ -138,7 +140,6 @@ def test_shares_always_add_up(items: list[LineItem], kind: int, balance: int, sk
 BAD_BASKETS = [
     ("empty", [], "EMPTY_BASKET"),
     ("too many lines", [line(A, 1, code=f"X{n}") for n in range(501)], "BASKET_TOO_LARGE"),
-    ("unspecified class", [line(t.DRUG_CLASS_UNSPECIFIED, 100)], "INVALID_DRUG_CLASS"),
     ("unknown class", [line(9, 100)], "INVALID_DRUG_CLASS"),
     ("zero price", [line(A, 0)], "INVALID_PRICE"),
     ("negative price", [line(A, -100)], "INVALID_PRICE"),
@@ -159,6 +160,13 @@ def test_bad_basket_is_invalid_argument(items: list[LineItem], reason: str) -> N
     with pytest.raises(InvalidArgument) as failed:
         check_basket(items, Settings().max_basket_items)
     assert failed.value.reason == reason
+
+
+def test_without_a_catalogue_a_line_needs_its_class() -> None:
+    check_basket([line(t.DRUG_CLASS_UNSPECIFIED, 100)], 500)  # the catalogue may give it
+    with pytest.raises(InvalidArgument) as failed:
+        DEFAULT.split([line(t.DRUG_CLASS_UNSPECIFIED, 100)], PHARMACY)
+    assert failed.value.reason == "INVALID_DRUG_CLASS"
 
 
 def test_largest_basket_that_fits_is_accepted() -> None:

@@ -11,6 +11,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CatalogueItem(_message.Message):
+    __slots__ = ("code", "name", "drug_class", "price_limit_fen", "valid_from", "valid_to", "more_items")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRUG_CLASS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_LIMIT_FEN_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    MORE_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    drug_class: _types_pb2.DrugClass
+    price_limit_fen: int
+    valid_from: str
+    valid_to: str
+    more_items: _containers.RepeatedCompositeFieldContainer[CatalogueItem]
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., drug_class: _Optional[_Union[_types_pb2.DrugClass, str]] = ..., price_limit_fen: _Optional[int] = ..., valid_from: _Optional[str] = ..., valid_to: _Optional[str] = ..., more_items: _Optional[_Iterable[_Union[CatalogueItem, _Mapping]]] = ...) -> None: ...
+
+class CatalogueImportSummary(_message.Message):
+    __slots__ = ("catalogue_version", "items")
+    CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    catalogue_version: str
+    items: int
+    def __init__(self, catalogue_version: _Optional[str] = ..., items: _Optional[int] = ...) -> None: ...
+
 class IssuerRef(_message.Message):
     __slots__ = ("issuer_id",)
     ISSUER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -105,6 +105,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.FromString,
                 _registered_method=True)
+        self.ImportCatalogue = channel.stream_unary(
+                '/ecard.v1.Admin/ImportCatalogue',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.CatalogueItem.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -205,6 +210,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportCatalogue(self, request_iterator, context):
+        """The drug catalogue (医保目录), whole: the stream is one new version, taking effect at once on
+        every replica. One bad item refuses the whole import (INVALID_ARGUMENT naming the item's number
+        and the reason; nothing changes). Items travel one a message or many a message (more_items).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -277,6 +291,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListDeniedCertificates,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.SerializeToString,
+            ),
+            'ImportCatalogue': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportCatalogue,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.CatalogueItem.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -657,6 +676,33 @@ class Admin:
             '/ecard.v1.Admin/ListDeniedCertificates',
             ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesRequest.SerializeToString,
             ecard_dot_v1_dot_admin__pb2.ListDeniedCertificatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCatalogue(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ecard.v1.Admin/ImportCatalogue',
+            ecard_dot_v1_dot_admin__pb2.CatalogueItem.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.FromString,
             options,
             channel_credentials,
             insecure,

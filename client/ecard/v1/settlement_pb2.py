@@ -26,29 +26,31 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x63\x61rd/v1/settlement.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"y\n\x08LineItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x16\n\x0eunit_price_fen\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\xb9\x01\n\rSettleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x19\n\x0fverification_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05token\x18\x04 \x01(\tH\x00\x12!\n\x05items\x18\x05 \x03(\x0b\x32\x12.ecard.v1.LineItem\x12\x1d\n\x15skip_personal_account\x18\x06 \x01(\x08\x42\x0c\n\ncredential\"\xab\x01\n\rRefundRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12#\n\x05lines\x18\x05 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12\x12\n\namount_fen\x18\x06 \x01(\x03\x12\x0c\n\x04\x66ull\x18\x07 \x01(\x08\",\n\nRefundLine\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x86\x02\n\x0eSettlementLine\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x66und_fen\x18\x04 \x01(\x03\x12\x1c\n\x14personal_account_fen\x18\x05 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x06 \x01(\x03\x12\x19\n\x11refunded_quantity\x18\x07 \x01(\x05\x12\x19\n\x11\x66und_refunded_fen\x18\x08 \x01(\x03\x12%\n\x1dpersonal_account_refunded_fen\x18\t \x01(\x03\x12\x1d\n\x15self_pay_refunded_fen\x18\n \x01(\x03\"\x8c\x02\n\x0bRefundEntry\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x66und_fen\x18\x04 \x01(\x03\x12\x1c\n\x14personal_account_fen\x18\x05 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x06 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12#\n\x05lines\x18\x08 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12/\n\x0brefunded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x14GetSettlementRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\"\xd1\x04\n\x10SettlementRecord\x12\x15\n\rsettlement_id\x18\x01 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.ecard.v1.SettlementStatus\x12\x11\n\ttotal_fen\x18\x05 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x06 \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\x07 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x08 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\t \x01(\x03\x12!\n\x05items\x18\n \x03(\x0b\x32\x12.ecard.v1.LineItem\x12.\n\nsettled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crefunded_fen\x18\r \x01(\x03\x12\x19\n\x11\x66und_refunded_fen\x18\x0e \x01(\x03\x12%\n\x1dpersonal_account_refunded_fen\x18\x0f \x01(\x03\x12\x1d\n\x15self_pay_refunded_fen\x18\x10 \x01(\x03\x12&\n\x07refunds\x18\x11 \x03(\x0b\x32\x15.ecard.v1.RefundEntry\x12\'\n\x05lines\x18\x12 \x03(\x0b\x32\x18.ecard.v1.SettlementLine2\xd7\x01\n\nSettlement\x12=\n\x06Settle\x12\x17.ecard.v1.SettleRequest\x1a\x1a.ecard.v1.SettlementRecord\x12=\n\x06Refund\x12\x17.ecard.v1.RefundRequest\x1a\x1a.ecard.v1.SettlementRecord\x12K\n\rGetSettlement\x12\x1e.ecard.v1.GetSettlementRequest\x1a\x1a.ecard.v1.SettlementRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x63\x61rd/v1/settlement.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\"}\n\x08LineItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClassB\x02\x18\x01\x12\x16\n\x0eunit_price_fen\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"\xb9\x01\n\rSettleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x19\n\x0fverification_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05token\x18\x04 \x01(\tH\x00\x12!\n\x05items\x18\x05 \x03(\x0b\x32\x12.ecard.v1.LineItem\x12\x1d\n\x15skip_personal_account\x18\x06 \x01(\x08\x42\x0c\n\ncredential\"\xab\x01\n\rRefundRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12#\n\x05lines\x18\x05 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12\x12\n\namount_fen\x18\x06 \x01(\x03\x12\x0c\n\x04\x66ull\x18\x07 \x01(\x08\",\n\nRefundLine\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x91\x03\n\x0eSettlementLine\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x66und_fen\x18\x04 \x01(\x03\x12\x1c\n\x14personal_account_fen\x18\x05 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x06 \x01(\x03\x12\x19\n\x11refunded_quantity\x18\x07 \x01(\x05\x12\x19\n\x11\x66und_refunded_fen\x18\x08 \x01(\x03\x12%\n\x1dpersonal_account_refunded_fen\x18\t \x01(\x03\x12\x1d\n\x15self_pay_refunded_fen\x18\n \x01(\x03\x12\'\n\ndrug_class\x18\x0b \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x13\n\x0b\x63overed_fen\x18\x0c \x01(\x03\x12\x1a\n\x12self_pay_first_fen\x18\r \x01(\x03\x12\x16\n\x0eover_limit_fen\x18\x0e \x01(\x03\x12\x17\n\x0fnot_covered_fen\x18\x0f \x01(\x03\"\x8c\x02\n\x0bRefundEntry\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x66und_fen\x18\x04 \x01(\x03\x12\x1c\n\x14personal_account_fen\x18\x05 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x06 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12#\n\x05lines\x18\x08 \x03(\x0b\x32\x14.ecard.v1.RefundLine\x12/\n\x0brefunded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x14GetSettlementRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rsettlement_id\x18\x02 \x01(\t\"\x84\x05\n\x10SettlementRecord\x12\x15\n\rsettlement_id\x18\x01 \x01(\t\x12\x10\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.ecard.v1.SettlementStatus\x12\x11\n\ttotal_fen\x18\x05 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x06 \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\x07 \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x08 \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\t \x01(\x03\x12!\n\x05items\x18\n \x03(\x0b\x32\x12.ecard.v1.LineItem\x12.\n\nsettled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brefunded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crefunded_fen\x18\r \x01(\x03\x12\x19\n\x11\x66und_refunded_fen\x18\x0e \x01(\x03\x12%\n\x1dpersonal_account_refunded_fen\x18\x0f \x01(\x03\x12\x1d\n\x15self_pay_refunded_fen\x18\x10 \x01(\x03\x12&\n\x07refunds\x18\x11 \x03(\x0b\x32\x15.ecard.v1.RefundEntry\x12\'\n\x05lines\x18\x12 \x03(\x0b\x32\x18.ecard.v1.SettlementLine\x12\x19\n\x11\x63\x61talogue_version\x18\x13 \x01(\t\x12\x16\n\x0epolicy_version\x18\x14 \x01(\t2\xd7\x01\n\nSettlement\x12=\n\x06Settle\x12\x17.ecard.v1.SettleRequest\x1a\x1a.ecard.v1.SettlementRecord\x12=\n\x06Refund\x12\x17.ecard.v1.RefundRequest\x1a\x1a.ecard.v1.SettlementRecord\x12K\n\rGetSettlement\x12\x1e.ecard.v1.GetSettlementRequest\x1a\x1a.ecard.v1.SettlementRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecard.v1.settlement_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['drug_class']._loaded_options = None
+  _globals['_LINEITEM'].fields_by_name['drug_class']._serialized_options = b'\030\001'
   _globals['_LINEITEM']._serialized_start=94
-  _globals['_LINEITEM']._serialized_end=215
-  _globals['_SETTLEREQUEST']._serialized_start=218
-  _globals['_SETTLEREQUEST']._serialized_end=403
-  _globals['_REFUNDREQUEST']._serialized_start=406
-  _globals['_REFUNDREQUEST']._serialized_end=577
-  _globals['_REFUNDLINE']._serialized_start=579
-  _globals['_REFUNDLINE']._serialized_end=623
-  _globals['_SETTLEMENTLINE']._serialized_start=626
-  _globals['_SETTLEMENTLINE']._serialized_end=888
-  _globals['_REFUNDENTRY']._serialized_start=891
-  _globals['_REFUNDENTRY']._serialized_end=1159
-  _globals['_GETSETTLEMENTREQUEST']._serialized_start=1161
-  _globals['_GETSETTLEMENTREQUEST']._serialized_end=1227
-  _globals['_SETTLEMENTRECORD']._serialized_start=1230
-  _globals['_SETTLEMENTRECORD']._serialized_end=1823
-  _globals['_SETTLEMENT']._serialized_start=1826
-  _globals['_SETTLEMENT']._serialized_end=2041
+  _globals['_LINEITEM']._serialized_end=219
+  _globals['_SETTLEREQUEST']._serialized_start=222
+  _globals['_SETTLEREQUEST']._serialized_end=407
+  _globals['_REFUNDREQUEST']._serialized_start=410
+  _globals['_REFUNDREQUEST']._serialized_end=581
+  _globals['_REFUNDLINE']._serialized_start=583
+  _globals['_REFUNDLINE']._serialized_end=627
+  _globals['_SETTLEMENTLINE']._serialized_start=630
+  _globals['_SETTLEMENTLINE']._serialized_end=1031
+  _globals['_REFUNDENTRY']._serialized_start=1034
+  _globals['_REFUNDENTRY']._serialized_end=1302
+  _globals['_GETSETTLEMENTREQUEST']._serialized_start=1304
+  _globals['_GETSETTLEMENTREQUEST']._serialized_end=1370
+  _globals['_SETTLEMENTRECORD']._serialized_start=1373
+  _globals['_SETTLEMENTRECORD']._serialized_end=2017
+  _globals['_SETTLEMENT']._serialized_start=2020
+  _globals['_SETTLEMENT']._serialized_end=2235
 # @@protoc_insertion_point(module_scope)

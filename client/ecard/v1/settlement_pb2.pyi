@@ -67,7 +67,7 @@ class RefundLine(_message.Message):
     def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class SettlementLine(_message.Message):
-    __slots__ = ("code", "quantity", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "refunded_quantity", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen")
+    __slots__ = ("code", "quantity", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "refunded_quantity", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "drug_class", "covered_fen", "self_pay_first_fen", "over_limit_fen", "not_covered_fen")
     CODE_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,11 @@ class SettlementLine(_message.Message):
     FUND_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_ACCOUNT_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
     SELF_PAY_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    DRUG_CLASS_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FIRST_FEN_FIELD_NUMBER: _ClassVar[int]
+    OVER_LIMIT_FEN_FIELD_NUMBER: _ClassVar[int]
+    NOT_COVERED_FEN_FIELD_NUMBER: _ClassVar[int]
     code: str
     quantity: int
     amount_fen: int
@@ -88,7 +93,12 @@ class SettlementLine(_message.Message):
     fund_refunded_fen: int
     personal_account_refunded_fen: int
     self_pay_refunded_fen: int
-    def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., refunded_quantity: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ...) -> None: ...
+    drug_class: _types_pb2.DrugClass
+    covered_fen: int
+    self_pay_first_fen: int
+    over_limit_fen: int
+    not_covered_fen: int
+    def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., refunded_quantity: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., drug_class: _Optional[_Union[_types_pb2.DrugClass, str]] = ..., covered_fen: _Optional[int] = ..., self_pay_first_fen: _Optional[int] = ..., over_limit_fen: _Optional[int] = ..., not_covered_fen: _Optional[int] = ...) -> None: ...
 
 class RefundEntry(_message.Message):
     __slots__ = ("idempotency_key", "reason", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "personal_account_balance_fen", "lines", "refunded_at")
@@ -121,7 +131,7 @@ class GetSettlementRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ...) -> None: ...
 
 class SettlementRecord(_message.Message):
-    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds", "lines")
+    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds", "lines", "catalogue_version", "policy_version")
     SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ECARD_ID_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +150,8 @@ class SettlementRecord(_message.Message):
     SELF_PAY_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
     REFUNDS_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     settlement_id: str
     ecard_id: str
     merchant_id: str
@@ -158,4 +170,6 @@ class SettlementRecord(_message.Message):
     self_pay_refunded_fen: int
     refunds: _containers.RepeatedCompositeFieldContainer[RefundEntry]
     lines: _containers.RepeatedCompositeFieldContainer[SettlementLine]
-    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ...) -> None: ...
+    catalogue_version: str
+    policy_version: str
+    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., catalogue_version: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...

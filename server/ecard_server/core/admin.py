@@ -25,6 +25,7 @@ from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.core.records import (
     AuditQuery,
     Card,
+    CatalogueItem,
     DeniedCertificate,
     EnrollRow,
     Issuer,
@@ -32,6 +33,7 @@ from ecard_server.core.records import (
     Merchant,
     StoredAuditEvent,
 )
+from ecard_server.core.rules import catalogue as catalogue_rules
 from ecard_server.core.rules import validation
 
 DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
@@ -259,6 +261,16 @@ class AdminService:
         self._store.upsert_merchant(merchant, int(self._clock()))
         self._bus.publish(events.MERCHANT, merchant.merchant_id)
         return merchant
+
+    def import_catalogue(self, items: Iterable[CatalogueItem]) -> tuple[str, int]:
+        """A whole new catalogue version from `items`, every one checked before anything is written
+        (the first bad one refuses the import: rules.catalogue); every replica prices with it at once.
+        Returns (version, items)."""
+        checked = list(catalogue_rules.checked_import(items))
+        now = int(self._clock())
+        version = self._store.import_catalogue(checked, now)
+        self._bus.publish(events.CATALOGUE, version)
+        return version, len(checked)
 
     def _enroll_row(self, row: EnrollInput) -> EnrollRow:
         validation.card_no(row.card_no)

@@ -100,6 +100,10 @@ def merchant_changed(at: int, merchant_id: str, kind: int, designated: bool) -> 
     return AuditEvent(at, "MERCHANT_CHANGED", "admin", merchant_id, f"kind={kind} designated={designated}")
 
 
+def catalogue_imported(at: int, version: str, items: int) -> AuditEvent:
+    return AuditEvent(at, "CATALOGUE_IMPORTED", "admin", f"catalogue/{version}", f"items={items}")
+
+
 class AuditTrail:
     """The queue of Verify records, written in batches by one thread."""
 

@@ -1,7 +1,8 @@
 """Change notices that keep every process's caches fresh.
 
-The core's services publish ("card", ecard_id), ("key", issuer_id), ("merchant", merchant_id) or
-("issuer", id) after the store's transaction commits; ("card", ALL) or (ALL, ALL) drop a whole cache.
+The core's services publish ("card", ecard_id), ("key", issuer_id), ("merchant", merchant_id),
+("issuer", id) or ("catalogue", version) after the store's transaction commits; ("card", ALL) or
+(ALL, ALL) drop a whole cache.
 The bus is core.ports.ChangeBus: the local bus (storage.memory.LocalChangeBus) delivers at once to
 this process; the Redis bus (storage.redis_state.RedisChangeBus) also delivers to every other
 process sharing the deployment, and (ALL, ALL) to this process's caches while Redis is out of
@@ -16,4 +17,5 @@ ISSUER = "issuer"
 MERCHANT = "merchant"
 CHANNEL_EVENTS = "channel-events"  # key: an issuer id whose outbox has new events
 CERTIFICATE = "certificate"  # the deny list of client certificates (key: a fingerprint)
+CATALOGUE = "catalogue"  # key: the new version
 ALL = "*"  # key meaning "everything of this kind"

@@ -25,6 +25,8 @@ from ecard_server.core.records import (
     AuditEvent,
     AuditQuery,
     Card,
+    Catalogue,
+    CatalogueItem,
     ChannelEvent,
     DeniedCertificate,
     EnrollRow,
@@ -80,6 +82,10 @@ class CardStore(ReadStore, Protocol):
 
 class AdminStore(ReadStore, Protocol):
     def upsert_issuer(self, issuer: Issuer, now: int) -> Issuer: ...
+    def import_catalogue(self, items: Sequence[CatalogueItem], now: int) -> str:
+        """A whole new catalogue version, with its audit record, in one transaction; returns it."""
+        ...
+    def current_catalogue(self) -> Catalogue: ...
     def get_issuer(self, issuer_id: str) -> Issuer | None: ...
     def register_key(self, key: IssuerKey, now: int, *events: AuditEvent) -> IssuerKey:
         """Adds a key, or updates the window of the same key; AlreadyExists for another key under its kid.

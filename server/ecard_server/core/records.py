@@ -1,7 +1,8 @@
 """Domain records: plain data, no rules and no I/O. The storage backends build them, the services read them.
 
     cards and parties    Issuer, IssuerKey, Merchant, EnrollRow, Card (and the card statuses)
-    settlement           LineItem, Split, Shares, SettleInput, SettlementRecord (and its statuses)
+    catalogue            CatalogueItem, Catalogue (NO_CATALOGUE: none imported)
+    settlement           LineItem, LinePricing, Split, Shares, SettleInput, SettlementRecord (and its statuses)
     refunds              RefundAsk, Refunded, RefundPlan, RefundRecord
     audit                AuditEvent, AuditQuery, StoredAuditEvent
 
@@ -10,6 +11,7 @@ This module imports nothing of the core: every other module of it may import thi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -109,6 +111,43 @@ class LineItem:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogueItem:
+    """An item of the drug catalogue: what the fund covers of a line that names its code."""
+
+    code: str
+    name: str
+    drug_class: int
+    price_limit_fen: int  # 限价 per unit: the part of a unit price above it is self-pay
+    valid_from: str = ""  # YYYY-MM-DD (Asia/Shanghai), inclusive; "" always
+    valid_to: str = ""  # YYYY-MM-DD, inclusive; "" open
+
+    def valid_on(self, day: str) -> bool:
+        return (not self.valid_from or self.valid_from <= day) and (not self.valid_to or day <= self.valid_to)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """One version of the catalogue, whole. Version "" is no catalogue: the POS's classes count."""
+
+    version: str
+    items: Mapping[str, CatalogueItem]
+
+
+NO_CATALOGUE = Catalogue("", {})
+
+
+@dataclass(frozen=True, slots=True)
+class LinePricing:
+    """How one line was priced: covered + self_pay_first + over_limit + not_covered == its amount."""
+
+    drug_class: int
+    covered_fen: int
+    self_pay_first_fen: int  # class B's self-pay-first share (先自付)
+    over_limit_fen: int  # above the catalogue's price limit
+    not_covered_fen: int  # class C
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """What the policy makes of a basket before the account is looked at."""
 
@@ -116,6 +155,9 @@ class Split:
     covered_fen: int
     fund_fen: int
     line_covered_fen: tuple[int, ...] = ()  # covered per basket line, adding up to covered_fen
+    lines: tuple[LinePricing, ...] = ()  # per basket line
+    catalogue_version: str = ""
+    policy_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +203,9 @@ class SettlementRecord:
     line_shares: tuple[Shares, ...] = ()
     line_refunded: tuple[Shares, ...] = ()
     line_refunded_quantities: tuple[int, ...] = ()
+    line_pricing: tuple[LinePricing, ...] = ()  # empty for a settlement priced before lines kept it
+    catalogue_version: str = ""
+    policy_version: str = ""
 
 
 # -- refunds -----------------------------------------------------------------------------------------

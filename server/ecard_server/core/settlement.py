@@ -10,19 +10,22 @@ it read under the card's row lock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ecard.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.records import RefundAsk, SettleInput, SettlementRecord
+from ecard_server.core.records import LineItem, RefundAsk, SettleInput, SettlementRecord, Split
 from ecard_server.core.rules import validation
+from ecard_server.core.rules.catalogue import day_of
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.settlement import (
     Draft,
     RefundDraft,
     SettlementPolicy,
+    StalePricing,
     new_settlement_id,
     refund_hash,
     settle_hash,
@@ -30,6 +33,7 @@ from ecard_server.core.rules.settlement import (
 
 if TYPE_CHECKING:
     from ecard_server.core.caches import MerchantDirectory
+    from ecard_server.core.catalogue import CatalogueBook
     from ecard_server.core.handles import VerificationHandles
     from ecard_server.core.ports import Ledger
     from ecard_server.core.verification import TokenVerifier
@@ -50,10 +54,12 @@ class SettlementService:
         handles: VerificationHandles,
         merchants: MerchantDirectory,
         settings: Settings,
+        catalogue: CatalogueBook | None = None,
         clock: Callable[[], float] = time.time,
         replay_wait_s: float = 2.0,
     ) -> None:
         self._ledger = ledger
+        self._catalogue = catalogue
         self._policy = policy
         self._verifier = verifier
         self._handles = handles
@@ -76,7 +82,7 @@ class SettlementService:
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
-        split = self._policy.split(request.items, merchant.kind)
+        split = self._price(request.items, merchant.kind)
         request_hash = settle_hash(request)
         key = request.idempotency_key
         # A retry is answered before its credential is looked at: the token is spent by then.
@@ -115,14 +121,25 @@ class SettlementService:
             used_reason=used_reason,
         )
         try:
-            return self._ledger.settle(draft, int(self._clock()))
-        except Unavailable:
+            try:
+                return self._ledger.settle(draft, int(self._clock()))
+            except StalePricing:  # a catalogue import committed before this process heard of it
+                split = self._price(request.items, merchant.kind, reload=True)
+                return self._ledger.settle(replace(draft, split=split), int(self._clock()))
+        except (Unavailable, StalePricing, InvalidArgument):
             if request.token:
                 # The token was spent on a settlement that never ran: give it back, so the SDK's retry
                 # (same key) settles instead of finding REPLAYED. Should the commit have landed after
                 # all, its unique (e-card, nonce) still refuses a second settlement.
                 self._verifier.release(outcome)
             raise
+
+    def _price(self, items: Sequence[LineItem], merchant_kind: int, *, reload: bool = False) -> Split:
+        """The basket priced with this process's current catalogue (read again with `reload`)."""
+        if self._catalogue is None:
+            return self._policy.split(items, merchant_kind)
+        catalogue = self._catalogue.reload() if reload else self._catalogue.current()
+        return self._policy.split(items, merchant_kind, catalogue, day_of(self._clock()))
 
     def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes]:
         verification = self._handles.open(handle, merchant_id=merchant_id, now=int(self._clock()))

@@ -11,7 +11,7 @@ from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
 from ecard_server.core.cards import CardService
-from ecard_server.core.records import AuditQuery, DeniedCertificate, IssuerKey
+from ecard_server.core.records import AuditQuery, CatalogueItem, DeniedCertificate, IssuerKey
 from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
 
@@ -33,6 +33,15 @@ def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_p
 def _denied(entry: DeniedCertificate) -> admin_pb2.DeniedCertificate:
     return admin_pb2.DeniedCertificate(fingerprint_sha256=entry.fingerprint, reason=entry.reason,
                                        denied_at=timestamp(entry.denied_at), denied_by=entry.denied_by)
+def stream_items(messages: Iterable[admin_pb2.CatalogueItem]) -> Iterator[CatalogueItem]:
+    """Every item of an ImportCatalogue stream, in order (a carrier message's own item first, if any)."""
+    for message in messages:
+        carried = message.more_items
+        if not carried or message.code or message.name or message.price_limit_fen:
+            yield CatalogueItem(message.code, message.name, message.drug_class, message.price_limit_fen,
+                                message.valid_from, message.valid_to)
+        if carried:
+            yield from stream_items(carried)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
@@ -116,6 +125,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.EnrollSummary(
             enrolled=result.enrolled, updated=result.updated, rejected=result.rejected, errors=result.errors
         )
+
+    def ImportCatalogue(
+        self, request_iterator: Iterator[admin_pb2.CatalogueItem], context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CatalogueImportSummary:
+        version, items = self._admin.import_catalogue(stream_items(request_iterator))
+        return admin_pb2.CatalogueImportSummary(catalogue_version=version, items=items)
 
     def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))

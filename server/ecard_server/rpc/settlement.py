@@ -35,7 +35,7 @@ def refund_entry(refund: RefundRecord) -> settlement_pb2.RefundEntry:
 
 
 def settlement_lines(record: SettlementRecord) -> list[settlement_pb2.SettlementLine]:
-    return [
+    lines = [
         settlement_pb2.SettlementLine(
             code=item.code, quantity=item.quantity, amount_fen=item.amount_fen, fund_fen=paid.fund_fen,
             personal_account_fen=paid.account_fen, self_pay_fen=paid.self_pay_fen, refunded_quantity=quantity,
@@ -46,6 +46,13 @@ def settlement_lines(record: SettlementRecord) -> list[settlement_pb2.Settlement
             record.items, record.line_shares, record.line_refunded, record.line_refunded_quantities, strict=True
         )
     ] if record.line_shares else []
+    for line, priced in zip(lines, record.line_pricing, strict=False):  # none for older settlements
+        line.drug_class = wire(priced.drug_class)
+        line.covered_fen = priced.covered_fen
+        line.self_pay_first_fen = priced.self_pay_first_fen
+        line.over_limit_fen = priced.over_limit_fen
+        line.not_covered_fen = priced.not_covered_fen
+    return lines
 
 
 def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
@@ -68,6 +75,8 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         self_pay_refunded_fen=record.refunded.self_pay_fen,
         refunds=[refund_entry(r) for r in record.refunds],
         lines=settlement_lines(record),
+        catalogue_version=record.catalogue_version,
+        policy_version=record.policy_version,
     )
 
 

@@ -26,6 +26,7 @@ from ecard_server.core.records import (
     SETTLED_EVENT,
     Card,
     LineItem,
+    LinePricing,
     Refunded,
     RefundRecord,
     SettlementRecord,
@@ -135,15 +136,15 @@ class SqlLedger:
         "SELECT s.settlement_id, s.ecard_id, s.merchant_id, s.status, s.total_fen, s.fund_fen, s.account_fen, "
         "s.self_pay_fen, s.balance_after_fen, s.items, s.settled_at, s.refunded_at, s.fund_refunded_fen, "
         "s.account_refunded_fen, s.self_pay_refunded_fen, s.request_hash, r.idempotency_key, r.reason, r.fund_fen, "
-        "r.account_fen, r.self_pay_fen, r.balance_after_fen, r.lines, r.created_at "
-        "FROM settlements s LEFT JOIN refunds r ON r.settlement_id = s.settlement_id "
+        "r.account_fen, r.self_pay_fen, r.balance_after_fen, r.lines, r.created_at, s.catalogue_version, "
+        "s.policy_version FROM settlements s LEFT JOIN refunds r ON r.settlement_id = s.settlement_id "
     )
     _HASH = 15
 
     @staticmethod
     def _settlement(rows: Sequence[Sequence[Any]]) -> SettlementRecord:
         row = rows[0]
-        items, line_paid = _items(row[9])
+        items, line_paid, pricing = _items(row[9])
         refunds = tuple(
             RefundRecord(r[16], r[17], Shares(r[18], r[19], r[20]), r[21],
                          lines_by_code(items, _refunded([r[22]], len(items)).line_quantities), r[23])
@@ -153,7 +154,7 @@ class SqlLedger:
         back = _refunded([r[22] for r in rows if r[16] is not None], len(items), Shares(row[12], row[13], row[14]))
         return SettlementRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], balance_after, items,
                                 row[10], row[11], back.shares, refunds, line_paid,
-                                back.line_shares if line_paid else (), back.line_quantities)
+                                back.line_shares if line_paid else (), back.line_quantities, pricing, row[24], row[25])
 
     def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows of one settlement and its refunds (see _SETTLEMENT_SELECT); empty when there is none."""
@@ -238,23 +239,27 @@ class SqlLedger:
             cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
                         (draft.ecard_id, draft.verification_nonce))
             used = cur.fetchone() is not None
+        draft.check_catalogue(catalogue_version(cur))  # priced with the current catalogue, or priced again
         shares = draft.shares_under_lock(None if card is None else card[1], used, 0 if card is None else card[2])
         card_no, balance = card[0], card[2]
         after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
         line_paid = draft.line_shares(shares)
-        # Each line with the shares that paid it: [code, name, class, unit price, quantity, fund, account, self-pay].
+        # Each line with the shares that paid it and how it was priced: [code, name, class as the POS gave
+        # it, unit price, quantity, fund, account, self-pay, priced class, covered, self-pay-first, over the
+        # limit, not covered].
         items = json.dumps(
-            [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity, p.fund_fen, p.account_fen, p.self_pay_fen]
-             for i, p in zip(draft.items, line_paid, strict=True)],
+            [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity, p.fund_fen, p.account_fen, p.self_pay_fen,
+              x.drug_class, x.covered_fen, x.self_pay_first_fen, x.over_limit_fen, x.not_covered_fen]
+             for i, p, x in zip(draft.items, line_paid, draft.split.lines, strict=True)],
             ensure_ascii=False, separators=(",", ":"),
         )
         cur.execute(
             "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, card_no, "
             "status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, verification_nonce, "
-            "settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "settled_at, catalogue_version, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.settlement_id, draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.ecard_id,
              card_no, SETTLED, draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
-             after, items, draft.verification_nonce, now),
+             after, items, draft.verification_nonce, now, draft.split.catalogue_version, draft.split.policy_version),
         )
         if shares.fund_fen:
             cur.execute(
@@ -269,7 +274,8 @@ class SqlLedger:
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
                                 after, draft.items, now, None, Shares(0, 0, 0), (), line_paid, nothing,
-                                (0,) * len(draft.items))
+                                (0,) * len(draft.items), draft.split.lines, draft.split.catalogue_version,
+                                draft.split.policy_version)
 
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord:
         """Undoes a settlement once: the account and the fund get back exactly what it took."""
@@ -315,7 +321,7 @@ class SqlLedger:
             (draft.settlement_id,),
         )
         fund, account, self_pay, fund_back, account_back, self_pay_back, items_json, ecard_id = cur.fetchone()
-        items, line_paid = _items(items_json)
+        items, line_paid, _ = _items(items_json)
         cur.execute("SELECT lines FROM refunds WHERE settlement_id = ?", (draft.settlement_id,))
         before = _refunded([row[0] for row in cur.fetchall()], len(items),
                            Shares(fund_back, account_back, self_pay_back))
@@ -372,13 +378,21 @@ class SqlLedger:
                                     (settlement_id,))[0][0])
 
 
-def _items(stored: str) -> tuple[tuple[LineItem, ...], tuple[Shares, ...]]:
-    """A settlement's stored basket: its lines, and the shares that paid each (empty for a settlement
-    stored before lines kept their shares)."""
+def _items(stored: str) -> tuple[tuple[LineItem, ...], tuple[Shares, ...], tuple[LinePricing, ...]]:
+    """A settlement's stored basket: its lines, the shares that paid each and how each was priced
+    (empty for a settlement stored before lines kept them)."""
     lines = json.loads(stored)
     items = tuple(LineItem(*line[:5]) for line in lines)
-    paid = tuple(Shares(*line[5:8]) for line in lines if len(line) == 8)
-    return items, paid if len(paid) == len(items) else ()
+    paid = tuple(Shares(*line[5:8]) for line in lines if len(line) >= 8)
+    pricing = tuple(LinePricing(*line[8:13]) for line in lines if len(line) >= 13)
+    return items, paid if len(paid) == len(items) else (), pricing if len(pricing) == len(items) else ()
+
+
+def catalogue_version(cur: Cursor) -> str:
+    """The current catalogue version inside a transaction ("" when none was imported)."""
+    cur.execute("SELECT COALESCE(MAX(version), 0) FROM catalogue_versions")
+    found = cur.fetchone()[0]
+    return str(found) if found else ""
 
 
 def _refunded(stored_lines: Sequence[str], count: int, shares: Shares = NOTHING) -> Refunded:

@@ -274,4 +274,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 denied_at BIGINT NOT NULL)""",
         ],
     ),
+    (
+        11,
+        [
+            # The drug catalogue, versioned: an import writes a whole new version; the current one is
+            # the highest. Old versions stay, so a settlement's catalogue_version always names its items.
+            """CREATE TABLE catalogue_versions (
+                version {serial},
+                items BIGINT NOT NULL,
+                imported_at BIGINT NOT NULL)""",
+            """CREATE TABLE catalogue_items (
+                version BIGINT NOT NULL,
+                code TEXT NOT NULL,
+                name TEXT NOT NULL,
+                drug_class INTEGER NOT NULL,
+                price_limit_fen BIGINT NOT NULL CHECK (price_limit_fen > 0),
+                valid_from TEXT NOT NULL,
+                valid_to TEXT NOT NULL,
+                PRIMARY KEY (version, code))""",
+            # What a settlement was priced with ('' before: the POS's classes, the settings' ratios).
+            "ALTER TABLE settlements ADD COLUMN catalogue_version TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE settlements ADD COLUMN policy_version TEXT NOT NULL DEFAULT ''",
+        ],
+    ),
 ]

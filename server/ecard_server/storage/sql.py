@@ -20,12 +20,15 @@ from ecard_server.core.records import (
     ACTIVE,
     BINDING,
     CARD_STATUS,
+    NO_CATALOGUE,
     RESUME,
     SUSPEND,
     UNBIND,
     AuditEvent,
     AuditQuery,
     Card,
+    Catalogue,
+    CatalogueItem,
     DeniedCertificate,
     EnrollRow,
     Issuer,
@@ -33,7 +36,7 @@ from ecard_server.core.records import (
     Merchant,
     StoredAuditEvent,
 )
-from ecard_server.storage.ledger import SqlLedger
+from ecard_server.storage.ledger import SqlLedger, catalogue_version
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.outbox import Outbox
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
@@ -296,6 +299,33 @@ class SqlStore:
         ]
 
     # -- cards ------------------------------------------------------------------------------------
+    # -- catalogue --------------------------------------------------------------------------------
+    def import_catalogue(self, items: Sequence[CatalogueItem], now: int) -> str:
+        """Writes a whole new catalogue version and its audit record in one transaction; returns the
+        version (now the current one)."""
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO catalogue_versions (items, imported_at) VALUES (?, ?) RETURNING version",
+                        (len(items), now))
+            version = int(cur.fetchone()[0])
+            insert_rows(
+                cur,
+                "INSERT INTO catalogue_items (version, code, name, drug_class, price_limit_fen, valid_from, "
+                "valid_to) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?)",
+                [(version, i.code, i.name, i.drug_class, i.price_limit_fen, i.valid_from, i.valid_to) for i in items],
+            )
+            write_audit(cur, audit.catalogue_imported(now, str(version), len(items)))
+        return str(version)
+
+    def current_catalogue(self) -> Catalogue:
+        with self.transaction() as cur:  # the version and its items from one snapshot
+            version = catalogue_version(cur)
+            if not version:
+                return NO_CATALOGUE
+            cur.execute("SELECT code, name, drug_class, price_limit_fen, valid_from, valid_to FROM catalogue_items "
+                        "WHERE version = ?", (int(version),))
+            return Catalogue(version, {row[0]: CatalogueItem(*row) for row in cur.fetchall()})
+
     def enroll(self, rows: Sequence[EnrollRow], now: int) -> tuple[int, int]:
         return self.once_more_on_conflict(lambda: self._enroll(rows, now))
 

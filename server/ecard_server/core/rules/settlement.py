@@ -32,13 +32,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ecard.errors import FailedPrecondition, NotFound, PermissionDenied
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.records import (
     ACTIVE,
+    NO_CATALOGUE,
     NOT_ACTIVE_REASON,
+    Catalogue,
     LineItem,
+    LinePricing,
     RefundAsk,
     SettleInput,
     Shares,
@@ -47,6 +50,11 @@ from ecard_server.core.records import (
 from ecard_server.core.rules.allocation import allocate
 
 _HALF = Fraction(1, 2)
+
+
+class StalePricing(FailedPrecondition):
+    """A settlement priced with a catalogue that is no longer the current one (an import committed
+    meanwhile, and this process had not heard of it yet): the service prices it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,12 @@ class Draft:
         if card_status != ACTIVE:
             raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
         return shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
+
+    def check_catalogue(self, current_version: str) -> None:
+        """Raises StalePricing unless the basket was priced with the current catalogue version."""
+        if current_version != self.split.catalogue_version:
+            raise StalePricing(f"priced with catalogue {self.split.catalogue_version or 'none'}, now "
+                               f"{current_version}", "CATALOGUE_CHANGED")
 
     def line_shares(self, paid: Shares) -> tuple[Shares, ...]:
         """Which share paid which line, for the shares the settlement takes (see line_shares)."""
@@ -135,22 +149,65 @@ class SettlementPolicy:
     def from_settings(cls, settings: Settings) -> SettlementPolicy:
         return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio))
 
-    def split(self, items: Sequence[LineItem], merchant_kind: int) -> Split:
-        """Totals of a checked basket, computed once on its totals per class (rounding per line would
-        pay a fen more for each line the POS splits off), then covered allocated to the lines."""
+    @property
+    def version(self) -> str:
+        """The policy's identity, recorded with each settlement it priced: a digest of its ratios."""
+        form = [str(self.class_b_self_pay_ratio), sorted((k, str(v)) for k, v in self.fund_ratio.items())]
+        return "p-" + _digest(form).hex()[:12]
+
+    def split(self, items: Sequence[LineItem], merchant_kind: int, catalogue: Catalogue = NO_CATALOGUE,
+              day: str = "") -> Split:
+        """Prices a checked basket. With a catalogue (version != ""), each line's class and unit price
+        limit are the catalogue's, on `day` (YYYY-MM-DD, Asia/Shanghai): a code it does not hold (or not
+        on that day) is UNKNOWN_ITEM, a POS-declared class other than the catalogue's CLASS_MISMATCH,
+        and the part of a unit price above the limit is self-pay. The shares are computed once on the
+        basket's totals per class (rounding per line would pay a fen more for each line the POS splits
+        off), then covered is allocated to the lines."""
         ratio = self.fund_ratio.get(merchant_kind)
         if ratio is None:
             raise FailedPrecondition("the merchant's kind has no fund ratio", "MERCHANT_KIND_UNKNOWN")
-        class_b = [item.amount_fen if item.drug_class == t.DRUG_CLASS_B else 0 for item in items]
-        class_b_covered = round_half_up(sum(class_b) * (1 - self.class_b_self_pay_ratio))
-        covered_b = allocate(class_b_covered, class_b)
-        line_covered = tuple(
-            item.amount_fen if item.drug_class == t.DRUG_CLASS_A else share_b  # share_b is 0 for class C
-            for item, share_b in zip(items, covered_b, strict=True)
-        )
+        classes, within = [], []  # per line: its class, and its amount within the price limit
+        for number, item in enumerate(items, start=1):
+            drug_class, limit = self._priced(number, item, catalogue, day)
+            classes.append(drug_class)
+            within.append(min(item.unit_price_fen, limit or item.unit_price_fen) * item.quantity)
+        class_b = [w if c == t.DRUG_CLASS_B else 0 for c, w in zip(classes, within, strict=True)]
+        covered_b = allocate(round_half_up(sum(class_b) * (1 - self.class_b_self_pay_ratio)), class_b)
+        lines = []
+        for item, drug_class, inside, share_b in zip(items, classes, within, covered_b, strict=True):
+            over = item.amount_fen - inside
+            if drug_class == t.DRUG_CLASS_A:
+                lines.append(LinePricing(drug_class, inside, 0, over, 0))
+            elif drug_class == t.DRUG_CLASS_B:
+                lines.append(LinePricing(drug_class, share_b, inside - share_b, over, 0))
+            else:
+                lines.append(LinePricing(drug_class, 0, 0, over, inside))
+        line_covered = tuple(line.covered_fen for line in lines)
         covered = sum(line_covered)
         total = sum(item.amount_fen for item in items)
-        return Split(total, covered, round_half_up(covered * ratio), line_covered)
+        return Split(total, covered, round_half_up(covered * ratio), line_covered, tuple(lines),
+                     catalogue.version, self.version)
+
+    @staticmethod
+    def _priced(number: int, item: LineItem, catalogue: Catalogue, day: str) -> tuple[int, int]:
+        """A line's class and unit price limit (0: none): the catalogue's, or without one the POS's."""
+        if not catalogue.version:
+            if item.drug_class not in (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C):
+                raise InvalidArgument(f"line {number}: drug_class must be A, B or C (no catalogue is imported)",
+                                      "INVALID_DRUG_CLASS")
+            return item.drug_class, 0
+        entry = catalogue.items.get(item.code)
+        if entry is None or not entry.valid_on(day):
+            raise InvalidArgument(
+                f"line {number}: code {item.code} is not in catalogue version {catalogue.version} on {day}",
+                "UNKNOWN_ITEM",
+            )
+        if item.drug_class and item.drug_class != entry.drug_class:
+            raise InvalidArgument(
+                f"line {number}: code {item.code} is class {t.DrugClass.Name(entry.drug_class)[-1]} in the "
+                "catalogue, not the class the POS declared", "CLASS_MISMATCH",
+            )
+        return entry.drug_class, entry.price_limit_fen
 
 
 def _digest(form: object) -> bytes:

@@ -155,8 +155,8 @@ def basket(items: Sequence[LineItem], max_items: int) -> None:
             raise InvalidArgument(f"{where}: code is required", "MISSING_ITEM_CODE")
         if len(item.code) > MAX_CODE or len(item.name) > MAX_NAME:
             raise InvalidArgument(f"{where}: code or name is too long", "INVALID_ITEM")
-        if item.drug_class not in DRUG_CLASSES:
-            raise InvalidArgument(f"{where}: drug_class must be A, B or C", "INVALID_DRUG_CLASS")
+        if item.drug_class not in DRUG_CLASSES and item.drug_class != t.DRUG_CLASS_UNSPECIFIED:
+            raise InvalidArgument(f"{where}: drug_class must be A, B or C (or unset)", "INVALID_DRUG_CLASS")
         if item.unit_price_fen <= 0:
             raise InvalidArgument(f"{where}: unit_price_fen must be positive", "INVALID_PRICE")
         if item.quantity <= 0:
