@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ecard._keys import algorithm_of, kid_for, load_public_key_pem
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
-from ecard._token import TokenSigner
+from ecard._token import COUNTER_QR_PREFIX, TokenSigner
 from ecard._transport import Targets, call, principal_metadata, sync_channel
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2, wire
 
@@ -149,16 +149,19 @@ class ChannelClient(_Client):
 
     def issue_ecard(
         self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE,
-        checked_at: int | None = None,
+        checked_at: int | None = None, binding_code: str = "",
     ) -> cards_pb2.ECard:
         """Issues (or binds this channel to) the e-card of `card_no`, with a statement signed by this
-        channel's signer that it checked the holder (`assurance`, at `checked_at`, default now)."""
+        channel's signer that it checked the holder (`assurance`, at `checked_at`, default now). With
+        `binding_code` (what the holder scanned at a counter, "ECB1:" prefix or not), it completes that
+        counter binding, and the signed statement names the code."""
         if self.signer is None:
             raise ValueError("issuing needs the channel's signer: ChannelClient(..., signer=TokenSigner(...))")
-        statement = self.signer.attest(card_no, assurance=assurance, checked_at=checked_at)
+        code = binding_code.strip().removeprefix(COUNTER_QR_PREFIX)
+        statement = self.signer.attest(card_no, assurance=assurance, checked_at=checked_at, binding_code=code)
         request = cards_pb2.IssueECardRequest(
             card_no=card_no, holder_name=holder_name, id_number=id_number, assurance=wire(assurance),
-            assurance_statement=statement,
+            assurance_statement=statement, binding_code=code,
         )
         return self._call(self._cards.IssueECard, request)
 

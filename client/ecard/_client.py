@@ -20,6 +20,7 @@ balances round robin and skips a replica that is down or not SERVING (see `_tran
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -30,7 +31,16 @@ from ecard._recovery import answer_lost, arecover, recover, with_request_id
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import REQUEST_ID, Targets, acall, aio_channel, call, principal_metadata, sync_channel
 from ecard.errors import EcardError, InvalidArgument, TokenNotConsumed, Unreachable
-from ecard.v1 import settlement_pb2, settlement_pb2_grpc, types_pb2, verifier_pb2, verifier_pb2_grpc, wire
+from ecard.v1 import (
+    cards_pb2,
+    cards_pb2_grpc,
+    settlement_pb2,
+    settlement_pb2_grpc,
+    types_pb2,
+    verifier_pb2,
+    verifier_pb2_grpc,
+    wire,
+)
 
 
 def verify_request(
@@ -133,6 +143,7 @@ class PharmacyClient(_MerchantBase):
         self.channel = sync_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
         self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
+        self._cards = cards_pb2_grpc.CardsStub(self.channel)
 
     def _call(
         self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
@@ -207,6 +218,27 @@ class PharmacyClient(_MerchantBase):
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
         return self._call(self._settlement.GetSettlement, request, retry=True)
 
+    # -- binding at the counter -------------------------------------------------------------------
+    def start_counter_binding(self, *, terminal_id: str = "") -> cards_pb2.CounterBinding:
+        """A fresh binding code for the holder to scan: show `qr_text` as a QR code (ecard.qr)."""
+        request = cards_pb2.StartCounterBindingRequest(terminal_id=terminal_id)
+        return self._call(self._cards.StartCounterBinding, request)
+
+    def get_counter_binding(self, binding_code: str, *, wait_s: int = 0) -> cards_pb2.CounterBinding:
+        """The binding's state; with `wait_s` (at most 30), answered once it is completed or expired."""
+        request = cards_pb2.CounterBindingRef(binding_code=binding_code, wait_seconds=wait_s)
+        return self._call(self._cards.GetCounterBinding, request, retry=True, timeout=wait_s + self.options.timeout)
+
+    def wait_counter_binding(self, binding_code: str, *, timeout_s: float = 300) -> cards_pb2.CounterBinding:
+        """Long-polls until the holder's channel completes the binding (status COMPLETED, with `card`), it
+        expires (EXPIRED), or `timeout_s` passes (PENDING)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            binding = self.get_counter_binding(binding_code, wait_s=int(max(0, min(30, left))))
+            if binding.status != cards_pb2.COUNTER_BINDING_STATUS_PENDING or left <= 0:
+                return binding
+
     def close(self) -> None:
         self.channel.close()
 
@@ -225,6 +257,7 @@ class AsyncPharmacyClient(_MerchantBase):
         self.channel = aio_channel(target, self.options)
         self._verifier = verifier_pb2_grpc.VerifierStub(self.channel)
         self._settlement = settlement_pb2_grpc.SettlementStub(self.channel)
+        self._cards = cards_pb2_grpc.CardsStub(self.channel)
 
     async def _call(
         self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
@@ -285,6 +318,24 @@ class AsyncPharmacyClient(_MerchantBase):
     async def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
         request = settlement_pb2.GetSettlementRequest(settlement_id=settlement_id)
         return await self._call(self._settlement.GetSettlement, request, retry=True)
+
+    async def start_counter_binding(self, *, terminal_id: str = "") -> cards_pb2.CounterBinding:
+        request = cards_pb2.StartCounterBindingRequest(terminal_id=terminal_id)
+        return await self._call(self._cards.StartCounterBinding, request)
+
+    async def get_counter_binding(self, binding_code: str, *, wait_s: int = 0) -> cards_pb2.CounterBinding:
+        request = cards_pb2.CounterBindingRef(binding_code=binding_code, wait_seconds=wait_s)
+        return await self._call(self._cards.GetCounterBinding, request, retry=True,
+                                timeout=wait_s + self.options.timeout)
+
+    async def wait_counter_binding(self, binding_code: str, *, timeout_s: float = 300) -> cards_pb2.CounterBinding:
+        """PharmacyClient.wait_counter_binding, for an event loop."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            binding = await self.get_counter_binding(binding_code, wait_s=int(max(0, min(30, left))))
+            if binding.status != cards_pb2.COUNTER_BINDING_STATUS_PENDING or left <= 0:
+                return binding
 
     async def close(self) -> None:
         await self.channel.close()

@@ -30,6 +30,7 @@ TOKEN_VERSION = 1
 TEXT_PREFIX = "EC1:"
 SIGNING_CONTEXT = b"ecard/v1/token\x00"
 ASSURANCE_CONTEXT = b"ecard/v1/assurance\x00"  # a channel's signed statement of a holder check
+COUNTER_QR_PREFIX = "ECB1:"  # a counter binding's QR text: this prefix and the binding code
 ASSURANCE_VERSION = 1
 MAX_TOKEN_CHARS = 300
 NONCE_BYTES = 16
@@ -215,14 +216,15 @@ class TokenSigner:
 
     def attest(
         self, card_no: str, *, assurance: int = types_pb2.ASSURANCE_FACE, checked_at: int | None = None,
-        nonce: bytes | None = None,
+        nonce: bytes | None = None, binding_code: str = "",
     ) -> token_pb2.SignedAssurance:
         """The channel's signed statement that it checked the holder of `card_no` (a face check by
-        default) at `checked_at` (default now), for IssueECard: attributable to this issuer's key."""
+        default) at `checked_at` (default now), for IssueECard: attributable to this issuer's key. For a
+        binding at a counter, it names the counter's `binding_code`."""
         claims = token_pb2.AssuranceClaims(
             version=ASSURANCE_VERSION, issuer_id=self.issuer_id, kid=self.kid, card_no=card_no,
             assurance=wire(assurance), checked_at=int(time.time()) if checked_at is None else checked_at,
-            nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce,
+            nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce, binding_code=binding_code,
         )
         return self.sign_assurance(claims)
 

@@ -39,12 +39,14 @@ from ecard_server.core.caches import CardCache, CertificateDenyList, KeyRegistry
 from ecard_server.core.cards import CardService
 from ecard_server.core.catalogue import CatalogueBook
 from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
+from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, mask_name
 from ecard_server.core.limits import Admission
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
 from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
+from ecard_server.core.signals import Signals
 from ecard_server.core.usage import UsageService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.deployment_metrics import watch_deployment
@@ -86,6 +88,7 @@ class Deployment:
     records: VerificationRecords
     channel_events: ChannelEventService
     usage: UsageService
+    counter: CounterBindingService
     upkeep: OutboxUpkeep
     clock: Callable[[], float]
 
@@ -144,10 +147,11 @@ class Deployment:
         keys, merchants = KeyRegistry(store), MerchantDirectory(store)
         card_cache = CardCache(store, settings.card_cache_size)
         trail = AuditTrail(store.append_audit, clock=clock)
-        channel_events = ChannelEventService(store.outbox, trail, settings, clock)
+        signals = Signals()
+        channel_events = ChannelEventService(store.outbox, trail, settings, signals, clock)
         denied = CertificateDenyList(store)
         catalogue = CatalogueBook(store)
-        for listener in (keys.on_change, merchants.on_change, card_cache.on_change, channel_events.signals.on_change,
+        for listener in (keys.on_change, merchants.on_change, card_cache.on_change, signals.on_change,
                          denied.on_change, catalogue.on_change):
             bus.subscribe(listener)
         # Once a transaction that wrote channel events commits, their streams on every replica wake.
@@ -183,6 +187,7 @@ class Deployment:
             ),
             channel_events=channel_events,
             usage=UsageService(store, store.usage, trail, clock),
+            counter=CounterBindingService(store, trail, settings, clock),
             upkeep=OutboxUpkeep(store.outbox, settings, clock),
             clock=clock,
         )
@@ -326,7 +331,8 @@ def create_server(
         servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(
-        CardsServicer(deployment.cards, deployment.channel_events, deployment.usage, placement), registry
+        CardsServicer(deployment.cards, deployment.channel_events, deployment.usage, deployment.counter,
+                      deployment.card_cache, placement), registry
     )
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
     settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)

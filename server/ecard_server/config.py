@@ -73,6 +73,8 @@ class Settings:
     """Failed issuances one channel may make in issue_failure_window_s, over all card numbers."""
     issue_failure_window_s: int = 86_400
     """The window of both issuance throttles, from a scope's first failure."""
+    counter_binding_ttl_s: int = 300
+    """How long a binding code a merchant's counter shows may be completed by a channel."""
     issue_assurance_max_age_s: int = 600
     """How old a channel's signed statement of a face check may be when it asks for an e-card."""
     max_batch: int = 1000

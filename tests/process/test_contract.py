@@ -41,14 +41,15 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name", ["Purpose", "Assurance", "Verdict", "Reason", "CardStatus", "DrugClass", "MerchantKind",
-             "KeyAlgorithm", "SettlementStatus", "ChannelEventKind", "BindingState"],
+             "KeyAlgorithm", "SettlementStatus", "ChannelEventKind", "BindingState", "CounterBindingStatus",
+             "UsageKind"],
 )
 def test_friendly_enums_mirror_the_proto_enums(name: str) -> None:
     import ecard.v1
     from ecard.v1 import cards_pb2, types_pb2
 
     friendly = getattr(ecard.v1, name)
-    module = cards_pb2 if name in ("ChannelEventKind", "BindingState") else types_pb2
+    module = cards_pb2 if name in cards_pb2.DESCRIPTOR.enum_types_by_name else types_pb2
     values = module.DESCRIPTOR.enum_types_by_name[name].values
     prefix = values[0].name.removesuffix("UNSPECIFIED")
     assert {m.name: m.value for m in friendly} == {v.name.removeprefix(prefix): v.number for v in values}

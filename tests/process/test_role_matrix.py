@@ -56,6 +56,7 @@ MISMATCH = ("PERMISSION_DENIED", "PRINCIPAL_MISMATCH")  # the request names anot
 NOT_YOURS = ("PERMISSION_DENIED", "SETTLEMENT_NOT_YOURS")
 NOT_BOUND = ("PERMISSION_DENIED", "CHANNEL_NOT_BOUND")
 UNKNOWN_CARD = ("NOT_FOUND", "CARD_UNKNOWN")
+UNKNOWN_BINDING = ("NOT_FOUND", "COUNTER_BINDING_UNKNOWN")
 NOT_SEEN = ("NOT_FOUND", "VERIFICATION_NOT_FOUND")  # another merchant's request_id is not found for this one
 
 PRINCIPALS = ("admin", "channel", "merchant", "none")
@@ -82,6 +83,9 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Cards.WatchEvents":       (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
     # Another channel's holder's usage is not found, not refused: it does not learn the e-card exists.
     "Cards.ListUsage":         (OK, OK, OK, UNKNOWN_CARD, ROLE, ROLE, ANON, ANON),
+    # A merchant starts its own counter bindings and reads only those (another's code is not found).
+    "Cards.StartCounterBinding": (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Cards.GetCounterBinding": (ROLE, ROLE, ROLE, ROLE, OK, UNKNOWN_BINDING, ANON, ANON),
     "Admin.UpsertIssuer":      (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel manages its own issuer keys, and only those.
     "Admin.RegisterIssuerKey": (OK, OK, OK, MISMATCH, ROLE, ROLE, ANON, ANON),
@@ -311,6 +315,10 @@ CALLS: dict[str, Call] = {
     "Cards.ResumeBinding": _unary(C, "ResumeBinding", _suspended),
     "Cards.Unbind": _unary(C, "Unbind", _binding),
     "Cards.WatchEvents": _watch,
+    "Cards.StartCounterBinding": _unary(C, "StartCounterBinding", lambda s, side: cards_pb2.StartCounterBindingRequest(
+        merchant_id=s.side(side).merchant_id, terminal_id="till-1")),
+    "Cards.GetCounterBinding": _unary(C, "GetCounterBinding", lambda s, side: cards_pb2.CounterBindingRef(
+        binding_code=s.side(side).pos.start_counter_binding().binding_code)),
     "Cards.ListUsage": _unary(C, "ListUsage", lambda s, side: cards_pb2.ListUsageRequest(ecard_id=s.ecard(side)[1])),
     "Admin.UpsertIssuer": _unary(A, "UpsertIssuer", lambda s, side: admin_pb2.Issuer(
         issuer_id=s.side(side).issuer_id, display_name="renamed")),

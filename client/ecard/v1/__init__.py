@@ -154,6 +154,24 @@ class BindingState(IntEnum):
     UNBOUND = 3
 
 
+class CounterBindingStatus(IntEnum):
+    """ecard.v1.CounterBindingStatus: `CounterBindingStatus.COMPLETED` is `COUNTER_BINDING_STATUS_COMPLETED`."""
+
+    UNSPECIFIED = 0
+    PENDING = 1
+    COMPLETED = 2
+    EXPIRED = 3
+
+
+class UsageKind(IntEnum):
+    """ecard.v1.UsageKind: `UsageKind.SETTLEMENT` is `USAGE_KIND_SETTLEMENT`."""
+
+    UNSPECIFIED = 0
+    VERIFICATION = 1
+    SETTLEMENT = 2
+    REFUND = 3
+
+
 class SettlementStatus(IntEnum):
     """ecard.v1.SettlementStatus: `SettlementStatus.SETTLED` is `SETTLEMENT_STATUS_SETTLED`."""
 
@@ -172,6 +190,7 @@ __all__ = [
     "CardView",
     "ChannelEvent",
     "ChannelEventKind",
+    "CounterBindingStatus",
     "CreditRequest",
     "DrugClass",
     "ECard",
@@ -203,6 +222,7 @@ __all__ = [
     "SettlementStatus",
     "SignedToken",
     "TokenClaims",
+    "UsageKind",
     "Verdict",
     "VerifyBatchRequest",
     "VerifyBatchResponse",

@@ -27,39 +27,47 @@ from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 from ecard.v1 import token_pb2 as ecard_dot_v1_dot_token__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/cards.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/token.proto\"\xac\x01\n\x11IssueECardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12&\n\tassurance\x18\x04 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x36\n\x13\x61ssurance_statement\x18\x05 \x01(\x0b\x32\x19.ecard.v1.SignedAssurance\"#\n\x0fGetECardRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\"7\n\x07\x43\x61rdRef\x12\x11\n\x07\x63\x61rd_no\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"\xb7\x02\n\x05\x45\x43\x61rd\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x02 \x01(\t\x12\x1a\n\x12holder_name_masked\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12suspended_channels\x18\t \x03(\t\x12/\n\x0breplaced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\nBindingRef\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tissuer_id\x18\x02 \x01(\t\"6\n\x12WatchEventsRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x03\"\x96\x04\n\x0c\x43hannelEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.ecard.v1.ChannelEventKind\x12\x10\n\x08\x65\x63\x61rd_id\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x19\n\x11\x62inding_issuer_id\x18\x06 \x01(\t\x12-\n\rbinding_state\x18\x07 \x01(\x0e\x32\x16.ecard.v1.BindingState\x12\x15\n\rsettlement_id\x18\x08 \x01(\t\x12\x13\n\x0bmerchant_id\x18\t \x01(\t\x12\x15\n\rmerchant_name\x18\n \x01(\t\x12\x11\n\ttotal_fen\x18\x0b \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x0c \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\r \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x0e \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\x0f \x01(\x03\x12\x0b\n\x03kid\x18\x10 \x01(\t\x12\x31\n\rkey_not_after\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x12 \x01(\t\"K\n\x10ListUsageRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xb5\x02\n\x0bUsageRecord\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.ecard.v1.UsageKind\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12\x15\n\rmerchant_name\x18\x04 \x01(\t\x12\x13\n\x0bterminal_id\x18\x05 \x01(\t\x12 \n\x06reason\x18\x06 \x01(\x0e\x32\x10.ecard.v1.Reason\x12\x15\n\rsettlement_id\x18\x07 \x01(\t\x12\x11\n\ttotal_fen\x18\x08 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\t \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\n \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x0b \x01(\x03\"T\n\x11ListUsageResponse\x12&\n\x07records\x18\x01 \x03(\x0b\x32\x15.ecard.v1.UsageRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x86\x02\n\x10\x43hannelEventKind\x12\"\n\x1e\x43HANNEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1e\x43HANNEL_EVENT_KIND_CARD_STATUS\x10\x01\x12\x1e\n\x1a\x43HANNEL_EVENT_KIND_BINDING\x10\x02\x12\x1e\n\x1a\x43HANNEL_EVENT_KIND_SETTLED\x10\x03\x12\x1f\n\x1b\x43HANNEL_EVENT_KIND_REFUNDED\x10\x04\x12$\n CHANNEL_EVENT_KIND_CARD_REPLACED\x10\x05\x12#\n\x1f\x43HANNEL_EVENT_KIND_KEY_EXPIRING\x10\x06*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42INDING_STATE_ACTIVE\x10\x01\x12\x1b\n\x17\x42INDING_STATE_SUSPENDED\x10\x02\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x03*v\n\tUsageKind\x12\x1a\n\x16USAGE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17USAGE_KIND_VERIFICATION\x10\x01\x12\x19\n\x15USAGE_KIND_SETTLEMENT\x10\x02\x12\x15\n\x11USAGE_KIND_REFUND\x10\x03\x32\xbb\x04\n\x05\x43\x61rds\x12:\n\nIssueECard\x12\x1b.ecard.v1.IssueECardRequest\x1a\x0f.ecard.v1.ECard\x12\x36\n\x08GetECard\x12\x19.ecard.v1.GetECardRequest\x1a\x0f.ecard.v1.ECard\x12\x30\n\nReportLost\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12/\n\tReinstate\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12,\n\x06\x43\x61ncel\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12\x37\n\x0eSuspendBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x36\n\rResumeBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12/\n\x06Unbind\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x45\n\x0bWatchEvents\x12\x1c.ecard.v1.WatchEventsRequest\x1a\x16.ecard.v1.ChannelEvent0\x01\x12\x44\n\tListUsage\x12\x1a.ecard.v1.ListUsageRequest\x1a\x1b.ecard.v1.ListUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/cards.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/token.proto\"\xc2\x01\n\x11IssueECardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12&\n\tassurance\x18\x04 \x01(\x0e\x32\x13.ecard.v1.Assurance\x12\x36\n\x13\x61ssurance_statement\x18\x05 \x01(\x0b\x32\x19.ecard.v1.SignedAssurance\x12\x14\n\x0c\x62inding_code\x18\x06 \x01(\t\"#\n\x0fGetECardRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\"7\n\x07\x43\x61rdRef\x12\x11\n\x07\x63\x61rd_no\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x65\x63\x61rd_id\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"\xb7\x02\n\x05\x45\x43\x61rd\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x02 \x01(\t\x12\x1a\n\x12holder_name_masked\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x07 \x01(\x03\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12suspended_channels\x18\t \x03(\t\x12/\n\x0breplaced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\nBindingRef\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tissuer_id\x18\x02 \x01(\t\"6\n\x12WatchEventsRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x03\"\x96\x04\n\x0c\x43hannelEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.ecard.v1.ChannelEventKind\x12\x10\n\x08\x65\x63\x61rd_id\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.ecard.v1.CardStatus\x12\x19\n\x11\x62inding_issuer_id\x18\x06 \x01(\t\x12-\n\rbinding_state\x18\x07 \x01(\x0e\x32\x16.ecard.v1.BindingState\x12\x15\n\rsettlement_id\x18\x08 \x01(\t\x12\x13\n\x0bmerchant_id\x18\t \x01(\t\x12\x15\n\rmerchant_name\x18\n \x01(\t\x12\x11\n\ttotal_fen\x18\x0b \x01(\x03\x12\x15\n\rfund_paid_fen\x18\x0c \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\r \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x0e \x01(\x03\x12$\n\x1cpersonal_account_balance_fen\x18\x0f \x01(\x03\x12\x0b\n\x03kid\x18\x10 \x01(\t\x12\x31\n\rkey_not_after\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x61rd_no_masked\x18\x12 \x01(\t\"K\n\x10ListUsageRequest\x12\x10\n\x08\x65\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xb5\x02\n\x0bUsageRecord\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.ecard.v1.UsageKind\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12\x15\n\rmerchant_name\x18\x04 \x01(\t\x12\x13\n\x0bterminal_id\x18\x05 \x01(\t\x12 \n\x06reason\x18\x06 \x01(\x0e\x32\x10.ecard.v1.Reason\x12\x15\n\rsettlement_id\x18\x07 \x01(\t\x12\x11\n\ttotal_fen\x18\x08 \x01(\x03\x12\x15\n\rfund_paid_fen\x18\t \x01(\x03\x12!\n\x19personal_account_paid_fen\x18\n \x01(\x03\x12\x14\n\x0cself_pay_fen\x18\x0b \x01(\x03\"T\n\x11ListUsageResponse\x12&\n\x07records\x18\x01 \x03(\x0b\x32\x15.ecard.v1.UsageRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x1aStartCounterBindingRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\"T\n\x11\x43ounterBindingRef\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62inding_code\x18\x02 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x05\"\xa8\x02\n\x0e\x43ounterBinding\x12\x14\n\x0c\x62inding_code\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x13\n\x0bterminal_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.ecard.v1.CounterBindingStatus\x12 \n\x04\x63\x61rd\x18\x06 \x01(\x0b\x32\x12.ecard.v1.CardView\x12\x11\n\tissuer_id\x18\x07 \x01(\t\x12\x0f\n\x07qr_text\x18\x08 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x86\x02\n\x10\x43hannelEventKind\x12\"\n\x1e\x43HANNEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1e\x43HANNEL_EVENT_KIND_CARD_STATUS\x10\x01\x12\x1e\n\x1a\x43HANNEL_EVENT_KIND_BINDING\x10\x02\x12\x1e\n\x1a\x43HANNEL_EVENT_KIND_SETTLED\x10\x03\x12\x1f\n\x1b\x43HANNEL_EVENT_KIND_REFUNDED\x10\x04\x12$\n CHANNEL_EVENT_KIND_CARD_REPLACED\x10\x05\x12#\n\x1f\x43HANNEL_EVENT_KIND_KEY_EXPIRING\x10\x06*\x7f\n\x0c\x42indingState\x12\x1d\n\x19\x42INDING_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42INDING_STATE_ACTIVE\x10\x01\x12\x1b\n\x17\x42INDING_STATE_SUSPENDED\x10\x02\x12\x19\n\x15\x42INDING_STATE_UNBOUND\x10\x03*v\n\tUsageKind\x12\x1a\n\x16USAGE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17USAGE_KIND_VERIFICATION\x10\x01\x12\x19\n\x15USAGE_KIND_SETTLEMENT\x10\x02\x12\x15\n\x11USAGE_KIND_REFUND\x10\x03*\xac\x01\n\x14\x43ounterBindingStatus\x12&\n\"COUNTER_BINDING_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1e\x43OUNTER_BINDING_STATUS_PENDING\x10\x01\x12$\n COUNTER_BINDING_STATUS_COMPLETED\x10\x02\x12\"\n\x1e\x43OUNTER_BINDING_STATUS_EXPIRED\x10\x03\x32\xde\x05\n\x05\x43\x61rds\x12:\n\nIssueECard\x12\x1b.ecard.v1.IssueECardRequest\x1a\x0f.ecard.v1.ECard\x12\x36\n\x08GetECard\x12\x19.ecard.v1.GetECardRequest\x1a\x0f.ecard.v1.ECard\x12\x30\n\nReportLost\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12/\n\tReinstate\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12,\n\x06\x43\x61ncel\x12\x11.ecard.v1.CardRef\x1a\x0f.ecard.v1.ECard\x12\x37\n\x0eSuspendBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x36\n\rResumeBinding\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12/\n\x06Unbind\x12\x14.ecard.v1.BindingRef\x1a\x0f.ecard.v1.ECard\x12\x45\n\x0bWatchEvents\x12\x1c.ecard.v1.WatchEventsRequest\x1a\x16.ecard.v1.ChannelEvent0\x01\x12\x44\n\tListUsage\x12\x1a.ecard.v1.ListUsageRequest\x1a\x1b.ecard.v1.ListUsageResponse\x12U\n\x13StartCounterBinding\x12$.ecard.v1.StartCounterBindingRequest\x1a\x18.ecard.v1.CounterBinding\x12J\n\x11GetCounterBinding\x12\x1b.ecard.v1.CounterBindingRef\x1a\x18.ecard.v1.CounterBindingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecard.v1.cards_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNELEVENTKIND']._serialized_start=1814
-  _globals['_CHANNELEVENTKIND']._serialized_end=2076
-  _globals['_BINDINGSTATE']._serialized_start=2078
-  _globals['_BINDINGSTATE']._serialized_end=2205
-  _globals['_USAGEKIND']._serialized_start=2207
-  _globals['_USAGEKIND']._serialized_end=2325
+  _globals['_CHANNELEVENTKIND']._serialized_start=2293
+  _globals['_CHANNELEVENTKIND']._serialized_end=2555
+  _globals['_BINDINGSTATE']._serialized_start=2557
+  _globals['_BINDINGSTATE']._serialized_end=2684
+  _globals['_USAGEKIND']._serialized_start=2686
+  _globals['_USAGEKIND']._serialized_end=2804
+  _globals['_COUNTERBINDINGSTATUS']._serialized_start=2807
+  _globals['_COUNTERBINDINGSTATUS']._serialized_end=2979
   _globals['_ISSUEECARDREQUEST']._serialized_start=112
-  _globals['_ISSUEECARDREQUEST']._serialized_end=284
-  _globals['_GETECARDREQUEST']._serialized_start=286
-  _globals['_GETECARDREQUEST']._serialized_end=321
-  _globals['_CARDREF']._serialized_start=323
-  _globals['_CARDREF']._serialized_end=378
-  _globals['_ECARD']._serialized_start=381
-  _globals['_ECARD']._serialized_end=692
-  _globals['_BINDINGREF']._serialized_start=694
-  _globals['_BINDINGREF']._serialized_end=743
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=745
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=799
-  _globals['_CHANNELEVENT']._serialized_start=802
-  _globals['_CHANNELEVENT']._serialized_end=1336
-  _globals['_LISTUSAGEREQUEST']._serialized_start=1338
-  _globals['_LISTUSAGEREQUEST']._serialized_end=1413
-  _globals['_USAGERECORD']._serialized_start=1416
-  _globals['_USAGERECORD']._serialized_end=1725
-  _globals['_LISTUSAGERESPONSE']._serialized_start=1727
-  _globals['_LISTUSAGERESPONSE']._serialized_end=1811
-  _globals['_CARDS']._serialized_start=2328
-  _globals['_CARDS']._serialized_end=2899
+  _globals['_ISSUEECARDREQUEST']._serialized_end=306
+  _globals['_GETECARDREQUEST']._serialized_start=308
+  _globals['_GETECARDREQUEST']._serialized_end=343
+  _globals['_CARDREF']._serialized_start=345
+  _globals['_CARDREF']._serialized_end=400
+  _globals['_ECARD']._serialized_start=403
+  _globals['_ECARD']._serialized_end=714
+  _globals['_BINDINGREF']._serialized_start=716
+  _globals['_BINDINGREF']._serialized_end=765
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=767
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=821
+  _globals['_CHANNELEVENT']._serialized_start=824
+  _globals['_CHANNELEVENT']._serialized_end=1358
+  _globals['_LISTUSAGEREQUEST']._serialized_start=1360
+  _globals['_LISTUSAGEREQUEST']._serialized_end=1435
+  _globals['_USAGERECORD']._serialized_start=1438
+  _globals['_USAGERECORD']._serialized_end=1747
+  _globals['_LISTUSAGERESPONSE']._serialized_start=1749
+  _globals['_LISTUSAGERESPONSE']._serialized_end=1833
+  _globals['_STARTCOUNTERBINDINGREQUEST']._serialized_start=1835
+  _globals['_STARTCOUNTERBINDINGREQUEST']._serialized_end=1905
+  _globals['_COUNTERBINDINGREF']._serialized_start=1907
+  _globals['_COUNTERBINDINGREF']._serialized_end=1991
+  _globals['_COUNTERBINDING']._serialized_start=1994
+  _globals['_COUNTERBINDING']._serialized_end=2290
+  _globals['_CARDS']._serialized_start=2982
+  _globals['_CARDS']._serialized_end=3716
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,13 @@ class UsageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     USAGE_KIND_VERIFICATION: _ClassVar[UsageKind]
     USAGE_KIND_SETTLEMENT: _ClassVar[UsageKind]
     USAGE_KIND_REFUND: _ClassVar[UsageKind]
+
+class CounterBindingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COUNTER_BINDING_STATUS_UNSPECIFIED: _ClassVar[CounterBindingStatus]
+    COUNTER_BINDING_STATUS_PENDING: _ClassVar[CounterBindingStatus]
+    COUNTER_BINDING_STATUS_COMPLETED: _ClassVar[CounterBindingStatus]
+    COUNTER_BINDING_STATUS_EXPIRED: _ClassVar[CounterBindingStatus]
 CHANNEL_EVENT_KIND_UNSPECIFIED: ChannelEventKind
 CHANNEL_EVENT_KIND_CARD_STATUS: ChannelEventKind
 CHANNEL_EVENT_KIND_BINDING: ChannelEventKind
@@ -50,20 +57,26 @@ USAGE_KIND_UNSPECIFIED: UsageKind
 USAGE_KIND_VERIFICATION: UsageKind
 USAGE_KIND_SETTLEMENT: UsageKind
 USAGE_KIND_REFUND: UsageKind
+COUNTER_BINDING_STATUS_UNSPECIFIED: CounterBindingStatus
+COUNTER_BINDING_STATUS_PENDING: CounterBindingStatus
+COUNTER_BINDING_STATUS_COMPLETED: CounterBindingStatus
+COUNTER_BINDING_STATUS_EXPIRED: CounterBindingStatus
 
 class IssueECardRequest(_message.Message):
-    __slots__ = ("card_no", "holder_name", "id_number", "assurance", "assurance_statement")
+    __slots__ = ("card_no", "holder_name", "id_number", "assurance", "assurance_statement", "binding_code")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ASSURANCE_FIELD_NUMBER: _ClassVar[int]
     ASSURANCE_STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    BINDING_CODE_FIELD_NUMBER: _ClassVar[int]
     card_no: str
     holder_name: str
     id_number: str
     assurance: _types_pb2.Assurance
     assurance_statement: _token_pb2.SignedAssurance
-    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., assurance_statement: _Optional[_Union[_token_pb2.SignedAssurance, _Mapping]] = ...) -> None: ...
+    binding_code: str
+    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., assurance_statement: _Optional[_Union[_token_pb2.SignedAssurance, _Mapping]] = ..., binding_code: _Optional[str] = ...) -> None: ...
 
 class GetECardRequest(_message.Message):
     __slots__ = ("ecard_id",)
@@ -202,3 +215,43 @@ class ListUsageResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[UsageRecord]
     next_page_token: str
     def __init__(self, records: _Optional[_Iterable[_Union[UsageRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StartCounterBindingRequest(_message.Message):
+    __slots__ = ("merchant_id", "terminal_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    terminal_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., terminal_id: _Optional[str] = ...) -> None: ...
+
+class CounterBindingRef(_message.Message):
+    __slots__ = ("merchant_id", "binding_code", "wait_seconds")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    BINDING_CODE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    binding_code: str
+    wait_seconds: int
+    def __init__(self, merchant_id: _Optional[str] = ..., binding_code: _Optional[str] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
+
+class CounterBinding(_message.Message):
+    __slots__ = ("binding_code", "merchant_id", "terminal_id", "expires_at", "status", "card", "issuer_id", "qr_text", "completed_at")
+    BINDING_CODE_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
+    QR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    binding_code: str
+    merchant_id: str
+    terminal_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    status: CounterBindingStatus
+    card: _types_pb2.CardView
+    issuer_id: str
+    qr_text: str
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, binding_code: _Optional[str] = ..., merchant_id: _Optional[str] = ..., terminal_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[CounterBindingStatus, str]] = ..., card: _Optional[_Union[_types_pb2.CardView, _Mapping]] = ..., issuer_id: _Optional[str] = ..., qr_text: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -84,6 +84,16 @@ class CardsStub:
                 request_serializer=ecard_dot_v1_dot_cards__pb2.ListUsageRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_cards__pb2.ListUsageResponse.FromString,
                 _registered_method=True)
+        self.StartCounterBinding = channel.unary_unary(
+                '/ecard.v1.Cards/StartCounterBinding',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.StartCounterBindingRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.CounterBinding.FromString,
+                _registered_method=True)
+        self.GetCounterBinding = channel.unary_unary(
+                '/ecard.v1.Cards/GetCounterBinding',
+                request_serializer=ecard_dot_v1_dot_cards__pb2.CounterBindingRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_cards__pb2.CounterBinding.FromString,
+                _registered_method=True)
 
 
 class CardsServicer:
@@ -159,6 +169,21 @@ class CardsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartCounterBinding(self, request, context):
+        """Binding at the counter: a merchant starts one and shows its code as a QR (qr_text); the holder
+        scans it in a channel app, which completes IssueECard with binding_code (and a signed face
+        statement naming it); the merchant learns the holder's e-card with GetCounterBinding (long poll).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCounterBinding(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +236,16 @@ def add_CardsServicer_to_server(servicer, server):
                     servicer.ListUsage,
                     request_deserializer=ecard_dot_v1_dot_cards__pb2.ListUsageRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_cards__pb2.ListUsageResponse.SerializeToString,
+            ),
+            'StartCounterBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCounterBinding,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.StartCounterBindingRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.CounterBinding.SerializeToString,
+            ),
+            'GetCounterBinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCounterBinding,
+                    request_deserializer=ecard_dot_v1_dot_cards__pb2.CounterBindingRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_cards__pb2.CounterBinding.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +518,60 @@ class Cards:
             '/ecard.v1.Cards/ListUsage',
             ecard_dot_v1_dot_cards__pb2.ListUsageRequest.SerializeToString,
             ecard_dot_v1_dot_cards__pb2.ListUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCounterBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/StartCounterBinding',
+            ecard_dot_v1_dot_cards__pb2.StartCounterBindingRequest.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.CounterBinding.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCounterBinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Cards/GetCounterBinding',
+            ecard_dot_v1_dot_cards__pb2.CounterBindingRef.SerializeToString,
+            ecard_dot_v1_dot_cards__pb2.CounterBinding.FromString,
             options,
             channel_credentials,
             insecure,

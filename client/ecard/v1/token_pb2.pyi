@@ -38,7 +38,7 @@ class SignedToken(_message.Message):
     def __init__(self, claims: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class AssuranceClaims(_message.Message):
-    __slots__ = ("version", "issuer_id", "kid", "card_no", "assurance", "checked_at", "nonce")
+    __slots__ = ("version", "issuer_id", "kid", "card_no", "assurance", "checked_at", "nonce", "binding_code")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
     KID_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class AssuranceClaims(_message.Message):
     ASSURANCE_FIELD_NUMBER: _ClassVar[int]
     CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    BINDING_CODE_FIELD_NUMBER: _ClassVar[int]
     version: int
     issuer_id: str
     kid: str
@@ -53,7 +54,8 @@ class AssuranceClaims(_message.Message):
     assurance: _types_pb2.Assurance
     checked_at: int
     nonce: bytes
-    def __init__(self, version: _Optional[int] = ..., issuer_id: _Optional[str] = ..., kid: _Optional[str] = ..., card_no: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., checked_at: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+    binding_code: str
+    def __init__(self, version: _Optional[int] = ..., issuer_id: _Optional[str] = ..., kid: _Optional[str] = ..., card_no: _Optional[str] = ..., assurance: _Optional[_Union[_types_pb2.Assurance, str]] = ..., checked_at: _Optional[int] = ..., nonce: _Optional[bytes] = ..., binding_code: _Optional[str] = ...) -> None: ...
 
 class SignedAssurance(_message.Message):
     __slots__ = ("claims", "signature")

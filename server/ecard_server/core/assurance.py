@@ -4,7 +4,8 @@ A bare `assurance = FACE` is a claim nobody can hold the channel to. The stateme
 of the channel's own registered keys (the SDK's `TokenSigner.attest`), so a binding made on it is
 attributable: the store keeps the signed bytes beside the binding, and the audit trail names the key.
 
-    claims    = AssuranceClaims { version 1, issuer_id, kid, card_no, assurance, checked_at, nonce }
+    claims    = AssuranceClaims { version 1, issuer_id, kid, card_no, assurance, checked_at, nonce,
+                                  binding_code (a counter binding's code; else empty) }
     signature = Sign(key, "ecard/v1/assurance\\x00" || claims)
 
 It holds only for the caller's own issuer, a key of it that is live now (not revoked, inside its
@@ -64,7 +65,8 @@ class Attestation:
 
 
 def check_statement(
-    statement: Statement, *, issuer_id: str, card_no: str, keys: KeyRegistry, now: int, max_age_s: int, skew_s: int
+    statement: Statement, *, issuer_id: str, card_no: str, keys: KeyRegistry, now: int, max_age_s: int, skew_s: int,
+    binding_code: str = "",
 ) -> Attestation:
     """The attestation of a statement by `issuer_id` about `card_no`, or FailedPrecondition
     (ASSURANCE_TOO_LOW: none, or below FACE; ASSURANCE_STATEMENT_INVALID: anything else wrong)."""
@@ -82,6 +84,8 @@ def check_statement(
         raise FailedPrecondition("the assurance statement is another issuer's", _INVALID)
     if claims.card_no != card_no:
         raise FailedPrecondition("the assurance statement is about another card", _INVALID)
+    if claims.binding_code != binding_code:  # a counter binding's check names its code, and only then
+        raise FailedPrecondition("the assurance statement names another counter binding (or none)", _INVALID)
     if claims.assurance < t.ASSURANCE_FACE:
         raise FailedPrecondition("issuing an e-card needs a face check", "ASSURANCE_TOO_LOW")
     if not now - max_age_s <= claims.checked_at <= now + skew_s:

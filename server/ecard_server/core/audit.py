@@ -72,6 +72,20 @@ def usage_listed(at: int, actor: str, ecard_id: str) -> AuditEvent:
     return AuditEvent(at, "USAGE_LISTED", actor, ecard_id, "")
 
 
+def counter_binding_started(at: int, merchant_id: str, code: str, terminal_id: str) -> AuditEvent:
+    return AuditEvent(at, "COUNTER_BINDING_STARTED", f"merchant:{merchant_id}", code, terminal_id)
+
+
+def counter_binding_completed(at: int, issuer_id: str, ecard_id: str, code: str, merchant_id: str) -> AuditEvent:
+    """An issuance that completed a counter binding: which channel, e-card, code and merchant."""
+    return AuditEvent(at, "COUNTER_BINDING_COMPLETED", f"channel:{issuer_id}", ecard_id,
+                      f"code={code} merchant={merchant_id}")
+
+
+def counter_binding_read(at: int, actor: str, code: str, ecard_id: str) -> AuditEvent:
+    return AuditEvent(at, "COUNTER_BINDING_READ", actor, code, ecard_id)
+
+
 def account_credit(at: int, ecard_id: str, amount_fen: int) -> AuditEvent:
     return AuditEvent(at, "ACCOUNT_CREDIT", "admin", ecard_id, str(amount_fen))
 

@@ -17,6 +17,7 @@ from ecard_server.core.identity import IdentityHasher, mask_card_no
 from ecard_server.core.ports import CardStore, ChangeBus, Ledger
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, RESUME, SUSPEND, UNBIND, Card
+from ecard_server.core.rules import counter as counter_rules
 from ecard_server.core.rules import validation
 
 
@@ -39,7 +40,8 @@ class CardService:
         self._clock = clock
 
     def issue_ecard(
-        self, channel: Principal, card_no: str, holder_name: str, id_number: str, statement: Statement
+        self, channel: Principal, card_no: str, holder_name: str, id_number: str, statement: Statement,
+        binding_code: str = "",
     ) -> Card:
         """Issues (or binds `channel` to) the card's e-card on the channel's signed statement of a face
         check. Every mismatch answers the same IDENTITY_MISMATCH, whether the number is enrolled or
@@ -48,10 +50,11 @@ class CardService:
         validation.card_no(card_no)
         validation.text(holder_name, "holder_name")
         validation.id_number(id_number)
+        code = counter_rules.binding_code(binding_code) if binding_code else ""
         settings, now = self._settings, int(self._clock())
         attestation = check_statement(
             statement, issuer_id=channel.id, card_no=card_no, keys=self._keys, now=now,
-            max_age_s=settings.issue_assurance_max_age_s, skew_s=settings.clock_skew_s,
+            max_age_s=settings.issue_assurance_max_age_s, skew_s=settings.clock_skew_s, binding_code=code,
         )
         scopes = ((f"channel:{channel.id}", settings.issue_failures_per_channel),
                   (f"card:{self._hasher.card_tag(card_no)}", settings.issue_failures_per_card))
@@ -71,8 +74,10 @@ class CardService:
             raise FailedPrecondition("the physical card is not active", NOT_ACTIVE_REASON[card.status])
         vouched = (f"kid={attestation.kid} assurance={attestation.assurance} checked_at={attestation.checked_at} "
                    f"statement={statement.digest}")
-        card = self._store.bind_ecard(card_no, channel.id, new_ecard_id(), now, statement.signed, vouched)
+        card = self._store.bind_ecard(card_no, channel.id, new_ecard_id(), now, statement.signed, vouched, code)
         self._bus.publish(events.CARD, card.ecard_id or "")
+        if code:  # the merchant's long poll, on whichever replica it waits
+            self._bus.publish(events.COUNTER_BINDING, code)
         return card
 
     def find(self, caller: Principal, *, card_no: str = "", ecard_id: str = "") -> Card:

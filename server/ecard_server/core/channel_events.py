@@ -5,88 +5,41 @@ The events themselves are written by the store, in the transaction of the change
 
     ChannelEventService.open   whose stream (a channel: its own; the operator: any, named) and from
                                which cursor (refused when events after it were pruned, or it is ahead)
-    EventSignals               wakes the open streams of a channel when a change notice says its outbox
-                               grew (any replica's write, through the change bus); every stream also
-                               reads on its own every `poll` seconds, so a lost notice only delays
+    (core.signals.Signals wakes the open streams of a channel when a change notice says its outbox
+    grew, any replica's write, through the change bus; every stream also reads on its own every
+    `poll` seconds, so a lost notice only delays)
     OutboxUpkeep               a thread per process: KEY_EXPIRING warnings and pruning of old events
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from ecard.errors import EcardError, FailedPrecondition, InvalidArgument, PermissionDenied
 from ecard_server.config import Settings
-from ecard_server.core import audit, events
+from ecard_server.core import audit
 from ecard_server.core.audit import AuditTrail
 from ecard_server.core.ports import ChannelOutbox
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.core.records import ChannelEvent
 from ecard_server.core.rules import validation
+from ecard_server.core.signals import Signals
 from ecard_server.logs import event
 
 log = logging.getLogger("ecard.channel_events")
 PAGE = 500  # events per read of the outbox
 
 
-class EventSignals:
-    """Per channel, the asyncio events of its open streams; set from any thread by a change notice."""
-
-    def __init__(self) -> None:
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-        self._lock = threading.Lock()
-        self.closing = False
-
-    def on_change(self, kind: str, key: str) -> None:
-        if kind == events.CHANNEL_EVENTS:
-            with self._lock:
-                waiters = list(self._waiters.get(key, ()))
-        elif kind == events.ALL:  # notices may have been missed: every stream reads again
-            with self._lock:
-                waiters = [w for ws in self._waiters.values() for w in ws]
-        else:
-            return
-        for loop, wake in waiters:
-            loop.call_soon_threadsafe(wake.set)
-
-    def close(self) -> None:
-        """The server is draining: every stream ends (its client resumes elsewhere from its cursor)."""
-        self.closing = True
-        self.on_change(events.ALL, events.ALL)
-
-    @asynccontextmanager
-    async def waiter(self, issuer_id: str) -> AsyncIterator[asyncio.Event]:
-        wake = asyncio.Event()
-        entry = (asyncio.get_running_loop(), wake)
-        with self._lock:
-            self._waiters.setdefault(issuer_id, set()).add(entry)
-        try:
-            yield wake
-        finally:
-            with self._lock:
-                held = self._waiters.get(issuer_id)
-                if held is not None:
-                    held.discard(entry)
-                    if not held:
-                        del self._waiters[issuer_id]
-
-    def streams(self) -> int:
-        with self._lock:
-            return sum(len(ws) for ws in self._waiters.values())
-
-
 class ChannelEventService:
-    def __init__(self, outbox: ChannelOutbox, trail: AuditTrail, settings: Settings,
+    def __init__(self, outbox: ChannelOutbox, trail: AuditTrail, settings: Settings, signals: Signals,
                  clock: Callable[[], float] = time.time) -> None:
         self._outbox = outbox
         self._trail = trail
         self._clock = clock
-        self.signals = EventSignals()
+        self.signals = signals
         self.poll_s = max(settings.channel_event_poll_ms, 10) / 1000
 
     def open(self, caller: Principal, issuer_id: str, after: int) -> str:

@@ -28,6 +28,7 @@ from ecard_server.core.records import (
     Catalogue,
     CatalogueItem,
     ChannelEvent,
+    CounterBinding,
     DeniedCertificate,
     EnrollRow,
     Issuer,
@@ -55,11 +56,13 @@ class ReadStore(Protocol):
 
 class CardStore(ReadStore, Protocol):
     def bind_ecard(
-        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = ""
+        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = "",
+        counter_code: str = "",
     ) -> Card:
         """Gives the card its e-card (once, for life: `new_ecard_id` only if it has none) and binds the
         channel, keeping the signed `statement`, with its audit row (`vouched`: what the statement
-        said). LookupError for an unknown card."""
+        said). With `counter_code`, completes that counter binding in the same transaction, or refuses
+        the whole issuance (rules.counter.check_completion). LookupError for an unknown card."""
         ...
 
     def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
@@ -160,7 +163,15 @@ class UsagePages(Protocol):
         ...
 
 
-class Store(CardStore, AdminStore, Protocol):
+class CounterBindingStore(Protocol):
+    def start_counter_binding(self, binding: CounterBinding, event: AuditEvent) -> None:
+        """Stores a fresh binding with its audit row."""
+        ...
+
+    def get_counter_binding(self, code: str) -> CounterBinding | None: ...
+
+
+class Store(CardStore, AdminStore, CounterBindingStore, Protocol):
     """One deployment's store. `local`: every read is a local one (no network round trip), so a cache
     miss may be read on the event loop."""
 

@@ -339,3 +339,18 @@ class UsageEntry(NamedTuple):
     fund_fen: int = 0
     account_fen: int = 0
     self_pay_fen: int = 0
+
+
+# -- binding at the counter --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CounterBinding:
+    """A binding a merchant started at its counter; completed by the issuance that named its code."""
+
+    code: str
+    merchant_id: str
+    terminal_id: str
+    created_at: int
+    expires_at: int
+    ecard_id: str | None = None
+    issuer_id: str | None = None
+    completed_at: int | None = None

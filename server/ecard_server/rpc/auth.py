@@ -43,6 +43,9 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Cards/Unbind": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/WatchEvents": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/ListUsage": frozenset({ADMIN, CHANNEL}),
+    # Binding at the counter: the merchant starts it and reads its outcome (core.counter: its own only).
+    "/ecard.v1.Cards/StartCounterBinding": frozenset({MERCHANT}),
+    "/ecard.v1.Cards/GetCounterBinding": frozenset({MERCHANT}),
     # A channel manages its own issuer keys (rpc.admin holds it to its own issuer_id); the rest of
     # Admin is the operator's.
     "/ecard.v1.Admin/RegisterIssuerKey": frozenset({ADMIN, CHANNEL}),

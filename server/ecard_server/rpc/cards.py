@@ -8,14 +8,21 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
+from ecard.errors import InvalidArgument
 from ecard.v1 import cards_pb2, cards_pb2_grpc
+from ecard_server.core import events
 from ecard_server.core.assurance import Statement
+from ecard_server.core.caches import CardCache
 from ecard_server.core.cards import CardService
 from ecard_server.core.channel_events import PAGE, ChannelEventService
+from ecard_server.core.counter import CounterBindingService
+from ecard_server.core.rules import counter as counter_rules
 from ecard_server.core.usage import UsageService
 from ecard_server.rpc.auth import current_principal
-from ecard_server.rpc.convert import channel_event, ecard, usage_record
+from ecard_server.rpc.convert import channel_event, counter_binding, ecard, usage_record
 from ecard_server.rpc.placement import Placement
+
+MAX_COUNTER_WAIT_S = 30
 
 
 def _ref(request: cards_pb2.CardRef) -> dict[str, str]:
@@ -25,16 +32,18 @@ def _ref(request: cards_pb2.CardRef) -> dict[str, str]:
 
 class CardsServicer(cards_pb2_grpc.CardsServicer):
     def __init__(self, cards: CardService, events: ChannelEventService, usage: UsageService,
-                 placement: Placement) -> None:
+                 counter: CounterBindingService, card_cache: CardCache, placement: Placement) -> None:
         self._cards = cards
         self._usage = usage
+        self._counter = counter
+        self._card_cache = card_cache
         self._events = events
         self._placement = placement
 
     def IssueECard(self, request: cards_pb2.IssueECardRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         card = self._cards.issue_ecard(
             current_principal.get(), request.card_no, request.holder_name, request.id_number,
-            Statement.of(request.assurance_statement),
+            Statement.of(request.assurance_statement), request.binding_code,
         )
         return ecard(card)
 
@@ -74,7 +83,7 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
         signals = service.signals
         issuer_id = await offload(service.open, current_principal.get(), request.issuer_id, request.after)
         cursor = request.after
-        async with signals.waiter(issuer_id) as wake:
+        async with signals.waiter(events.CHANNEL_EVENTS, issuer_id) as wake:
             while not signals.closing:
                 wake.clear()  # before the read: a notice during it wakes the next wait at once
                 batch = await offload(service.page, issuer_id, cursor)
@@ -84,3 +93,34 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
                 if len(batch) < PAGE and not signals.closing:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), service.poll_s)
+
+    def StartCounterBinding(self, request: cards_pb2.StartCounterBindingRequest, context: grpc.aio.ServicerContext
+                            ) -> cards_pb2.CounterBinding:
+        binding = self._counter.start(current_principal.get(), request.merchant_id, request.terminal_id)
+        return counter_binding(binding, counter_rules.PENDING)
+
+    async def GetCounterBinding(self, request: cards_pb2.CounterBindingRef, context: grpc.aio.ServicerContext
+                                ) -> cards_pb2.CounterBinding:
+        """The binding's state; with wait_seconds, answered as soon as it is completed or expires (woken by
+        the completing replica's change notice; read again every poll interval besides)."""
+        if not 0 <= request.wait_seconds <= MAX_COUNTER_WAIT_S:
+            raise InvalidArgument(f"wait_seconds must be 0 to {MAX_COUNTER_WAIT_S}", "INVALID_WAIT_SECONDS")
+        caller, offload, counter = current_principal.get(), self._placement.offload, self._counter
+        code = counter_rules.binding_code(request.binding_code)
+        deadline = asyncio.get_running_loop().time() + request.wait_seconds
+        signals = self._events.signals
+        async with signals.waiter(events.COUNTER_BINDING, code) as wake:
+            while True:
+                wake.clear()
+                binding = await offload(counter.get, caller, request.merchant_id, code)
+                state = counter_rules.status(binding, counter.now())
+                left = deadline - asyncio.get_running_loop().time()
+                if state != counter_rules.PENDING or left <= 0 or signals.closing:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), min(left, self._events.poll_s))
+        counter.read(caller, binding)
+        card = None
+        if binding.ecard_id:
+            card = await offload(self._card_cache.get, binding.ecard_id)
+        return counter_binding(binding, state, card)

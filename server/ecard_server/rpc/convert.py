@@ -13,10 +13,12 @@ from ecard_server.core.records import (
     VERIFICATION_USE,
     Card,
     ChannelEvent,
+    CounterBinding,
     IssuerKey,
     Merchant,
     UsageEntry,
 )
+from ecard_server.core.rules import counter as counter_rules
 
 
 def timestamp(seconds: int | None) -> Timestamp | None:
@@ -74,6 +76,20 @@ def usage_record(use: UsageEntry) -> cards_pb2.UsageRecord:
         kind=_USE_KINDS[use.kind], at=timestamp(use.at), merchant_id=use.merchant_id, merchant_name=use.merchant_name,
         terminal_id=use.terminal_id, reason=wire(use.reason), settlement_id=use.settlement_id, total_fen=use.total_fen,
         fund_paid_fen=use.fund_fen, personal_account_paid_fen=use.account_fen, self_pay_fen=use.self_pay_fen,
+    )
+
+
+_COUNTER_STATUS = {counter_rules.PENDING: cards_pb2.COUNTER_BINDING_STATUS_PENDING,
+                   counter_rules.COMPLETED: cards_pb2.COUNTER_BINDING_STATUS_COMPLETED,
+                   counter_rules.EXPIRED: cards_pb2.COUNTER_BINDING_STATUS_EXPIRED}
+
+
+def counter_binding(binding: CounterBinding, state: str, card: CardSnapshot | None = None) -> cards_pb2.CounterBinding:
+    return cards_pb2.CounterBinding(
+        binding_code=binding.code, merchant_id=binding.merchant_id, terminal_id=binding.terminal_id,
+        expires_at=timestamp(binding.expires_at), status=_COUNTER_STATUS[state],
+        card=card_view(card) if card is not None else None, issuer_id=binding.issuer_id or "",
+        qr_text=counter_rules.QR_PREFIX + binding.code, completed_at=timestamp(binding.completed_at),
     )
 
 

@@ -297,4 +297,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE settlements ADD COLUMN policy_version TEXT NOT NULL DEFAULT ''",
         ],
     ),
+    (
+        12,
+        [
+            # Counter bindings a merchant started; completed (ecard_id, issuer_id) in the transaction
+            # of the issuance that names the code.
+            """CREATE TABLE counter_bindings (
+                code TEXT PRIMARY KEY,
+                merchant_id TEXT NOT NULL,
+                terminal_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                ecard_id TEXT,
+                issuer_id TEXT,
+                completed_at BIGINT)""",
+            "CREATE INDEX counter_bindings_by_expiry ON counter_bindings (expires_at)",
+        ],
+    ),
 ]

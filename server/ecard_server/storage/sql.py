@@ -29,6 +29,7 @@ from ecard_server.core.records import (
     Card,
     Catalogue,
     CatalogueItem,
+    CounterBinding,
     DeniedCertificate,
     EnrollRow,
     Issuer,
@@ -36,6 +37,7 @@ from ecard_server.core.records import (
     Merchant,
     StoredAuditEvent,
 )
+from ecard_server.core.rules.counter import check_completion
 from ecard_server.storage.ledger import SqlLedger, catalogue_version
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.outbox import Outbox
@@ -44,6 +46,7 @@ from ecard_server.storage.usage import UsageHistory
 
 T = TypeVar("T")
 _CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at, replaced_at"
+_COUNTER_COLUMNS = "code, merchant_id, terminal_id, created_at, expires_at, ecard_id, issuer_id, completed_at"
 _KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
 
 
@@ -399,16 +402,20 @@ class SqlStore:
         return self._card_from(cur, cur.fetchone())
 
     def bind_ecard(
-        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = ""
+        self, card_no: str, issuer_id: str, new_ecard_id: str, now: int, statement: bytes = b"", vouched: str = "",
+        counter_code: str = "",
     ) -> Card:
         """Gives the card its e-card (once, for life: `new_ecard_id` is used only if it has none yet)
         and binds the channel, keeping the signed `statement` it was bound on; the audit row says
-        whether the channel is new to the card, beside which channels were bound already."""
+        whether the channel is new to the card, beside which channels were bound already. With
+        `counter_code`, completes that counter binding in the same transaction (or refuses it all)."""
         with self.transaction() as cur:
             card = self.locked_card(cur, card_no)
             if card is None:
                 raise LookupError(card_no)
             ecard_id = card.ecard_id
+            if counter_code:
+                self._complete_counter_binding(cur, counter_code, ecard_id or new_ecard_id, issuer_id, now)
             if ecard_id is None:
                 ecard_id = new_ecard_id
                 cur.execute("UPDATE cards SET ecard_id = ?, issued_at = ? WHERE card_no = ?", (ecard_id, now, card_no))
@@ -424,6 +431,29 @@ class SqlStore:
             if new_binding:
                 self.outbox.write(cur, ecard_id, BINDING, {"issuer_id": issuer_id, "state": "ACTIVE"}, now)
             return after  # type: ignore[return-value]
+
+    def _complete_counter_binding(self, cur: Cursor, code: str, ecard_id: str, issuer_id: str, now: int) -> None:
+        cur.execute(f"SELECT {_COUNTER_COLUMNS} FROM counter_bindings WHERE code = ?{self.for_update}", (code,))
+        row = cur.fetchone()
+        binding = CounterBinding(*row) if row is not None else None
+        if check_completion(binding, ecard_id, issuer_id, now):
+            assert binding is not None
+            cur.execute("UPDATE counter_bindings SET ecard_id = ?, issuer_id = ?, completed_at = ? WHERE code = ?",
+                        (ecard_id, issuer_id, now, code))
+            write_audit(cur, audit.counter_binding_completed(now, issuer_id, ecard_id, code, binding.merchant_id))
+
+    def start_counter_binding(self, binding: CounterBinding, event: AuditEvent) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO counter_bindings (code, merchant_id, terminal_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (binding.code, binding.merchant_id, binding.terminal_id, binding.created_at, binding.expires_at),
+            )
+            write_audit(cur, event)
+
+    def get_counter_binding(self, code: str) -> CounterBinding | None:
+        found = self.rows(f"SELECT {_COUNTER_COLUMNS} FROM counter_bindings WHERE code = ?", (code,))
+        return CounterBinding(*found[0]) if found else None
 
     def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
         """Counts one issuance attempt against each (scope, limit), in one transaction; a scope's window
