@@ -16,8 +16,8 @@ from typing import Any
 
 from locust import LoadTestShape
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner
-from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from loadtest.grpc_user import REQUEST_TYPE as GRPC
 from loadtest.harness.run_context import RunContext, context_of
 from loadtest.harness.slo import Measurement, evaluate
 from loadtest.harness.tally import Tally
@@ -56,13 +56,18 @@ class SteadyArrivals(LoadTestShape):
         return users, spawn_rate(users)
 
 
+def rpc_counts(stats: Any) -> tuple[int, int]:
+    """(gRPC calls, failed gRPC calls) of Locust's statistics: the rows of the gRPC request type only
+    (not the visits, not the harness's verdict checks)."""
+    rows = [entry for (_, method), entry in stats.entries.items() if method == GRPC]
+    return sum(e.num_requests for e in rows), sum(e.num_failures for e in rows)
+
+
 @dataclass
 class _Mark:
     """Cumulative counters at one instant, to measure a window as the difference of two marks."""
 
     at: float
-    checkout_times: dict[int, int]
-    checkouts: int
     checkout_failures: int
     requests: int
     failures: int
@@ -72,30 +77,24 @@ class _Mark:
     def take(cls, runner: Any, context: RunContext) -> _Mark:
         stats = runner.environment.stats
         checkout = stats.entries.get(CHECKOUT)
+        rpcs, failed = rpc_counts(stats)
         return cls(
             at=time.monotonic(),
-            checkout_times=dict(checkout.response_times) if checkout else {},
-            checkouts=checkout.num_requests if checkout else 0,
             checkout_failures=checkout.num_failures if checkout else 0,
-            requests=stats.total.num_requests,
-            failures=stats.total.num_failures,
+            requests=rpcs,
+            failures=failed,
             tally=context.tally.snapshot(),
         )
 
 
 def judge_window(rate: float, start: _Mark, end: _Mark, context: RunContext) -> dict[str, Any]:
-    """One step's figures and verdict, from the counters at its start and end."""
-    times = diff_response_time_dicts(end.checkout_times, start.checkout_times)
-    checkouts = end.checkouts - start.checkouts
+    """One step's figures and verdict, from the counters at its start and end (checkout times exact)."""
     tally = end.tally.since(start.tally)
-
-    def percentile(p: float) -> float | None:
-        return calculate_response_time_percentile(times, checkouts, p) / 1000 if checkouts else None
-
+    checkouts = tally.checkouts
     measured = Measurement(
         checkouts=checkouts,
-        checkout_p50_s=percentile(0.5),
-        checkout_p99_s=percentile(0.99),
+        checkout_p50_s=tally.checkout_percentile(0.5),
+        checkout_p99_s=tally.checkout_percentile(0.99),
         requests=end.requests - start.requests,
         failures=end.failures - start.failures,
         wrong_verdicts=tally.wrong_verdicts,
@@ -113,7 +112,7 @@ def judge_window(rate: float, start: _Mark, end: _Mark, context: RunContext) -> 
         "checkout_failures": end.checkout_failures - start.checkout_failures,
         "checkout_p50_s": measured.checkout_p50_s,
         "checkout_p99_s": measured.checkout_p99_s,
-        "failure_ratio": round(measured.failure_ratio, 6),
+        "failure_ratio": round(measured.failure_ratio, 6),  # failed RPCs / RPCs
         "wrong_verdicts": measured.wrong_verdicts,
         "late_starts": late,
         "late_ratio": round(late_ratio, 4),

@@ -3,7 +3,8 @@
 Top: the achieved rate (visits and checkouts per second) against the arrival rate of each step, with
 the line where achieved equals offered. Bottom: checkout p50 and p99 of each step, with the SLO
 thresholds as horizontal lines. The knee, the highest arrival rate whose step held the SLO, is a
-vertical line on both; the step that broke it is marked in red.
+vertical line on both; the step that broke it is marked in red. A search that held up to its cap
+(--step-max-rate) found no knee and says so, in the title as in the text report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ def capacity_figure(report: dict[str, Any]) -> Figure:
     steps = capacity["steps"]
     rates = [s["arrival_rate"] for s in steps]
     figure, (rate_axes, time_axes) = plt.subplots(2, 1, sharex=True, figsize=(8, 7), constrained_layout=True)
-    figure.suptitle(f"ecard capacity search: {report['target']}")
+    knee, broke = capacity.get("highest_rate_held"), capacity.get("broke_at")
+    found = ("no step held the SLO" if knee is None else f"capacity {knee:g} visits/s" if broke is not None
+             else f"capacity not found below the cap: every step held, up to {knee:g} visits/s")
+    figure.suptitle(f"ecard capacity search: {report['target']}\n{found}")
 
     top = max([*rates, *(s["visits_per_s"] for s in steps), 1.0])
     rate_axes.plot([0, top], [0, top], color="0.7", linestyle=":", label="achieved = offered")
@@ -43,10 +47,11 @@ def capacity_figure(report: dict[str, Any]) -> Figure:
     time_axes.set_ylabel("checkout time, scan to settled (s, log)")
     time_axes.set_xlabel("arrival rate (visits/s)")
 
-    knee, broke = capacity.get("highest_rate_held"), capacity.get("broke_at")
     for axes in (rate_axes, time_axes):
         if knee is not None:
-            axes.axvline(knee, color="green", linestyle="-.", label=f"knee (highest rate held): {knee:g} visits/s")
+            label = (f"knee (highest rate held): {knee:g} visits/s" if broke is not None
+                     else f"the cap, held: {knee:g} visits/s (no knee below it)")
+            axes.axvline(knee, color="green", linestyle="-.", label=label)
         if broke is not None:
             axes.axvline(broke, color="red", linestyle=":", label=f"broke at {broke:g} visits/s")
         axes.grid(True, alpha=0.3)

@@ -26,6 +26,7 @@ from loadtest.harness import report
 from loadtest.harness.run_context import context_of
 from loadtest.harness.seeding import Seed, SeedingError, seed_deployment
 from loadtest.harness.settings import add_arguments
+from loadtest.shapes import CHECKOUT
 
 log = logging.getLogger("loadtest")
 SEED_MESSAGE = "ecard_seed"
@@ -39,6 +40,13 @@ def on_init(environment: Environment, **_: Any) -> None:
     except ValueError as exc:
         log.error("bad load-test arguments: %s", exc)
         sys.exit(2)
+    checkout_type, checkout_name = CHECKOUT[1], CHECKOUT[0]
+
+    def on_request(request_type: str, name: str, response_time: float, **_: Any) -> None:
+        if request_type == checkout_type and name == checkout_name:  # exact, beside Locust's rounded buckets
+            context.tally.record_checkout(response_time / 1000)
+
+    environment.events.request.add_listener(on_request)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(SEED_MESSAGE, lambda msg, **_: context.share_seed(Seed.from_dict(msg.data)))

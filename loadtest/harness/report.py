@@ -20,22 +20,21 @@ from locust.stats import StatsError
 from loadtest.grpc_user import REQUEST_TYPE as GRPC
 from loadtest.harness.run_context import RunContext
 from loadtest.harness.slo import Breach, Measurement, evaluate
-from loadtest.shapes import CHECKOUT
+from loadtest.shapes import CHECKOUT, rpc_counts
 
 _ERROR_TEXT = re.compile(r"^\w+\('(.*)'\)$")
 
 
 def measurement(environment: Environment, context: RunContext) -> Measurement:
-    stats = environment.stats
-    checkout = stats.entries.get(CHECKOUT)
-    count = checkout.num_requests if checkout else 0
+    tally = context.tally
+    rpcs, failed = rpc_counts(environment.stats)
     return Measurement(
-        checkouts=count,
-        checkout_p50_s=checkout.get_response_time_percentile(0.5) / 1000 if checkout and count else None,
-        checkout_p99_s=checkout.get_response_time_percentile(0.99) / 1000 if checkout and count else None,
-        requests=stats.total.num_requests,
-        failures=stats.total.num_failures,
-        wrong_verdicts=context.tally.wrong_verdicts,
+        checkouts=tally.checkouts,
+        checkout_p50_s=tally.checkout_percentile(0.5),
+        checkout_p99_s=tally.checkout_percentile(0.99),
+        requests=rpcs,
+        failures=failed,
+        wrong_verdicts=tally.wrong_verdicts,
     )
 
 
@@ -104,13 +103,15 @@ def build(environment: Environment, context: RunContext, breaches: list[Breach])
             "visit_interval_s": settings.visit_interval,
             "arrivals": settings.arrivals,
         },
-        "checkout": {
+        "checkout": {  # visits that reached the checkout; times exact (HdrHistogram), from the scheduled start
             "count": measured.checkouts,
             "failures": checkout.num_failures if checkout else 0,
+            "failure_ratio": round((checkout.num_failures if checkout else 0) / measured.checkouts, 6)
+            if measured.checkouts else 0.0,
             "p50_s": measured.checkout_p50_s,
-            "p90_s": checkout.get_response_time_percentile(0.9) / 1000 if checkout and measured.checkouts else None,
+            "p90_s": tally.checkout_percentile(0.9),
             "p99_s": measured.checkout_p99_s,
-            "max_s": checkout.max_response_time / 1000 if checkout and measured.checkouts else None,
+            "max_s": tally.checkout_percentile(1.0),
         },
         "late_starts": {
             "count": late,
@@ -125,7 +126,8 @@ def build(environment: Environment, context: RunContext, breaches: list[Breach])
         "verdict_checks": checks,
         "wrong_verdicts": {"count": tally.wrong_verdicts, "by_case": dict(sorted(tally.wrong.items()))},
         "transport_errors": {"count": sum(transport.values()), "by_rpc": transport},
-        "requests": {
+        "requests": {  # gRPC calls only (the SLO's failure ratio); visits are under "checkout"
+            "over": "RPCs",
             "count": measured.requests,
             "failures": measured.failures,
             "failure_ratio": round(measured.failure_ratio, 6),
@@ -158,8 +160,9 @@ def render(report: dict[str, Any]) -> str:
     if report["mode"] == "capacity":
         cap = report["capacity"]
         held = cap["highest_rate_held"]
-        lines.append(f"capacity: highest arrival rate that held the SLO: "
-                     f"{'none' if held is None else f'{held:g} visits/s'} ({cap['stopped_because']})"
+        found = ("none" if held is None else f"not found below the cap: every step held, up to {held:g} visits/s"
+                 if cap.get("broke_at") is None else f"{held:g} visits/s")
+        lines.append(f"capacity: highest arrival rate that held the SLO: {found} ({cap['stopped_because']})"
                      + (f"; plot: {cap['plot']}" if cap.get("plot") else ""))
         for step in cap["steps"]:
             limited = (f"  (the load generator fell behind on {step['late_ratio']:.1%} of starts: the figures include "
@@ -182,8 +185,9 @@ def render(report: dict[str, Any]) -> str:
         f"p99 {_s(c['p99_s'])} (limit {_s(t['checkout_p99_s'])}), max {_s(c['max_s'])}",
         f"late starts: {late['count']} of {late['of_scheduled']} scheduled ({late['ratio']:.2%}) more than "
         f"{_s(late['tolerance_s'])} late; the latest {_s(late['max_lateness_s'])}",
-        f"requests: {report['requests']['count']}, failed {report['requests']['failures']} "
-        f"(ratio {report['requests']['failure_ratio']:.4%}, limit {t['failure_ratio']:.4%})",
+        f"RPCs: {report['requests']['count']}, failed {report['requests']['failures']} "
+        f"(failed RPCs / RPCs {report['requests']['failure_ratio']:.4%}, limit {t['failure_ratio']:.4%}); "
+        f"visits: {c['count']} checkouts, {c['failures']} failed ({c.get('failure_ratio', 0.0):.4%} of checkouts)",
         f"wrong verdicts: {report['wrong_verdicts']['count']} (limit {t['wrong_verdicts']})",
     ]
     lines += [f"  {n:6d}  {case}" for case, n in report["wrong_verdicts"]["by_case"].items()]

@@ -1,8 +1,10 @@
 """The SLO: what a run must show, and which threshold it broke. Pure; no Locust, no network.
 
-A checkout is scan to settled, timed from its scheduled start. The failure ratio is Locust's own
-(failed / all requests in the Aggregated row). A wrong verdict is a Verify answer other than the one
-the scenario expected, e.g. a forged token ACCEPTED.
+A checkout is scan to settled, timed from its scheduled start; its percentiles come from every
+checkout's exact time (the tally's HdrHistogram), not Locust's rounded buckets. The failure ratio is
+over RPCs: failed gRPC calls / gRPC calls, never mixed with visits (checkouts, counted apart) or with
+the harness's verdict checks. A wrong verdict is a Verify answer other than the one the scenario
+expected, e.g. a forged token ACCEPTED.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Thresholds:
     checkout_p50_s: float = 1.0
     """Median checkout, in seconds."""
     failure_ratio: float = 0.001
-    """Failed requests over all requests."""
+    """Failed RPCs over all RPCs (gRPC calls only: not visits, not verdict checks)."""
     wrong_verdicts: int = 0
     """Verdicts other than the expected one (a forged token accepted, a good one rejected)."""
 
@@ -37,11 +39,14 @@ class Measurement:
     checkout_p50_s: float | None
     checkout_p99_s: float | None
     requests: int
+    """gRPC calls."""
     failures: int
+    """gRPC calls that failed."""
     wrong_verdicts: int
 
     @property
     def failure_ratio(self) -> float:
+        """Failed RPCs / RPCs."""
         return self.failures / self.requests if self.requests else 0.0
 
 
@@ -71,7 +76,8 @@ def evaluate(thresholds: Thresholds, measured: Measurement) -> list[Breach]:
         if measured.checkout_p50_s > thresholds.checkout_p50_s:
             breaches.append(Breach("slo-checkout-p50", measured.checkout_p50_s, thresholds.checkout_p50_s, " s"))
     if measured.failure_ratio > thresholds.failure_ratio:
-        breaches.append(Breach("slo-failure-ratio", measured.failure_ratio, thresholds.failure_ratio))
+        breaches.append(Breach("slo-failure-ratio", measured.failure_ratio, thresholds.failure_ratio,
+                               " (failed RPCs / RPCs)"))
     if measured.wrong_verdicts > thresholds.wrong_verdicts:
         breaches.append(Breach("slo-wrong-verdicts", measured.wrong_verdicts, thresholds.wrong_verdicts))
     return breaches

@@ -49,6 +49,15 @@ def test_the_figure_draws_each_step_the_slo_lines_and_the_knee() -> None:
     assert [x for x, _ in lines["broke at 60 visits/s"]] == [[60, 60], [60, 60]]
 
 
+def test_a_search_that_held_up_to_its_cap_says_no_knee_was_found() -> None:
+    steps = [step(20, 20.1, 12.0, 0.010, 0.030, True), step(40, 39.8, 24.1, 0.012, 0.090, True)]
+    figure = capacity_figure(report_with(steps, held=40, broke=None))
+    assert "capacity not found below the cap: every step held, up to 40 visits/s" in figure._suptitle.get_text()
+    lines = lines_by_label(figure)
+    assert not any(label.startswith("knee") for label in lines)
+    assert "the cap, held: 40 visits/s (no knee below it)" in lines
+
+
 def test_a_search_where_no_step_held_has_no_knee() -> None:
     lines = lines_by_label(capacity_figure(report_with([step(20, 15.0, 9.0, None, None, False)], None, 20)))
     assert not any(label.startswith("knee") for label in lines)

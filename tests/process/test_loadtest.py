@@ -89,6 +89,26 @@ def test_tally_merges_worker_reports_and_measures_windows() -> None:
     assert master.since(before).verdicts == {"ACCEPTED/OK": 1}
 
 
+def test_a_1_s_gate_fails_at_1_05_s() -> None:
+    """Checkout times are exact (HdrHistogram, 3 significant digits), not Locust's buckets: Locust keeps
+    a 1,050-ms time as 1,000 ms (it rounds times over a second to 100 ms), so its p99 would pass a 1-s gate."""
+    worker, master = Tally(), Tally()
+    for _ in range(99):
+        worker.record_checkout(0.2)
+    worker.record_checkout(1.05)
+    worker.record_checkout(1.05)
+    master.merge(worker.drain())  # shipped to the master as workers do
+    p99 = master.checkout_percentile(0.99)
+    assert p99 is not None and 1.049 <= p99 <= 1.051
+    assert round(1050, -2) == 1000  # what Locust's StatsEntry keeps of it
+    breaches = evaluate(Thresholds(checkout_p99_s=1.0), measured(p99=p99, checkouts=master.checkouts))
+    assert [b.name for b in breaches] == ["slo-checkout-p99"]
+    window = master.snapshot()
+    master.record_checkout(2.5)
+    assert master.since(window).checkouts == 1 and master.since(window).checkout_percentile(0.5) == pytest.approx(2.5,
+                                                                                                                rel=1e-3)
+
+
 def test_baskets_are_realistic_and_settlements_are_checked() -> None:
     rng = random.Random(7)
     for catalogue in (PHARMACY_CATALOGUE, HOSPITAL_CATALOGUE):
@@ -156,6 +176,10 @@ def test_smoke_run_passes_the_slo_with_every_scenario_and_no_wrong_verdict(tmp_p
     assert {"OK", "BAD_SIGNATURE", "EXPIRED", "REPLAYED", "CARD_LOST", "CHANNEL_NOT_BOUND"} <= reasons
     assert report["checkout"]["count"] > 100 and report["checkout"]["p99_s"] <= 3.0
     assert report["rpcs"]["/ecard.v1.Settlement/Settle"]["count"] > 0
+    # the failure ratio is over RPCs alone: the gRPC rows, not the visits nor the verdict checks
+    assert report["requests"]["over"] == "RPCs"
+    assert report["requests"]["count"] == sum(r["count"] for r in report["rpcs"].values())
+    assert report["requests"]["failures"] == sum(r["failures"] for r in report["rpcs"].values())
     assert report["late_starts"]["of_scheduled"] > 0 and "count" in report["late_starts"]
     for suffix in (".report.txt", ".report.json", ".html", "_stats.csv", "_failures.csv", ".seed.json"):
         assert Path(f"{tmp_path / 'loadtest'}{suffix}").is_file(), suffix
