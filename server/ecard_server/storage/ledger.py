@@ -25,17 +25,14 @@ from ecard_server.core.records import (
     SETTLED,
     SETTLED_EVENT,
     Card,
-    LineItem,
-    LinePricing,
-    Refunded,
-    RefundRecord,
     SettlementRecord,
     Shares,
 )
 from ecard_server.core.rules.accounts import credited_balance
 from ecard_server.core.rules.idempotency import same_request
-from ecard_server.core.rules.refunds import NOTHING, lines_by_code, plan_refund
+from ecard_server.core.rules.refunds import plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft
+from ecard_server.storage import mapper
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
 ReplacementCheck = Callable[[Card | None, Card | None], None]
@@ -130,35 +127,9 @@ class SqlLedger:
     # One transaction per Settle or Refund. Lock order: the card row, then the settlement row.
     # SQLite serialises writers (BEGIN IMMEDIATE); PostgreSQL locks the card row FOR UPDATE, and the
     # UNIQUE keys decide between concurrent duplicates that lock different rows.
-    # A settlement with its refunds, one row per refund (one row with NULLs for none), in one statement so
-    # that the totals and the refunds come from one snapshot. The request hash is column 15.
-    _SETTLEMENT_SELECT = (
-        "SELECT s.settlement_id, s.ecard_id, s.merchant_id, s.status, s.total_fen, s.fund_fen, s.account_fen, "
-        "s.self_pay_fen, s.balance_after_fen, s.items, s.settled_at, s.refunded_at, s.fund_refunded_fen, "
-        "s.account_refunded_fen, s.self_pay_refunded_fen, s.request_hash, r.idempotency_key, r.reason, r.fund_fen, "
-        "r.account_fen, r.self_pay_fen, r.balance_after_fen, r.lines, r.created_at, s.catalogue_version, "
-        "s.policy_version FROM settlements s LEFT JOIN refunds r ON r.settlement_id = s.settlement_id "
-    )
-    _HASH = 15
-
-    @staticmethod
-    def _settlement(rows: Sequence[Sequence[Any]]) -> SettlementRecord:
-        row = rows[0]
-        items, line_paid, pricing = _items(row[9])
-        refunds = tuple(
-            RefundRecord(r[16], r[17], Shares(r[18], r[19], r[20]), r[21],
-                         lines_by_code(items, _refunded([r[22]], len(items)).line_quantities), r[23])
-            for r in rows if r[16] is not None
-        )
-        balance_after = refunds[-1].balance_after_fen if refunds else row[8]
-        back = _refunded([r[22] for r in rows if r[16] is not None], len(items), Shares(row[12], row[13], row[14]))
-        return SettlementRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], balance_after, items,
-                                row[10], row[11], back.shares, refunds, line_paid,
-                                back.line_shares if line_paid else (), back.line_quantities, pricing, row[24], row[25])
-
     def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """The rows of one settlement and its refunds (see _SETTLEMENT_SELECT); empty when there is none."""
-        sql = self._SETTLEMENT_SELECT + where + " ORDER BY r.refund_no"
+        """The rows of one settlement and its refunds (mapper.SETTLEMENT_SELECT); empty when there is none."""
+        sql = mapper.SETTLEMENT_SELECT + where + " ORDER BY r.refund_no"
         if cur is None:
             return self._store.rows(sql, params)
         cur.execute(sql, params)
@@ -166,22 +137,22 @@ class SqlLedger:
 
     def get_settlement(self, settlement_id: str) -> SettlementRecord | None:
         rows = self._select_settlement(None, "WHERE s.settlement_id = ?", (settlement_id,))
-        return self._settlement(rows) if rows else None
+        return mapper.settlement(rows) if rows else None
 
     def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
         """The settlement a merchant made under an idempotency key, with its request hash."""
         rows = self._select_settlement(
             None, "WHERE s.merchant_id = ? AND s.idempotency_key = ?", (merchant_id, idempotency_key)
         )
-        return (self._settlement(rows), bytes(rows[0][self._HASH])) if rows else None
+        return (mapper.settlement(rows), mapper.request_hash(rows)) if rows else None
 
-    @classmethod
-    def _first_answer(cls, rows: Sequence[Sequence[Any]], request_hash: bytes, what: str) -> SettlementRecord | None:
+    @staticmethod
+    def _first_answer(rows: Sequence[Sequence[Any]], request_hash: bytes, what: str) -> SettlementRecord | None:
         """The record to answer a repeated request with; AlreadyExists when the key served another request."""
         if not rows:
             return None
-        same_request(bytes(rows[0][cls._HASH]), request_hash, what)
-        return cls._settlement(rows)
+        same_request(mapper.request_hash(rows), request_hash, what)
+        return mapper.settlement(rows)
 
     def _move_balance(self, cur: Cursor, card_no: str, balance: int, delta: int, kind: str, ref: str,
                       now: int) -> int:
@@ -218,14 +189,17 @@ class SqlLedger:
             return record
 
     def _settle(self, cur: Cursor, draft: Draft, now: int) -> SettlementRecord:
-        select_card = f"SELECT card_no, status, balance_fen FROM cards WHERE ecard_id = ?{self._store.for_update}"
+        # 1. Lock the card that holds the e-card (the account), and read its status and balance.
+        select_card = f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?{self._store.for_update}"
         cur.execute(select_card, (draft.ecard_id,))
-        card = cur.fetchone()
-        if card is None:
+        row = cur.fetchone()
+        if row is None:
             # Waited on a card row whose e-card a replacement just moved (PostgreSQL rechecks the locked
             # row and drops it): a new statement sees the e-card on its new card.
             cur.execute(select_card, (draft.ecard_id,))
-            card = cur.fetchone()
+            row = cur.fetchone()
+        account = mapper.ACCOUNT.named(row) if row is not None else None
+        # 2. A repeated request (same merchant and key) is answered from its first record.
         earlier = self._first_answer(
             self._select_settlement(cur, "WHERE s.merchant_id = ? AND s.idempotency_key = ?",
                                     (draft.merchant_id, draft.idempotency_key)),
@@ -234,14 +208,19 @@ class SqlLedger:
         )
         if earlier is not None:
             return earlier
+        # 3. The core's rules decide on what was read under the lock: the card's status, whether this
+        #    credential settled before, the balance. They raise when the settlement may not be made.
         used = False
-        if card is not None:
+        if account is not None:
             cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
                         (draft.ecard_id, draft.verification_nonce))
             used = cur.fetchone() is not None
         draft.check_catalogue(catalogue_version(cur))  # priced with the current catalogue, or priced again
-        shares = draft.shares_under_lock(None if card is None else card[1], used, 0 if card is None else card[2])
-        card_no, balance = card[0], card[2]
+        shares = draft.shares_under_lock(None if account is None else account["status"], used,
+                                         0 if account is None else account["balance_fen"])
+        assert account is not None  # an unknown card was refused by the rules
+        # 4. Move the money: the account and its ledger row, the settlement row, the fund's ledger row.
+        card_no, balance = account["card_no"], account["balance_fen"]
         after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
         line_paid = draft.line_shares(shares)
         # Each line with the shares that paid it and how it was priced: [code, name, class as the POS gave
@@ -267,6 +246,7 @@ class SqlLedger:
                 "VALUES (?, ?, ?, 'SETTLE', ?)",
                 (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
             )
+        # 5. What the settlement leaves besides: its audit row and the channels' event.
         write_audit(cur, audit.settled(now, draft, shares))
         self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
                           shares, after, now)
@@ -301,34 +281,40 @@ class SqlLedger:
             return None
         same_request(bytes(seen[1]), draft.request_hash, "refund")
         rows = self._select_settlement(cur, "WHERE s.settlement_id = ?", (seen[0],))
-        return self._settlement(rows) if rows else None
+        return mapper.settlement(rows) if rows else None
 
     def _refund(self, cur: Cursor, draft: RefundDraft, now: int) -> SettlementRecord:
+        # 1. The settlement exists and is the refunding merchant's (a key that served a refund of another
+        #    settlement is refused first).
         cur.execute("SELECT card_no, merchant_id FROM settlements WHERE settlement_id = ?", (draft.settlement_id,))
         found = cur.fetchone()
         if found is None:
             self._refund_answer(cur, draft)  # raises when the key served a refund of another settlement
         draft.check_owner(None if found is None else found[1])
-        card_no = found[0]
+        card_no, _owner = found
+        # 2. Lock the card (the account), then answer a repeated request from its first record.
         cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self._store.for_update}", (card_no,))
-        card = cur.fetchone()
+        (balance,) = cur.fetchone()
         earlier = self._refund_answer(cur, draft)
         if earlier is not None:
             return earlier
-        cur.execute(
-            "SELECT fund_fen, account_fen, self_pay_fen, fund_refunded_fen, account_refunded_fen, "
-            f"self_pay_refunded_fen, items, ecard_id FROM settlements WHERE settlement_id = ?{self._store.for_update}",
-            (draft.settlement_id,),
-        )
-        fund, account, self_pay, fund_back, account_back, self_pay_back, items_json, ecard_id = cur.fetchone()
-        items, line_paid, _ = _items(items_json)
+        # 3. Lock the settlement and read what it paid and what its refunds gave back.
+        cur.execute(f"SELECT {mapper.PAID.select} FROM settlements WHERE settlement_id = ?{self._store.for_update}",
+                    (draft.settlement_id,))
+        paid = mapper.PAID.named(cur.fetchone())
+        items, line_paid, _ = mapper.basket(paid["items"])
         cur.execute("SELECT lines FROM refunds WHERE settlement_id = ?", (draft.settlement_id,))
-        before = _refunded([row[0] for row in cur.fetchall()], len(items),
-                           Shares(fund_back, account_back, self_pay_back))
-        # the core's rule, on what was read under the locks
-        plan = plan_refund(items, Shares(fund, account, self_pay), before, draft.ask, line_paid)
+        before = mapper.refunded([lines for (lines,) in cur.fetchall()], len(items),
+                                 Shares(paid["fund_refunded_fen"], paid["account_refunded_fen"],
+                                        paid["self_pay_refunded_fen"]))
+        ecard_id = paid["ecard_id"]
+        # 4. The core's rule, on what was read under the locks: what this refund gives back, per share.
+        plan = plan_refund(items, Shares(paid["fund_fen"], paid["account_fen"], paid["self_pay_fen"]), before,
+                           draft.ask, line_paid)
         part = plan.shares
-        after = self._move_balance(cur, card_no, card[0], part.account_fen, "REFUND", draft.settlement_id, now)
+        # 5. Move the money back: the account and its ledger row, the settlement's totals, the refund row,
+        #    the fund's ledger row.
+        after = self._move_balance(cur, card_no, balance, part.account_fen, "REFUND", draft.settlement_id, now)
         cur.execute(
             "UPDATE settlements SET status = ?, refunded_at = ?, fund_refunded_fen = fund_refunded_fen + ?, "
             "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ? "
@@ -356,10 +342,11 @@ class SqlLedger:
                 "VALUES (?, ?, ?, 'REFUND', ?)",
                 (draft.settlement_id, draft.merchant_id, -part.fund_fen, now),
             )
+        # 6. Its audit row and the channels' event; the answer is the settlement as it now stands.
         write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, plan.shares))
         self._money_event(cur, ecard_id, REFUNDED_EVENT, draft.settlement_id, draft.merchant_id, plan.shares, after,
                           now)
-        return self._settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
+        return mapper.settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
 
     def _money_event(self, cur: Cursor, ecard_id: str, kind: str, settlement_id: str, merchant_id: str,
                      shares: Shares, balance_after: int, now: int) -> None:
@@ -378,32 +365,8 @@ class SqlLedger:
                                     (settlement_id,))[0][0])
 
 
-def _items(stored: str) -> tuple[tuple[LineItem, ...], tuple[Shares, ...], tuple[LinePricing, ...]]:
-    """A settlement's stored basket: its lines, the shares that paid each and how each was priced
-    (empty for a settlement stored before lines kept them)."""
-    lines = json.loads(stored)
-    items = tuple(LineItem(*line[:5]) for line in lines)
-    paid = tuple(Shares(*line[5:8]) for line in lines if len(line) >= 8)
-    pricing = tuple(LinePricing(*line[8:13]) for line in lines if len(line) >= 13)
-    return items, paid if len(paid) == len(items) else (), pricing if len(pricing) == len(items) else ()
-
-
 def catalogue_version(cur: Cursor) -> str:
     """The current catalogue version inside a transaction ("" when none was imported)."""
     cur.execute("SELECT COALESCE(MAX(version), 0) FROM catalogue_versions")
     found = cur.fetchone()[0]
     return str(found) if found else ""
-
-
-def _refunded(stored_lines: Sequence[str], count: int, shares: Shares = NOTHING) -> Refunded:
-    """What refunds gave back, from their stored lines ([[line index, quantity(, fund, account,
-    self-pay)]] each): the quantity per basket line and, where stored, each share per line."""
-    quantities = [0] * count
-    parts = [[0, 0, 0] for _ in range(count)]
-    for lines in stored_lines:
-        for line in json.loads(lines):
-            index = line[0]
-            quantities[index] += line[1]
-            for share, value in enumerate(line[2:5]):
-                parts[index][share] += value
-    return Refunded(shares, tuple(quantities), tuple(Shares(*p) for p in parts))

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ecard_server.core.records import KEY_EXPIRING, ChannelEvent
+from ecard_server.storage import mapper
 from ecard_server.storage.rows import Cursor, Transactions
 
 _NEXT_SEQ = (
@@ -67,11 +68,11 @@ class Outbox:
     # -- reads ------------------------------------------------------------------------------------
     def page(self, issuer_id: str, after: int, limit: int) -> list[ChannelEvent]:
         rows = self._store.rows(
-            "SELECT seq, kind, ecard_id, detail, created_at FROM channel_events WHERE issuer_id = ? AND seq > ? "
+            f"SELECT {mapper.CHANNEL_EVENT.select} FROM channel_events WHERE issuer_id = ? AND seq > ? "
             f"ORDER BY seq LIMIT {int(limit)}",
             (issuer_id, after),
         )
-        return [ChannelEvent(issuer_id, int(r[0]), r[1], r[2], int(r[4]), json.loads(r[3])) for r in rows]
+        return [mapper.channel_event(issuer_id, row) for row in rows]
 
     def bounds(self, issuer_id: str) -> tuple[int, int]:
         """(the first number still kept, the last number given) of a channel's events; (0, 0) for none."""

@@ -38,6 +38,7 @@ from ecard_server.core.records import (
     StoredAuditEvent,
 )
 from ecard_server.core.rules.counter import check_completion
+from ecard_server.storage import mapper
 from ecard_server.storage.ledger import SqlLedger, catalogue_version
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.outbox import Outbox
@@ -45,9 +46,8 @@ from ecard_server.storage.rows import Cursor, insert_rows, write_audit
 from ecard_server.storage.usage import UsageHistory
 
 T = TypeVar("T")
-_CARD_COLUMNS = "card_no, holder_name, id_hash, region, status, balance_fen, ecard_id, issued_at, replaced_at"
-_COUNTER_COLUMNS = "code, merchant_id, terminal_id, created_at, expires_at, ecard_id, issuer_id, completed_at"
-_KEY_COLUMNS = "issuer_id, kid, algorithm, public_key_pem, not_before, not_after, revoked"
+_CARD_COLUMNS = mapper.CARD.select
+_KEY_COLUMNS = mapper.KEY.select
 
 
 class _Refused(Exception):
@@ -167,15 +167,15 @@ class SqlStore:
         return issuer
 
     def get_issuer(self, issuer_id: str) -> Issuer | None:
-        found = self.rows("SELECT issuer_id, display_name, disabled_at FROM issuers WHERE issuer_id = ?",
+        found = self.rows(f"SELECT {mapper.ISSUER.select} FROM issuers WHERE issuer_id = ?",
                           (issuer_id,))
-        return Issuer(*found[0]) if found else None
+        return mapper.issuer(found[0]) if found else None
 
     def list_issuer_ids(self) -> list[str]:
         return [row[0] for row in self.rows("SELECT issuer_id FROM issuers")]
 
     def list_issuers(self) -> list[Issuer]:
-        return [Issuer(*row) for row in self.rows("SELECT issuer_id, display_name, disabled_at FROM issuers")]
+        return [mapper.issuer(row) for row in self.rows(f"SELECT {mapper.ISSUER.select} FROM issuers")]
 
     def disable_issuer(self, issuer_id: str, now: int, event: Callable[[int], AuditEvent]) -> Issuer | None:
         """Disables the issuer (once: a second call keeps the first time) and revokes every key of it, in
@@ -189,9 +189,9 @@ class SqlStore:
             revoked = len(cur.fetchall())
             if newly:
                 write_audit(cur, event(revoked))
-            cur.execute("SELECT issuer_id, display_name, disabled_at FROM issuers WHERE issuer_id = ?", (issuer_id,))
+            cur.execute(f"SELECT {mapper.ISSUER.select} FROM issuers WHERE issuer_id = ?", (issuer_id,))
             row = cur.fetchone()
-            return Issuer(*row) if row is not None else None
+            return mapper.issuer(row) if row is not None else None
 
     # -- the deny list of client certificates -----------------------------------------------------
     def deny_certificate(self, denied: DeniedCertificate, event: AuditEvent) -> DeniedCertificate:
@@ -204,34 +204,29 @@ class SqlStore:
             )
             if cur.fetchone() is not None:
                 write_audit(cur, event)
-            cur.execute("SELECT fingerprint, reason, denied_by, denied_at FROM denied_certificates "
-                        "WHERE fingerprint = ?", (denied.fingerprint,))
-            return DeniedCertificate(*cur.fetchone())
+            cur.execute(f"SELECT {mapper.DENIED.select} FROM denied_certificates WHERE fingerprint = ?",
+                        (denied.fingerprint,))
+            return mapper.denied_certificate(cur.fetchone())
 
     def allow_certificate(self, fingerprint: str, event: AuditEvent) -> DeniedCertificate | None:
         """Takes a fingerprint off the deny list; the entry it had, or None if it had none."""
         with self.transaction() as cur:
-            cur.execute("DELETE FROM denied_certificates WHERE fingerprint = ? "
-                        "RETURNING fingerprint, reason, denied_by, denied_at", (fingerprint,))
+            cur.execute(f"DELETE FROM denied_certificates WHERE fingerprint = ? RETURNING {mapper.DENIED.select}",
+                        (fingerprint,))
             row = cur.fetchone()
             if row is not None:
                 write_audit(cur, event)
-            return DeniedCertificate(*row) if row is not None else None
+            return mapper.denied_certificate(row) if row is not None else None
 
     def list_denied_certificates(self) -> list[DeniedCertificate]:
-        rows = self.rows("SELECT fingerprint, reason, denied_by, denied_at FROM denied_certificates "
-                         "ORDER BY denied_at, fingerprint")
-        return [DeniedCertificate(*row) for row in rows]
-
-    @staticmethod
-    def _key(row: Sequence[Any]) -> IssuerKey:
-        return IssuerKey(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+        rows = self.rows(f"SELECT {mapper.DENIED.select} FROM denied_certificates ORDER BY denied_at, fingerprint")
+        return [mapper.denied_certificate(row) for row in rows]
 
     def get_key(self, issuer_id: str, kid: str) -> IssuerKey | None:
         found = self.rows(
             f"SELECT {_KEY_COLUMNS} FROM issuer_keys WHERE issuer_id = ? AND kid = ?", (issuer_id, kid)
         )
-        return self._key(found[0]) if found else None
+        return mapper.issuer_key(found[0]) if found else None
 
     def list_keys(self, issuer_id: str | None = None) -> list[IssuerKey]:
         if issuer_id is None:
@@ -240,7 +235,7 @@ class SqlStore:
             found = self.rows(
                 f"SELECT {_KEY_COLUMNS} FROM issuer_keys WHERE issuer_id = ? ORDER BY created_at, kid", (issuer_id,)
             )
-        return [self._key(row) for row in found]
+        return [mapper.issuer_key(row) for row in found]
 
     def register_key(self, key: IssuerKey, now: int, *events: AuditEvent) -> IssuerKey:
         return self.once_more_on_conflict(lambda: self._register_key(key, now, events))
@@ -263,7 +258,7 @@ class SqlStore:
                 )
                 return IssuerKey(key.issuer_id, key.kid, key.algorithm, key.public_key_pem,
                                  key.not_before, key.not_after, False)
-            existing = self._key(row)
+            existing = mapper.issuer_key(row)
             if existing.public_key_pem.strip() != key.public_key_pem.strip():
                 raise AlreadyExists(f"kid {key.kid} is taken by another key", "KID_IN_USE")
             cur.execute(
@@ -297,8 +292,7 @@ class SqlStore:
 
     def list_merchants(self) -> list[Merchant]:
         return [
-            Merchant(r[0], r[1], r[2], r[3], bool(r[4]))
-            for r in self.rows("SELECT merchant_id, display_name, kind, region, designated FROM merchants")
+            mapper.merchant(row) for row in self.rows(f"SELECT {mapper.MERCHANT.select} FROM merchants")
         ]
 
     # -- cards ------------------------------------------------------------------------------------
@@ -325,9 +319,10 @@ class SqlStore:
             version = catalogue_version(cur)
             if not version:
                 return NO_CATALOGUE
-            cur.execute("SELECT code, name, drug_class, price_limit_fen, valid_from, valid_to FROM catalogue_items "
-                        "WHERE version = ?", (int(version),))
-            return Catalogue(version, {row[0]: CatalogueItem(*row) for row in cur.fetchall()})
+            cur.execute(f"SELECT {mapper.CATALOGUE_ITEM.select} FROM catalogue_items WHERE version = ?",
+                        (int(version),))
+            items = [mapper.catalogue_item(row) for row in cur.fetchall()]
+            return Catalogue(version, {item.code: item for item in items})
 
     def enroll(self, rows: Sequence[EnrollRow], now: int) -> tuple[int, int]:
         return self.once_more_on_conflict(lambda: self._enroll(rows, now))
@@ -372,22 +367,19 @@ class SqlStore:
         return len(fresh), len(known)
 
     def _card_from(self, cur: Cursor | None, row: Sequence[Any] | None) -> Card | None:
+        """The card of a row of _CARD_COLUMNS, with its channel bindings (read on `cur` when given)."""
         if row is None:
             return None
-        ecard_id = row[6]
-        channels: tuple[str, ...] = ()
-        suspended: tuple[str, ...] = ()
+        ecard_id = mapper.CARD.named(row)["ecard_id"]
+        bindings: list[Any] = []
         if ecard_id:
-            sql = "SELECT issuer_id, suspended_at FROM ecard_channels WHERE ecard_id = ? ORDER BY bound_at, issuer_id"
+            sql = f"SELECT {mapper.BINDING.select} FROM ecard_channels WHERE ecard_id = ? ORDER BY bound_at, issuer_id"
             if cur is None:
-                found = self.rows(sql, (ecard_id,))
+                bindings = self.rows(sql, (ecard_id,))
             else:
                 cur.execute(sql, (ecard_id,))
-                found = cur.fetchall()
-            channels = tuple(r[0] for r in found)
-            suspended = tuple(r[0] for r in found if r[1] is not None)
-        return Card(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], ecard_id, row[7], channels, suspended,
-                    row[8])
+                bindings = cur.fetchall()
+        return mapper.card(row, bindings)
 
     def get_card(self, *, card_no: str | None = None, ecard_id: str | None = None) -> Card | None:
         if card_no is not None:
@@ -433,9 +425,9 @@ class SqlStore:
             return after  # type: ignore[return-value]
 
     def _complete_counter_binding(self, cur: Cursor, code: str, ecard_id: str, issuer_id: str, now: int) -> None:
-        cur.execute(f"SELECT {_COUNTER_COLUMNS} FROM counter_bindings WHERE code = ?{self.for_update}", (code,))
+        cur.execute(f"SELECT {mapper.COUNTER.select} FROM counter_bindings WHERE code = ?{self.for_update}", (code,))
         row = cur.fetchone()
-        binding = CounterBinding(*row) if row is not None else None
+        binding = mapper.counter_binding(row) if row is not None else None
         if check_completion(binding, ecard_id, issuer_id, now):
             assert binding is not None
             cur.execute("UPDATE counter_bindings SET ecard_id = ?, issuer_id = ?, completed_at = ? WHERE code = ?",
@@ -452,8 +444,8 @@ class SqlStore:
             write_audit(cur, event)
 
     def get_counter_binding(self, code: str) -> CounterBinding | None:
-        found = self.rows(f"SELECT {_COUNTER_COLUMNS} FROM counter_bindings WHERE code = ?", (code,))
-        return CounterBinding(*found[0]) if found else None
+        found = self.rows(f"SELECT {mapper.COUNTER.select} FROM counter_bindings WHERE code = ?", (code,))
+        return mapper.counter_binding(found[0]) if found else None
 
     def charge_issue_attempt(self, scopes: Sequence[tuple[str, int]], window_s: int, now: int) -> int:
         """Counts one issuance attempt against each (scope, limit), in one transaction; a scope's window
@@ -567,10 +559,10 @@ class SqlStore:
             where.append("at < ?")
             params.append(query.until)
         rows = self.rows(
-            f"SELECT event_id, at, kind, actor, subject, detail FROM audit WHERE {' AND '.join(where)} "
+            f"SELECT {mapper.AUDIT.select} FROM audit WHERE {' AND '.join(where)} "
             f"ORDER BY event_id LIMIT {int(query.limit)}", params,
         )
-        return [StoredAuditEvent(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return [mapper.audit_event(row) for row in rows]
 
     def audit_events(self, kind: str | None = None) -> list[tuple[Any, ...]]:
         if kind is None:
