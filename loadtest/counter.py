@@ -13,7 +13,16 @@ import time
 import uuid
 from typing import ClassVar
 
-from ecard import Assurance, PharmacyClient, Purpose, Reason, TokenSigner, Verdict, generate_private_key
+from ecard import (
+    Assurance,
+    FailedPrecondition,
+    PharmacyClient,
+    Purpose,
+    Reason,
+    TokenSigner,
+    Verdict,
+    generate_private_key,
+)
 from ecard.v1 import settlement_pb2, verifier_pb2
 from loadtest.harness.baskets import check_settlement
 from loadtest.harness.slo import WrongAnswer
@@ -88,6 +97,27 @@ class MerchantCounter(ScheduledUser):
         if wrong is not None:
             raise wrong
         return answer
+
+    def quote_and_settle(self, items: list[settlement_pb2.LineItem], verification_id: str
+                         ) -> settlement_pb2.SettlementRecord:
+        """Quotes the basket (the split the holder is shown), then settles that quote and checks that the
+        record is exactly the quoted split. A quote gone stale (another settlement of the same holder in
+        between: the harness shares holders between users) is quoted again, as a counter does."""
+        for attempt in (1, 2):
+            quote = self.client.quote(items, verification_id=verification_id, terminal_id=self.merchant_id)
+            try:
+                record = self.settle_checked(items, quote_id=quote.quote_id)
+            except FailedPrecondition as stale:
+                if stale.reason != "QUOTE_STALE" or attempt == 2:
+                    raise
+                continue
+            shown = (quote.fund_paid_fen, quote.personal_account_paid_fen, quote.self_pay_fen)
+            if (record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen) != shown:
+                description = f"{self.scenario}: settled {record.settlement_id} differs from its quote {shown}"
+                self.harness.tally.record_wrong(description)
+                raise WrongAnswer(description)
+            return record
+        raise AssertionError("unreachable")
 
     def settle_checked(
         self, items: list[settlement_pb2.LineItem], **credential: str

@@ -25,7 +25,8 @@ hooks.register(events)  # seeding, the seed for workers, the tallies, the SLO ga
 
 
 class PharmacyCheckout(MerchantCounter):
-    """The counter checkout the SLO is about: scan the QR code, Verify, Settle the basket."""
+    """The counter checkout the SLO is about: scan the QR code, Verify, Quote the basket (the holder sees
+    the split), Settle that quote."""
 
     weight = 60
     scenario = "checkout"
@@ -38,7 +39,7 @@ class PharmacyCheckout(MerchantCounter):
             answer = self.verify_expecting(
                 "checkout", token, Reason.OK, purpose=Purpose.MEDICAL_SETTLEMENT, min_assurance=Assurance.PIN
             )
-            self.settle_checked(basket(PHARMACY_CATALOGUE, self.rng), verification_id=answer.verification_id)
+            self.quote_and_settle(basket(PHARMACY_CATALOGUE, self.rng), answer.verification_id)
 
 
 class HospitalVisit(MerchantCounter):

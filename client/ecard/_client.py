@@ -77,13 +77,37 @@ def settle_request(
     idempotency_key: str,
     verification_id: str = "",
     token: str = "",
+    quote_id: str = "",
     skip_personal_account: bool = False,
 ) -> settlement_pb2.SettleRequest:
-    if bool(verification_id) == bool(token):
-        raise ValueError("settle with exactly one of verification_id or token")
+    """A Settle with exactly one credential: a verification_id, a token, or a quote_id (from `quote` of
+    the same basket: the quoted split exactly, or QUOTE_STALE)."""
+    if [bool(verification_id), bool(token), bool(quote_id)].count(True) != 1:
+        raise ValueError("settle with exactly one of verification_id, token or quote_id")
     request = settlement_pb2.SettleRequest(
         idempotency_key=idempotency_key, items=list(items), skip_personal_account=skip_personal_account
     )
+    if verification_id:
+        request.verification_id = verification_id
+    elif quote_id:
+        request.quote_id = quote_id
+    else:
+        request.token = token
+    return request
+
+
+def quote_request(
+    items: Iterable[settlement_pb2.LineItem],
+    *,
+    verification_id: str = "",
+    token: str = "",
+    skip_personal_account: bool = False,
+    terminal_id: str = "",
+) -> settlement_pb2.QuoteRequest:
+    if bool(verification_id) == bool(token):
+        raise ValueError("quote with exactly one of verification_id or token")
+    request = settlement_pb2.QuoteRequest(items=list(items), skip_personal_account=skip_personal_account,
+                                          terminal_id=terminal_id)
     if verification_id:
         request.verification_id = verification_id
     else:
@@ -197,10 +221,22 @@ class PharmacyClient(_MerchantBase):
             raise from_grpc_error(exc) from exc
 
     def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
-        """Settles a basket, by `verification_id` (from an accepted Verify) or directly by `token`.
-        Fields: idempotency_key (required: the receipt number), verification_id | token, skip_personal_account.
-        Retried on transient errors; the idempotency key makes that safe."""
+        """Settles a basket, by `verification_id` (from an accepted Verify), by `quote_id` (from `quote`
+        of the same basket: exactly the split the holder was shown, or FailedPrecondition QUOTE_STALE)
+        or directly by `token`. Fields: idempotency_key (required: the receipt number), verification_id
+        | quote_id | token, skip_personal_account. Retried on transient errors; the key makes that safe."""
         return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+
+    def quote(
+        self, items: Iterable[settlement_pb2.LineItem], *, verification_id: str = "", token: str = "",
+        skip_personal_account: bool = False, terminal_id: str = "",
+    ) -> settlement_pb2.SettlementQuote:
+        """Prices a basket for the verified holder and moves nothing (预结算): show the split, then
+        `settle(items, quote_id=answer.quote_id, ...)` within `answer.expires_at`. Retried on transient
+        errors by verification_id only (a token is spent by the first try)."""
+        request = quote_request(items, verification_id=verification_id, token=token,
+                                skip_personal_account=skip_personal_account, terminal_id=terminal_id)
+        return self._call(self._settlement.Quote, request, retry=bool(verification_id))
 
     def refund(
         self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,
@@ -306,6 +342,14 @@ class AsyncPharmacyClient(_MerchantBase):
 
     async def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
         return await self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+
+    async def quote(
+        self, items: Iterable[settlement_pb2.LineItem], *, verification_id: str = "", token: str = "",
+        skip_personal_account: bool = False, terminal_id: str = "",
+    ) -> settlement_pb2.SettlementQuote:
+        request = quote_request(items, verification_id=verification_id, token=token,
+                                skip_personal_account=skip_personal_account, terminal_id=terminal_id)
+        return await self._call(self._settlement.Quote, request, retry=bool(verification_id))
 
     async def refund(
         self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,

@@ -41,9 +41,10 @@ from ecard_server.core.catalogue import CatalogueBook
 from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.handles import VerificationHandles
-from ecard_server.core.identity import IdentityHasher, mask_name
+from ecard_server.core.identity import IdentityHasher, derive_key, mask_name
 from ecard_server.core.limits import Admission
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
+from ecard_server.core.rules.quotes import QuoteSeal
 from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
 from ecard_server.core.signals import Signals
@@ -180,7 +181,8 @@ class Deployment:
             handles=handles,
             settlements=SettlementService(
                 ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
-                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue, clock=clock,
+                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue,
+                quotes=QuoteSeal([derive_key(key.secret, "quote") for key in keyring.handle_keys()]), clock=clock,
             ),
             records=records or MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock

@@ -38,6 +38,8 @@ class Settings:
     """Tolerance between the channel's clock and ours, both ways."""
     verification_window_s: int = 300
     """How long a verification_id may be used for one Settle."""
+    quote_window_s: int = 180
+    """How long a Quote's quote_id may be settled (never past its verification's own window)."""
     class_b_self_pay_ratio: Fraction = Fraction(1, 10)
     """Share of a class B line that the holder pays before coverage."""
     fund_ratio: dict[int, Fraction] = field(

@@ -67,6 +67,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Verifier.VerifyBatch":    (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Verifier.GetVerification": (ROLE, ROLE, ROLE, ROLE, OK, NOT_SEEN, ANON, ANON),
     "Settlement.Settle":       (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Settlement.Quote":        (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Settlement.Refund":       (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
     "Settlement.GetSettlement": (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
     # Issuing a card already bound to another channel binds the caller too (the contract: one e-card
@@ -301,6 +302,9 @@ CALLS: dict[str, Call] = {
     "Settlement.Settle": _unary(S, "Settle", lambda s, side: settlement_pb2.SettleRequest(
         merchant_id=s.side(side).merchant_id, idempotency_key=uuid.uuid4().hex,
         token=s.side("own").signer.mint(s.ecard("own")[1]),
+        items=[line_item("XB07", "ibuprofen", t.DRUG_CLASS_B, unit_price_fen=1550)])),
+    "Settlement.Quote": _unary(S, "Quote", lambda s, side: settlement_pb2.QuoteRequest(
+        merchant_id=s.side(side).merchant_id, token=s.side("own").signer.mint(s.ecard("own")[1]),
         items=[line_item("XB07", "ibuprofen", t.DRUG_CLASS_B, unit_price_fen=1550)])),
     "Settlement.Refund": _unary(S, "Refund", lambda s, side: settlement_pb2.RefundRequest(
         settlement_id=s.settlement(side), idempotency_key=uuid.uuid4().hex, reason="returned", full=True)),

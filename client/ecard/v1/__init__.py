@@ -33,10 +33,12 @@ from ecard.v1.cards_pb2 import (
 from ecard.v1.settlement_pb2 import (
     GetSettlementRequest,
     LineItem,
+    QuoteRequest,
     RefundEntry,
     RefundLine,
     RefundRequest,
     SettlementLine,
+    SettlementQuote,
     SettlementRecord,
     SettleRequest,
 )
@@ -209,6 +211,7 @@ __all__ = [
     "MerchantKind",
     "PhysicalCard",
     "Purpose",
+    "QuoteRequest",
     "Reason",
     "RefundEntry",
     "RefundLine",
@@ -218,6 +221,7 @@ __all__ = [
     "RotateIssuerKeyResponse",
     "SettleRequest",
     "SettlementLine",
+    "SettlementQuote",
     "SettlementRecord",
     "SettlementStatus",
     "SignedToken",

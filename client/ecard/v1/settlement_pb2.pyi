@@ -10,6 +10,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class QuoteRequest(_message.Message):
+    __slots__ = ("merchant_id", "verification_id", "token", "items", "skip_personal_account", "terminal_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_PERSONAL_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    verification_id: str
+    token: str
+    items: _containers.RepeatedCompositeFieldContainer[LineItem]
+    skip_personal_account: bool
+    terminal_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ..., terminal_id: _Optional[str] = ...) -> None: ...
+
+class SettlementQuote(_message.Message):
+    __slots__ = ("quote_id", "expires_at", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "catalogue_version", "policy_version", "lines", "personal_account_balance_fen")
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    quote_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    total_fen: int
+    fund_paid_fen: int
+    personal_account_paid_fen: int
+    self_pay_fen: int
+    catalogue_version: str
+    policy_version: str
+    lines: _containers.RepeatedCompositeFieldContainer[SettlementLine]
+    personal_account_balance_fen: int
+    def __init__(self, quote_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., catalogue_version: _Optional[str] = ..., policy_version: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., personal_account_balance_fen: _Optional[int] = ...) -> None: ...
+
 class LineItem(_message.Message):
     __slots__ = ("code", "name", "drug_class", "unit_price_fen", "quantity")
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -25,20 +65,22 @@ class LineItem(_message.Message):
     def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., drug_class: _Optional[_Union[_types_pb2.DrugClass, str]] = ..., unit_price_fen: _Optional[int] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
-    __slots__ = ("merchant_id", "idempotency_key", "verification_id", "token", "items", "skip_personal_account")
+    __slots__ = ("merchant_id", "idempotency_key", "verification_id", "token", "quote_id", "items", "skip_personal_account")
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     SKIP_PERSONAL_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     merchant_id: str
     idempotency_key: str
     verification_id: str
     token: str
+    quote_id: str
     items: _containers.RepeatedCompositeFieldContainer[LineItem]
     skip_personal_account: bool
-    def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ...) -> None: ...
+    def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., quote_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
     __slots__ = ("merchant_id", "settlement_id", "idempotency_key", "reason", "lines", "amount_fen", "full")

@@ -49,6 +49,11 @@ class SettlementStub:
                 request_serializer=ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
                 _registered_method=True)
+        self.Quote = channel.unary_unary(
+                '/ecard.v1.Settlement/Quote',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.QuoteRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.SettlementQuote.FromString,
+                _registered_method=True)
 
 
 class SettlementServicer:
@@ -75,6 +80,15 @@ class SettlementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Quote(self, request, context):
+        """预结算: prices a basket for a verified holder and moves nothing. Settle with its quote_id moves
+        exactly the quoted split, or refuses FAILED_PRECONDITION QUOTE_STALE when the balance, the
+        catalogue or the policy changed since (quote again and show the holder the new split).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +106,11 @@ def add_SettlementServicer_to_server(servicer, server):
                     servicer.GetSettlement,
                     request_deserializer=ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.SerializeToString,
+            ),
+            'Quote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Quote,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.QuoteRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.SettlementQuote.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +194,33 @@ class Settlement:
             '/ecard.v1.Settlement/GetSettlement',
             ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.SerializeToString,
             ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Quote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/Quote',
+            ecard_dot_v1_dot_settlement__pb2.QuoteRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.SettlementQuote.FromString,
             options,
             channel_credentials,
             insecure,

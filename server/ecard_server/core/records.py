@@ -173,13 +173,15 @@ class Shares:
 
 @dataclass(frozen=True, slots=True)
 class SettleInput:
-    """A Settle request in domain terms: exactly one of verification_id and token is set."""
+    """A Settle (or a Quote: no idempotency_key, no quote_id) request in domain terms: exactly one of
+    verification_id, token and quote_id is set."""
 
     idempotency_key: str
     items: tuple[LineItem, ...]
     verification_id: str = ""
     token: str = ""
     skip_personal_account: bool = False
+    quote_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

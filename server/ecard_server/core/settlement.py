@@ -9,18 +9,20 @@ it read under the card's row lock.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.records import LineItem, RefundAsk, SettleInput, SettlementRecord, Split
+from ecard_server.core.records import LineItem, RefundAsk, SettleInput, SettlementRecord, Shares, Split
 from ecard_server.core.rules import validation
 from ecard_server.core.rules.catalogue import day_of
 from ecard_server.core.rules.idempotency import same_request
+from ecard_server.core.rules.quotes import Quote, QuoteSeal, basket_digest
 from ecard_server.core.rules.settlement import (
     Draft,
     RefundDraft,
@@ -39,6 +41,17 @@ if TYPE_CHECKING:
     from ecard_server.core.verification import TokenVerifier
 
 
+@dataclass(frozen=True, slots=True)
+class Quoted:
+    """A Quote's answer: the quote_id, what it promises, and how each line was priced and paid."""
+
+    quote_id: str
+    quote: Quote
+    items: tuple[LineItem, ...]
+    split: Split
+    line_shares: tuple[Shares, ...]
+
+
 def _reason_word(reason: int) -> str:
     return t.Reason.Name(reason).removeprefix("REASON_")
 
@@ -55,11 +68,14 @@ class SettlementService:
         merchants: MerchantDirectory,
         settings: Settings,
         catalogue: CatalogueBook | None = None,
+        quotes: QuoteSeal | None = None,
         clock: Callable[[], float] = time.time,
         replay_wait_s: float = 2.0,
     ) -> None:
         self._ledger = ledger
         self._catalogue = catalogue
+        self._quotes = quotes or QuoteSeal([os.urandom(32)])  # a secret of its own: quotes of this process
+        self._quote_window = settings.quote_window_s
         self._policy = policy
         self._verifier = verifier
         self._handles = handles
@@ -89,8 +105,17 @@ class SettlementService:
         earlier = self._replay(merchant_id, key, request_hash)
         if earlier is not None:
             return earlier
-        if request.verification_id:
-            ecard_id, nonce = self._open_verification(merchant_id, request.verification_id)
+        quote = None
+        if request.quote_id:  # the quote spent the credential; the basket must be the quoted one
+            quote = self._quotes.open(request.quote_id, merchant_id=merchant_id, now=int(self._clock()))
+            if quote.basket != basket_digest(request.items, request.skip_personal_account):
+                raise InvalidArgument("the basket is not the one quoted", "QUOTE_MISMATCH")
+            if (split.catalogue_version, split.policy_version) != (quote.catalogue_version, quote.policy_version):
+                raise FailedPrecondition("the catalogue or the policy changed since the quote: quote again",
+                                         "QUOTE_STALE")
+            ecard_id, nonce, used_reason = quote.ecard_id, quote.nonce, quote.used_reason
+        elif request.verification_id:
+            ecard_id, nonce, _ = self._open_verification(merchant_id, request.verification_id)
             used_reason = "VERIFICATION_USED"
         else:
             outcome = self._verifier.verify_token(
@@ -119,6 +144,7 @@ class SettlementService:
             split=split,
             skip_personal_account=request.skip_personal_account,
             used_reason=used_reason,
+            quote=quote,
         )
         try:
             try:
@@ -141,14 +167,47 @@ class SettlementService:
         catalogue = self._catalogue.reload() if reload else self._catalogue.current()
         return self._policy.split(items, merchant_kind, catalogue, day_of(self._clock()))
 
-    def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes]:
+    def quote(self, merchant_id: str, request: SettleInput) -> Quoted:
+        """Prices a basket for a verified holder and moves nothing (预结算): the split the holder is shown,
+        sealed in a quote_id that a Settle moves exactly, or refuses QUOTE_STALE. A token is verified
+        (and so spent) here: the quote_id then stands for it."""
+        validation.settle_request(request, self._max_items, quote=True)
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
+        split = self._price(request.items, merchant.kind)
+        now = int(self._clock())
+        expires_at = now + self._quote_window
+        if request.verification_id:
+            ecard_id, nonce, until = self._open_verification(merchant_id, request.verification_id)
+            expires_at, used_reason = min(expires_at, until), "VERIFICATION_USED"
+        else:
+            outcome = self._verifier.verify_token(
+                request.token, merchant_id=merchant_id, purpose=t.PURPOSE_MEDICAL_SETTLEMENT,
+                min_assurance=t.ASSURANCE_PIN,
+            )
+            if not outcome.accepted:
+                word = _reason_word(outcome.reason)
+                raise FailedPrecondition(f"token rejected: {word}", word)
+            assert outcome.card is not None and outcome.claims is not None
+            ecard_id, nonce, used_reason = outcome.card.ecard_id, outcome.claims.nonce, "REPLAYED"
+        draft = Draft("", merchant_id, "", b"", ecard_id, nonce, request.items, split,
+                      request.skip_personal_account, used_reason)
+        status, settled_before, balance = self._ledger.account_state(ecard_id, nonce)
+        paid = draft.shares_under_lock(status, settled_before, balance)  # the Settle's own rule, unlocked
+        quote = Quote(merchant_id, ecard_id, nonce, used_reason,
+                      basket_digest(request.items, request.skip_personal_account), paid, balance,
+                      split.catalogue_version, split.policy_version, expires_at)
+        return Quoted(self._quotes.seal(quote), quote, request.items, split, draft.line_shares(paid))
+
+    def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes, int]:
         verification = self._handles.open(handle, merchant_id=merchant_id, now=int(self._clock()))
         if verification.purpose != t.PURPOSE_MEDICAL_SETTLEMENT or verification.assurance < t.ASSURANCE_PIN:
             raise FailedPrecondition(
                 "the verification was not for medical settlement with at least a PIN",
                 "VERIFICATION_NOT_FOR_SETTLEMENT",
             )
-        return verification.ecard_id, verification.nonce
+        return verification.ecard_id, verification.nonce, verification.expires_at
 
     def _await_record(self, merchant_id: str, key: str, request_hash: bytes) -> SettlementRecord | None:
         deadline = time.monotonic() + self._replay_wait_s

@@ -32,6 +32,7 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/ecard.v1.Settlement/Settle": frozenset({MERCHANT}),
     "/ecard.v1.Settlement/Refund": frozenset({MERCHANT}),
     "/ecard.v1.Settlement/GetSettlement": frozenset({MERCHANT}),
+    "/ecard.v1.Settlement/Quote": frozenset({MERCHANT}),
     "/ecard.v1.Cards/IssueECard": frozenset({CHANNEL}),
     "/ecard.v1.Cards/GetECard": frozenset({ADMIN, CHANNEL}),
     "/ecard.v1.Cards/ReportLost": frozenset({ADMIN, CHANNEL}),

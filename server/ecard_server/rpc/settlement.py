@@ -6,8 +6,8 @@ import grpc.aio
 
 from ecard import line_item
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
-from ecard_server.core.records import LineItem, RefundAsk, RefundRecord, SettleInput, SettlementRecord
-from ecard_server.core.settlement import SettlementService
+from ecard_server.core.records import LineItem, RefundAsk, RefundRecord, SettleInput, SettlementRecord, Shares
+from ecard_server.core.settlement import Quoted, SettlementService
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.convert import timestamp
 
@@ -55,6 +55,21 @@ def settlement_lines(record: SettlementRecord) -> list[settlement_pb2.Settlement
     return lines
 
 
+def settlement_quote(quoted: Quoted) -> settlement_pb2.SettlementQuote:
+    quote, split = quoted.quote, quoted.split
+    nothing = (Shares(0, 0, 0),) * len(quoted.line_shares)
+    priced = SettlementRecord("", "", quote.merchant_id, 0, split.total_fen, 0, 0, 0, 0, quoted.items, 0, None,
+                              line_shares=quoted.line_shares, line_refunded=nothing,
+                              line_refunded_quantities=(0,) * len(nothing), line_pricing=split.lines)
+    return settlement_pb2.SettlementQuote(
+        quote_id=quoted.quote_id, expires_at=timestamp(quote.expires_at), total_fen=split.total_fen,
+        fund_paid_fen=quote.shares.fund_fen, personal_account_paid_fen=quote.shares.account_fen,
+        self_pay_fen=quote.shares.self_pay_fen, catalogue_version=quote.catalogue_version,
+        policy_version=quote.policy_version, lines=settlement_lines(priced),
+        personal_account_balance_fen=quote.balance_fen,
+    )
+
+
 def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
     return settlement_pb2.SettlementRecord(
         settlement_id=record.settlement_id,
@@ -93,8 +108,21 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
             verification_id=request.verification_id,
             token=request.token,
             skip_personal_account=request.skip_personal_account,
+            quote_id=request.quote_id,
         )
         return settlement_record(self._settlements.settle(own_id(request.merchant_id), settle))
+
+    def Quote(
+        self, request: settlement_pb2.QuoteRequest, context: grpc.aio.ServicerContext
+    ) -> settlement_pb2.SettlementQuote:
+        ask = SettleInput(
+            idempotency_key="",
+            items=tuple(_item(line) for line in request.items),
+            verification_id=request.verification_id,
+            token=request.token,
+            skip_personal_account=request.skip_personal_account,
+        )
+        return settlement_quote(self._settlements.quote(own_id(request.merchant_id), ask))
 
     def Refund(
         self, request: settlement_pb2.RefundRequest, context: grpc.aio.ServicerContext

@@ -173,6 +173,16 @@ class SqlLedger:
             )
         return after
 
+    def account_state(self, ecard_id: str, nonce: bytes) -> tuple[int | None, bool, int]:
+        """What a Quote prices with, read without a lock: the card's status (None: no such e-card),
+        whether this credential already settled, and the balance. The Settle reads them again locked."""
+        rows = self._store.rows("SELECT status, balance_fen FROM cards WHERE ecard_id = ?", (ecard_id,))
+        if not rows:
+            return None, False, 0
+        used = self._store.rows("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
+                                (ecard_id, nonce))
+        return rows[0][0], bool(used), rows[0][1]
+
     def settle(self, draft: Draft, now: int) -> SettlementRecord:
         """Settles a priced basket in one transaction: the account pays what its locked balance allows."""
         try:

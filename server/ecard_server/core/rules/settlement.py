@@ -48,6 +48,7 @@ from ecard_server.core.records import (
     Split,
 )
 from ecard_server.core.rules.allocation import allocate
+from ecard_server.core.rules.quotes import Quote
 
 _HALF = Fraction(1, 2)
 
@@ -71,6 +72,7 @@ class Draft:
     split: Split
     skip_personal_account: bool
     used_reason: str  # the ErrorInfo word when this credential already settled: VERIFICATION_USED or REPLAYED
+    quote: Quote | None = None  # what the holder was shown: settle exactly that, or QUOTE_STALE
 
     def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int) -> Shares:
         """The rules of a settlement, given what the ledger read under the card's row lock: the card's
@@ -82,11 +84,16 @@ class Draft:
             raise FailedPrecondition("this verification has already been used to settle", self.used_reason)
         if card_status != ACTIVE:
             raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
-        return shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
+        paid = shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
+        if self.quote is not None:
+            self.quote.stale_unless(paid, balance_fen)
+        return paid
 
     def check_catalogue(self, current_version: str) -> None:
         """Raises StalePricing unless the basket was priced with the current catalogue version."""
         if current_version != self.split.catalogue_version:
+            if self.quote is not None:  # never a split other than the one the holder was shown
+                raise FailedPrecondition("the catalogue changed since the quote: quote again", "QUOTE_STALE")
             raise StalePricing(f"priced with catalogue {self.split.catalogue_version or 'none'}, now "
                                f"{current_version}", "CATALOGUE_CHANGED")
 
@@ -216,10 +223,11 @@ def _digest(form: object) -> bytes:
 
 def settle_hash(request: SettleInput) -> bytes:
     """The request's identity for idempotency: same key and same hash is the same Settle."""
+    kind = "verification_id" if request.verification_id else "quote_id" if request.quote_id else "token"
     return _digest([
         "settle",
-        "verification_id" if request.verification_id else "token",
-        request.verification_id or request.token,
+        kind,
+        request.verification_id or request.quote_id or request.token,
         [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in request.items],
         request.skip_personal_account,
     ])

@@ -167,10 +167,16 @@ def basket(items: Sequence[LineItem], max_items: int) -> None:
                                   "AMOUNT_TOO_LARGE")
 
 
-def settle_request(request: SettleInput, max_items: int) -> None:
-    idempotency_key(request.idempotency_key)
-    if bool(request.verification_id) == bool(request.token):
-        raise InvalidArgument("give exactly one credential: verification_id or token", "MISSING_CREDENTIAL")
+def settle_request(request: SettleInput, max_items: int, *, quote: bool = False) -> None:
+    """A Settle's fields (a Quote's with `quote`: no idempotency key, no quote_id)."""
+    if not quote:
+        idempotency_key(request.idempotency_key)
+    given = [bool(request.verification_id), bool(request.token), bool(request.quote_id)].count(True)
+    if given != 1 or (quote and request.quote_id):
+        kinds = "verification_id or token" if quote else "verification_id, token or quote_id"
+        raise InvalidArgument(f"give exactly one credential: {kinds}", "MISSING_CREDENTIAL")
+    if max(len(request.verification_id), len(request.token), len(request.quote_id)) > MAX_CREDENTIAL * 2:
+        raise InvalidArgument(f"the credential is longer than {MAX_CREDENTIAL * 2} characters", "INVALID_CREDENTIAL")
     if len(request.verification_id) > MAX_CREDENTIAL or len(request.token) > MAX_CREDENTIAL:
         raise InvalidArgument(f"the credential is longer than {MAX_CREDENTIAL} characters", "INVALID_CREDENTIAL")
     basket(request.items, max_items)
