@@ -74,7 +74,12 @@ bench: install  ## Verify/Batch/Stream/Settle beside transport and signature lim
 	@status=0; \
 	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json || status=1; \
 	$(PY) -m loadtest.bench.versus --out reports/bench_versus.json || status=1; \
+	$(PY) -m loadtest.bench.events --out reports/bench_events.json || status=1; \
 	exit $$status
+
+.PHONY: bench-events
+bench-events: install  ## channel events: 1,000 a second delivered to 22 open WatchEvents streams, lag p99 (~20 s)
+	$(PY) -m loadtest.bench.events --out reports/bench_events.json
 
 .PHONY: bench-versus
 bench-versus: install  ## only ecard embedded and shared against the simple and the competent shared peer (~1 min)

@@ -54,3 +54,18 @@ def test_bench_versus_drives_ecard_and_both_peers(tmp_path: Path) -> None:
         assert figures[name]["unexpected"] == 0, name  # a replay or an error would be counted here
     assert {f"{ours}_vs_{peer}" for ours, peer in PAIRS} <= set(figures)
     assert result.returncode == (0 if all(figures["goals"].values()) else 1)
+
+
+def test_events_bench_reports_delivery_and_lag(tmp_path: Path) -> None:
+    """The events bench, small: every event delivered once, and its figures written."""
+    out = tmp_path / "bench_events.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench.events", "--rate", "80", "--seconds", "1", "--channels", "4",
+         "--bindings", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["events_received"] == figures["events_expected"] > 0
+    assert figures["events_lost"] == figures["events_repeated"] == 0
+    assert {"lag_p50_ms", "lag_p99_ms", "delivered_events_per_s", "change_call_p99_ms"} <= set(figures)
