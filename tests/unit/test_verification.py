@@ -144,6 +144,28 @@ def test_channel_not_bound(env: Env) -> None:
     assert env.verify(unbound.mint(env.ecard_id, issued_at=NOW)) == t.REASON_CHANNEL_NOT_BOUND
 
 
+def test_binding_status_comes_from_the_card_cache(env: Env) -> None:
+    """A suspended binding is refused from memory: after the change notice, one reload of the card, then
+    every Verify a cache hit (and the event loop's verify answers without asking for a thread)."""
+    cache, cards, bank = env.deployment.card_cache, env.deployment.cards, Principal(CHANNEL, "bank")
+    assert env.verify(env.mint()) == t.REASON_OK
+    cards.suspend_binding(bank, env.ecard_id, "")
+    misses = cache.misses
+    assert env.verify(env.mint()) == t.REASON_CHANNEL_SUSPENDED  # the notice dropped the entry: one reload
+    assert cache.misses == misses + 1
+    hits = cache.hits
+    for _ in range(5):
+        assert env.verify(env.mint()) == t.REASON_CHANNEL_SUSPENDED
+    outcome = asyncio.run(env.deployment.verifier.verify_token_async(
+        env.mint(), merchant_id="pharmacy-1", purpose=t.PURPOSE_IDENTITY, min_assurance=t.ASSURANCE_NONE))
+    assert outcome is not None and outcome.reason == t.REASON_CHANNEL_SUSPENDED
+    assert (cache.misses, cache.hits) == (misses + 1, hits + 6)
+    cards.resume_binding(bank, env.ecard_id, "")
+    assert env.verify(env.mint()) == t.REASON_OK
+    cards.unbind(bank, env.ecard_id, "")
+    assert env.verify(env.mint()) == t.REASON_CHANNEL_NOT_BOUND
+
+
 def test_purpose_and_assurance(env: Env) -> None:
     assert env.verify(env.mint(purposes=[t.PURPOSE_IDENTITY]), t.PURPOSE_PAYMENT) == t.REASON_PURPOSE_NOT_ALLOWED
     pin = env.mint(assurance=t.ASSURANCE_PIN)
