@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -79,13 +80,16 @@ def settle_request(
     token: str = "",
     quote_id: str = "",
     skip_personal_account: bool = False,
+    terminal_id: str = "",
+    operator_id: str = "",
 ) -> settlement_pb2.SettleRequest:
     """A Settle with exactly one credential: a verification_id, a token, or a quote_id (from `quote` of
     the same basket: the quoted split exactly, or QUOTE_STALE)."""
     if [bool(verification_id), bool(token), bool(quote_id)].count(True) != 1:
         raise ValueError("settle with exactly one of verification_id, token or quote_id")
     request = settlement_pb2.SettleRequest(
-        idempotency_key=idempotency_key, items=list(items), skip_personal_account=skip_personal_account
+        idempotency_key=idempotency_key, items=list(items), skip_personal_account=skip_personal_account,
+        terminal_id=terminal_id, operator_id=operator_id,
     )
     if verification_id:
         request.verification_id = verification_id
@@ -128,6 +132,8 @@ def refund_request(
     full: bool = False,
     lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None,
     amount_fen: int | None = None,
+    terminal_id: str = "",
+    operator_id: str = "",
 ) -> settlement_pb2.RefundRequest:
     """A Refund of exactly one of: `full=True` (all that is not refunded yet), chosen `lines`
     ((code, quantity) pairs or RefundLine), or `amount_fen` (> 0). An empty selection (`lines=[]`,
@@ -147,8 +153,27 @@ def refund_request(
                               "REFUND_SELECTION_MISSING")
     return settlement_pb2.RefundRequest(
         settlement_id=settlement_id, idempotency_key=idempotency_key, reason=reason, lines=chosen or [],
-        amount_fen=amount_fen or 0, full=full,
+        amount_fen=amount_fen or 0, full=full, terminal_id=terminal_id, operator_id=operator_id,
     )
+
+
+def reverse_request(idempotency_key: str, *, terminal_id: str = "", operator_id: str = "") -> (
+        settlement_pb2.ReverseSettlementRequest):
+    if not idempotency_key:
+        raise ValueError("idempotency_key is required: the uncertain Settle's")
+    return settlement_pb2.ReverseSettlementRequest(idempotency_key=idempotency_key, terminal_id=terminal_id,
+                                                   operator_id=operator_id)
+
+
+def list_request(
+    *, since: datetime | None = None, until: datetime | None = None, terminal_id: str = "", page_size: int = 0,
+) -> settlement_pb2.ListSettlementsRequest:
+    request = settlement_pb2.ListSettlementsRequest(terminal_id=terminal_id, page_size=page_size)
+    if since is not None:
+        request.since.FromDatetime(since)
+    if until is not None:
+        request.until.FromDatetime(until)
+    return request
 
 
 class _MerchantBase:
@@ -224,7 +249,10 @@ class PharmacyClient(_MerchantBase):
         """Settles a basket, by `verification_id` (from an accepted Verify), by `quote_id` (from `quote`
         of the same basket: exactly the split the holder was shown, or FailedPrecondition QUOTE_STALE)
         or directly by `token`. Fields: idempotency_key (required: the receipt number), verification_id
-        | quote_id | token, skip_personal_account. Retried on transient errors; the key makes that safe."""
+        | quote_id | token, skip_personal_account, terminal_id and operator_id (the till and the cashier,
+        for the statements). Retried on transient errors; the key makes that safe. Still failing
+        (Unavailable, DeadlineExceeded): the outcome is unknown; `reverse_settlement(idempotency_key)`
+        settles it."""
         return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
 
     def quote(
@@ -241,13 +269,14 @@ class PharmacyClient(_MerchantBase):
     def refund(
         self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,
         lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None, amount_fen: int | None = None,
+        terminal_id: str = "", operator_id: str = "",
     ) -> settlement_pb2.SettlementRecord:
         """Gives a settlement back, whole or in part: exactly one of `full=True` (all that is left),
         `lines` ((code, quantity) pairs: each line's own shares come back) or `amount_fen`. An empty
         selection raises InvalidArgument before anything is sent. The answer is the whole settlement;
         this refund is its `refunds` entry with this idempotency_key. Retried on transient errors."""
         request = refund_request(settlement_id, idempotency_key=idempotency_key, reason=reason, full=full,
-                                 lines=lines, amount_fen=amount_fen)
+                                 lines=lines, amount_fen=amount_fen, terminal_id=terminal_id, operator_id=operator_id)
         return self._call(self._settlement.Refund, request, retry=True)
 
     def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
@@ -274,6 +303,36 @@ class PharmacyClient(_MerchantBase):
             binding = self.get_counter_binding(binding_code, wait_s=int(max(0, min(30, left))))
             if binding.status != cards_pb2.COUNTER_BINDING_STATUS_PENDING or left <= 0:
                 return binding
+
+    def reverse_settlement(
+        self, idempotency_key: str, *, terminal_id: str = "", operator_id: str = ""
+    ) -> settlement_pb2.ReverseSettlementResponse:
+        """Reversal (冲正): what to do when a Settle's outcome is unknown (it raised Unavailable or
+        DeadlineExceeded after its retries, the POS crashed, the holder left). By the Settle's own
+        idempotency key: its settlement, if it went through, is refunded in full (`settled`, and
+        `settlement` as it now stands); if not, the key is barred, so the lost Settle can never move
+        money later (a Settle with the key then raises FailedPrecondition `REVERSED`). Idempotent, and
+        retried on transient errors."""
+        request = reverse_request(idempotency_key, terminal_id=terminal_id, operator_id=operator_id)
+        return self._call(self._settlement.ReverseSettlement, request, retry=True)
+
+    def list_settlements(
+        self, *, since: datetime | None = None, until: datetime | None = None, terminal_id: str = "",
+        page_size: int = 0,
+    ) -> Iterator[settlement_pb2.SettlementRecord]:
+        """This merchant's settlements settled in [since, until), oldest first, one page (up to
+        `page_size`, 0: 100) per call as the iteration goes; of one terminal if given."""
+        request = list_request(since=since, until=until, terminal_id=terminal_id, page_size=page_size)
+        while True:
+            page = self._call(self._settlement.ListSettlements, request, retry=True)
+            yield from page.settlements
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def daily_totals(self, day: str) -> settlement_pb2.DailyTotalsResponse:
+        """The statement of a day ("YYYY-MM-DD", Asia/Shanghai): per terminal and in all."""
+        return self._call(self._settlement.DailyTotals, settlement_pb2.DailyTotalsRequest(day=day), retry=True)
 
     def close(self) -> None:
         self.channel.close()
@@ -354,9 +413,10 @@ class AsyncPharmacyClient(_MerchantBase):
     async def refund(
         self, settlement_id: str, *, idempotency_key: str, reason: str = "", full: bool = False,
         lines: Iterable[settlement_pb2.RefundLine | tuple[str, int]] | None = None, amount_fen: int | None = None,
+        terminal_id: str = "", operator_id: str = "",
     ) -> settlement_pb2.SettlementRecord:
         request = refund_request(settlement_id, idempotency_key=idempotency_key, reason=reason, full=full,
-                                 lines=lines, amount_fen=amount_fen)
+                                 lines=lines, amount_fen=amount_fen, terminal_id=terminal_id, operator_id=operator_id)
         return await self._call(self._settlement.Refund, request, retry=True)
 
     async def get_settlement(self, settlement_id: str) -> settlement_pb2.SettlementRecord:
@@ -380,6 +440,28 @@ class AsyncPharmacyClient(_MerchantBase):
             binding = await self.get_counter_binding(binding_code, wait_s=int(max(0, min(30, left))))
             if binding.status != cards_pb2.COUNTER_BINDING_STATUS_PENDING or left <= 0:
                 return binding
+
+    async def reverse_settlement(
+        self, idempotency_key: str, *, terminal_id: str = "", operator_id: str = ""
+    ) -> settlement_pb2.ReverseSettlementResponse:
+        request = reverse_request(idempotency_key, terminal_id=terminal_id, operator_id=operator_id)
+        return await self._call(self._settlement.ReverseSettlement, request, retry=True)
+
+    async def list_settlements(
+        self, *, since: datetime | None = None, until: datetime | None = None, terminal_id: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[settlement_pb2.SettlementRecord]:
+        request = list_request(since=since, until=until, terminal_id=terminal_id, page_size=page_size)
+        while True:
+            page = await self._call(self._settlement.ListSettlements, request, retry=True)
+            for record in page.settlements:
+                yield record
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def daily_totals(self, day: str) -> settlement_pb2.DailyTotalsResponse:
+        return await self._call(self._settlement.DailyTotals, settlement_pb2.DailyTotalsRequest(day=day), retry=True)
 
     async def close(self) -> None:
         await self.channel.close()

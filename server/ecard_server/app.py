@@ -48,6 +48,7 @@ from ecard_server.core.rules.quotes import QuoteSeal
 from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
 from ecard_server.core.signals import Signals
+from ecard_server.core.statements import StatementService
 from ecard_server.core.usage import UsageService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.deployment_metrics import watch_deployment
@@ -86,6 +87,7 @@ class Deployment:
     audit: AuditTrail
     handles: VerificationHandles
     settlements: SettlementService
+    statements: StatementService
     records: VerificationRecords
     channel_events: ChannelEventService
     usage: UsageService
@@ -184,6 +186,7 @@ class Deployment:
                 handles=handles, merchants=merchants, settings=settings, catalogue=catalogue,
                 quotes=QuoteSeal([derive_key(key.secret, "quote") for key in keyring.handle_keys()]), clock=clock,
             ),
+            statements=StatementService(store.statements, merchants),
             records=records or MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock
             ),
@@ -337,7 +340,9 @@ def create_server(
                       deployment.card_cache, placement), registry
     )
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
-    settlement_pb2_grpc.add_SettlementServicer_to_server(SettlementServicer(deployment.settlements), registry)
+    settlement_pb2_grpc.add_SettlementServicer_to_server(
+        SettlementServicer(deployment.settlements, deployment.statements), registry
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)
     names = list(SERVICE_NAMES)

@@ -40,6 +40,7 @@ from ecard import (
 from ecard.v1 import types_pb2
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
 from ecard_server.config import MERCHANT_KINDS
+from ecard_server.counter_cli import add_counter_commands
 
 DEFAULT_DB = "sqlite:///var/ecard.db"
 PURPOSES = {
@@ -436,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--terminal", default="cli")
     add_client_arguments(p)
     p.set_defaults(func=cmd_verify)
+    add_counter_commands(sub)
 
     p = sub.add_parser("demo", help="load demo issuers, keys, merchants and cards into a running server")
     p.add_argument("--target", default=DEFAULT_TARGET)

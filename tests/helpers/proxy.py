@@ -23,7 +23,21 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._relayed: set[socket.socket] = set()
+        # hold(): bytes in that direction wait in the relay (nothing is lost) until release()
+        self._gates = {"up": threading.Event(), "down": threading.Event()}
+        for gate in self._gates.values():
+            gate.set()
+        self.held = {"up": 0, "down": 0}  # bytes that arrived while held, per direction
         self.restore()
+
+    def hold(self, direction: str = "up") -> None:
+        """Holds what the clients send ("up") or what the upstream answers ("down") until release()."""
+        self.held[direction] = 0
+        self._gates[direction].clear()
+
+    def release(self) -> None:
+        for gate in self._gates.values():
+            gate.set()
 
     def url(self, url: str) -> str:
         """`url` with its host and port replaced by this relay's (user, password and path kept)."""
@@ -44,6 +58,7 @@ class TcpProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def cut(self) -> None:
+        self.release()  # a held pump wakes to find its sockets closed
         with self._lock:
             listener, self._listener = self._listener, None
             relayed, self._relayed = list(self._relayed), set()
@@ -72,12 +87,16 @@ class TcpProxy:
                     server.close()
                     return
                 self._relayed.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, direction in ((client, server, "up"), (server, client, "down")):
+                threading.Thread(target=self._pump, args=(source, sink, direction), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, direction: str = "up") -> None:
+        gate = self._gates[direction]
         try:
             while data := source.recv(65536):
+                if not gate.is_set():
+                    self.held[direction] += len(data)
+                    gate.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -70,6 +70,10 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Settlement.Quote":        (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Settlement.Refund":       (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
     "Settlement.GetSettlement": (ROLE, ROLE, ROLE, ROLE, OK, NOT_YOURS, ANON, ANON),
+    # A merchant's Settle keys and statements are its own: naming another merchant is a mismatch.
+    "Settlement.ReverseSettlement": (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Settlement.ListSettlements": (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Settlement.DailyTotals":  (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     # Issuing a card already bound to another channel binds the caller too (the contract: one e-card
     # per physical card, any channel that proves the holder's name and identity number may issue it).
     "Cards.IssueECard":        (ROLE, ROLE, OK, OK, ROLE, ROLE, ANON, ANON),
@@ -310,6 +314,13 @@ CALLS: dict[str, Call] = {
         settlement_id=s.settlement(side), idempotency_key=uuid.uuid4().hex, reason="returned", full=True)),
     "Settlement.GetSettlement": _unary(S, "GetSettlement", lambda s, side: settlement_pb2.GetSettlementRequest(
         settlement_id=s.settlement(side))),
+    "Settlement.ReverseSettlement": _unary(S, "ReverseSettlement", lambda s, side: (
+        settlement_pb2.ReverseSettlementRequest(merchant_id=s.side(side).merchant_id,
+                                                idempotency_key=uuid.uuid4().hex))),
+    "Settlement.ListSettlements": _unary(S, "ListSettlements", lambda s, side: settlement_pb2.ListSettlementsRequest(
+        merchant_id=s.side(side).merchant_id, page_size=10)),
+    "Settlement.DailyTotals": _unary(S, "DailyTotals", lambda s, side: settlement_pb2.DailyTotalsRequest(
+        merchant_id=s.side(side).merchant_id, day="2026-12-03")),
     "Cards.IssueECard": _unary(C, "IssueECard", _issue_request),
     "Cards.GetECard": _unary(C, "GetECard", lambda s, side: cards_pb2.GetECardRequest(ecard_id=s.ecard(side)[1])),
     "Cards.ReportLost": _unary(C, "ReportLost", lambda s, side: cards_pb2.CardRef(ecard_id=s.ecard(side)[1])),

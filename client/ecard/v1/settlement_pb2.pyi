@@ -65,7 +65,7 @@ class LineItem(_message.Message):
     def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., drug_class: _Optional[_Union[_types_pb2.DrugClass, str]] = ..., unit_price_fen: _Optional[int] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
-    __slots__ = ("merchant_id", "idempotency_key", "verification_id", "token", "quote_id", "items", "skip_personal_account")
+    __slots__ = ("merchant_id", "idempotency_key", "verification_id", "token", "quote_id", "items", "skip_personal_account", "terminal_id", "operator_id")
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,8 @@ class SettleRequest(_message.Message):
     QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     SKIP_PERSONAL_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
     merchant_id: str
     idempotency_key: str
     verification_id: str
@@ -80,10 +82,12 @@ class SettleRequest(_message.Message):
     quote_id: str
     items: _containers.RepeatedCompositeFieldContainer[LineItem]
     skip_personal_account: bool
-    def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., quote_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ...) -> None: ...
+    terminal_id: str
+    operator_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., quote_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., skip_personal_account: _Optional[bool] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
-    __slots__ = ("merchant_id", "settlement_id", "idempotency_key", "reason", "lines", "amount_fen", "full")
+    __slots__ = ("merchant_id", "settlement_id", "idempotency_key", "reason", "lines", "amount_fen", "full", "terminal_id", "operator_id")
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
     SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +95,8 @@ class RefundRequest(_message.Message):
     LINES_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
     FULL_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
     merchant_id: str
     settlement_id: str
     idempotency_key: str
@@ -98,7 +104,9 @@ class RefundRequest(_message.Message):
     lines: _containers.RepeatedCompositeFieldContainer[RefundLine]
     amount_fen: int
     full: bool
-    def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., amount_fen: _Optional[int] = ..., full: _Optional[bool] = ...) -> None: ...
+    terminal_id: str
+    operator_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., amount_fen: _Optional[int] = ..., full: _Optional[bool] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ...) -> None: ...
 
 class RefundLine(_message.Message):
     __slots__ = ("code", "quantity")
@@ -143,7 +151,7 @@ class SettlementLine(_message.Message):
     def __init__(self, code: _Optional[str] = ..., quantity: _Optional[int] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., refunded_quantity: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., drug_class: _Optional[_Union[_types_pb2.DrugClass, str]] = ..., covered_fen: _Optional[int] = ..., self_pay_first_fen: _Optional[int] = ..., over_limit_fen: _Optional[int] = ..., not_covered_fen: _Optional[int] = ...) -> None: ...
 
 class RefundEntry(_message.Message):
-    __slots__ = ("idempotency_key", "reason", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "personal_account_balance_fen", "lines", "refunded_at")
+    __slots__ = ("idempotency_key", "reason", "amount_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "personal_account_balance_fen", "lines", "refunded_at", "terminal_id", "operator_id", "reversal")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +161,9 @@ class RefundEntry(_message.Message):
     PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     REFUNDED_AT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REVERSAL_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     reason: str
     amount_fen: int
@@ -162,7 +173,10 @@ class RefundEntry(_message.Message):
     personal_account_balance_fen: int
     lines: _containers.RepeatedCompositeFieldContainer[RefundLine]
     refunded_at: _timestamp_pb2.Timestamp
-    def __init__(self, idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    terminal_id: str
+    operator_id: str
+    reversal: bool
+    def __init__(self, idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., amount_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[RefundLine, _Mapping]]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., reversal: _Optional[bool] = ...) -> None: ...
 
 class GetSettlementRequest(_message.Message):
     __slots__ = ("merchant_id", "settlement_id")
@@ -173,7 +187,7 @@ class GetSettlementRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., settlement_id: _Optional[str] = ...) -> None: ...
 
 class SettlementRecord(_message.Message):
-    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds", "lines", "catalogue_version", "policy_version")
+    __slots__ = ("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "items", "settled_at", "refunded_at", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "refunds", "lines", "catalogue_version", "policy_version", "terminal_id", "operator_id", "idempotency_key", "reversed_at")
     SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ECARD_ID_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +208,10 @@ class SettlementRecord(_message.Message):
     LINES_FIELD_NUMBER: _ClassVar[int]
     CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_AT_FIELD_NUMBER: _ClassVar[int]
     settlement_id: str
     ecard_id: str
     merchant_id: str
@@ -214,4 +232,116 @@ class SettlementRecord(_message.Message):
     lines: _containers.RepeatedCompositeFieldContainer[SettlementLine]
     catalogue_version: str
     policy_version: str
-    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., catalogue_version: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    terminal_id: str
+    operator_id: str
+    idempotency_key: str
+    reversed_at: _timestamp_pb2.Timestamp
+    def __init__(self, settlement_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.SettlementStatus, str]] = ..., total_fen: _Optional[int] = ..., fund_paid_fen: _Optional[int] = ..., personal_account_paid_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., personal_account_balance_fen: _Optional[int] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., refunds: _Optional[_Iterable[_Union[RefundEntry, _Mapping]]] = ..., lines: _Optional[_Iterable[_Union[SettlementLine, _Mapping]]] = ..., catalogue_version: _Optional[str] = ..., policy_version: _Optional[str] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reversed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReverseSettlementRequest(_message.Message):
+    __slots__ = ("merchant_id", "idempotency_key", "terminal_id", "operator_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    idempotency_key: str
+    terminal_id: str
+    operator_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ...) -> None: ...
+
+class ReverseSettlementResponse(_message.Message):
+    __slots__ = ("settlement", "settled", "reversed_at")
+    SETTLEMENT_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_AT_FIELD_NUMBER: _ClassVar[int]
+    settlement: SettlementRecord
+    settled: bool
+    reversed_at: _timestamp_pb2.Timestamp
+    def __init__(self, settlement: _Optional[_Union[SettlementRecord, _Mapping]] = ..., settled: _Optional[bool] = ..., reversed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSettlementsRequest(_message.Message):
+    __slots__ = ("merchant_id", "since", "until", "terminal_id", "page_size", "page_token")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    terminal_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, merchant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminal_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSettlementsResponse(_message.Message):
+    __slots__ = ("settlements", "next_page_token")
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    settlements: _containers.RepeatedCompositeFieldContainer[SettlementRecord]
+    next_page_token: str
+    def __init__(self, settlements: _Optional[_Iterable[_Union[SettlementRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DailyTotalsRequest(_message.Message):
+    __slots__ = ("merchant_id", "day")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    day: str
+    def __init__(self, merchant_id: _Optional[str] = ..., day: _Optional[str] = ...) -> None: ...
+
+class SettlementTotals(_message.Message):
+    __slots__ = ("terminal_id", "settlements", "total_fen", "fund_fen", "personal_account_fen", "self_pay_fen", "refunds", "refunded_fen", "fund_refunded_fen", "personal_account_refunded_fen", "self_pay_refunded_fen", "reversals", "reversed_fen", "net_fen", "net_fund_fen", "net_personal_account_fen", "net_self_pay_fen")
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    FUND_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ACCOUNT_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    SELF_PAY_REFUNDED_FEN_FIELD_NUMBER: _ClassVar[int]
+    REVERSALS_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_FEN_FIELD_NUMBER: _ClassVar[int]
+    NET_FEN_FIELD_NUMBER: _ClassVar[int]
+    NET_FUND_FEN_FIELD_NUMBER: _ClassVar[int]
+    NET_PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    NET_SELF_PAY_FEN_FIELD_NUMBER: _ClassVar[int]
+    terminal_id: str
+    settlements: int
+    total_fen: int
+    fund_fen: int
+    personal_account_fen: int
+    self_pay_fen: int
+    refunds: int
+    refunded_fen: int
+    fund_refunded_fen: int
+    personal_account_refunded_fen: int
+    self_pay_refunded_fen: int
+    reversals: int
+    reversed_fen: int
+    net_fen: int
+    net_fund_fen: int
+    net_personal_account_fen: int
+    net_self_pay_fen: int
+    def __init__(self, terminal_id: _Optional[str] = ..., settlements: _Optional[int] = ..., total_fen: _Optional[int] = ..., fund_fen: _Optional[int] = ..., personal_account_fen: _Optional[int] = ..., self_pay_fen: _Optional[int] = ..., refunds: _Optional[int] = ..., refunded_fen: _Optional[int] = ..., fund_refunded_fen: _Optional[int] = ..., personal_account_refunded_fen: _Optional[int] = ..., self_pay_refunded_fen: _Optional[int] = ..., reversals: _Optional[int] = ..., reversed_fen: _Optional[int] = ..., net_fen: _Optional[int] = ..., net_fund_fen: _Optional[int] = ..., net_personal_account_fen: _Optional[int] = ..., net_self_pay_fen: _Optional[int] = ...) -> None: ...
+
+class DailyTotalsResponse(_message.Message):
+    __slots__ = ("merchant_id", "day", "since", "until", "terminals", "total")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TERMINALS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    day: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    terminals: _containers.RepeatedCompositeFieldContainer[SettlementTotals]
+    total: SettlementTotals
+    def __init__(self, merchant_id: _Optional[str] = ..., day: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminals: _Optional[_Iterable[_Union[SettlementTotals, _Mapping]]] = ..., total: _Optional[_Union[SettlementTotals, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,21 @@ class SettlementStub:
                 request_serializer=ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
                 _registered_method=True)
+        self.ReverseSettlement = channel.unary_unary(
+                '/ecard.v1.Settlement/ReverseSettlement',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.ReverseSettlementRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.ReverseSettlementResponse.FromString,
+                _registered_method=True)
+        self.ListSettlements = channel.unary_unary(
+                '/ecard.v1.Settlement/ListSettlements',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.ListSettlementsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.ListSettlementsResponse.FromString,
+                _registered_method=True)
+        self.DailyTotals = channel.unary_unary(
+                '/ecard.v1.Settlement/DailyTotals',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.FromString,
+                _registered_method=True)
         self.Quote = channel.unary_unary(
                 '/ecard.v1.Settlement/Quote',
                 request_serializer=ecard_dot_v1_dot_settlement__pb2.QuoteRequest.SerializeToString,
@@ -80,6 +95,30 @@ class SettlementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReverseSettlement(self, request, context):
+        """Reversal (冲正) by the Settle's idempotency key, for a POS that does not know whether its Settle
+        went through: a settlement under that key is refunded in full (again: the same answer); none, and
+        the key is marked reversed, so that a Settle with it, late or retried, is refused (REVERSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSettlements(self, request, context):
+        """The caller's settlements, oldest first, by settled_at in [since, until), optionally of one terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DailyTotals(self, request, context):
+        """One day's statement (Asia/Shanghai): per terminal, the settlements settled that day with their
+        refunds and reversals as they stand; the sums of that day's ListSettlements records, to the fen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Quote(self, request, context):
         """预结算: prices a basket for a verified holder and moves nothing. Settle with its quote_id moves
         exactly the quoted split, or refuses FAILED_PRECONDITION QUOTE_STALE when the balance, the
@@ -106,6 +145,21 @@ def add_SettlementServicer_to_server(servicer, server):
                     servicer.GetSettlement,
                     request_deserializer=ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.SerializeToString,
+            ),
+            'ReverseSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReverseSettlement,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.ReverseSettlementRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.ReverseSettlementResponse.SerializeToString,
+            ),
+            'ListSettlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettlements,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.ListSettlementsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.ListSettlementsResponse.SerializeToString,
+            ),
+            'DailyTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.DailyTotals,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.SerializeToString,
             ),
             'Quote': grpc.unary_unary_rpc_method_handler(
                     servicer.Quote,
@@ -194,6 +248,87 @@ class Settlement:
             '/ecard.v1.Settlement/GetSettlement',
             ecard_dot_v1_dot_settlement__pb2.GetSettlementRequest.SerializeToString,
             ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReverseSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/ReverseSettlement',
+            ecard_dot_v1_dot_settlement__pb2.ReverseSettlementRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.ReverseSettlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/ListSettlements',
+            ecard_dot_v1_dot_settlement__pb2.ListSettlementsRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.ListSettlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DailyTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/DailyTotals',
+            ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

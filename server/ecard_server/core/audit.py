@@ -105,6 +105,14 @@ def refunded(at: int, merchant_id: str, ecard_id: str, settlement_id: str, part:
                       f"self_pay={part.self_pay_fen}")
 
 
+def reversal(at: int, merchant_id: str, ecard_id: str, settle_key: str, settlement_id: str | None,
+             part: Shares) -> AuditEvent:
+    """A reversal by the Settle's key: what it gave back, or that nothing was settled under the key."""
+    what = f"{settlement_id} amount={part.total_fen} fund={part.fund_fen} account={part.account_fen} " \
+           f"self_pay={part.self_pay_fen}" if settlement_id else "unsettled"
+    return AuditEvent(at, "REVERSAL", f"merchant:{merchant_id}", ecard_id, f"key={settle_key} {what}")
+
+
 def key_changed(at: int, kind: str, actor: str, issuer_id: str, kid: str, detail: str = "") -> AuditEvent:
     """KEY_REGISTERED, KEY_RETIRING (a rotation ends its window) or KEY_REVOKED, by whom."""
     return AuditEvent(at, kind, actor, f"{issuer_id}/{kid}", detail)

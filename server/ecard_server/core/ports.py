@@ -3,7 +3,8 @@
     ReadStore      what the hot caches load (keys, merchants, a card)
     CardStore      + the e-card lifecycle's writes
     AdminStore     + issuers, keys, merchants, enrollment
-    Ledger         money: credits, settlements, refunds (each in one transaction)
+    Ledger         money: credits, settlements, refunds, reversals (each in one transaction)
+    Statements     reconciliation reads: settlement pages, a day's sums
     ChannelOutbox  the channels' events, written in the transactions of the changes they tell of
     Store          one deployment's whole store: all of the above, its ledger, outbox and audit table
 
@@ -34,13 +35,16 @@ from ecard_server.core.records import (
     Issuer,
     IssuerKey,
     Merchant,
+    Reversal,
+    SettlementQuery,
     SettlementRecord,
     StoredAuditEvent,
+    Totals,
     UsageEntry,
 )
 
 if TYPE_CHECKING:
-    from ecard_server.core.rules.settlement import Draft, RefundDraft
+    from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft
 
 Listener = Callable[[str, str], None]
 
@@ -139,6 +143,28 @@ class Ledger(Protocol):
         """The settlement a merchant made under an idempotency key, with its request hash."""
         ...
 
+    def reverse(self, draft: ReversalDraft, now: int) -> Reversal:
+        """In one transaction, serialised with any Settle under the same key: the settlement under the
+        key refunded in full, or the key marked reversed (a later Settle under it: REVERSED)."""
+        ...
+
+    def reversed_at(self, merchant_id: str, idempotency_key: str) -> int | None:
+        """When a merchant's Settle key was reversed; None if it never was."""
+        ...
+
+
+class Statements(Protocol):
+    """What reconciliation reads of the store."""
+
+    def settlement_page(self, query: SettlementQuery, limit: int) -> list[SettlementRecord]:
+        """Up to `limit` settlements of the query, after its `after`, by (settled_at, settlement_id)."""
+        ...
+
+    def settlement_totals(self, since: int, until: int, merchant_id: str | None) -> list[tuple[str, str, Totals]]:
+        """Settlements settled in [since, until) grouped by (merchant_id, terminal_id): of one merchant, or
+        (None) of all; ordered by both."""
+        ...
+
 
 class ChannelOutbox(Protocol):
     """The channels' events, written by the store's writes in their own transactions."""
@@ -184,6 +210,8 @@ class Store(CardStore, AdminStore, CounterBindingStore, Protocol):
     def outbox(self) -> ChannelOutbox: ...
     @property
     def usage(self) -> UsagePages: ...
+    @property
+    def statements(self) -> Statements: ...
     @property
     def local(self) -> bool: ...
 

@@ -12,7 +12,7 @@ This module imports nothing of the core: every other module of it may import thi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from ecard.v1 import types_pb2
@@ -182,6 +182,8 @@ class SettleInput:
     token: str = ""
     skip_personal_account: bool = False
     quote_id: str = ""
+    terminal_id: str = ""
+    operator_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,19 @@ class SettlementRecord:
     line_pricing: tuple[LinePricing, ...] = ()  # empty for a settlement priced before lines kept it
     catalogue_version: str = ""
     policy_version: str = ""
+    terminal_id: str = ""
+    operator_id: str = ""
+    idempotency_key: str = ""  # the Settle's
+    reversed_at: int | None = None  # when ReverseSettlement gave it back
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """What a ReverseSettlement did: the settlement under the key (now refunded) or None, and when the
+    key was first reversed."""
+
+    settlement: SettlementRecord | None
+    reversed_at: int
 
 
 # -- refunds -----------------------------------------------------------------------------------------
@@ -249,6 +264,9 @@ class RefundRecord:
     balance_after_fen: int
     lines: tuple[tuple[str, int], ...]  # (code, quantity), in basket order
     refunded_at: int
+    terminal_id: str = ""
+    operator_id: str = ""
+    reversal: bool = False  # made by a ReverseSettlement
 
     @property
     def amount_fen(self) -> int:
@@ -356,3 +374,84 @@ class CounterBinding:
     ecard_id: str | None = None
     issuer_id: str | None = None
     completed_at: int | None = None
+
+
+# -- statements ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Sums over settlements, each with its refunds as they stand (see SettlementTotals in the proto)."""
+
+    settlements: int = 0
+    total_fen: int = 0
+    fund_fen: int = 0
+    account_fen: int = 0
+    self_pay_fen: int = 0
+    refunds: int = 0  # refunds that are not reversals
+    fund_refunded_fen: int = 0  # by refunds and reversals
+    account_refunded_fen: int = 0
+    self_pay_refunded_fen: int = 0
+    reversals: int = 0  # settlements reversed
+    reversed_fen: int = 0  # what the reversals gave back (part of the refunded sums)
+
+    @property
+    def refunded_fen(self) -> int:
+        return self.fund_refunded_fen + self.account_refunded_fen + self.self_pay_refunded_fen
+
+    @property
+    def net_fen(self) -> int:
+        return self.total_fen - self.refunded_fen
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Totals)))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTotals:
+    """Totals of one group: a terminal (of one merchant's day), or a merchant, or a fund."""
+
+    key: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    merchant_id: str
+    day: str
+    since: int
+    until: int
+    terminals: tuple[GroupTotals, ...]  # by terminal_id
+
+    @property
+    def total(self) -> Totals:
+        return sum((g.totals for g in self.terminals), Totals())
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorDayTotals:
+    day: str
+    since: int
+    until: int
+    merchants: tuple[GroupTotals, ...]  # by merchant_id
+    funds: tuple[GroupTotals, ...]  # by pooling region
+
+    @property
+    def total(self) -> Totals:
+        return sum((g.totals for g in self.merchants), Totals())
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementQuery:
+    """One page of a merchant's listing. `after` is the last (settled_at, settlement_id) already read."""
+
+    merchant_id: str
+    since: int | None = None
+    until: int | None = None
+    terminal_id: str = ""
+    page_size: int = 100
+    after: tuple[int, str] | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementPage:
+    settlements: tuple[SettlementRecord, ...]
+    next_page_token: str  # empty on the last page

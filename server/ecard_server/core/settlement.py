@@ -1,4 +1,4 @@
-"""The settlement service: Settle, Refund and GetSettlement for a merchant. No gRPC here.
+"""The settlement service: Settle, Refund, GetSettlement and reversal for a merchant. No gRPC here.
 
 SettlementService checks every input (core.rules.validation) before anything is consumed or written,
 prices the basket (core.rules.settlement.SettlementPolicy), answers a repeated (merchant,
@@ -18,18 +18,21 @@ from typing import TYPE_CHECKING
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.records import LineItem, RefundAsk, SettleInput, SettlementRecord, Shares, Split
+from ecard_server.core.records import LineItem, RefundAsk, Reversal, SettleInput, SettlementRecord, Shares, Split
 from ecard_server.core.rules import validation
 from ecard_server.core.rules.catalogue import day_of
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.quotes import Quote, QuoteSeal, basket_digest
 from ecard_server.core.rules.settlement import (
+    REVERSAL_KEY_PREFIX,
     Draft,
     RefundDraft,
+    ReversalDraft,
     SettlementPolicy,
     StalePricing,
     new_settlement_id,
     refund_hash,
+    refuse_reversed,
     settle_hash,
 )
 
@@ -88,6 +91,8 @@ class SettlementService:
         """The first record of an earlier Settle with this key; AlreadyExists if that was another request."""
         found = self._ledger.find_settlement(merchant_id, key)
         if found is None:
+            if self._ledger.reversed_at(merchant_id, key) is not None:
+                refuse_reversed()  # before the credential is spent (the ledger checks again, locked)
             return None
         record, first_hash = found
         same_request(first_hash, request_hash, "settlement")
@@ -95,6 +100,7 @@ class SettlementService:
 
     def settle(self, merchant_id: str, request: SettleInput) -> SettlementRecord:
         validation.settle_request(request, self._max_items)
+        validation.till(request.terminal_id, request.operator_id)
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
@@ -145,6 +151,8 @@ class SettlementService:
             skip_personal_account=request.skip_personal_account,
             used_reason=used_reason,
             quote=quote,
+            terminal_id=request.terminal_id,
+            operator_id=request.operator_id,
         )
         try:
             try:
@@ -220,13 +228,25 @@ class SettlementService:
             delay = min(delay * 2, 0.2)
 
     def refund(
-        self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str, ask: RefundAsk
+        self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str, ask: RefundAsk,
+        *, terminal_id: str = "", operator_id: str = "",
     ) -> SettlementRecord:
         validation.refund_request(settlement_id, idempotency_key, reason)
         validation.refund_ask(ask.lines, ask.amount_fen, ask.full)
+        validation.till(terminal_id, operator_id)
+        if idempotency_key.startswith(REVERSAL_KEY_PREFIX):
+            raise InvalidArgument(f"refund keys starting with {REVERSAL_KEY_PREFIX!r} are the reversals' own",
+                                  "RESERVED_IDEMPOTENCY_KEY")
         draft = RefundDraft(settlement_id, merchant_id, idempotency_key, refund_hash(settlement_id, reason, ask),
-                            reason, ask)
+                            reason, ask, terminal_id, operator_id)
         return self._ledger.refund(draft, int(self._clock()))
+
+    def reverse(self, draft: ReversalDraft) -> Reversal:
+        """Reversal (冲正) by the Settle's key: the settlement under it refunded in full, or, when there
+        is none, the key marked so that no Settle with it ever moves money. Idempotent."""
+        validation.idempotency_key(draft.idempotency_key)
+        validation.till(draft.terminal_id, draft.operator_id)
+        return self._ledger.reverse(draft, int(self._clock()))
 
     def get(self, merchant_id: str, settlement_id: str) -> SettlementRecord:
         validation.settlement_id_given(settlement_id)

@@ -6,10 +6,21 @@ import grpc.aio
 
 from ecard import line_item
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
-from ecard_server.core.records import LineItem, RefundAsk, RefundRecord, SettleInput, SettlementRecord, Shares
+from ecard_server.core.records import (
+    LineItem,
+    RefundAsk,
+    RefundRecord,
+    SettleInput,
+    SettlementQuery,
+    SettlementRecord,
+    Shares,
+    Totals,
+)
+from ecard_server.core.rules.settlement import ReversalDraft
 from ecard_server.core.settlement import Quoted, SettlementService
+from ecard_server.core.statements import StatementService
 from ecard_server.rpc.auth import own_id
-from ecard_server.rpc.convert import timestamp
+from ecard_server.rpc.convert import seconds, timestamp
 
 
 def _item(line: settlement_pb2.LineItem) -> LineItem:
@@ -31,6 +42,9 @@ def refund_entry(refund: RefundRecord) -> settlement_pb2.RefundEntry:
         personal_account_balance_fen=refund.balance_after_fen,
         lines=_lines(refund.lines),
         refunded_at=timestamp(refund.refunded_at),
+        terminal_id=refund.terminal_id,
+        operator_id=refund.operator_id,
+        reversal=refund.reversal,
     )
 
 
@@ -92,12 +106,40 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         lines=settlement_lines(record),
         catalogue_version=record.catalogue_version,
         policy_version=record.policy_version,
+        terminal_id=record.terminal_id,
+        operator_id=record.operator_id,
+        idempotency_key=record.idempotency_key,
+        reversed_at=timestamp(record.reversed_at),
+    )
+
+
+def settlement_totals(key: str, totals: Totals) -> settlement_pb2.SettlementTotals:
+    """`key`: the terminal (a merchant's statement); the operator's statements name their group apart."""
+    return settlement_pb2.SettlementTotals(
+        terminal_id=key,
+        settlements=totals.settlements,
+        total_fen=totals.total_fen,
+        fund_fen=totals.fund_fen,
+        personal_account_fen=totals.account_fen,
+        self_pay_fen=totals.self_pay_fen,
+        refunds=totals.refunds,
+        refunded_fen=totals.refunded_fen,
+        fund_refunded_fen=totals.fund_refunded_fen,
+        personal_account_refunded_fen=totals.account_refunded_fen,
+        self_pay_refunded_fen=totals.self_pay_refunded_fen,
+        reversals=totals.reversals,
+        reversed_fen=totals.reversed_fen,
+        net_fen=totals.net_fen,
+        net_fund_fen=totals.fund_fen - totals.fund_refunded_fen,
+        net_personal_account_fen=totals.account_fen - totals.account_refunded_fen,
+        net_self_pay_fen=totals.self_pay_fen - totals.self_pay_refunded_fen,
     )
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
-    def __init__(self, settlements: SettlementService) -> None:
+    def __init__(self, settlements: SettlementService, statements: StatementService) -> None:
         self._settlements = settlements
+        self._statements = statements
 
     def Settle(
         self, request: settlement_pb2.SettleRequest, context: grpc.aio.ServicerContext
@@ -109,6 +151,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
             token=request.token,
             skip_personal_account=request.skip_personal_account,
             quote_id=request.quote_id,
+            terminal_id=request.terminal_id,
+            operator_id=request.operator_id,
         )
         return settlement_record(self._settlements.settle(own_id(request.merchant_id), settle))
 
@@ -129,7 +173,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
     ) -> settlement_pb2.SettlementRecord:
         ask = RefundAsk(tuple((line.code, line.quantity) for line in request.lines), request.amount_fen, request.full)
         record = self._settlements.refund(
-            own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason, ask
+            own_id(request.merchant_id), request.settlement_id, request.idempotency_key, request.reason, ask,
+            terminal_id=request.terminal_id, operator_id=request.operator_id,
         )
         return settlement_record(record)
 
@@ -137,3 +182,35 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
         self, request: settlement_pb2.GetSettlementRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.SettlementRecord:
         return settlement_record(self._settlements.get(own_id(request.merchant_id), request.settlement_id))
+
+    def ReverseSettlement(
+        self, request: settlement_pb2.ReverseSettlementRequest, context: grpc.aio.ServicerContext
+    ) -> settlement_pb2.ReverseSettlementResponse:
+        done = self._settlements.reverse(ReversalDraft(
+            own_id(request.merchant_id), request.idempotency_key, request.terminal_id, request.operator_id
+        ))
+        return settlement_pb2.ReverseSettlementResponse(
+            settlement=None if done.settlement is None else settlement_record(done.settlement),
+            settled=done.settlement is not None,
+            reversed_at=timestamp(done.reversed_at),
+        )
+
+    def ListSettlements(
+        self, request: settlement_pb2.ListSettlementsRequest, context: grpc.aio.ServicerContext
+    ) -> settlement_pb2.ListSettlementsResponse:
+        query = SettlementQuery(own_id(request.merchant_id), seconds(request, "since"), seconds(request, "until"),
+                                request.terminal_id, request.page_size)
+        page = self._statements.list_settlements(query, request.page_token)
+        return settlement_pb2.ListSettlementsResponse(
+            settlements=[settlement_record(r) for r in page.settlements], next_page_token=page.next_page_token
+        )
+
+    def DailyTotals(
+        self, request: settlement_pb2.DailyTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> settlement_pb2.DailyTotalsResponse:
+        day = self._statements.daily_totals(own_id(request.merchant_id), request.day)
+        return settlement_pb2.DailyTotalsResponse(
+            merchant_id=day.merchant_id, day=day.day, since=timestamp(day.since), until=timestamp(day.until),
+            terminals=[settlement_totals(g.key, g.totals) for g in day.terminals],
+            total=settlement_totals("", day.total),
+        )

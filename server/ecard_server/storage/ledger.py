@@ -25,13 +25,14 @@ from ecard_server.core.records import (
     SETTLED,
     SETTLED_EVENT,
     Card,
+    Reversal,
     SettlementRecord,
     Shares,
 )
 from ecard_server.core.rules.accounts import credited_balance
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.refunds import plan_refund
-from ecard_server.core.rules.settlement import Draft, RefundDraft
+from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft, refuse_reversed
 from ecard_server.storage import mapper
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
@@ -139,6 +140,16 @@ class SqlLedger:
         rows = self._select_settlement(None, "WHERE s.settlement_id = ?", (settlement_id,))
         return mapper.settlement(rows) if rows else None
 
+    def settlements(self, settlement_ids: Sequence[str]) -> list[SettlementRecord]:
+        """These settlements with their refunds, in the order given (one statement: one snapshot)."""
+        if not settlement_ids:
+            return []
+        marks = ", ".join("?" * len(settlement_ids))
+        rows = self._store.rows(mapper.SETTLEMENT_SELECT + f"WHERE s.settlement_id IN ({marks}) "
+                                "ORDER BY s.settlement_id, r.refund_no", list(settlement_ids))
+        found = {record.settlement_id: record for record in mapper.settlements(rows)}
+        return [found[i] for i in settlement_ids if i in found]
+
     def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
         """The settlement a merchant made under an idempotency key, with its request hash."""
         rows = self._select_settlement(
@@ -199,6 +210,9 @@ class SqlLedger:
             return record
 
     def _settle(self, cur: Cursor, draft: Draft, now: int) -> SettlementRecord:
+        # 0. Lock the Settle's key (before the card): a reversal of the key waits for this Settle, or it for
+        #    the reversal.
+        self._store.lock_key(cur, "settle", draft.merchant_id, draft.idempotency_key)
         # 1. Lock the card that holds the e-card (the account), and read its status and balance.
         select_card = f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?{self._store.for_update}"
         cur.execute(select_card, (draft.ecard_id,))
@@ -218,6 +232,8 @@ class SqlLedger:
         )
         if earlier is not None:
             return earlier
+        if self._reversed_at(cur, draft.merchant_id, draft.idempotency_key) is not None:
+            refuse_reversed()  # reversed before anything was settled under the key
         # 3. The core's rules decide on what was read under the lock: the card's status, whether this
         #    credential settled before, the balance. They raise when the settlement may not be made.
         used = False
@@ -245,10 +261,12 @@ class SqlLedger:
         cur.execute(
             "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, card_no, "
             "status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, verification_nonce, "
-            "settled_at, catalogue_version, policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "settled_at, catalogue_version, policy_version, terminal_id, operator_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.settlement_id, draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.ecard_id,
              card_no, SETTLED, draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
-             after, items, draft.verification_nonce, now, draft.split.catalogue_version, draft.split.policy_version),
+             after, items, draft.verification_nonce, now, draft.split.catalogue_version, draft.split.policy_version,
+             draft.terminal_id, draft.operator_id),
         )
         if shares.fund_fen:
             cur.execute(
@@ -265,7 +283,8 @@ class SqlLedger:
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
                                 after, draft.items, now, None, Shares(0, 0, 0), (), line_paid, nothing,
                                 (0,) * len(draft.items), draft.split.lines, draft.split.catalogue_version,
-                                draft.split.policy_version)
+                                draft.split.policy_version, terminal_id=draft.terminal_id,
+                                operator_id=draft.operator_id, idempotency_key=draft.idempotency_key)
 
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord:
         """Undoes a settlement once: the account and the fund get back exactly what it took."""
@@ -308,6 +327,12 @@ class SqlLedger:
         earlier = self._refund_answer(cur, draft)
         if earlier is not None:
             return earlier
+        self._give_back(cur, draft, card_no, balance, now)
+        return mapper.settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
+
+    def _give_back(self, cur: Cursor, draft: RefundDraft, card_no: str, balance: int, now: int) -> Shares:
+        """Steps 3-6 of a refund, on a settlement whose card is locked (`balance` read under the lock); a
+        reversal's refund too. Returns what it gave back to each share."""
         # 3. Lock the settlement and read what it paid and what its refunds gave back.
         cur.execute(f"SELECT {mapper.PAID.select} FROM settlements WHERE settlement_id = ?{self._store.for_update}",
                     (draft.settlement_id,))
@@ -327,10 +352,11 @@ class SqlLedger:
         after = self._move_balance(cur, card_no, balance, part.account_fen, "REFUND", draft.settlement_id, now)
         cur.execute(
             "UPDATE settlements SET status = ?, refunded_at = ?, fund_refunded_fen = fund_refunded_fen + ?, "
-            "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ? "
-            "WHERE settlement_id = ?",
+            "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ?, "
+            "refund_count = refund_count + ?, reversed_fen = reversed_fen + ? WHERE settlement_id = ?",
             (REFUNDED if plan.completes else PARTIALLY_REFUNDED, now, part.fund_fen, part.account_fen,
-             part.self_pay_fen, draft.settlement_id),
+             part.self_pay_fen, 0 if draft.reversal else 1, plan.amount_fen if draft.reversal else 0,
+             draft.settlement_id),
         )
         if plan.line_shares:  # [[line index, quantity, fund, account, self-pay]] for each line it touched
             stored = [[n, q, p.fund_fen, p.account_fen, p.self_pay_fen]
@@ -341,10 +367,11 @@ class SqlLedger:
         lines = json.dumps(stored, separators=(",", ":"))
         cur.execute(
             "INSERT INTO refunds (merchant_id, idempotency_key, request_hash, settlement_id, reason, amount_fen, "
-            "fund_fen, account_fen, self_pay_fen, balance_after_fen, lines, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "fund_fen, account_fen, self_pay_fen, balance_after_fen, lines, created_at, terminal_id, operator_id, "
+            "reversal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.settlement_id, draft.reason,
-             plan.amount_fen, part.fund_fen, part.account_fen, part.self_pay_fen, after, lines, now),
+             plan.amount_fen, part.fund_fen, part.account_fen, part.self_pay_fen, after, lines, now,
+             draft.terminal_id, draft.operator_id, draft.reversal),
         )
         if part.fund_fen:
             cur.execute(
@@ -352,11 +379,64 @@ class SqlLedger:
                 "VALUES (?, ?, ?, 'REFUND', ?)",
                 (draft.settlement_id, draft.merchant_id, -part.fund_fen, now),
             )
-        # 6. Its audit row and the channels' event; the answer is the settlement as it now stands.
+        # 6. Its audit row and the channels' event.
         write_audit(cur, audit.refunded(now, draft.merchant_id, ecard_id, draft.settlement_id, plan.shares))
         self._money_event(cur, ecard_id, REFUNDED_EVENT, draft.settlement_id, draft.merchant_id, plan.shares, after,
                           now)
-        return mapper.settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
+        return part
+
+    # -- reversals --------------------------------------------------------------------------------
+    def _reversed_at(self, cur: Cursor | None, merchant_id: str, idempotency_key: str) -> int | None:
+        sql = "SELECT reversed_at FROM reversals WHERE merchant_id = ? AND idempotency_key = ?"
+        if cur is None:
+            found = self._store.rows(sql, (merchant_id, idempotency_key))
+            return int(found[0][0]) if found else None
+        cur.execute(sql, (merchant_id, idempotency_key))
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def reversed_at(self, merchant_id: str, idempotency_key: str) -> int | None:
+        return self._reversed_at(None, merchant_id, idempotency_key)
+
+    def reverse(self, draft: ReversalDraft, now: int) -> Reversal:
+        with self._store.transaction() as cur:
+            return self._reverse(cur, draft, now)
+
+    def _reverse(self, cur: Cursor, draft: ReversalDraft, now: int) -> Reversal:
+        # 1. Lock the key, as a Settle under it does first: the Settle either committed before (its
+        #    settlement is refunded here) or runs after (REVERSED).
+        self._store.lock_key(cur, "settle", draft.merchant_id, draft.idempotency_key)
+        first = self._reversed_at(cur, draft.merchant_id, draft.idempotency_key)
+        cur.execute("SELECT settlement_id, card_no, ecard_id FROM settlements WHERE merchant_id = ? AND "
+                    "idempotency_key = ?", (draft.merchant_id, draft.idempotency_key))
+        found = cur.fetchone()
+        # 2. Reversed before: the same answer, nothing moves again.
+        if first is not None:
+            record = None if found is None else mapper.settlement(
+                self._select_settlement(cur, "WHERE s.settlement_id = ?", (found[0],)))
+            return Reversal(record, first)
+        # 3. A settlement under the key: lock its card and give back all that refunds left of it.
+        settlement_id = None if found is None else found[0]
+        refunded = Shares(0, 0, 0)
+        if found is not None:
+            cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self._store.for_update}", (found[1],))
+            (balance,) = cur.fetchone()
+            cur.execute("SELECT fund_fen + account_fen + self_pay_fen - fund_refunded_fen - account_refunded_fen "
+                        "- self_pay_refunded_fen FROM settlements WHERE settlement_id = ?", (settlement_id,))
+            if cur.fetchone()[0] > 0:
+                refunded = self._give_back(cur, draft.refund(found[0]), found[1], balance, now)
+            cur.execute("UPDATE settlements SET reversed_at = ? WHERE settlement_id = ?", (now, settlement_id))
+        # 4. The key's reversal row (what bars it) and its audit row.
+        cur.execute(
+            "INSERT INTO reversals (merchant_id, idempotency_key, settlement_id, terminal_id, operator_id, "
+            "reversed_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (draft.merchant_id, draft.idempotency_key, settlement_id, draft.terminal_id, draft.operator_id, now),
+        )
+        write_audit(cur, audit.reversal(now, draft.merchant_id, "" if found is None else found[2],
+                                        draft.idempotency_key, settlement_id, refunded))
+        record = None if found is None else mapper.settlement(
+            self._select_settlement(cur, "WHERE s.settlement_id = ?", (settlement_id,)))
+        return Reversal(record, now)
 
     def _money_event(self, cur: Cursor, ecard_id: str, kind: str, settlement_id: str, merchant_id: str,
                      shares: Shares, balance_after: int, now: int) -> None:

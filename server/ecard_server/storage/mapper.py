@@ -131,12 +131,12 @@ def channel_event(issuer_id: str, row: Row) -> ChannelEvent:
 SETTLEMENT = Columns("settlement_id", "ecard_id", "merchant_id", "status", "total_fen", "fund_fen", "account_fen",
                      "self_pay_fen", "balance_after_fen", "items", "settled_at", "refunded_at", "fund_refunded_fen",
                      "account_refunded_fen", "self_pay_refunded_fen", "request_hash", "catalogue_version",
-                     "policy_version")
+                     "policy_version", "terminal_id", "operator_id", "idempotency_key", "reversed_at")
 ACCOUNT = Columns("card_no", "status", "balance_fen")  # what a settlement reads of its card under the lock
 PAID = Columns("fund_fen", "account_fen", "self_pay_fen", "fund_refunded_fen", "account_refunded_fen",
                "self_pay_refunded_fen", "items", "ecard_id")  # what a refund reads of its settlement under the lock
 REFUND = Columns("idempotency_key", "reason", "fund_fen", "account_fen", "self_pay_fen", "balance_after_fen", "lines",
-                 "created_at")
+                 "created_at", "terminal_id", "operator_id", "reversal")
 SETTLEMENT_WITH_REFUNDS = Columns(*SETTLEMENT.names, *(f"refund_{name}" for name in REFUND.names))
 # A settlement with its refunds, one row per refund (one row with NULLs for none), in one statement so
 # that the totals and the refunds come from one snapshot; the caller adds WHERE on `s` and the order.
@@ -163,7 +163,8 @@ def settlement(rows: Sequence[Row]) -> SettlementRecord:
             shares=Shares(r["refund_fund_fen"], r["refund_account_fen"], r["refund_self_pay_fen"]),
             balance_after_fen=r["refund_balance_after_fen"],
             lines=lines_by_code(items, refunded([r["refund_lines"]], len(items)).line_quantities),
-            refunded_at=r["refund_created_at"],
+            refunded_at=r["refund_created_at"], terminal_id=r["refund_terminal_id"],
+            operator_id=r["refund_operator_id"], reversal=bool(r["refund_reversal"]),
         )
         for r in made
     )
@@ -177,8 +178,17 @@ def settlement(rows: Sequence[Row]) -> SettlementRecord:
         items=items, settled_at=s["settled_at"], refunded_at=s["refunded_at"], refunded=back.shares,
         refunds=refunds, line_shares=line_paid, line_refunded=back.line_shares if line_paid else (),
         line_refunded_quantities=back.line_quantities, line_pricing=pricing,
-        catalogue_version=s["catalogue_version"], policy_version=s["policy_version"],
+        catalogue_version=s["catalogue_version"], policy_version=s["policy_version"], terminal_id=s["terminal_id"],
+        operator_id=s["operator_id"], idempotency_key=s["idempotency_key"], reversed_at=s["reversed_at"],
     )
+
+
+def settlements(rows: Sequence[Row]) -> list[SettlementRecord]:
+    """Settlements from the rows of SETTLEMENT_SELECT for several (each one's rows together)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(SETTLEMENT_WITH_REFUNDS.named(row)["settlement_id"], []).append(row)
+    return [settlement(group) for group in groups.values()]
 
 
 def basket(stored: str) -> tuple[tuple[LineItem, ...], tuple[Shares, ...], tuple[LinePricing, ...]]:

@@ -314,4 +314,33 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX counter_bindings_by_expiry ON counter_bindings (expires_at)",
         ],
     ),
+    (
+        13,
+        [
+            # Reconciliation: the till and the cashier of each Settle and Refund, and the Settle's key
+            # reversals. A settlement keeps its refund count and what a reversal gave back, so that a
+            # day's totals are one indexed aggregate of its settlements.
+            "ALTER TABLE settlements ADD COLUMN terminal_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE settlements ADD COLUMN operator_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE settlements ADD COLUMN refund_count INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE settlements ADD COLUMN reversed_fen BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE settlements ADD COLUMN reversed_at BIGINT",
+            "UPDATE settlements SET refund_count = (SELECT COUNT(*) FROM refunds r "
+            "WHERE r.settlement_id = settlements.settlement_id)",
+            "ALTER TABLE refunds ADD COLUMN terminal_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE refunds ADD COLUMN operator_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE refunds ADD COLUMN reversal BOOLEAN NOT NULL DEFAULT FALSE",
+            # One row per reversed Settle key; settlement_id is NULL when nothing was settled under it.
+            """CREATE TABLE reversals (
+                merchant_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                settlement_id TEXT REFERENCES settlements (settlement_id),
+                terminal_id TEXT NOT NULL,
+                operator_id TEXT NOT NULL,
+                reversed_at BIGINT NOT NULL,
+                PRIMARY KEY (merchant_id, idempotency_key))""",
+            # Statements read a merchant's settlements by time: a listing pages on (settled_at, id).
+            "CREATE INDEX settlements_by_merchant_time ON settlements (merchant_id, settled_at, settlement_id)",
+        ],
+    ),
 ]

@@ -37,6 +37,7 @@ class Transactions(Protocol):
     def locked_card(self, cur: Cursor, card_no: str) -> Card | None: ...
     @property
     def outbox(self) -> Outbox: ...
+    def lock_key(self, cur: Cursor, *parts: str) -> None: ...  # a lock on a name, until the transaction ends
 
 
 def insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -43,6 +43,7 @@ from ecard_server.storage.ledger import SqlLedger, catalogue_version
 from ecard_server.storage.migrations import MIGRATIONS
 from ecard_server.storage.outbox import Outbox
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
+from ecard_server.storage.statements import SqlStatements
 from ecard_server.storage.usage import UsageHistory
 
 T = TypeVar("T")
@@ -83,6 +84,10 @@ class SqlStore:
     def _lock_migrations(self, cur: Cursor) -> None:
         """Serialises `migrate` across processes starting at once, where the transaction does not already."""
 
+    def lock_key(self, cur: Cursor, *parts: str) -> None:
+        """Holds a lock on the name `parts` until the transaction ends, where write transactions do not
+        already run one at a time (SQLite's do: BEGIN IMMEDIATE)."""
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -101,6 +106,11 @@ class SqlStore:
     def outbox(self) -> Outbox:
         """The channels' events, written on this store's transactions."""
         return Outbox(self)
+
+    @cached_property
+    def statements(self) -> SqlStatements:
+        """Reconciliation reads: settlement pages and a day's sums."""
+        return SqlStatements(self, self.ledger)
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:

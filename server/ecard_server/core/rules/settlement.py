@@ -73,6 +73,8 @@ class Draft:
     skip_personal_account: bool
     used_reason: str  # the ErrorInfo word when this credential already settled: VERIFICATION_USED or REPLAYED
     quote: Quote | None = None  # what the holder was shown: settle exactly that, or QUOTE_STALE
+    terminal_id: str = ""
+    operator_id: str = ""
 
     def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int) -> Shares:
         """The rules of a settlement, given what the ledger read under the card's row lock: the card's
@@ -110,6 +112,9 @@ class RefundDraft:
     request_hash: bytes
     reason: str
     ask: RefundAsk  # what to give back: rules.refunds.plan_refund, with what the ledger read under the row lock
+    terminal_id: str = ""
+    operator_id: str = ""
+    reversal: bool = False  # made by a ReverseSettlement (its key: reversal_refund_key of the Settle's)
 
     def check_owner(self, owner: str | None) -> None:
         """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant."""
@@ -117,6 +122,36 @@ class RefundDraft:
             raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
         if owner != self.merchant_id:
             raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
+
+
+REVERSAL_REASON = "reversal"
+REVERSAL_KEY_PREFIX = "reversal:"  # a reversal's refund key; a Refund may not choose one of these
+
+
+def reversal_refund_key(settle_key: str) -> str:
+    return REVERSAL_KEY_PREFIX + settle_key
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalDraft:
+    """A ReverseSettlement: the Settle's key, and the till and cashier asking."""
+
+    merchant_id: str
+    idempotency_key: str
+    terminal_id: str = ""
+    operator_id: str = ""
+
+    def refund(self, settlement_id: str) -> RefundDraft:
+        """The refund that gives back all that is left of the settlement made under the key."""
+        ask = RefundAsk(full=True)
+        return RefundDraft(settlement_id, self.merchant_id, reversal_refund_key(self.idempotency_key),
+                           refund_hash(settlement_id, REVERSAL_REASON, ask), REVERSAL_REASON, ask,
+                           self.terminal_id, self.operator_id, reversal=True)
+
+
+def refuse_reversed() -> None:
+    """A Settle whose key was reversed before anything was settled under it."""
+    raise FailedPrecondition("this idempotency key was reversed: nothing can be settled under it", "REVERSED")
 
 
 
@@ -230,7 +265,7 @@ def settle_hash(request: SettleInput) -> bytes:
         request.verification_id or request.quote_id or request.token,
         [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in request.items],
         request.skip_personal_account,
-    ])
+    ])  # not the till nor the cashier: the same basket resent from another till is the same Settle
 
 
 def refund_hash(settlement_id: str, reason: str, ask: RefundAsk) -> bytes:

@@ -182,6 +182,14 @@ def settle_request(request: SettleInput, max_items: int, *, quote: bool = False)
     basket(request.items, max_items)
 
 
+def till(terminal_id: str, operator_id: str) -> None:
+    """The till and the cashier of a Settle, Refund or reversal: each empty or an identifier."""
+    if terminal_id:
+        identifier(terminal_id, "terminal_id")
+    if operator_id:
+        identifier(operator_id, "operator_id")
+
+
 def settlement_id_given(settlement_id: str) -> None:
     if not settlement_id:
         raise InvalidArgument("settlement_id is required", "MISSING_SETTLEMENT_ID")
