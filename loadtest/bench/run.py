@@ -59,6 +59,7 @@ from ecard.testing import EcardServer, World, fake_holder, free_port
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from ecard.v1 import types_pb2 as t
 from loadtest.bench import codec as bench_codec
+from loadtest.bench.limits import capacity_config
 
 
 @dataclass(frozen=True)
@@ -467,7 +468,9 @@ def run(scale_name: str, seconds: float | None, out: Path) -> int:
                    rate_pyjwt=codec.pyjwt_rate, rate_sig_openssl_ed25519=codec.sig_openssl_ed25519_rate,
                    rate_sig_openssl_p256=codec.sig_openssl_p256_rate)
     metrics_port = free_port()
-    with EcardServer(extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}"]) as server:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    limits = capacity_config(out.parent / "bench-limits.toml")
+    with EcardServer(extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}", "--config", limits]) as server:
         world, ecard_ids, enroll_seconds = seed(server.target, scale)
         figures["cards_enrolled"] = scale.enrolled
         figures["ecards_issued"] = len(ecard_ids)

@@ -45,6 +45,7 @@ from ecard.testing import EcardServer, World, free_port, wait_healthy
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from loadtest.bench import peers
+from loadtest.bench.limits import capacity_config
 from loadtest.bench.run import closed_loop, cpu_model, mint_tokens
 from loadtest.bench.workers import PG_ADMIN_URL, REDIS_URL, FreshDatabase, cpu_seconds
 
@@ -272,7 +273,7 @@ def run(rounds: int, seconds: float, out: Path, profile: Path | None = None) -> 
         peers.write_sqlite_cards(sqlite_path, cards)
         peers.write_pg_cards(peer_db, cards)
         config = Path(tmp) / "shared.toml"
-        config.write_text(f'redis_namespace = "{namespace_ecard}"\n')
+        capacity_config(config, f'redis_namespace = "{namespace_ecard}"\n')
         mine = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {server_core})  # every server started below inherits its core
         try:
@@ -281,7 +282,8 @@ def run(rounds: int, seconds: float, out: Path, profile: Path | None = None) -> 
             shared = stack.enter_context(PeerProcess(
                 ["shared", "--pg", peer_db, "--redis", REDIS_URL, "--namespace", namespace_peer,
                  "--public-key", public_hex], Path(tmp) / "shared.log"))
-            embedded = stack.enter_context(EcardServer())
+            embedded = stack.enter_context(EcardServer(extra_args=[
+                "--config", capacity_config(Path(tmp) / "embedded.toml")]))
             ecard_shared = stack.enter_context(
                 EcardServer(db=ecard_db, redis=REDIS_URL, extra_args=["--config", str(config)]))
         finally:

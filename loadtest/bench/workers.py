@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+from loadtest.bench.limits import capacity_config
 from loadtest.bench.run import closed_loop, cpu_model, mint_tokens
 
 PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -121,7 +122,7 @@ def run_one(workers: int, seconds: float) -> dict[str, float]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with FreshDatabase(PG_ADMIN_URL) as db:
         config = Path(f"/tmp/{namespace}.toml")
-        config.write_text(f'redis_namespace = "{namespace}"\n')
+        capacity_config(config, f'redis_namespace = "{namespace}"\n')
         try:
             serve_args = ["--workers", str(workers), "--config", str(config)]
             with EcardServer(db=db, redis=REDIS_URL, extra_args=serve_args) as server:

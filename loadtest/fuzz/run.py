@@ -26,6 +26,7 @@ import collections
 import json
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from ecard import generate_private_key
 from ecard.testing import EcardServer, World, wait_healthy
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
+from loadtest.bench.limits import capacity_config
 from loadtest.fuzz.cases import ANY_REJECTION, Case, Corpus, cases
 
 CONTROL_EVERY = 50
@@ -158,7 +160,8 @@ async def _fuzz_on_a_loop(target: str, merchant_id: str, corpus: Corpus, concurr
 
 def fuzz(count: int, *, seed: int = 1, concurrency: int = 32) -> dict[str, Any]:
     """Runs `count` hostile cases against a fresh loopback server; the report (failures empty: passed)."""
-    with EcardServer() as server:
+    with tempfile.TemporaryDirectory(prefix="ecard-fuzz-") as folder, EcardServer(extra_args=[
+            "--config", capacity_config(Path(folder) / "limits.toml")]) as server:  # one merchant, flat out
         corpus, merchant_id = _corpus(server.target)
         start = time.perf_counter()
         tally = asyncio.run(_fuzz_on_a_loop(server.target, merchant_id, corpus, concurrency, seed, count))

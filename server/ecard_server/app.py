@@ -42,7 +42,7 @@ from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, derive_key, mask_name
-from ecard_server.core.limits import Admission
+from ecard_server.core.limits import Admission, RateLeases
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
 from ecard_server.core.rules.quotes import QuoteSeal
 from ecard_server.core.rules.settlement import SettlementPolicy
@@ -94,6 +94,7 @@ class Deployment:
     counter: CounterBindingService
     upkeep: OutboxUpkeep
     clock: Callable[[], float]
+    rate_leases: RateLeases | None = None  # the rate limits' buckets, shared in Redis (None: per process)
 
     @classmethod
     def open(
@@ -113,6 +114,7 @@ class Deployment:
         nonces: NonceStore
         records: VerificationRecords
         if redis_url:
+            from ecard_server.storage.redis_limits import RedisRateLeases
             from ecard_server.storage.redis_records import RedisVerificationRecords
             from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
 
@@ -122,12 +124,15 @@ class Deployment:
                 nonces = RedisNonceStore.from_url(redis_url, namespace=namespace, horizon_s=horizon)
                 bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
                 records = RedisVerificationRecords(redis_url, settings.verification_window_s, namespace)
+                leases = RedisRateLeases(redis_url, namespace)
             except ValueError:
                 store.close()
                 raise
-        else:
-            nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
-            records = MemoryVerificationRecords(settings.verification_window_s, settings.verification_records, clock)
+            deployment = cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
+            deployment.rate_leases = leases
+            return deployment
+        nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
+        records = MemoryVerificationRecords(settings.verification_window_s, settings.verification_records, clock)
         return cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
 
     @staticmethod
@@ -205,7 +210,7 @@ class Deployment:
 
     async def aclose(self) -> None:
         """Closes what lives on the server's event loop (the asyncio Redis client), on that loop."""
-        for holder in (self.nonces, self.records):
+        for holder in (self.nonces, self.records, self.rate_leases):
             aclose = getattr(holder, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -215,7 +220,7 @@ class Deployment:
         self.channel_events.signals.close()
         self.audit.close()
         self.bus.close()
-        for holder in (self.nonces, self.records):
+        for holder in (self.nonces, self.records, self.rate_leases):
             close = getattr(holder, "close", None)
             if close:
                 close()
@@ -329,7 +334,7 @@ def create_server(
     )
     registry = GuardedRegistry(
         server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second),
-        Admission.from_settings(deployment.settings),
+        Admission.from_settings(deployment.settings, deployment.rate_leases),
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(

@@ -98,7 +98,7 @@ def test_a_flooding_merchant_is_refused_and_another_keeps_its_p99(limited: tuple
 def test_without_limits_the_same_flood_hurts_the_other_merchant(tmp_path: Path) -> None:
     """The same flood against a server without rate or per-caller limits: the victim's p99 suffers
     (what the limits above prevent)."""
-    with _serve(tmp_path, {"principal_max_in_flight": 0}) as server:
+    with _serve(tmp_path, {"principal_max_in_flight": 0, "principal_calls_per_s": 0}) as server:
         flooder, victim = World.seed(server.target, cards=4), World.seed(server.target, cards=4)
         quiet, loaded, flood = _under_flood(flooder, victim)
     print(f"\nno limits: victim Verify p99 {quiet:.2f} ms unloaded, {loaded:.2f} ms flooded ({loaded / quiet:.2f}x); "

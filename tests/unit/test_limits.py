@@ -65,7 +65,8 @@ def test_refused_calls_take_nothing() -> None:
 
 def test_settings_and_defaults() -> None:
     defaults = Settings()
-    assert (defaults.principal_calls_per_s, defaults.principal_max_in_flight, defaults.max_in_flight) == (0, 256, 4096)
+    assert (defaults.principal_calls_per_s, defaults.principal_burst, defaults.principal_max_in_flight,
+            defaults.max_in_flight) == (1000, 2000, 256, 4096)
     admission = Admission.from_settings(defaults.with_overrides({"principal_calls_per_s": 2, "principal_burst": 2}))
     assert [refusal(admission, A) for _ in range(3)] == [None, None, "RATE_LIMITED"]
     with pytest.raises(ValueError, match="non-negative"):
@@ -96,3 +97,46 @@ def refusal_of_cost(admission: Admission, cost: int) -> str | None:
     except ResourceExhausted as exc:
         return exc.reason
     return None
+
+
+def test_a_batch_is_charged_every_item_even_above_the_burst() -> None:
+    """Sends two VerifyBatch-sized costs of 1,000 at 100/s with a bucket of 100. Before: each cost at
+    most the bucket (100), so 1,000 items passed every second. Now the second waits for the debt."""
+    clock = Clock()
+    admission = Admission(rate=100, burst=100, clock=clock)
+    admission.enter(A, 1000)  # a full bucket admits it, and owes 900
+    admission.leave(A)
+    clock.now += 1.0
+    with pytest.raises(ResourceExhausted) as refused:
+        admission.enter(A, 1000)
+    assert 9_000 <= int(refused.value.metadata["retry_after_ms"]) <= 9_100  # 900 owed + 100 to refill - 100 in 1 s
+    clock.now += 9.0
+    admission.enter(A, 1000)
+
+
+def test_stream_items_are_charged_and_paced() -> None:
+    """Each item of a stream takes a token: past the burst an item waits its turn (asyncio sleeps on
+    the real clock here), and one that would wait past max_wait_s refuses the stream."""
+    import asyncio
+    import time
+
+    async def stream() -> tuple[int, float]:
+        admission = Admission(rate=200, burst=10)
+        started = time.monotonic()
+        for _ in range(60):
+            await admission.charge(A)
+        return 60, time.monotonic() - started
+
+    items, seconds = asyncio.run(stream())
+    assert seconds >= (items - 10) / 200 * 0.9  # 50 items past the burst at 200/s: at least 0.225 s
+
+    async def hopeless() -> str:
+        admission = Admission(rate=1, burst=1)
+        await admission.charge(A)
+        try:
+            await admission.charge(A, max_wait_s=0.1)
+        except ResourceExhausted as exc:
+            return exc.reason or ""
+        return "admitted"
+
+    assert asyncio.run(hopeless()) == "RATE_LIMITED"

@@ -1,6 +1,7 @@
 """The guard's admission layer: after authorization, the caller's call is admitted by the limits
 (core.limits.Admission: rate per principal, calls in flight) or refused with RESOURCE_EXHAUSTED
 before its method runs or any work is queued for it; at the call's end its place is given back.
+Each item of a metered request stream (VerifyStream) is charged as it is read (`metered`).
 
 A call's admitted principal is kept in the call's own context (like its principal), so the end of
 the call, wherever it ends, gives back exactly what its start took.
@@ -9,7 +10,7 @@ the call, wherever it ends, gives back exactly what its start took.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc.aio
@@ -21,11 +22,15 @@ from ecard_server.rpc.auth import allowed_kinds, current_principal
 Admit = Callable[[Any, grpc.aio.ServicerContext], None]
 AdmitAsync = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 Finished = Callable[[str, float, object], None]
+Meter = Callable[[AsyncIterator[Any]], AsyncIterator[Any]]
 
-# What a call costs of its caller's rate, by method (default one call): a batch costs its items.
+# What a call costs of its caller's rate when it is admitted, by method (default one call): a batch
+# costs its items; a stream nothing at its start, since each of its items is charged (ITEM_COSTS).
 COSTS: dict[str, Callable[[Any], int]] = {
     "/ecard.v1.Verifier/VerifyBatch": lambda request: len(request.requests),
+    "/ecard.v1.Verifier/VerifyStream": lambda request: 0,
 }
+ITEM_COSTS: dict[str, int] = {"/ecard.v1.Verifier/VerifyStream": 1}
 _admitted: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("ecard_admitted", default=None)
 
 
@@ -35,21 +40,21 @@ def limited(
     """`admit`, `admit_async` and `finished` with the limits around them; unchanged for public methods."""
     if allowed_kinds(method) is None:
         return admit, admit_async, finished
-    enter, leave, principal_of, admitted_set = admission.enter, admission.leave, current_principal.get, _admitted.set
+    enter_sync, enter_async, leave = admission.enter_sync, admission.enter_async, admission.leave
+    principal_of, admitted_set = current_principal.get, _admitted.set
     weigh = COSTS.get(method)
-
-    def take(request: Any) -> None:
-        principal = principal_of()
-        enter(principal, weigh(request) if weigh is not None else 1)
-        admitted_set(principal)
 
     def admit_limited(request: Any, context: grpc.aio.ServicerContext) -> None:
         admit(request, context)
-        take(request)
+        principal = principal_of()
+        enter_sync(principal, weigh(request) if weigh is not None else 1)
+        admitted_set(principal)
 
     async def admit_async_limited(request: Any, context: grpc.aio.ServicerContext) -> None:
         await admit_async(request, context)
-        take(request)
+        principal = principal_of()
+        await enter_async(principal, weigh(request) if weigh is not None else 1)
+        admitted_set(principal)
 
     def finished_limited(status_name: str, seconds: float, outcome: object = None) -> None:
         principal = _admitted.get()
@@ -59,3 +64,20 @@ def limited(
         finished(status_name, seconds, outcome)
 
     return admit_limited, admit_async_limited, finished_limited
+
+
+def metered(admission: Admission, method: str) -> Meter | None:
+    """For a request stream whose items are charged: the request iterator, each item charged to the
+    call's principal as it is read (paced to the rate, or the stream refused with RATE_LIMITED)."""
+    cost = ITEM_COSTS.get(method)
+    if cost is None:
+        return None
+    charge = admission.charge
+
+    async def meter(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        principal = current_principal.get()
+        async for request in requests:
+            await charge(principal, cost)
+            yield request
+
+    return meter

@@ -38,7 +38,7 @@ import grpc.aio
 from ecard.errors import EcardError
 from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
-from ecard_server.rpc.admission import limited
+from ecard_server.rpc.admission import Meter, limited, metered
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
 from ecard_server.rpc.parsing import Undecodable, handler_like
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
@@ -59,6 +59,7 @@ class Layers:
     finished: Callable[[str, float, object], None]  # every call's end: status name ("OK", "CANCELLED", ...),
     # seconds, and the response (OK) or the EcardError it answered (None: cancelled, or a stream)
     failed: Callable[[BaseException], EcardError]  # the error a raised exception answers with
+    meter: Meter | None = None  # a request stream whose items are charged as they are read (admission)
 
 
 class GuardedRegistry:
@@ -114,7 +115,8 @@ class GuardedRegistry:
         layers = Layers(admit=admit, admit_async=admit_async, finished=finished, failed=failed)
         if self._admission is None:
             return layers
-        return Layers(*limited(self._admission, method, layers.admit, layers.admit_async, layers.finished), failed)
+        return Layers(*limited(self._admission, method, layers.admit, layers.admit_async, layers.finished), failed,
+                      metered(self._admission, method))
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
@@ -187,12 +189,14 @@ def _awaited(layers: Layers, answer: Callable[..., Awaitable[Any]]) -> Callable[
 
 
 def _streaming_out(layers: Layers, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    admit_async, finished = layers.admit_async, layers.finished
+    admit_async, finished, meter = layers.admit_async, layers.finished, layers.meter
 
     async def stream_out(request: Any, context: Context) -> AsyncIterator[Any]:
         start = _perf()
         try:
             await admit_async(request, context)
+            if meter is not None and hasattr(request, "__aiter__"):
+                request = meter(request)
             async for response in behavior(request, context):
                 yield response
         except asyncio.CancelledError:
