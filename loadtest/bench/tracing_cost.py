@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ecard.testing import EcardServer, World, free_port
+from loadtest.bench.limits import capacity_config
 from loadtest.bench.run import cpu_model, mint_tokens
 from loadtest.bench.versus import CARDS, CONCURRENCY, Target, drive, percentile_ms
 
@@ -80,8 +82,10 @@ def run(rounds: int, seconds: float, out: Path, sampler: str = "always_on", samp
         mine = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {server_core})
         try:
-            plain = stack.enter_context(EcardServer(env=plain_env))
-            traced = stack.enter_context(EcardServer(env=traced_env))
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ecard-tracing-")))
+            limits = ["--config", capacity_config(folder / "limits.toml")]  # one merchant, flat out
+            plain = stack.enter_context(EcardServer(env=plain_env, extra_args=limits))
+            traced = stack.enter_context(EcardServer(env=traced_env, extra_args=limits))
         finally:
             os.sched_setaffinity(0, mine)
         os.sched_setaffinity(0, {client_core})
