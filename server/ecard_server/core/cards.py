@@ -15,7 +15,7 @@ from ecard_server.core.assurance import Statement, check_statement
 from ecard_server.core.caches import KeyRegistry
 from ecard_server.core.identity import IdentityHasher, mask_card_no
 from ecard_server.core.ports import CardStore, ChangeBus, Ledger
-from ecard_server.core.principals import ADMIN, CHANNEL, Principal
+from ecard_server.core.principals import ADMIN, CHANNEL, Principal, channel_acted_for
 from ecard_server.core.records import ACTIVE, CANCELLED, LOST, NOT_ACTIVE_REASON, RESUME, SUSPEND, UNBIND, Card
 from ecard_server.core.rules import counter as counter_rules
 from ecard_server.core.rules import validation
@@ -131,16 +131,7 @@ class CardService:
         if not ecard_id:
             raise InvalidArgument("ecard_id is required", "MISSING_ECARD_ID")
         validation.identifier(ecard_id, "ecard_id")
-        if caller.kind == CHANNEL:
-            if issuer_id and issuer_id != caller.id:
-                raise PermissionDenied("a channel acts on its own binding only", "PRINCIPAL_MISMATCH")
-            issuer_id = caller.id
-        elif caller.kind != ADMIN:
-            raise PermissionDenied("only the channel or the operator changes a binding", "ROLE_NOT_ALLOWED")
-        elif not issuer_id:
-            raise InvalidArgument("issuer_id is required: name the channel whose binding changes", "MISSING_ISSUER_ID")
-        else:
-            validation.identifier(issuer_id, "issuer_id")
+        issuer_id = channel_acted_for(caller, issuer_id)
         card = self._store.get_card(ecard_id=ecard_id)
         if card is None or issuer_id not in card.channels:
             if caller.kind == CHANNEL:  # the same answer whether the e-card exists or not

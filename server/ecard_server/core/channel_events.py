@@ -18,14 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from ecard.errors import EcardError, FailedPrecondition, InvalidArgument, PermissionDenied
+from ecard.errors import EcardError, FailedPrecondition, InvalidArgument
 from ecard_server.config import Settings
 from ecard_server.core import audit
 from ecard_server.core.audit import AuditTrail
 from ecard_server.core.ports import ChannelOutbox
-from ecard_server.core.principals import ADMIN, CHANNEL, Principal
+from ecard_server.core.principals import Principal, channel_acted_for
 from ecard_server.core.records import ChannelEvent
-from ecard_server.core.rules import validation
 from ecard_server.core.signals import Signals
 from ecard_server.logs import event
 
@@ -45,15 +44,7 @@ class ChannelEventService:
     def open(self, caller: Principal, issuer_id: str, after: int) -> str:
         """The channel whose events `caller` may read from `after`: a channel its own (an empty issuer_id
         is its own), the operator any, named. Recorded in the audit trail."""
-        if caller.kind == CHANNEL:
-            if issuer_id and issuer_id != caller.id:
-                raise PermissionDenied("a channel reads its own events only", "PRINCIPAL_MISMATCH")
-            issuer_id = caller.id
-        elif caller.kind != ADMIN:
-            raise PermissionDenied("only channels and the operator read channel events", "ROLE_NOT_ALLOWED")
-        elif not issuer_id:
-            raise InvalidArgument("issuer_id is required: name the channel", "MISSING_ISSUER_ID")
-        validation.identifier(issuer_id, "issuer_id")
+        issuer_id = channel_acted_for(caller, issuer_id)
         if after < 0:
             raise InvalidArgument("after must be a cursor of an event (0: from the oldest kept)", "INVALID_CURSOR")
         first, last = self._outbox.bounds(issuer_id)

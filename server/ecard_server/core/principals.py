@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecard.errors import Unauthenticated
+from ecard.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from ecard_server.core.rules import validation
 
 ADMIN = "admin"
 CHANNEL = "channel"
@@ -36,3 +37,17 @@ class Principal:
             raise Unauthenticated("certificate names no ecard:// principal", "BAD_PRINCIPAL")
         rest = uri[len("ecard://") :]
         return cls.parse(rest.replace("/", ":", 1))
+
+
+def channel_acted_for(caller: Principal, issuer_id: str) -> str:
+    """The channel a call acts for: a channel's own (an empty issuer_id is its own; another's is
+    PRINCIPAL_MISMATCH), or for the operator the channel it names (required)."""
+    if caller.kind == CHANNEL:
+        if issuer_id and issuer_id != caller.id:
+            raise PermissionDenied("a channel acts for itself only", "PRINCIPAL_MISMATCH")
+        return caller.id
+    if caller.kind != ADMIN:
+        raise PermissionDenied("only channels and the operator may call this", "ROLE_NOT_ALLOWED")
+    if not issuer_id:
+        raise InvalidArgument("issuer_id is required: name the channel", "MISSING_ISSUER_ID")
+    return validation.identifier(issuer_id, "issuer_id")
