@@ -63,7 +63,7 @@ def audit_kinds(world: World, ecard_id: str) -> list[str]:
 
 
 # -- one channel's binding -------------------------------------------------------------------------
-def test_suspend_resume_unbind_touch_only_the_channels_own_binding(world: World) -> None:
+def test_suspend_resume_unbind_touch_only_the_channels_own_binding(world: World, store: SqlStore) -> None:
     other = second_channel(world)
     ecard_id = world.ecard_ids[0]
     with world.channel() as channel:
@@ -93,6 +93,9 @@ def test_suspend_resume_unbind_touch_only_the_channels_own_binding(world: World)
         assert world.issuer_id in channel.issue_ecard(*world.cards[0]).channels
         assert reason(world) == Reason.OK
     assert audit_kinds(world, ecard_id) == ["BINDING_SUSPEND", "BINDING_RESUME", "BINDING_UNBIND"]
+    ended = store.rows("SELECT issuer_id, assurance_statement FROM ecard_bindings_ended WHERE ecard_id = ?",
+                       (ecard_id,))
+    assert [(row[0], bool(row[1])) for row in ended] == [(world.issuer_id, True)]  # still attributable
 
 
 def test_a_channel_acts_on_no_other_channels_binding(world: World) -> None:

@@ -343,4 +343,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX settlements_by_merchant_time ON settlements (merchant_id, settled_at, settlement_id)",
         ],
     ),
+    (
+        14,
+        [
+            # Bindings a channel (or the operator) ended with Unbind: the signed statement each was made
+            # on stays attributable after the binding is gone.
+            """CREATE TABLE ecard_bindings_ended (
+                ecard_id TEXT NOT NULL,
+                issuer_id TEXT NOT NULL,
+                bound_at BIGINT NOT NULL,
+                ended_at BIGINT NOT NULL,
+                assurance_statement {blob})""",
+            "CREATE INDEX ecard_bindings_ended_by_ecard ON ecard_bindings_ended (ecard_id)",
+        ],
+    ),
 ]

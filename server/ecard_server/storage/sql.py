@@ -509,7 +509,11 @@ class SqlStore:
         Returns the card after it (None: no such e-card) and whether anything changed."""
         now = event.at
         with self.transaction() as cur:
-            if change == UNBIND:
+            if change == UNBIND:  # the ended binding, with the signed statement it was made on, is kept
+                cur.execute(
+                    "INSERT INTO ecard_bindings_ended (ecard_id, issuer_id, bound_at, ended_at, assurance_statement) "
+                    "SELECT ecard_id, issuer_id, bound_at, ?, assurance_statement FROM ecard_channels "
+                    "WHERE ecard_id = ? AND issuer_id = ?", (now, ecard_id, issuer_id))
                 cur.execute("DELETE FROM ecard_channels WHERE ecard_id = ? AND issuer_id = ? RETURNING issuer_id",
                             (ecard_id, issuer_id))
             elif change == SUSPEND:
