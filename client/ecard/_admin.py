@@ -85,6 +85,11 @@ class _Client:
     def _list_keys(self, issuer_id: str) -> list[admin_pb2.IssuerKey]:
         return list(self._call(self._admin.ListIssuerKeys, admin_pb2.ListIssuerKeysRequest(issuer_id=issuer_id)).keys)
 
+    def settlement_day_totals(self, day: str) -> admin_pb2.SettlementDayTotalsResponse:
+        """A day's settlements (YYYY-MM-DD, Asia/Shanghai) across merchants: per merchant, per fund (the
+        pooling region) and in all."""
+        return self._call(self._admin.SettlementDayTotals, admin_pb2.SettlementDayTotalsRequest(day=day))
+
     def audit_events(self, *, kind: str = "", actor: str = "", subject: str = "", since: int | None = None,
                      until: int | None = None, page_size: int = 1000) -> Iterator[admin_pb2.AuditEvent]:
         """The audit trail, oldest first, filtered (times in unix seconds), read page by page. A channel

@@ -344,7 +344,9 @@ def create_server(
         CardsServicer(deployment.cards, deployment.channel_events, deployment.usage, deployment.counter,
                       deployment.card_cache, placement), registry
     )
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(deployment.admin, deployment.cards), registry)
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminServicer(deployment.admin, deployment.cards, deployment.statements), registry
+    )
     settlement_pb2_grpc.add_SettlementServicer_to_server(
         SettlementServicer(deployment.settlements, deployment.statements), registry
     )

@@ -13,6 +13,7 @@ import pytest
 from ecard import DrugClass, InvalidArgument, PermissionDenied, line_item
 from ecard.testing import World
 from ecard.v1 import settlement_pb2
+from ecard.v1.types_pb2 import MERCHANT_KIND_PHARMACY
 from ecard_server.cli import main
 from ecard_server.core.rules.statements import SHANGHAI, day_range
 from tests.helpers.inprocess import InProcessServer
@@ -170,3 +171,27 @@ def test_the_cli_exports_a_day_as_csv_that_adds_up(served: InProcessServer, tmp_
     assert main(["statement", "--merchant", world.hospital_id, "--day", "2026-02-30", "--target",
                  served.target]) == 1
     assert capsys.readouterr().err.strip().endswith("day must be a date written YYYY-MM-DD")
+
+
+def test_the_operator_sees_the_day_per_merchant_and_per_fund(served: InProcessServer) -> None:
+    world = World.seed(served.target, cards=2, balance_fen=5_000)
+    with world.admin() as admin:
+        admin.upsert_merchant(world.pharmacy_id, kind=MERCHANT_KIND_PHARMACY, region="330100")  # another fund
+        with world.hospital() as hospital, world.pharmacy() as pharmacy:
+            hospital.settle(BASKETS[0], idempotency_key="O-1", token=world.mint(0))
+            hospital.settle(BASKETS[1], idempotency_key="O-2", token=world.mint(1))
+            pharmacy.settle(BASKETS[2], idempotency_key="O-3", token=world.mint(0))
+            pharmacy.reverse_settlement("O-3")
+            own = {world.hospital_id: hospital.daily_totals(today()).total,
+                   world.pharmacy_id: pharmacy.daily_totals(today()).total}
+        day = admin.settlement_day_totals(today())
+        with pytest.raises(InvalidArgument):
+            admin.settlement_day_totals("2026-02-30")
+    mine = {m.merchant_id: m for m in day.merchants if m.merchant_id in own}
+    assert {k: totals(m.totals) for k, m in mine.items()} == {k: totals(t) for k, t in own.items()}
+    assert mine[world.pharmacy_id].region == "330100" and mine[world.hospital_id].region == "330200"
+    funds = {f.region: totals(f.totals) for f in day.funds}
+    for region in ("330100", "330200"):  # the merchants of a region add up to its fund's line
+        assert funds[region] == {name: sum(totals(m.totals)[name] for m in day.merchants if m.region == region)
+                                 for name in funds[region]}
+    assert day.total.total_fen == sum(m.totals.total_fen for m in day.merchants)

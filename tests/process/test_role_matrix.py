@@ -109,6 +109,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.DenyCertificate":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.AllowCertificate":  (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ListDeniedCertificates": (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.SettlementDayTotals": (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Health.Check":            (OK, OK, OK, OK, OK, OK, OK, OK),
     "Reflection.ServerReflectionInfo": (OK, OK, OK, OK, OK, OK, OK, OK),
 }
@@ -359,6 +360,8 @@ CALLS: dict[str, Call] = {
     "Admin.AllowCertificate": _unary(A, "AllowCertificate", _denied_fingerprint),
     "Admin.ListDeniedCertificates": _unary(A, "ListDeniedCertificates",
                                            lambda s, side: admin_pb2.ListDeniedCertificatesRequest()),
+    "Admin.SettlementDayTotals": _unary(A, "SettlementDayTotals", lambda s, side: (
+        admin_pb2.SettlementDayTotalsRequest(day="2026-12-03" if side == "own" else "2026-12-04"))),
     "Health.Check": _unary(health_pb2_grpc.HealthStub, "Check", lambda s, side: health_pb2.HealthCheckRequest(
         service="" if side == "own" else "ecard.v1.Verifier")),
     "Reflection.ServerReflectionInfo": _reflect,

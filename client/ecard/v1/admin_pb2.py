@@ -25,61 +25,70 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ecard.v1 import types_pb2 as ecard_dot_v1_dot_types__pb2
 from ecard.v1 import cards_pb2 as ecard_dot_v1_dot_cards__pb2
+from ecard.v1 import settlement_pb2 as ecard_dot_v1_dot_settlement__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/admin.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/cards.proto\"\xc0\x01\n\rCatalogueItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x17\n\x0fprice_limit_fen\x18\x04 \x01(\x03\x12\x12\n\nvalid_from\x18\x05 \x01(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12+\n\nmore_items\x18\x0f \x03(\x0b\x32\x17.ecard.v1.CatalogueItem\"B\n\x16\x43\x61talogueImportSummary\x12\x19\n\x11\x63\x61talogue_version\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x01(\x03\"\x1e\n\tIssuerRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\",\n\x0e\x43\x65rtificateRef\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\"D\n\x16\x44\x65nyCertificateRequest\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x81\x01\n\x11\x44\x65niedCertificate\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12-\n\tdenied_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdenied_by\x18\x04 \x01(\t\"\x1f\n\x1dListDeniedCertificatesRequest\"S\n\x1eListDeniedCertificatesResponse\x12\x31\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32\x1b.ecard.v1.DeniedCertificate\"t\n\x06Issuer\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\tIssuerKey\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12)\n\talgorithm\x18\x03 \x01(\x0e\x32\x16.ecard.v1.KeyAlgorithm\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\"(\n\x06KeyRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\"*\n\x15ListIssuerKeysRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\"\x80\x01\n\x16RotateIssuerKeyRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0cretiring_kid\x18\x02 \x01(\t\x12$\n\x07new_key\x18\x03 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12\x17\n\x0foverlap_seconds\x18\x04 \x01(\x03\"j\n\x17RotateIssuerKeyResponse\x12$\n\x07new_key\x18\x01 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12)\n\x0cretiring_key\x18\x02 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\";\n\x16ListIssuerKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.ecard.v1.IssuerKey\"\x7f\n\x08Merchant\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.ecard.v1.MerchantKind\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x12\n\ndesignated\x18\x05 \x01(\x08\"\xa9\x01\n\x0cPhysicalCard\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x05 \x01(\x03\x12*\n\nmore_cards\x18\x0f \x03(\x0b\x32\x16.ecard.v1.PhysicalCard\"T\n\rEnrollSummary\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\"M\n\rCreditRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x12\n\namount_fen\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"W\n\x12ReplaceCardRequest\x12\x13\n\x0bold_card_no\x18\x01 \x01(\t\x12\x13\n\x0bnew_card_no\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\xc3\x01\n\x16ListAuditEventsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\x84\x01\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"X\n\x17ListAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.ecard.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc0\x08\n\x05\x41\x64min\x12\x32\n\x0cUpsertIssuer\x12\x10.ecard.v1.Issuer\x1a\x10.ecard.v1.Issuer\x12=\n\x11RegisterIssuerKey\x12\x13.ecard.v1.IssuerKey\x1a\x13.ecard.v1.IssuerKey\x12\x38\n\x0fRevokeIssuerKey\x12\x10.ecard.v1.KeyRef\x1a\x13.ecard.v1.IssuerKey\x12S\n\x0eListIssuerKeys\x12\x1f.ecard.v1.ListIssuerKeysRequest\x1a .ecard.v1.ListIssuerKeysResponse\x12V\n\x0fRotateIssuerKey\x12 .ecard.v1.RotateIssuerKeyRequest\x1a!.ecard.v1.RotateIssuerKeyResponse\x12\x38\n\x0eUpsertMerchant\x12\x12.ecard.v1.Merchant\x1a\x12.ecard.v1.Merchant\x12@\n\x0b\x45nrollCards\x12\x16.ecard.v1.PhysicalCard\x1a\x17.ecard.v1.EnrollSummary(\x01\x12\x39\n\rCreditAccount\x12\x17.ecard.v1.CreditRequest\x1a\x0f.ecard.v1.ECard\x12<\n\x0bReplaceCard\x12\x1c.ecard.v1.ReplaceCardRequest\x1a\x0f.ecard.v1.ECard\x12V\n\x0fListAuditEvents\x12 .ecard.v1.ListAuditEventsRequest\x1a!.ecard.v1.ListAuditEventsResponse\x12\x36\n\rDisableIssuer\x12\x13.ecard.v1.IssuerRef\x1a\x10.ecard.v1.Issuer\x12P\n\x0f\x44\x65nyCertificate\x12 .ecard.v1.DenyCertificateRequest\x1a\x1b.ecard.v1.DeniedCertificate\x12I\n\x10\x41llowCertificate\x12\x18.ecard.v1.CertificateRef\x1a\x1b.ecard.v1.DeniedCertificate\x12k\n\x16ListDeniedCertificates\x12\'.ecard.v1.ListDeniedCertificatesRequest\x1a(.ecard.v1.ListDeniedCertificatesResponse\x12N\n\x0fImportCatalogue\x12\x17.ecard.v1.CatalogueItem\x1a .ecard.v1.CatalogueImportSummary(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x63\x61rd/v1/admin.proto\x12\x08\x65\x63\x61rd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14\x65\x63\x61rd/v1/types.proto\x1a\x14\x65\x63\x61rd/v1/cards.proto\x1a\x19\x65\x63\x61rd/v1/settlement.proto\"\xc0\x01\n\rCatalogueItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\ndrug_class\x18\x03 \x01(\x0e\x32\x13.ecard.v1.DrugClass\x12\x17\n\x0fprice_limit_fen\x18\x04 \x01(\x03\x12\x12\n\nvalid_from\x18\x05 \x01(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12+\n\nmore_items\x18\x0f \x03(\x0b\x32\x17.ecard.v1.CatalogueItem\"B\n\x16\x43\x61talogueImportSummary\x12\x19\n\x11\x63\x61talogue_version\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x01(\x03\"\x1e\n\tIssuerRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\",\n\x0e\x43\x65rtificateRef\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\"D\n\x16\x44\x65nyCertificateRequest\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x81\x01\n\x11\x44\x65niedCertificate\x12\x1a\n\x12\x66ingerprint_sha256\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12-\n\tdenied_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdenied_by\x18\x04 \x01(\t\"\x1f\n\x1dListDeniedCertificatesRequest\"S\n\x1eListDeniedCertificatesResponse\x12\x31\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32\x1b.ecard.v1.DeniedCertificate\"t\n\x06Issuer\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\tIssuerKey\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12)\n\talgorithm\x18\x03 \x01(\x0e\x32\x16.ecard.v1.KeyAlgorithm\x12\x16\n\x0epublic_key_pem\x18\x04 \x01(\t\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\"(\n\x06KeyRef\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\"*\n\x15ListIssuerKeysRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\"\x80\x01\n\x16RotateIssuerKeyRequest\x12\x11\n\tissuer_id\x18\x01 \x01(\t\x12\x14\n\x0cretiring_kid\x18\x02 \x01(\t\x12$\n\x07new_key\x18\x03 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12\x17\n\x0foverlap_seconds\x18\x04 \x01(\x03\"j\n\x17RotateIssuerKeyResponse\x12$\n\x07new_key\x18\x01 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\x12)\n\x0cretiring_key\x18\x02 \x01(\x0b\x32\x13.ecard.v1.IssuerKey\";\n\x16ListIssuerKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.ecard.v1.IssuerKey\"\x7f\n\x08Merchant\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.ecard.v1.MerchantKind\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x12\n\ndesignated\x18\x05 \x01(\x08\"\xa9\x01\n\x0cPhysicalCard\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x13\n\x0bholder_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12$\n\x1cpersonal_account_balance_fen\x18\x05 \x01(\x03\x12*\n\nmore_cards\x18\x0f \x03(\x0b\x32\x16.ecard.v1.PhysicalCard\"T\n\rEnrollSummary\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\"M\n\rCreditRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\t\x12\x12\n\namount_fen\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"W\n\x12ReplaceCardRequest\x12\x13\n\x0bold_card_no\x18\x01 \x01(\t\x12\x13\n\x0bnew_card_no\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\xc3\x01\n\x16ListAuditEventsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\x84\x01\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"X\n\x17ListAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.ecard.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1aSettlementDayTotalsRequest\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\"d\n\x11MerchantDayTotals\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12*\n\x06totals\x18\x03 \x01(\x0b\x32\x1a.ecard.v1.SettlementTotals\"K\n\rFundDayTotals\x12\x0e\n\x06region\x18\x01 \x01(\t\x12*\n\x06totals\x18\x02 \x01(\x0b\x32\x1a.ecard.v1.SettlementTotals\"\x83\x02\n\x1bSettlementDayTotalsResponse\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\tmerchants\x18\x04 \x03(\x0b\x32\x1b.ecard.v1.MerchantDayTotals\x12&\n\x05\x66unds\x18\x05 \x03(\x0b\x32\x17.ecard.v1.FundDayTotals\x12)\n\x05total\x18\x06 \x01(\x0b\x32\x1a.ecard.v1.SettlementTotals2\xa4\t\n\x05\x41\x64min\x12\x32\n\x0cUpsertIssuer\x12\x10.ecard.v1.Issuer\x1a\x10.ecard.v1.Issuer\x12=\n\x11RegisterIssuerKey\x12\x13.ecard.v1.IssuerKey\x1a\x13.ecard.v1.IssuerKey\x12\x38\n\x0fRevokeIssuerKey\x12\x10.ecard.v1.KeyRef\x1a\x13.ecard.v1.IssuerKey\x12S\n\x0eListIssuerKeys\x12\x1f.ecard.v1.ListIssuerKeysRequest\x1a .ecard.v1.ListIssuerKeysResponse\x12V\n\x0fRotateIssuerKey\x12 .ecard.v1.RotateIssuerKeyRequest\x1a!.ecard.v1.RotateIssuerKeyResponse\x12\x38\n\x0eUpsertMerchant\x12\x12.ecard.v1.Merchant\x1a\x12.ecard.v1.Merchant\x12@\n\x0b\x45nrollCards\x12\x16.ecard.v1.PhysicalCard\x1a\x17.ecard.v1.EnrollSummary(\x01\x12\x39\n\rCreditAccount\x12\x17.ecard.v1.CreditRequest\x1a\x0f.ecard.v1.ECard\x12<\n\x0bReplaceCard\x12\x1c.ecard.v1.ReplaceCardRequest\x1a\x0f.ecard.v1.ECard\x12V\n\x0fListAuditEvents\x12 .ecard.v1.ListAuditEventsRequest\x1a!.ecard.v1.ListAuditEventsResponse\x12\x36\n\rDisableIssuer\x12\x13.ecard.v1.IssuerRef\x1a\x10.ecard.v1.Issuer\x12P\n\x0f\x44\x65nyCertificate\x12 .ecard.v1.DenyCertificateRequest\x1a\x1b.ecard.v1.DeniedCertificate\x12I\n\x10\x41llowCertificate\x12\x18.ecard.v1.CertificateRef\x1a\x1b.ecard.v1.DeniedCertificate\x12k\n\x16ListDeniedCertificates\x12\'.ecard.v1.ListDeniedCertificatesRequest\x1a(.ecard.v1.ListDeniedCertificatesResponse\x12N\n\x0fImportCatalogue\x12\x17.ecard.v1.CatalogueItem\x1a .ecard.v1.CatalogueImportSummary(\x01\x12\x62\n\x13SettlementDayTotals\x12$.ecard.v1.SettlementDayTotalsRequest\x1a%.ecard.v1.SettlementDayTotalsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecard.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CATALOGUEITEM']._serialized_start=112
-  _globals['_CATALOGUEITEM']._serialized_end=304
-  _globals['_CATALOGUEIMPORTSUMMARY']._serialized_start=306
-  _globals['_CATALOGUEIMPORTSUMMARY']._serialized_end=372
-  _globals['_ISSUERREF']._serialized_start=374
-  _globals['_ISSUERREF']._serialized_end=404
-  _globals['_CERTIFICATEREF']._serialized_start=406
-  _globals['_CERTIFICATEREF']._serialized_end=450
-  _globals['_DENYCERTIFICATEREQUEST']._serialized_start=452
-  _globals['_DENYCERTIFICATEREQUEST']._serialized_end=520
-  _globals['_DENIEDCERTIFICATE']._serialized_start=523
-  _globals['_DENIEDCERTIFICATE']._serialized_end=652
-  _globals['_LISTDENIEDCERTIFICATESREQUEST']._serialized_start=654
-  _globals['_LISTDENIEDCERTIFICATESREQUEST']._serialized_end=685
-  _globals['_LISTDENIEDCERTIFICATESRESPONSE']._serialized_start=687
-  _globals['_LISTDENIEDCERTIFICATESRESPONSE']._serialized_end=770
-  _globals['_ISSUER']._serialized_start=772
-  _globals['_ISSUER']._serialized_end=888
-  _globals['_ISSUERKEY']._serialized_start=891
-  _globals['_ISSUERKEY']._serialized_end=1113
-  _globals['_KEYREF']._serialized_start=1115
-  _globals['_KEYREF']._serialized_end=1155
-  _globals['_LISTISSUERKEYSREQUEST']._serialized_start=1157
-  _globals['_LISTISSUERKEYSREQUEST']._serialized_end=1199
-  _globals['_ROTATEISSUERKEYREQUEST']._serialized_start=1202
-  _globals['_ROTATEISSUERKEYREQUEST']._serialized_end=1330
-  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_start=1332
-  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_end=1438
-  _globals['_LISTISSUERKEYSRESPONSE']._serialized_start=1440
-  _globals['_LISTISSUERKEYSRESPONSE']._serialized_end=1499
-  _globals['_MERCHANT']._serialized_start=1501
-  _globals['_MERCHANT']._serialized_end=1628
-  _globals['_PHYSICALCARD']._serialized_start=1631
-  _globals['_PHYSICALCARD']._serialized_end=1800
-  _globals['_ENROLLSUMMARY']._serialized_start=1802
-  _globals['_ENROLLSUMMARY']._serialized_end=1886
-  _globals['_CREDITREQUEST']._serialized_start=1888
-  _globals['_CREDITREQUEST']._serialized_end=1965
-  _globals['_REPLACECARDREQUEST']._serialized_start=1967
-  _globals['_REPLACECARDREQUEST']._serialized_end=2054
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2057
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2252
-  _globals['_AUDITEVENT']._serialized_start=2255
-  _globals['_AUDITEVENT']._serialized_end=2387
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2389
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2477
-  _globals['_ADMIN']._serialized_start=2480
-  _globals['_ADMIN']._serialized_end=3568
+  _globals['_CATALOGUEITEM']._serialized_start=139
+  _globals['_CATALOGUEITEM']._serialized_end=331
+  _globals['_CATALOGUEIMPORTSUMMARY']._serialized_start=333
+  _globals['_CATALOGUEIMPORTSUMMARY']._serialized_end=399
+  _globals['_ISSUERREF']._serialized_start=401
+  _globals['_ISSUERREF']._serialized_end=431
+  _globals['_CERTIFICATEREF']._serialized_start=433
+  _globals['_CERTIFICATEREF']._serialized_end=477
+  _globals['_DENYCERTIFICATEREQUEST']._serialized_start=479
+  _globals['_DENYCERTIFICATEREQUEST']._serialized_end=547
+  _globals['_DENIEDCERTIFICATE']._serialized_start=550
+  _globals['_DENIEDCERTIFICATE']._serialized_end=679
+  _globals['_LISTDENIEDCERTIFICATESREQUEST']._serialized_start=681
+  _globals['_LISTDENIEDCERTIFICATESREQUEST']._serialized_end=712
+  _globals['_LISTDENIEDCERTIFICATESRESPONSE']._serialized_start=714
+  _globals['_LISTDENIEDCERTIFICATESRESPONSE']._serialized_end=797
+  _globals['_ISSUER']._serialized_start=799
+  _globals['_ISSUER']._serialized_end=915
+  _globals['_ISSUERKEY']._serialized_start=918
+  _globals['_ISSUERKEY']._serialized_end=1140
+  _globals['_KEYREF']._serialized_start=1142
+  _globals['_KEYREF']._serialized_end=1182
+  _globals['_LISTISSUERKEYSREQUEST']._serialized_start=1184
+  _globals['_LISTISSUERKEYSREQUEST']._serialized_end=1226
+  _globals['_ROTATEISSUERKEYREQUEST']._serialized_start=1229
+  _globals['_ROTATEISSUERKEYREQUEST']._serialized_end=1357
+  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_start=1359
+  _globals['_ROTATEISSUERKEYRESPONSE']._serialized_end=1465
+  _globals['_LISTISSUERKEYSRESPONSE']._serialized_start=1467
+  _globals['_LISTISSUERKEYSRESPONSE']._serialized_end=1526
+  _globals['_MERCHANT']._serialized_start=1528
+  _globals['_MERCHANT']._serialized_end=1655
+  _globals['_PHYSICALCARD']._serialized_start=1658
+  _globals['_PHYSICALCARD']._serialized_end=1827
+  _globals['_ENROLLSUMMARY']._serialized_start=1829
+  _globals['_ENROLLSUMMARY']._serialized_end=1913
+  _globals['_CREDITREQUEST']._serialized_start=1915
+  _globals['_CREDITREQUEST']._serialized_end=1992
+  _globals['_REPLACECARDREQUEST']._serialized_start=1994
+  _globals['_REPLACECARDREQUEST']._serialized_end=2081
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2084
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2279
+  _globals['_AUDITEVENT']._serialized_start=2282
+  _globals['_AUDITEVENT']._serialized_end=2414
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2416
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2504
+  _globals['_SETTLEMENTDAYTOTALSREQUEST']._serialized_start=2506
+  _globals['_SETTLEMENTDAYTOTALSREQUEST']._serialized_end=2547
+  _globals['_MERCHANTDAYTOTALS']._serialized_start=2549
+  _globals['_MERCHANTDAYTOTALS']._serialized_end=2649
+  _globals['_FUNDDAYTOTALS']._serialized_start=2651
+  _globals['_FUNDDAYTOTALS']._serialized_end=2726
+  _globals['_SETTLEMENTDAYTOTALSRESPONSE']._serialized_start=2729
+  _globals['_SETTLEMENTDAYTOTALSRESPONSE']._serialized_end=2988
+  _globals['_ADMIN']._serialized_start=2991
+  _globals['_ADMIN']._serialized_end=4179
 # @@protoc_insertion_point(module_scope)

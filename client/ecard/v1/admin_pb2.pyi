@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from ecard.v1 import types_pb2 as _types_pb2
 from ecard.v1 import cards_pb2 as _cards_pb2
+from ecard.v1 import settlement_pb2 as _settlement_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -252,3 +253,43 @@ class ListAuditEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SettlementDayTotalsRequest(_message.Message):
+    __slots__ = ("day",)
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    def __init__(self, day: _Optional[str] = ...) -> None: ...
+
+class MerchantDayTotals(_message.Message):
+    __slots__ = ("merchant_id", "region", "totals")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    region: str
+    totals: _settlement_pb2.SettlementTotals
+    def __init__(self, merchant_id: _Optional[str] = ..., region: _Optional[str] = ..., totals: _Optional[_Union[_settlement_pb2.SettlementTotals, _Mapping]] = ...) -> None: ...
+
+class FundDayTotals(_message.Message):
+    __slots__ = ("region", "totals")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    totals: _settlement_pb2.SettlementTotals
+    def __init__(self, region: _Optional[str] = ..., totals: _Optional[_Union[_settlement_pb2.SettlementTotals, _Mapping]] = ...) -> None: ...
+
+class SettlementDayTotalsResponse(_message.Message):
+    __slots__ = ("day", "since", "until", "merchants", "funds", "total")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    FUNDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    merchants: _containers.RepeatedCompositeFieldContainer[MerchantDayTotals]
+    funds: _containers.RepeatedCompositeFieldContainer[FundDayTotals]
+    total: _settlement_pb2.SettlementTotals
+    def __init__(self, day: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merchants: _Optional[_Iterable[_Union[MerchantDayTotals, _Mapping]]] = ..., funds: _Optional[_Iterable[_Union[FundDayTotals, _Mapping]]] = ..., total: _Optional[_Union[_settlement_pb2.SettlementTotals, _Mapping]] = ...) -> None: ...

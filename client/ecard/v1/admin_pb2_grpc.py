@@ -110,6 +110,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.CatalogueItem.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.FromString,
                 _registered_method=True)
+        self.SettlementDayTotals = channel.unary_unary(
+                '/ecard.v1.Admin/SettlementDayTotals',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -219,6 +224,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SettlementDayTotals(self, request, context):
+        """One day's settlements (Asia/Shanghai) across merchants: per merchant and per fund (the pooling
+        region, 统筹区), each the sums of that merchant's DailyTotals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -296,6 +309,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ImportCatalogue,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.CatalogueItem.FromString,
                     response_serializer=ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.SerializeToString,
+            ),
+            'SettlementDayTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettlementDayTotals,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -703,6 +721,33 @@ class Admin:
             '/ecard.v1.Admin/ImportCatalogue',
             ecard_dot_v1_dot_admin__pb2.CatalogueItem.SerializeToString,
             ecard_dot_v1_dot_admin__pb2.CatalogueImportSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettlementDayTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/SettlementDayTotals',
+            ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

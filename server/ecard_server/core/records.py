@@ -411,6 +411,7 @@ class GroupTotals:
 
     key: str
     totals: Totals
+    region: str = ""  # a merchant's pooling region (the operator's statement)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,14 +66,15 @@ class StatementService:
         by_merchant: dict[str, Totals] = {}
         for merchant_id, _, totals in self._statements.settlement_totals(since, until, None):
             by_merchant[merchant_id] = by_merchant.get(merchant_id, Totals()) + totals
+        regions: dict[str, str] = {}
         by_fund: dict[str, Totals] = {}
         for merchant_id, totals in by_merchant.items():
             merchant = self._merchants.get(merchant_id)
-            region = merchant.region if merchant is not None else ""
+            region = regions[merchant_id] = merchant.region if merchant is not None else ""
             by_fund[region] = by_fund.get(region, Totals()) + totals
-        return OperatorDayTotals(day, since, until, _groups(by_merchant), _groups(by_fund))
+        return OperatorDayTotals(day, since, until, _groups(by_merchant, regions), _groups(by_fund))
 
 
-def _groups(sums: dict[str, Totals]) -> tuple[GroupTotals, ...]:
-    return tuple(GroupTotals(key, sums[key]) for key in sorted(sums))
+def _groups(sums: dict[str, Totals], regions: dict[str, str] | None = None) -> tuple[GroupTotals, ...]:
+    return tuple(GroupTotals(key, sums[key], (regions or {}).get(key, "")) for key in sorted(sums))
 

@@ -12,8 +12,10 @@ from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2
 from ecard_server.core.admin import AdminService
 from ecard_server.core.cards import CardService
 from ecard_server.core.records import AuditQuery, CatalogueItem, DeniedCertificate, IssuerKey
+from ecard_server.core.statements import StatementService
 from ecard_server.rpc.auth import current_principal, scoped_id
 from ecard_server.rpc.convert import ecard, issuer_key, merchant, seconds, timestamp
+from ecard_server.rpc.settlement import settlement_totals
 
 
 def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_pb2.PhysicalCard]:
@@ -45,9 +47,22 @@ def stream_items(messages: Iterable[admin_pb2.CatalogueItem]) -> Iterator[Catalo
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, admin: AdminService, cards: CardService) -> None:
+    def __init__(self, admin: AdminService, cards: CardService, statements: StatementService) -> None:
         self._admin = admin
         self._cards = cards
+        self._statements = statements
+
+    def SettlementDayTotals(
+        self, request: admin_pb2.SettlementDayTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SettlementDayTotalsResponse:
+        day = self._statements.operator_totals(request.day)
+        return admin_pb2.SettlementDayTotalsResponse(
+            day=day.day, since=timestamp(day.since), until=timestamp(day.until),
+            merchants=[admin_pb2.MerchantDayTotals(merchant_id=g.key, region=g.region,
+                                                   totals=settlement_totals("", g.totals)) for g in day.merchants],
+            funds=[admin_pb2.FundDayTotals(region=g.key, totals=settlement_totals("", g.totals)) for g in day.funds],
+            total=settlement_totals("", day.total),
+        )
 
     def DisableIssuer(self, request: admin_pb2.IssuerRef, context: grpc.aio.ServicerContext) -> admin_pb2.Issuer:
         issuer = self._admin.disable_issuer(request.issuer_id, actor=str(current_principal.get()))
