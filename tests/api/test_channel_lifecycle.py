@@ -295,3 +295,25 @@ def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: 
         assert opened.get_card(card_no=new_no).balance_fen == final  # type: ignore[union-attr]
     finally:
         opened.close()
+
+
+def test_a_refund_after_the_replacement_goes_to_the_new_card(world: World, store: SqlStore) -> None:
+    """A settlement paid from the old card, refunded (and reversed) after the replacement: the money goes
+    back to the account where the balance now is, never to the cancelled card."""
+    old_no, ecard_id = world.cards[0][0], world.ecard_ids[0]
+    new_no = new_card_for(world)
+    with world.pharmacy() as pos:
+        refunded = pos.settle([PILL], idempotency_key=uuid.uuid4().hex, token=world.mint(0))
+        reversed_key = uuid.uuid4().hex
+        pos.settle([PILL], idempotency_key=reversed_key, token=world.mint(0))
+        with world.admin() as admin:
+            moved = admin.replace_card(old_no, new_no, uuid.uuid4().hex)
+        assert moved.personal_account_balance_fen == 100_000 - 2000
+        back = pos.refund(refunded.settlement_id, idempotency_key=uuid.uuid4().hex, reason="returned", full=True)
+        assert back.personal_account_balance_fen == 100_000 - 1000
+        pos.reverse_settlement(reversed_key)
+    for card_no, expected in ((old_no, 0), (new_no, 100_000)):
+        stored = store.get_card(card_no=card_no)
+        assert stored is not None and stored.balance_fen == expected == store.ledger.ledger_total(card_no)
+    with world.admin() as admin:
+        assert admin.get_ecard(ecard_id).personal_account_balance_fen == 100_000

@@ -315,20 +315,34 @@ class SqlLedger:
     def _refund(self, cur: Cursor, draft: RefundDraft, now: int) -> SettlementRecord:
         # 1. The settlement exists and is the refunding merchant's (a key that served a refund of another
         #    settlement is refused first).
-        cur.execute("SELECT card_no, merchant_id FROM settlements WHERE settlement_id = ?", (draft.settlement_id,))
+        cur.execute("SELECT card_no, merchant_id, ecard_id FROM settlements WHERE settlement_id = ?",
+                    (draft.settlement_id,))
         found = cur.fetchone()
         if found is None:
             self._refund_answer(cur, draft)  # raises when the key served a refund of another settlement
         draft.check_owner(None if found is None else found[1])
-        card_no, _owner = found
         # 2. Lock the card (the account), then answer a repeated request from its first record.
-        cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self._store.for_update}", (card_no,))
-        (balance,) = cur.fetchone()
+        card_no, balance = self._locked_account(cur, found[2], found[0])
         earlier = self._refund_answer(cur, draft)
         if earlier is not None:
             return earlier
         self._give_back(cur, draft, card_no, balance, now)
         return mapper.settlement(self._select_settlement(cur, "WHERE s.settlement_id = ?", (draft.settlement_id,)))
+
+    def _locked_account(self, cur: Cursor, ecard_id: str, settled_card_no: str) -> tuple[str, int]:
+        """The account a settlement's money goes back to, locked: the card that holds its e-card now (after
+        a replacement, the new card: the old one was emptied and cancelled), else the card it was paid from."""
+        by_ecard = f"SELECT card_no, balance_fen FROM cards WHERE ecard_id = ?{self._store.for_update}"
+        cur.execute(by_ecard, (ecard_id,))
+        row = cur.fetchone()
+        if row is None:  # waited on a row a replacement just moved the e-card from: a new statement sees it
+            cur.execute(by_ecard, (ecard_id,))
+            row = cur.fetchone()
+        if row is None:
+            cur.execute(f"SELECT card_no, balance_fen FROM cards WHERE card_no = ?{self._store.for_update}",
+                        (settled_card_no,))
+            row = cur.fetchone()
+        return row[0], int(row[1])
 
     def _give_back(self, cur: Cursor, draft: RefundDraft, card_no: str, balance: int, now: int) -> Shares:
         """Steps 3-6 of a refund, on a settlement whose card is locked (`balance` read under the lock); a
@@ -419,12 +433,11 @@ class SqlLedger:
         settlement_id = None if found is None else found[0]
         refunded = Shares(0, 0, 0)
         if found is not None:
-            cur.execute(f"SELECT balance_fen FROM cards WHERE card_no = ?{self._store.for_update}", (found[1],))
-            (balance,) = cur.fetchone()
+            card_no, balance = self._locked_account(cur, found[2], found[1])
             cur.execute("SELECT fund_fen + account_fen + self_pay_fen - fund_refunded_fen - account_refunded_fen "
                         "- self_pay_refunded_fen FROM settlements WHERE settlement_id = ?", (settlement_id,))
             if cur.fetchone()[0] > 0:
-                refunded = self._give_back(cur, draft.refund(found[0]), found[1], balance, now)
+                refunded = self._give_back(cur, draft.refund(found[0]), card_no, balance, now)
             cur.execute("UPDATE settlements SET reversed_at = ? WHERE settlement_id = ?", (now, settlement_id))
         # 4. The key's reversal row (what bars it) and its audit row.
         cur.execute(
