@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ecard_server.core.records import AuditEvent, Card
-
-if TYPE_CHECKING:
-    from ecard_server.storage.outbox import Outbox
 
 T = TypeVar("T")
 _ROWS_PER_INSERT = 100
@@ -24,6 +21,13 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+class EventWriter(Protocol):
+    """The slice of the channels' outbox (storage.outbox.Outbox) that a transaction writes through."""
+
+    def write(self, cur: Cursor, ecard_id: str, kind: str, detail: dict[str, Any], now: int, *,
+              also: Sequence[str] = (), bound: bool = True) -> None: ...
+
+
 class Transactions(Protocol):
     """What the ledger needs of the store that owns it."""
 
@@ -36,7 +40,7 @@ class Transactions(Protocol):
     def once_more_on_conflict(self, write: Callable[[], T]) -> T: ...
     def locked_card(self, cur: Cursor, card_no: str) -> Card | None: ...
     @property
-    def outbox(self) -> Outbox: ...
+    def outbox(self) -> EventWriter: ...
     def lock_key(self, cur: Cursor, *parts: str) -> None: ...  # a lock on a name, until the transaction ends
 
 
