@@ -283,6 +283,11 @@ class AdminClient(_Client):
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
+    def import_benefit_policy(self, policy_json: str) -> admin_pb2.BenefitPolicySummary:
+        """A new benefit policy version from its JSON file (docs/pharmacy.md, "Yearly benefits"),
+        taking effect at once on every replica; a fault refuses it whole (InvalidArgument INVALID_POLICY)."""
+        return self._call(self._admin.ImportBenefitPolicy, admin_pb2.BenefitPolicyFile(json=policy_json), retry=False)
+
     def credit_account(self, card_no: str, amount_fen: int, idempotency_key: str) -> cards_pb2.ECard:
         request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
         return self._call(self._admin.CreditAccount, request)
@@ -341,9 +346,14 @@ def _carriers(cards: Iterable[admin_pb2.PhysicalCard], size: int) -> Iterator[ad
         yield admin_pb2.PhysicalCard(more_cards=batch)
 
 
-def physical_cards(rows: Iterable[tuple[str, str, str, str, int]]) -> Iterator[admin_pb2.PhysicalCard]:
-    """(card_no, holder_name, id_number, region, balance_fen) tuples as PhysicalCard messages."""
-    for card_no, name, id_number, region, balance in rows:
+def physical_cards(
+    rows: Iterable[tuple[str, str, str, str, int] | tuple[str, str, str, str, int, str]],
+) -> Iterator[admin_pb2.PhysicalCard]:
+    """(card_no, holder_name, id_number, region, balance_fen[, person_category]) tuples as PhysicalCard
+    messages (person_category: employee, the default, retiree or resident)."""
+    for row in rows:
+        card_no, name, id_number, region, balance = row[:5]
         yield admin_pb2.PhysicalCard(
-            card_no=card_no, holder_name=name, id_number=id_number, region=region, personal_account_balance_fen=balance
+            card_no=card_no, holder_name=name, id_number=id_number, region=region,
+            personal_account_balance_fen=balance, person_category=row[5] if len(row) > 5 else "",  # type: ignore[misc]
         )

@@ -35,15 +35,17 @@ from ecard_server.config import Settings
 from ecard_server.core import events
 from ecard_server.core.admin import AdminService
 from ecard_server.core.audit import AuditTrail
+from ecard_server.core.books import CurrentBook
 from ecard_server.core.caches import CardCache, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.cards import CardService
-from ecard_server.core.catalogue import CatalogueBook
 from ecard_server.core.channel_events import ChannelEventService, OutboxUpkeep
 from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, derive_key, mask_name
 from ecard_server.core.limits import Admission, RateLeases
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
+from ecard_server.core.records import NO_CATALOGUE
+from ecard_server.core.rules.benefits import NO_POLICY
 from ecard_server.core.rules.quotes import QuoteSeal
 from ecard_server.core.rules.settlement import SettlementPolicy
 from ecard_server.core.settlement import SettlementService
@@ -158,9 +160,10 @@ class Deployment:
         signals = Signals()
         channel_events = ChannelEventService(store.outbox, trail, settings, signals, clock)
         denied = CertificateDenyList(store)
-        catalogue = CatalogueBook(store)
+        catalogue = CurrentBook(store.current_catalogue, events.CATALOGUE, NO_CATALOGUE)
+        benefits = CurrentBook(store.current_policy, events.POLICY, NO_POLICY)
         for listener in (keys.on_change, merchants.on_change, card_cache.on_change, signals.on_change,
-                         denied.on_change, catalogue.on_change):
+                         denied.on_change, catalogue.on_change, benefits.on_change):
             bus.subscribe(listener)
         # Once a transaction that wrote channel events commits, their streams on every replica wake.
         def told(issuers: Iterable[str]) -> None:
@@ -188,7 +191,7 @@ class Deployment:
             handles=handles,
             settlements=SettlementService(
                 ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
-                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue,
+                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue, benefits=benefits,
                 quotes=QuoteSeal([derive_key(key.secret, "quote") for key in keyring.handle_keys()]), clock=clock,
             ),
             statements=StatementService(store.statements, merchants),

@@ -251,6 +251,9 @@ def cmd_admin(args: argparse.Namespace) -> int:
                                         region=args.region, designated=not args.not_designated))
         elif action == "catalogue":
             _import_catalogue(admin, args.csv)
+        elif action == "policy":
+            summary = admin.import_benefit_policy(_read(args.file, "policy file").decode("utf-8-sig"))
+            print(f"benefit policy {summary.policy_version}: {summary.name}")
         elif action == "enroll":
             _show(admin.enroll_cards(physical_cards(_csv_cards(args.csv)), timeout=None))
         elif action == "credit":
@@ -475,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(code,name,class,price_limit_fen[,valid_from,valid_to]) as a new version")
     a.add_argument("verb", choices=["import"])
     a.add_argument("csv")
+    a = acts.add_parser("policy", help="the benefit policy: import FILE.json (deductible, fund ratio, yearly "
+                        "cap per person category and merchant kind) as a new version")
+    a.add_argument("verb", choices=["import"])
+    a.add_argument("file")
     a = acts.add_parser("enroll", help="enroll cards from CSV: card_no,holder_name,id_number,region,balance_fen")
     a.add_argument("csv")
     a = acts.add_parser("credit", help="credit a personal account")

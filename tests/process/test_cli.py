@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -125,3 +126,11 @@ def test_admin_catalogue_import(tmp_path: Path) -> None:
         assert_one_line_error(ecard(*target, "catalogue", "import", str(bad)), "bad.csv line 1", "class")
         again = ecard(*target, "catalogue", "import", str(good))
         assert "catalogue version 2" in again.stdout
+        policy = tmp_path / "policy.json"
+        policy.write_text(json.dumps({"name": "cli", "benefits": [
+            {"person_category": c, "merchant_kind": k, "deductible_fen": 100, "fund_ratio": "0.5",
+             "yearly_cap_fen": 10_000}
+            for c in ("employee", "retiree", "resident") for k in ("pharmacy", "hospital")]}))
+        assert "benefit policy b1: cli" in ecard(*target, "policy", "import", str(policy)).stdout
+        policy.write_text('{"name": "half", "benefits": []}')
+        assert_one_line_error(ecard(*target, "policy", "import", str(policy)), "INVALID_POLICY", "no benefit")

@@ -10,6 +10,7 @@ reason. Each cell gets fresh resources, so no cell depends on another's order.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Admin.UpsertMerchant":    (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.EnrollCards":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ImportCatalogue":   (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
+    "Admin.ImportBenefitPolicy": (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.CreditAccount":     (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     "Admin.ReplaceCard":       (OK, OK, ROLE, ROLE, ROLE, ROLE, ANON, ANON),
     # A channel reads the events of its own e-cards (who else bound them, who tried), and only those.
@@ -349,6 +351,11 @@ CALLS: dict[str, Call] = {
         merchant_id=s.side(side).merchant_id, kind=t.MERCHANT_KIND_PHARMACY, region="330200", designated=True)),
     "Admin.EnrollCards": _enroll,
     "Admin.ImportCatalogue": _catalogue,
+    "Admin.ImportBenefitPolicy": _unary(A, "ImportBenefitPolicy", lambda s, side: admin_pb2.BenefitPolicyFile(
+        json=json.dumps({"name": "matrix", "benefits": [
+            {"person_category": c, "merchant_kind": k, "deductible_fen": 0, "fund_ratio": "0.5" if k == "hospital"
+             else "0", "yearly_cap_fen": 10**9} for c in ("employee", "retiree", "resident")
+            for k in ("pharmacy", "hospital")]}))),
     "Admin.CreditAccount": _unary(A, "CreditAccount", lambda s, side: admin_pb2.CreditRequest(
         card_no=s.ecard(side)[0], amount_fen=100, idempotency_key=uuid.uuid4().hex)),
     "Admin.ReplaceCard": _unary(A, "ReplaceCard", _replacement),

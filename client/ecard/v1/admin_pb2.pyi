@@ -12,6 +12,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BenefitPolicyFile(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class BenefitPolicySummary(_message.Message):
+    __slots__ = ("policy_version", "name")
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    policy_version: str
+    name: str
+    def __init__(self, policy_version: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class CatalogueItem(_message.Message):
     __slots__ = ("code", "name", "drug_class", "price_limit_fen", "valid_from", "valid_to", "more_items")
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -165,20 +179,22 @@ class Merchant(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MerchantKind, str]] = ..., region: _Optional[str] = ..., designated: _Optional[bool] = ...) -> None: ...
 
 class PhysicalCard(_message.Message):
-    __slots__ = ("card_no", "holder_name", "id_number", "region", "personal_account_balance_fen", "more_cards")
+    __slots__ = ("card_no", "holder_name", "id_number", "region", "personal_account_balance_fen", "person_category", "more_cards")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERSON_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     MORE_CARDS_FIELD_NUMBER: _ClassVar[int]
     card_no: str
     holder_name: str
     id_number: str
     region: str
     personal_account_balance_fen: int
+    person_category: str
     more_cards: _containers.RepeatedCompositeFieldContainer[PhysicalCard]
-    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., region: _Optional[str] = ..., personal_account_balance_fen: _Optional[int] = ..., more_cards: _Optional[_Iterable[_Union[PhysicalCard, _Mapping]]] = ...) -> None: ...
+    def __init__(self, card_no: _Optional[str] = ..., holder_name: _Optional[str] = ..., id_number: _Optional[str] = ..., region: _Optional[str] = ..., personal_account_balance_fen: _Optional[int] = ..., person_category: _Optional[str] = ..., more_cards: _Optional[_Iterable[_Union[PhysicalCard, _Mapping]]] = ...) -> None: ...
 
 class EnrollSummary(_message.Message):
     __slots__ = ("enrolled", "updated", "rejected", "errors")

@@ -115,6 +115,11 @@ class AdminStub:
                 request_serializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.FromString,
                 _registered_method=True)
+        self.ImportBenefitPolicy = channel.unary_unary(
+                '/ecard.v1.Admin/ImportBenefitPolicy',
+                request_serializer=ecard_dot_v1_dot_admin__pb2.BenefitPolicyFile.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_admin__pb2.BenefitPolicySummary.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -232,6 +237,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportBenefitPolicy(self, request, context):
+        """The benefit policy (待遇: deductible 起付线, fund ratio, yearly cap 封顶线 per person category and
+        merchant kind), whole, as a new version taking effect at once on every replica; a fault refuses it
+        (INVALID_ARGUMENT INVALID_POLICY naming the entry). docs/pharmacy.md shows the file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +328,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SettlementDayTotals,
                     request_deserializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.SerializeToString,
+            ),
+            'ImportBenefitPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportBenefitPolicy,
+                    request_deserializer=ecard_dot_v1_dot_admin__pb2.BenefitPolicyFile.FromString,
+                    response_serializer=ecard_dot_v1_dot_admin__pb2.BenefitPolicySummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -748,6 +767,33 @@ class Admin:
             '/ecard.v1.Admin/SettlementDayTotals',
             ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsRequest.SerializeToString,
             ecard_dot_v1_dot_admin__pb2.SettlementDayTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportBenefitPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Admin/ImportBenefitPolicy',
+            ecard_dot_v1_dot_admin__pb2.BenefitPolicyFile.SerializeToString,
+            ecard_dot_v1_dot_admin__pb2.BenefitPolicySummary.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,7 @@ from ecard_server.core.records import (
 )
 from ecard_server.core.rules import catalogue as catalogue_rules
 from ecard_server.core.rules import validation
+from ecard_server.core.rules.benefits import CATEGORIES, parse_policy, policy_body
 
 DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE = 100, 1000
 ENROLL_CHUNK = 10_000  # rows per transaction: one fsync per chunk, and a chunk's rows in memory
@@ -50,6 +51,7 @@ class EnrollInput:
     id_number: str
     region: str
     personal_account_balance_fen: int
+    person_category: str = ""  # employee (""), retiree or resident
 
 
 @dataclass
@@ -272,10 +274,23 @@ class AdminService:
         self._bus.publish(events.CATALOGUE, version)
         return version, len(checked)
 
+    def import_policy(self, text: str) -> tuple[str, str]:
+        """A new benefit policy version from its file (JSON: rules.benefits.parse_policy), refused whole
+        on a fault naming the entry; every replica prices with it at once. Returns (version, name)."""
+        if len(text) > 1_000_000:
+            raise InvalidArgument("a policy file is at most 1 MB", "INVALID_POLICY")
+        name, benefits = parse_policy(text)
+        version = self._store.import_policy(name, policy_body(name, benefits), int(self._clock()))
+        self._bus.publish(events.POLICY, version)
+        return version, name
+
     def _enroll_row(self, row: EnrollInput) -> EnrollRow:
         validation.card_no(row.card_no)
         validation.id_number(row.id_number)
         validation.amount(row.personal_account_balance_fen, "personal_account_balance_fen", positive=False)
+        category = row.person_category
+        if category and category not in CATEGORIES:
+            raise InvalidArgument(f"person_category must be one of {', '.join(CATEGORIES)}", "INVALID_PERSON_CATEGORY")
         name = validation.text(row.holder_name, "holder_name")
         return EnrollRow(  # the masked name and a hash binding it to the identity number, never either in clear
             row.card_no,
@@ -283,6 +298,7 @@ class AdminService:
             self._hasher.holder_hash(row.id_number, name),
             validation.text(row.region, "region", required=False),
             row.personal_account_balance_fen,
+            category,
         )
 
     def enroll_cards(self, rows: Iterable[EnrollInput]) -> EnrollResult:

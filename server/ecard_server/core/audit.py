@@ -126,6 +126,10 @@ def catalogue_imported(at: int, version: str, items: int) -> AuditEvent:
     return AuditEvent(at, "CATALOGUE_IMPORTED", "admin", f"catalogue/{version}", f"items={items}")
 
 
+def policy_imported(at: int, version: str, name: str) -> AuditEvent:
+    return AuditEvent(at, "POLICY_IMPORTED", "admin", f"policy/{version}", f"name={name}")
+
+
 class AuditTrail:
     """The queue of Verify records, written in batches by one thread."""
 

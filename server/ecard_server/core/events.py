@@ -18,5 +18,6 @@ MERCHANT = "merchant"
 CHANNEL_EVENTS = "channel-events"  # key: an issuer id whose outbox has new events
 CERTIFICATE = "certificate"  # the deny list of client certificates (key: a fingerprint)
 CATALOGUE = "catalogue"  # key: the new version
+POLICY = "policy"  # the benefit policy (key: the new version)
 COUNTER_BINDING = "counter-binding"  # key: a counter binding's code, just completed
 ALL = "*"  # key meaning "everything of this kind"

@@ -44,6 +44,7 @@ from ecard_server.core.records import (
 )
 
 if TYPE_CHECKING:
+    from ecard_server.core.rules.benefits import AccountState, BenefitPolicy
     from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft
 
 Listener = Callable[[str, str], None]
@@ -93,6 +94,10 @@ class AdminStore(ReadStore, Protocol):
         """A whole new catalogue version, with its audit record, in one transaction; returns it."""
         ...
     def current_catalogue(self) -> Catalogue: ...
+    def import_policy(self, name: str, body: str, now: int) -> str:
+        """A new benefit policy version (its canonical JSON), with its audit record; returns it."""
+        ...
+    def current_policy(self) -> BenefitPolicy: ...
     def get_issuer(self, issuer_id: str) -> Issuer | None: ...
     def register_key(self, key: IssuerKey, now: int, *events: AuditEvent) -> IssuerKey:
         """Adds a key, or updates the window of the same key; AlreadyExists for another key under its kid.
@@ -128,8 +133,8 @@ class Ledger(Protocol):
         """Adds money once per idempotency key. LookupError for an unknown card."""
         ...
 
-    def account_state(self, ecard_id: str, nonce: bytes) -> tuple[int | None, bool, int]:
-        """(card status or None, whether this credential already settled, balance), unlocked: a Quote's."""
+    def account_state(self, ecard_id: str, nonce: bytes, now: int) -> AccountState:
+        """What a Quote prices with (rules.benefits.AccountState), without locking the card."""
         ...
     def settle(self, draft: Draft, now: int) -> SettlementRecord: ...
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord: ...

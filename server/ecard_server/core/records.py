@@ -73,6 +73,7 @@ class EnrollRow:
     id_hash: bytes
     region: str
     opening_balance_fen: int
+    person_category: str = ""  # "" keeps a known card's category (a new card: employee)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.records import LineItem, RefundAsk, Reversal, SettleInput, SettlementRecord, Shares, Split
+from ecard_server.core.records import (
+    NO_CATALOGUE,
+    Catalogue,
+    LineItem,
+    RefundAsk,
+    Reversal,
+    SettleInput,
+    SettlementRecord,
+    Shares,
+    Split,
+)
 from ecard_server.core.rules import validation
+from ecard_server.core.rules.benefits import NO_POLICY, Benefit, BenefitPolicy
 from ecard_server.core.rules.catalogue import day_of
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.quotes import Quote, QuoteSeal, basket_digest
@@ -37,11 +48,17 @@ from ecard_server.core.rules.settlement import (
 )
 
 if TYPE_CHECKING:
+    from ecard_server.core.books import CurrentBook
     from ecard_server.core.caches import MerchantDirectory
-    from ecard_server.core.catalogue import CatalogueBook
     from ecard_server.core.handles import VerificationHandles
     from ecard_server.core.ports import Ledger
     from ecard_server.core.verification import TokenVerifier
+
+
+class Pricing(NamedTuple):
+    split: Split
+    benefits: Mapping[str, Benefit] | None  # by person category, for the merchant's kind; None: no policy
+    benefit_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +87,15 @@ class SettlementService:
         handles: VerificationHandles,
         merchants: MerchantDirectory,
         settings: Settings,
-        catalogue: CatalogueBook | None = None,
+        catalogue: CurrentBook[Catalogue] | None = None,
+        benefits: CurrentBook[BenefitPolicy] | None = None,
         quotes: QuoteSeal | None = None,
         clock: Callable[[], float] = time.time,
         replay_wait_s: float = 2.0,
     ) -> None:
         self._ledger = ledger
         self._catalogue = catalogue
+        self._benefits = benefits
         self._quotes = quotes or QuoteSeal([os.urandom(32)])  # a secret of its own: quotes of this process
         self._quote_window = settings.quote_window_s
         self._policy = policy
@@ -104,7 +123,8 @@ class SettlementService:
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
-        split = self._price(request.items, merchant.kind)
+        pricing = self._price(request.items, merchant.kind)
+        split = pricing.split
         request_hash = settle_hash(request)
         key = request.idempotency_key
         # A retry is answered before its credential is looked at: the token is spent by then.
@@ -153,13 +173,17 @@ class SettlementService:
             quote=quote,
             terminal_id=request.terminal_id,
             operator_id=request.operator_id,
+            benefits=pricing.benefits,
+            benefit_version=pricing.benefit_version,
         )
         try:
             try:
                 return self._ledger.settle(draft, int(self._clock()))
-            except StalePricing:  # a catalogue import committed before this process heard of it
-                split = self._price(request.items, merchant.kind, reload=True)
-                return self._ledger.settle(replace(draft, split=split), int(self._clock()))
+            except StalePricing:  # an import committed before this process heard of it: price again
+                again = self._price(request.items, merchant.kind, reload=True)
+                draft = replace(draft, split=again.split, benefits=again.benefits,
+                                benefit_version=again.benefit_version)
+                return self._ledger.settle(draft, int(self._clock()))
         except (Unavailable, StalePricing, InvalidArgument):
             if request.token:
                 # The token was spent on a settlement that never ran: give it back, so the SDK's retry
@@ -168,12 +192,20 @@ class SettlementService:
                 self._verifier.release(outcome)
             raise
 
-    def _price(self, items: Sequence[LineItem], merchant_kind: int, *, reload: bool = False) -> Split:
-        """The basket priced with this process's current catalogue (read again with `reload`)."""
-        if self._catalogue is None:
-            return self._policy.split(items, merchant_kind)
-        catalogue = self._catalogue.reload() if reload else self._catalogue.current()
-        return self._policy.split(items, merchant_kind, catalogue, day_of(self._clock()))
+    def _price(self, items: Sequence[LineItem], merchant_kind: int, *, reload: bool = False) -> Pricing:
+        """The basket priced with this process's current catalogue and benefit policy (read again with
+        `reload`). With a policy, the fund's share is decided under the card's lock (its benefits for
+        the holder's category and the year's accumulators) and the split names the policy's version."""
+        catalogue, policy = NO_CATALOGUE, NO_POLICY
+        if self._catalogue is not None:
+            catalogue = self._catalogue.reload() if reload else self._catalogue.current()
+        if self._benefits is not None:
+            policy = self._benefits.reload() if reload else self._benefits.current()
+        split = self._policy.split(items, merchant_kind, catalogue, day_of(self._clock()))
+        if not policy.version:
+            return Pricing(split, None, "")
+        benefits = {category: b for (category, kind), b in policy.benefits.items() if kind == merchant_kind}
+        return Pricing(replace(split, policy_version=policy.version), benefits, policy.version)
 
     def quote(self, merchant_id: str, request: SettleInput) -> Quoted:
         """Prices a basket for a verified holder and moves nothing (预结算): the split the holder is shown,
@@ -183,7 +215,8 @@ class SettlementService:
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
-        split = self._price(request.items, merchant.kind)
+        pricing = self._price(request.items, merchant.kind)
+        split = pricing.split
         now = int(self._clock())
         expires_at = now + self._quote_window
         if request.verification_id:
@@ -200,12 +233,16 @@ class SettlementService:
             assert outcome.card is not None and outcome.claims is not None
             ecard_id, nonce, used_reason = outcome.card.ecard_id, outcome.claims.nonce, "REPLAYED"
         draft = Draft("", merchant_id, "", b"", ecard_id, nonce, request.items, split,
-                      request.skip_personal_account, used_reason)
-        status, settled_before, balance = self._ledger.account_state(ecard_id, nonce)
-        paid = draft.shares_under_lock(status, settled_before, balance)  # the Settle's own rule, unlocked
+                      request.skip_personal_account, used_reason, benefits=pricing.benefits,
+                      benefit_version=pricing.benefit_version)
+        state = self._ledger.account_state(ecard_id, nonce, now)
+        paid = draft.shares_under_lock(state.status, state.settled_before, state.balance_fen, state.category,
+                                       state.accumulated)  # the Settle's own rule, unlocked
         quote = Quote(merchant_id, ecard_id, nonce, used_reason,
-                      basket_digest(request.items, request.skip_personal_account), paid, balance,
-                      split.catalogue_version, split.policy_version, expires_at)
+                      basket_digest(request.items, request.skip_personal_account), paid, state.balance_fen,
+                      split.catalogue_version, split.policy_version, expires_at,
+                      (state.accumulated.deductible_fen, state.accumulated.fund_fen))
+        draft = replace(draft, split=replace(split, fund_fen=paid.fund_fen))  # the lines' shares of this fund
         return Quoted(self._quotes.seal(quote), quote, request.items, split, draft.line_shares(paid))
 
     def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes, int]:

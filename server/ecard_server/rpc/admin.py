@@ -25,7 +25,7 @@ def stream_cards(messages: Iterable[admin_pb2.PhysicalCard]) -> Iterator[admin_p
         carried = message.more_cards
         if not carried or (
             message.card_no or message.holder_name or message.id_number or message.region
-            or message.personal_account_balance_fen
+            or message.personal_account_balance_fen or message.person_category
         ):
             yield message
         if carried:
@@ -146,6 +146,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.CatalogueImportSummary:
         version, items = self._admin.import_catalogue(stream_items(request_iterator))
         return admin_pb2.CatalogueImportSummary(catalogue_version=version, items=items)
+
+    def ImportBenefitPolicy(
+        self, request: admin_pb2.BenefitPolicyFile, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.BenefitPolicySummary:
+        version, name = self._admin.import_policy(request.json)
+        return admin_pb2.BenefitPolicySummary(policy_version=version, name=name)
 
     def CreditAccount(self, request: admin_pb2.CreditRequest, context: grpc.aio.ServicerContext) -> cards_pb2.ECard:
         return ecard(self._admin.credit_account(request.card_no, request.amount_fen, request.idempotency_key))

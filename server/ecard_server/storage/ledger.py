@@ -30,6 +30,14 @@ from ecard_server.core.records import (
     Shares,
 )
 from ecard_server.core.rules.accounts import credited_balance
+from ecard_server.core.rules.benefits import (
+    DEFAULT_CATEGORY,
+    NO_ACCUMULATION,
+    AccountState,
+    Accumulated,
+    deductible_back,
+    year_of,
+)
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.refunds import plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft, refuse_reversed
@@ -184,15 +192,20 @@ class SqlLedger:
             )
         return after
 
-    def account_state(self, ecard_id: str, nonce: bytes) -> tuple[int | None, bool, int]:
-        """What a Quote prices with, read without a lock: the card's status (None: no such e-card),
-        whether this credential already settled, and the balance. The Settle reads them again locked."""
-        rows = self._store.rows("SELECT status, balance_fen FROM cards WHERE ecard_id = ?", (ecard_id,))
-        if not rows:
-            return None, False, 0
-        used = self._store.rows("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
-                                (ecard_id, nonce))
-        return rows[0][0], bool(used), rows[0][1]
+    def account_state(self, ecard_id: str, nonce: bytes, now: int) -> AccountState:
+        """What a Quote prices with, read in one transaction without locking the card: its status (None:
+        no such e-card), whether this credential already settled, the balance, the person category and
+        this year's accumulators. The Settle reads them again under the card's lock."""
+        with self._store.transaction() as cur:
+            cur.execute(f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?", (ecard_id,))
+            row = cur.fetchone()
+            if row is None:
+                return AccountState(None, False, 0, DEFAULT_CATEGORY, NO_ACCUMULATION)
+            account = mapper.ACCOUNT.named(row)
+            cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?", (ecard_id, nonce))
+            used = cur.fetchone() is not None
+            return AccountState(account["status"], used, account["balance_fen"], account["person_category"],
+                                accumulators(cur, account["card_no"], year_of(now)))
 
     def settle(self, draft: Draft, now: int) -> SettlementRecord:
         """Settles a priced basket in one transaction: the account pays what its locked balance allows."""
@@ -242,9 +255,15 @@ class SqlLedger:
                         (draft.ecard_id, draft.verification_nonce))
             used = cur.fetchone() is not None
         draft.check_catalogue(catalogue_version(cur))  # priced with the current catalogue, or priced again
+        draft.check_policy(policy_version(cur))  # and the current benefit policy
+        year = year_of(now)
+        category = DEFAULT_CATEGORY if account is None else account["person_category"]
+        accumulated = accumulators(cur, account["card_no"], year) if account is not None else NO_ACCUMULATION
         shares = draft.shares_under_lock(None if account is None else account["status"], used,
-                                         0 if account is None else account["balance_fen"])
+                                         0 if account is None else account["balance_fen"], category, accumulated)
         assert account is not None  # an unknown card was refused by the rules
+        added = draft.accrual(category, accumulated)
+        accumulate(cur, account["card_no"], year, added)
         # 4. Move the money: the account and its ledger row, the settlement row, the fund's ledger row.
         card_no, balance = account["card_no"], account["balance_fen"]
         after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
@@ -261,12 +280,12 @@ class SqlLedger:
         cur.execute(
             "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, card_no, "
             "status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, verification_nonce, "
-            "settled_at, catalogue_version, policy_version, terminal_id, operator_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "settled_at, catalogue_version, policy_version, terminal_id, operator_id, benefit_year, deductible_fen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (draft.settlement_id, draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.ecard_id,
              card_no, SETTLED, draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
              after, items, draft.verification_nonce, now, draft.split.catalogue_version, draft.split.policy_version,
-             draft.terminal_id, draft.operator_id),
+             draft.terminal_id, draft.operator_id, year, added.deductible_fen),
         )
         if shares.fund_fen:
             cur.execute(
@@ -361,9 +380,13 @@ class SqlLedger:
         plan = plan_refund(items, Shares(paid["fund_fen"], paid["account_fen"], paid["self_pay_fen"]), before,
                            draft.ask, line_paid)
         part = plan.shares
-        # 5. Move the money back: the account and its ledger row, the settlement's totals, the refund row,
-        #    the fund's ledger row.
+        # 5. Move the money back: the account and its ledger row, the year's benefit accumulators, the
+        #    settlement's totals, the refund row, the fund's ledger row.
         after = self._move_balance(cur, card_no, balance, part.account_fen, "REFUND", draft.settlement_id, now)
+        back_before = before.shares.total_fen
+        restore_accumulators(cur, card_no, paid["benefit_year"], Accumulated(
+            deductible_back(paid["deductible_fen"], paid["total_fen"], back_before, back_before + part.total_fen),
+            part.fund_fen))
         cur.execute(
             "UPDATE settlements SET status = ?, refunded_at = ?, fund_refunded_fen = fund_refunded_fen + ?, "
             "account_refunded_fen = account_refunded_fen + ?, self_pay_refunded_fen = self_pay_refunded_fen + ?, "
@@ -473,3 +496,39 @@ def catalogue_version(cur: Cursor) -> str:
     cur.execute("SELECT COALESCE(MAX(version), 0) FROM catalogue_versions")
     found = cur.fetchone()[0]
     return str(found) if found else ""
+
+
+def policy_version(cur: Cursor) -> str:
+    """The current benefit policy version inside a transaction ("" when none was imported)."""
+    cur.execute("SELECT COALESCE(MAX(version), 0) FROM benefit_policies")
+    found = cur.fetchone()[0]
+    return f"b{found}" if found else ""
+
+
+def accumulators(cur: Cursor, card_no: str, year: int) -> Accumulated:
+    """A card's accumulators for a year (zero for a year with no settlement yet), under its card's lock."""
+    cur.execute("SELECT deductible_fen, fund_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?",
+                (card_no, year))
+    row = cur.fetchone()
+    return NO_ACCUMULATION if row is None else Accumulated(row[0], row[1])
+
+
+def accumulate(cur: Cursor, card_no: str, year: int, added: Accumulated) -> None:
+    if added.deductible_fen or added.fund_fen:
+        cur.execute(
+            "INSERT INTO benefit_accumulators (card_no, year, deductible_fen, fund_fen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (card_no, year) DO UPDATE SET deductible_fen = benefit_accumulators.deductible_fen + "
+            "excluded.deductible_fen, fund_fen = benefit_accumulators.fund_fen + excluded.fund_fen",
+            (card_no, year, added.deductible_fen, added.fund_fen),
+        )
+
+
+def restore_accumulators(cur: Cursor, card_no: str, year: int, back: Accumulated) -> None:
+    """What a refund (or a reversal: it is a whole refund) gives back of the year's accumulators of the
+    settlement's own year, under the card's lock. The one function every giving-back calls."""
+    if back.deductible_fen or back.fund_fen:
+        cur.execute(
+            "UPDATE benefit_accumulators SET deductible_fen = deductible_fen - ?, fund_fen = fund_fen - ? "
+            "WHERE card_no = ? AND year = ?",
+            (back.deductible_fen, back.fund_fen, card_no, year),
+        )

@@ -132,9 +132,10 @@ SETTLEMENT = Columns("settlement_id", "ecard_id", "merchant_id", "status", "tota
                      "self_pay_fen", "balance_after_fen", "items", "settled_at", "refunded_at", "fund_refunded_fen",
                      "account_refunded_fen", "self_pay_refunded_fen", "request_hash", "catalogue_version",
                      "policy_version", "terminal_id", "operator_id", "idempotency_key", "reversed_at")
-ACCOUNT = Columns("card_no", "status", "balance_fen")  # what a settlement reads of its card under the lock
+ACCOUNT = Columns("card_no", "status", "balance_fen", "person_category")  # a settlement's card, under the lock
 PAID = Columns("fund_fen", "account_fen", "self_pay_fen", "fund_refunded_fen", "account_refunded_fen",
-               "self_pay_refunded_fen", "items", "ecard_id")  # what a refund reads of its settlement under the lock
+               "self_pay_refunded_fen", "items", "ecard_id", "total_fen", "benefit_year",
+               "deductible_fen")  # what a refund reads of its settlement under the lock
 REFUND = Columns("idempotency_key", "reason", "fund_fen", "account_fen", "self_pay_fen", "balance_after_fen", "lines",
                  "created_at", "terminal_id", "operator_id", "reversal")
 SETTLEMENT_WITH_REFUNDS = Columns(*SETTLEMENT.names, *(f"refund_{name}" for name in REFUND.names))

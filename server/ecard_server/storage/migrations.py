@@ -357,4 +357,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX ecard_bindings_ended_by_ecard ON ecard_bindings_ended (ecard_id)",
         ],
     ),
+    (
+        15,
+        [
+            # Benefit policies (deductible, fund ratio, yearly cap per person category and merchant kind),
+            # versioned like the catalogue: the current one is the highest; its canonical JSON is kept.
+            """CREATE TABLE benefit_policies (
+                version {serial},
+                name TEXT NOT NULL,
+                body TEXT NOT NULL,
+                imported_at BIGINT NOT NULL)""",
+            # The holder's person category (employee, retiree, resident): what the policy's benefits follow.
+            "ALTER TABLE cards ADD COLUMN person_category TEXT NOT NULL DEFAULT 'employee'",
+            # Yearly accumulators per card (calendar year, Asia/Shanghai): the deductible met and what the
+            # fund paid, changed only in the transactions of settlements and refunds.
+            """CREATE TABLE benefit_accumulators (
+                card_no TEXT NOT NULL,
+                year INTEGER NOT NULL,
+                deductible_fen BIGINT NOT NULL CHECK (deductible_fen >= 0),
+                fund_fen BIGINT NOT NULL CHECK (fund_fen >= 0),
+                PRIMARY KEY (card_no, year))""",
+            # What a settlement added to its year's accumulators (refunds take it back from that year).
+            "ALTER TABLE settlements ADD COLUMN benefit_year INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE settlements ADD COLUMN deductible_fen BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
 ]

@@ -37,6 +37,7 @@ from ecard_server.core.records import (
     Merchant,
     StoredAuditEvent,
 )
+from ecard_server.core.rules.benefits import DEFAULT_CATEGORY, NO_POLICY, BenefitPolicy, parse_policy
 from ecard_server.core.rules.counter import check_completion
 from ecard_server.storage import mapper
 from ecard_server.storage.ledger import SqlLedger, catalogue_version
@@ -324,6 +325,21 @@ class SqlStore:
             write_audit(cur, audit.catalogue_imported(now, str(version), len(items)))
         return str(version)
 
+    def import_policy(self, name: str, body: str, now: int) -> str:
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO benefit_policies (name, body, imported_at) VALUES (?, ?, ?) RETURNING version",
+                        (name, body, now))
+            version = f"b{int(cur.fetchone()[0])}"
+            write_audit(cur, audit.policy_imported(now, version, name))
+        return version
+
+    def current_policy(self) -> BenefitPolicy:
+        found = self.rows("SELECT version, body FROM benefit_policies ORDER BY version DESC LIMIT 1")
+        if not found:
+            return NO_POLICY
+        name, benefits = parse_policy(found[0][1])
+        return BenefitPolicy(f"b{found[0][0]}", name, benefits)
+
     def current_catalogue(self) -> Catalogue:
         with self.transaction() as cur:  # the version and its items from one snapshot
             version = catalogue_version(cur)
@@ -356,9 +372,10 @@ class SqlStore:
                 insert_rows(
                     cur,
                     "INSERT INTO cards (card_no, holder_name, id_hash, region, status, balance_fen, enrolled_at, "
-                    "holder_sealed) VALUES ",
-                    "(?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r.card_no, r.holder_name, r.id_hash, r.region, ACTIVE, r.opening_balance_fen, now, True)
+                    "holder_sealed, person_category) VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.card_no, r.holder_name, r.id_hash, r.region, ACTIVE, r.opening_balance_fen, now, True,
+                      r.person_category or DEFAULT_CATEGORY)
                      for r in fresh],
                 )
                 opening = [r for r in fresh if r.opening_balance_fen]
@@ -371,8 +388,10 @@ class SqlStore:
                     )
             if known:
                 cur.executemany(
-                    "UPDATE cards SET holder_name = ?, id_hash = ?, region = ?, holder_sealed = TRUE WHERE card_no = ?",
-                    [(latest[n].holder_name, latest[n].id_hash, latest[n].region, n) for n in numbers if n in known],
+                    "UPDATE cards SET holder_name = ?, id_hash = ?, region = ?, holder_sealed = TRUE, "
+                    "person_category = CASE WHEN ? = '' THEN person_category ELSE ? END WHERE card_no = ?",
+                    [(latest[n].holder_name, latest[n].id_hash, latest[n].region, latest[n].person_category,
+                      latest[n].person_category, n) for n in numbers if n in known],
                 )
         return len(fresh), len(known)
 

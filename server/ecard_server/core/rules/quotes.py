@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from ecard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from ecard_server.core.records import LineItem, Shares
+from ecard_server.core.rules.benefits import Accumulated
 
 PREFIX = "q1."
 _MAC_BYTES = 16
@@ -47,11 +48,15 @@ class Quote:
     catalogue_version: str
     policy_version: str
     expires_at: int
+    accumulated: tuple[int, int] = (0, 0)  # the year's accumulators (deductible met, fund paid) it saw
 
-    def stale_unless(self, shares: Shares, balance_fen: int) -> None:
-        """Under the card's row lock: raises QUOTE_STALE unless the split and balance are the quoted ones."""
-        if balance_fen != self.balance_fen or shares != self.shares:
-            raise FailedPrecondition("the account changed since the quote: quote again", "QUOTE_STALE")
+    def stale_unless(self, shares: Shares, balance_fen: int, accumulated: Accumulated) -> None:
+        """Under the card's row lock: raises QUOTE_STALE unless the split, the balance and the
+        accumulators are the quoted ones."""
+        if (balance_fen != self.balance_fen or shares != self.shares
+                or (accumulated.deductible_fen, accumulated.fund_fen) != self.accumulated):
+            raise FailedPrecondition("the account or the year's benefits changed since the quote: quote again",
+                                     "QUOTE_STALE")
 
 
 def basket_digest(items: Sequence[LineItem], skip_personal_account: bool) -> bytes:
@@ -75,7 +80,7 @@ class QuoteSeal:
         payload = json.dumps(
             [quote.merchant_id, quote.ecard_id, quote.nonce.hex(), quote.used_reason, quote.basket.hex(),
              quote.shares.fund_fen, quote.shares.account_fen, quote.shares.self_pay_fen, quote.balance_fen,
-             quote.catalogue_version, quote.policy_version, quote.expires_at],
+             quote.catalogue_version, quote.policy_version, quote.expires_at, *quote.accumulated],
             ensure_ascii=False, separators=(",", ":"),
         ).encode()
         body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
@@ -95,10 +100,11 @@ class QuoteSeal:
         if not any(hmac.compare_digest(self._mac(key, payload), given) for key in self._keys):
             raise InvalidArgument("quote_id is not one of ours", "QUOTE_INVALID")
         (merchant, ecard_id, nonce, used, basket, fund, account, self_pay, balance, catalogue, policy,
-         expires_at) = json.loads(payload)
+         expires_at, deductible_met, fund_paid) = json.loads(payload)
         if merchant != merchant_id:
             raise PermissionDenied("the quote was made for another merchant", "QUOTE_NOT_YOURS")
         if now > expires_at:
             raise FailedPrecondition("the quote has expired: quote again", "QUOTE_STALE")
         return Quote(merchant, ecard_id, bytes.fromhex(nonce), used, bytes.fromhex(basket),
-                     Shares(fund, account, self_pay), balance, catalogue, policy, expires_at)
+                     Shares(fund, account, self_pay), balance, catalogue, policy, expires_at,
+                     (deductible_met, fund_paid))

@@ -29,7 +29,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -48,6 +48,13 @@ from ecard_server.core.records import (
     Split,
 )
 from ecard_server.core.rules.allocation import allocate
+from ecard_server.core.rules.benefits import (
+    DEFAULT_CATEGORY,
+    NO_ACCUMULATION,
+    Accumulated,
+    Benefit,
+    fund_and_deductible,
+)
 from ecard_server.core.rules.quotes import Quote
 
 _HALF = Fraction(1, 2)
@@ -75,21 +82,50 @@ class Draft:
     quote: Quote | None = None  # what the holder was shown: settle exactly that, or QUOTE_STALE
     terminal_id: str = ""
     operator_id: str = ""
+    # The benefit policy's benefits for this merchant's kind, by person category, and its version
+    # (None and "": no policy imported, the settings' fund ratio counts, no deductible, no cap).
+    benefits: Mapping[str, Benefit] | None = None
+    benefit_version: str = ""
 
-    def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int) -> Shares:
+    def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int,
+                          category: str = DEFAULT_CATEGORY, accumulated: Accumulated = NO_ACCUMULATION) -> Shares:
         """The rules of a settlement, given what the ledger read under the card's row lock: the card's
-        status (None: no such e-card), whether this credential already settled, and the balance.
-        Returns the three shares, or raises FailedPrecondition."""
+        status (None: no such e-card), whether this credential already settled, the balance, the
+        holder's person category and this year's accumulators. Returns the three shares, or raises
+        FailedPrecondition."""
         if card_status is None:
             raise FailedPrecondition("no such e-card", "CARD_UNKNOWN")
         if settled_before:
             raise FailedPrecondition("this verification has already been used to settle", self.used_reason)
         if card_status != ACTIVE:
             raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
-        paid = shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account)
+        fund, _ = self._fund(category, accumulated)
+        paid = shares(replace(self.split, fund_fen=fund), balance_fen, skip_personal_account=self.skip_personal_account)
         if self.quote is not None:
-            self.quote.stale_unless(paid, balance_fen)
+            self.quote.stale_unless(paid, balance_fen, accumulated)
         return paid
+
+    def _fund(self, category: str, accumulated: Accumulated) -> tuple[int, int]:
+        """(fund, toward the deductible): the policy's benefit for the holder, or the settings' ratio."""
+        if self.benefits is None:
+            return self.split.fund_fen, 0
+        benefit = self.benefits.get(category)
+        if benefit is None:
+            raise FailedPrecondition(f"the benefit policy has no benefit for {category}", "NO_BENEFIT")
+        return fund_and_deductible(self.split.covered_fen, benefit, accumulated)
+
+    def accrual(self, category: str, accumulated: Accumulated) -> Accumulated:
+        """What this settlement adds to the year's accumulators (after shares_under_lock)."""
+        fund, toward = self._fund(category, accumulated)
+        return Accumulated(toward, fund)
+
+    def check_policy(self, current_version: str) -> None:
+        """Like check_catalogue, for the benefit policy."""
+        if current_version != self.benefit_version:
+            if self.quote is not None:
+                raise FailedPrecondition("the benefit policy changed since the quote: quote again", "QUOTE_STALE")
+            raise StalePricing(f"priced with policy {self.benefit_version or 'none'}, now {current_version}",
+                               "POLICY_CHANGED")
 
     def check_catalogue(self, current_version: str) -> None:
         """Raises StalePricing unless the basket was priced with the current catalogue version."""
