@@ -104,6 +104,10 @@ cluster-propagation: install  ## $(CHANGES) lost/reinstated changes on one repli
 loadtest-failover: install  ## the SLO load on 3 replicas, one SIGKILLed at 40 s and restarted at 70 s (120 s of load, ~3 min)
 	$(PY) -m loadtest failover --run-time 120s --kill-at 40 --restart-at 70 $(LOADTEST_ARGS)
 
+.PHONY: ha-demo
+ha-demo: install  ## PostgreSQL under Patroni (etcd, a primary and a synchronous standby): settling while the primary is killed (~1 min)
+	$(PY) -m loadtest.rig.ha_demo
+
 .PHONY: fuzz
 FUZZ_CASES ?= 100000
 fuzz: install  ## hostile tokens against a real loopback server: no accept, no crash (100k cases, ~3 min; CI runs 10k)
