@@ -7,10 +7,10 @@ replies (the Verify reached the server and consumed the token) or refuses connec
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -43,38 +43,11 @@ QUICK = ClientOptions(timeout=1.0, lookup_timeout=1.0, channel_options=RECONNECT
 SETTLE = {"purpose": t.PURPOSE_MEDICAL_SETTLEMENT, "min_assurance": t.ASSURANCE_PIN}
 
 
-class ReplyHoldingRelay(TcpProxy):
-    """The relay of conftest, whose server-to-client direction can be held (`hold`) and let go (`release`):
-    requests reach the server, its answers wait in the relay."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.flowing = threading.Event()
-        self.flowing.set()
-        super().__init__(upstream)
-
-    def hold(self) -> None:
-        self.flowing.clear()
-
-    def release(self) -> None:
-        self.flowing.set()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        if source.getpeername()[1] != self.upstream[1]:
-            return super()._pump(source, sink)
-        try:
-            while data := source.recv(65536):
-                self.flowing.wait(30)
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            sock.close()
-        return None
-
-
 @pytest.fixture
-def relay(server: InProcessServer) -> ReplyHoldingRelay:
-    made = ReplyHoldingRelay(("127.0.0.1", server.port))
+def relay(server: InProcessServer) -> Iterator[TcpProxy]:
+    """A relay to the server whose answers can be held (`hold("down")`): requests reach the server,
+    its answers wait in the relay until `release()`."""
+    made = TcpProxy(("127.0.0.1", server.port))
     yield made
     made.release()
     made.close()
@@ -86,12 +59,12 @@ def _later(seconds: float, action) -> threading.Timer:  # type: ignore[no-untype
     return timer
 
 
-def test_an_answer_lost_after_the_server_consumed_is_asked_back(world: World, relay: ReplyHoldingRelay) -> None:
+def test_an_answer_lost_after_the_server_consumed_is_asked_back(world: World, relay: TcpProxy) -> None:
     token = world.mint(0)
     with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
         with pytest.raises(NotFound):
             pos.get_verification("warm-up")  # the connection is up before the replies are held
-        relay.hold()
+        relay.hold("down")
         _later(1.5, relay.release)  # past the Verify's 1 s deadline, within the lookup's
         started = time.monotonic()
         answer = pos.verify(token, **SETTLE)
@@ -107,7 +80,7 @@ def test_an_answer_lost_after_the_server_consumed_is_asked_back(world: World, re
         assert pos.verify(token, **SETTLE).reason == t.REASON_REPLAYED
 
 
-def test_an_answer_lost_before_the_server_is_not_consumed(world: World, relay: ReplyHoldingRelay) -> None:
+def test_an_answer_lost_before_the_server_is_not_consumed(world: World, relay: TcpProxy) -> None:
     token = world.mint(0)
     relay.cut()  # the Verify cannot reach the server
     _later(0.3, relay.restore)  # the lookup can
@@ -120,14 +93,14 @@ def test_an_answer_lost_before_the_server_is_not_consumed(world: World, relay: R
         assert pos.verify(token, **SETTLE).reason == t.REASON_OK
 
 
-def test_when_the_lookup_fails_too_the_outcome_is_unknown(world: World, relay: ReplyHoldingRelay) -> None:
+def test_when_the_lookup_fails_too_the_outcome_is_unknown(world: World, relay: TcpProxy) -> None:
     token = world.mint(0)
     with PharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id,
                         options=ClientOptions(timeout=0.5, lookup_timeout=0.3, retry=RetryConfig(max_attempts=2),
                                               channel_options=RECONNECT_FAST)) as pos:
         with pytest.raises(NotFound):
             pos.get_verification("warm-up")
-        relay.hold()  # never released while the SDK asks
+        relay.hold("down")  # never released while the SDK asks
         with pytest.raises(VerificationUnknown) as caught:
             pos.verify(token, **SETTLE)
         assert isinstance(caught.value.cause, DeadlineExceeded)
@@ -141,12 +114,12 @@ def test_an_answer_the_server_gave_is_not_asked_back(world: World) -> None:
         pos.verify("x" * 2000, **SETTLE)  # the server answered: INVALID_ARGUMENT, not a lost answer
 
 
-def test_async_client_asks_back_too(world: World, relay: ReplyHoldingRelay) -> None:
+def test_async_client_asks_back_too(world: World, relay: TcpProxy) -> None:
     async def scenario() -> None:
         async with AsyncPharmacyClient(f"127.0.0.1:{relay.port}", merchant_id=world.pharmacy_id, options=QUICK) as pos:
             with pytest.raises(NotFound):
                 await pos.get_verification("warm-up")
-            relay.hold()
+            relay.hold("down")
             _later(1.5, relay.release)
             answer = await pos.verify(world.mint(1), **SETTLE)
             assert answer.reason == t.REASON_OK and answer.verification_id
