@@ -70,12 +70,17 @@ clean:
 
 .PHONY: bench
 SCALE ?= ci
-bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits, then ecard against two peers (~2.5 min)
+bench: install  ## Verify/Batch/Stream/Settle beside transport and signature limits, then ecard against two peers (~2.5 min); SCALE=national: 20M cards in PostgreSQL, cache cold/half/warm (~20 min, not in CI)
+ifeq ($(SCALE),national)
+	$(PY) -m loadtest.bench.national --out reports/bench_national.json
+else
 	@status=0; \
 	$(PY) -m loadtest.bench --scale $(SCALE) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) --out reports/bench.json || status=1; \
 	$(PY) -m loadtest.bench.versus --out reports/bench_versus.json || status=1; \
 	$(PY) -m loadtest.bench.events --out reports/bench_events.json || status=1; \
+	$(PY) -m loadtest.bench.tracing_cost --out reports/bench_tracing.json || status=1; \
 	exit $$status
+endif
 
 .PHONY: bench-events
 bench-events: install  ## channel events: 1,000 a second delivered to 22 open WatchEvents streams, lag p99 (~20 s)
