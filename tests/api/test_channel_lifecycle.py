@@ -317,3 +317,27 @@ def test_a_refund_after_the_replacement_goes_to_the_new_card(world: World, store
         assert stored is not None and stored.balance_fen == expected == store.ledger.ledger_total(card_no)
     with world.admin() as admin:
         assert admin.get_ecard(ecard_id).personal_account_balance_fen == 100_000
+
+
+def test_the_years_benefit_accumulators_move_with_the_balance(world: World, store: SqlStore) -> None:
+    """What the fund paid this year (its yearly cap) and the deductible met are the holder's: they move to
+    the new card in the replacement's transaction, and a later refund gives them back there."""
+    old_no = world.cards[0][0]
+    new_no = new_card_for(world)
+    with world.hospital() as desk:  # at a hospital the fund pays a share: the year's accumulators grow
+        record = desk.settle([line_item("A001", "amoxicillin", DrugClass.A, 10_000)],
+                             idempotency_key=uuid.uuid4().hex, token=world.mint(0))
+    assert record.fund_paid_fen > 0
+
+    def accumulated(card_no: str) -> list[tuple[int, int]]:
+        return [(int(r[0]), int(r[1])) for r in store.rows(
+            "SELECT deductible_fen, fund_fen FROM benefit_accumulators WHERE card_no = ?", (card_no,))]
+
+    before = accumulated(old_no)
+    assert before and before[0][1] == record.fund_paid_fen
+    with world.admin() as admin:
+        admin.replace_card(old_no, new_no, uuid.uuid4().hex)
+    assert accumulated(old_no) == [] and accumulated(new_no) == before
+    with world.hospital() as desk:
+        desk.refund(record.settlement_id, idempotency_key=uuid.uuid4().hex, reason="returned", full=True)
+    assert accumulated(new_no) == [(0, 0)] and accumulated(old_no) == []

@@ -147,8 +147,9 @@ class CardService:
 
     # -- card replacement (补换卡) ---------------------------------------------------------------------
     def replace_card(self, caller: Principal, old_card_no: str, new_card_no: str, idempotency_key: str) -> Card:
-        """Moves the e-card, its bindings and the balance from the old card to the new one and cancels the
-        old card, in one transaction; tokens minted before are REASON_CARD_REPLACED from then on."""
+        """Moves the e-card, its bindings, the balance and the benefit accumulators from the old card to the
+        new one and cancels the old card, in one transaction; tokens minted before are REASON_CARD_REPLACED
+        from then on."""
         if caller.kind != ADMIN:
             raise PermissionDenied("only the operator replaces cards", "ADMIN_ONLY")
         validation.card_no(old_card_no)

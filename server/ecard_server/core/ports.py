@@ -140,8 +140,9 @@ class Ledger(Protocol):
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord: ...
     def replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str, request_hash: bytes,
                      now: int, check: Callable[[Card | None, Card | None], None]) -> Card:
-        """Moves the e-card, its bindings and the balance to the new card and cancels the old one, in one
-        transaction, once per idempotency key; `check(old, new)` (the core's rule) runs under the lock."""
+        """Moves the e-card, its bindings, the balance and the benefit accumulators to the new card and
+        cancels the old one, in one transaction, once per idempotency key; `check(old, new)` (the core's
+        rule) runs under the lock."""
         ...
     def get_settlement(self, settlement_id: str) -> SettlementRecord | None: ...
     def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:

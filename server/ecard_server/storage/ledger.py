@@ -86,8 +86,8 @@ class SqlLedger:
     # -- card replacement -------------------------------------------------------------------------
     def replace_card(self, old_card_no: str, new_card_no: str, idempotency_key: str, request_hash: bytes,
                      now: int, check: ReplacementCheck) -> Card:
-        """Moves the e-card, its bindings and the balance from the old card to the new one, cancels the
-        old one, in one transaction; once per idempotency key."""
+        """Moves the e-card, its bindings, the balance and the benefit accumulators from the old card to the
+        new one, cancels the old one, in one transaction; once per idempotency key."""
         return self._store.once_more_on_conflict(
             lambda: self._replace_card(old_card_no, new_card_no, idempotency_key, request_hash, now, check)
         )
@@ -115,6 +115,13 @@ class SqlLedger:
             cur.execute("UPDATE cards SET ecard_id = ?, issued_at = ?, replaced_at = ? WHERE card_no = ?",
                         (ecard_id, old.issued_at, replaced_at, new_card_no))
             self._move_balance(cur, new_card_no, new.balance_fen, moved, "REPLACE_IN", idempotency_key, now)
+            # Every year's benefit accumulators go with the balance (the new card's own, if any, add up):
+            # the deductible met and the fund's yearly cap are the holder's, whichever card she holds.
+            cur.execute("SELECT year, deductible_fen, fund_fen FROM benefit_accumulators WHERE card_no = ?",
+                        (old_card_no,))
+            for year, deductible_fen, fund_fen in cur.fetchall():
+                accumulate(cur, new_card_no, int(year), Accumulated(int(deductible_fen), int(fund_fen)))
+            cur.execute("DELETE FROM benefit_accumulators WHERE card_no = ?", (old_card_no,))
             cur.execute(
                 "INSERT INTO card_replacements (idempotency_key, request_hash, old_card_no, new_card_no, ecard_id, "
                 "moved_fen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
