@@ -123,10 +123,27 @@ class MerchantCounter(ScheduledUser):
         self, items: list[settlement_pb2.LineItem], **credential: str
     ) -> settlement_pb2.SettlementRecord:
         """Settles with a fresh receipt number and checks the record; wrong arithmetic counts as a wrong answer."""
-        record = self.client.settle(items, idempotency_key=self.receipt_no(), **credential)
+        return self.checked(self.client.settle(items, idempotency_key=self.receipt_no(), **credential), items)
+
+    def checked(
+        self, record: settlement_pb2.SettlementRecord, items: list[settlement_pb2.LineItem]
+    ) -> settlement_pb2.SettlementRecord:
+        """The record, once its arithmetic is checked; wrong arithmetic counts as a wrong answer."""
         try:
             check_settlement(record, items)
         except WrongAnswer as wrong:
             self.harness.tally.record_wrong(f"{self.scenario}: {wrong}")
             raise
         return record
+
+    def hospital_visit(self, items: list[settlement_pb2.LineItem], registration_id: str,
+                       pay: str) -> settlement_pb2.SettlementRecord:
+        """A visit: opened on the registration's verification, the fee items added one order at a time,
+        settled with the holder's fresh code `pay`, its record checked."""
+        opened = self.client.open_visit(idempotency_key=self.receipt_no(), verification_id=registration_id,
+                                        terminal_id=self.merchant_id)
+        for order, item in enumerate(items):
+            self.client.add_visit_items(opened.visit_id, [item], idempotency_key=f"order-{order}")
+        record = self.client.settle_visit(opened.visit_id, idempotency_key=self.receipt_no(), token=pay,
+                                          terminal_id=self.merchant_id)
+        return self.checked(record, items)

@@ -43,7 +43,8 @@ class PharmacyCheckout(MerchantCounter):
 
 
 class HospitalVisit(MerchantCounter):
-    """Registration desk (Verify for registration), then the payment window settles with a fresh code."""
+    """Registration desk (Verify for registration) opens a visit, the doctors' orders add fee items, then
+    the payment window settles the visit with a fresh code."""
 
     weight = 15
     scenario = "hospital"
@@ -53,8 +54,10 @@ class HospitalVisit(MerchantCounter):
     def visit(self, visit: Visit) -> None:
         ecard_id, app = self.holder()
         with visit.measure("hospital", "registration to settled"):
-            self.verify_expecting("hospital registration", app.mint(ecard_id), Reason.OK, purpose=Purpose.REGISTRATION)
-            self.settle_checked(basket(HOSPITAL_CATALOGUE, self.rng), token=app.mint(ecard_id, assurance=Assurance.PIN))
+            registration = self.verify_expecting("hospital registration", app.mint(ecard_id), Reason.OK,
+                                                 purpose=Purpose.REGISTRATION)
+            self.hospital_visit(basket(HOSPITAL_CATALOGUE, self.rng), registration.verification_id,
+                                app.mint(ecard_id, assurance=Assurance.PIN))
 
 
 class IdentityCheck(MerchantCounter):

@@ -334,6 +334,56 @@ class PharmacyClient(_MerchantBase):
         """The statement of a day ("YYYY-MM-DD", Asia/Shanghai): per terminal and in all."""
         return self._call(self._settlement.DailyTotals, settlement_pb2.DailyTotalsRequest(day=day), retry=True)
 
+    # -- hospital visits (挂号, 就诊, 结算, 取药) ---------------------------------------------------------
+    def open_visit(
+        self, *, idempotency_key: str, verification_id: str = "", token: str = "", terminal_id: str = "",
+        operator_id: str = "", department: str = "",
+    ) -> settlement_pb2.Visit:
+        """挂号: opens a visit on the registration scan (a Verify for PURPOSE_REGISTRATION, or its token),
+        bound to the holder and this hospital. `idempotency_key` is the registration number: a retry
+        answers with the same visit. Retried on transient errors."""
+        request = settlement_pb2.OpenVisitRequest(idempotency_key=idempotency_key, terminal_id=terminal_id,
+                                                  operator_id=operator_id, department=department)
+        if bool(verification_id) == bool(token):
+            raise ValueError("open a visit with exactly one of verification_id or token")
+        if verification_id:
+            request.verification_id = verification_id
+        else:
+            request.token = token
+        return self._call(self._settlement.OpenVisit, request, retry=True)
+
+    def add_visit_items(
+        self, visit_id: str, items: Iterable[settlement_pb2.LineItem], *, idempotency_key: str
+    ) -> settlement_pb2.Visit:
+        """Adds fee items (an examination, a prescription) to an open visit, once per key."""
+        request = settlement_pb2.AddVisitItemsRequest(visit_id=visit_id, items=list(items),
+                                                      idempotency_key=idempotency_key)
+        return self._call(self._settlement.AddVisitItems, request, retry=True)
+
+    def settle_visit(
+        self, visit_id: str, *, idempotency_key: str, verification_id: str = "", token: str = "",
+        skip_personal_account: bool = False, terminal_id: str = "", operator_id: str = "",
+    ) -> settlement_pb2.SettlementRecord:
+        """结算: settles the visit's items with a fresh credential of the same holder (PIN at least),
+        priced as Settle prices; the visit is then SETTLED. Retried on transient errors (the key)."""
+        if bool(verification_id) == bool(token):
+            raise ValueError("settle a visit with exactly one of verification_id or token")
+        request = settlement_pb2.SettleVisitRequest(
+            visit_id=visit_id, idempotency_key=idempotency_key, skip_personal_account=skip_personal_account,
+            terminal_id=terminal_id, operator_id=operator_id)
+        if verification_id:
+            request.verification_id = verification_id
+        else:
+            request.token = token
+        return self._call(self._settlement.SettleVisit, request, retry=True)
+
+    def cancel_visit(self, visit_id: str) -> settlement_pb2.Visit:
+        """退号: closes an open visit with nothing moved (again: the same answer)."""
+        return self._call(self._settlement.CancelVisit, settlement_pb2.VisitRef(visit_id=visit_id), retry=True)
+
+    def get_visit(self, visit_id: str) -> settlement_pb2.Visit:
+        return self._call(self._settlement.GetVisit, settlement_pb2.VisitRef(visit_id=visit_id), retry=True)
+
     def close(self) -> None:
         self.channel.close()
 

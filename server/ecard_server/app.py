@@ -53,6 +53,7 @@ from ecard_server.core.signals import Signals
 from ecard_server.core.statements import StatementService
 from ecard_server.core.usage import UsageService
 from ecard_server.core.verification import TokenVerifier
+from ecard_server.core.visits import VisitService
 from ecard_server.deployment_metrics import watch_deployment
 from ecard_server.keyring import Keyring, SecretSource, load_keyring
 from ecard_server.logs import event
@@ -90,6 +91,7 @@ class Deployment:
     handles: VerificationHandles
     settlements: SettlementService
     statements: StatementService
+    visits: VisitService
     records: VerificationRecords
     channel_events: ChannelEventService
     usage: UsageService
@@ -175,6 +177,11 @@ class Deployment:
         verifier = TokenVerifier(
             keys=keys, cards=card_cache, nonces=nonces, handles=handles, settings=settings, clock=clock
         )
+        settlements = SettlementService(
+            ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
+            handles=handles, merchants=merchants, settings=settings, catalogue=catalogue, benefits=benefits,
+            quotes=QuoteSeal([derive_key(key.secret, "quote") for key in keyring.handle_keys()]), clock=clock,
+        )
         return cls(
             settings=settings,
             store=store,
@@ -189,12 +196,10 @@ class Deployment:
             admin=AdminService(store, store.ledger, bus, hasher, settings, clock),
             audit=trail,
             handles=handles,
-            settlements=SettlementService(
-                ledger=store.ledger, policy=SettlementPolicy.from_settings(settings), verifier=verifier,
-                handles=handles, merchants=merchants, settings=settings, catalogue=catalogue, benefits=benefits,
-                quotes=QuoteSeal([derive_key(key.secret, "quote") for key in keyring.handle_keys()]), clock=clock,
-            ),
+            settlements=settlements,
             statements=StatementService(store.statements, merchants),
+            visits=VisitService(visits=store.visits, settlements=settlements, verifier=verifier, handles=handles,
+                                merchants=merchants, settings=settings, clock=clock),
             records=records or MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock
             ),
@@ -351,7 +356,7 @@ def create_server(
         AdminServicer(deployment.admin, deployment.cards, deployment.statements), registry
     )
     settlement_pb2_grpc.add_SettlementServicer_to_server(
-        SettlementServicer(deployment.settlements, deployment.statements), registry
+        SettlementServicer(deployment.settlements, deployment.statements, deployment.visits), registry
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)

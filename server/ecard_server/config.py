@@ -40,6 +40,8 @@ class Settings:
     """How long a verification_id may be used for one Settle."""
     quote_window_s: int = 180
     """How long a Quote's quote_id may be settled (never past its verification's own window)."""
+    visit_ttl_s: int = 86_400
+    """How long a hospital visit stays open after its registration; then it expires with nothing moved."""
     class_b_self_pay_ratio: Fraction = Fraction(1, 10)
     """Share of a class B line that the holder pays before coverage."""
     fund_ratio: dict[int, Fraction] = field(

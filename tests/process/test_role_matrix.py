@@ -58,6 +58,7 @@ NOT_YOURS = ("PERMISSION_DENIED", "SETTLEMENT_NOT_YOURS")
 NOT_BOUND = ("PERMISSION_DENIED", "CHANNEL_NOT_BOUND")
 UNKNOWN_CARD = ("NOT_FOUND", "CARD_UNKNOWN")
 UNKNOWN_BINDING = ("NOT_FOUND", "COUNTER_BINDING_UNKNOWN")
+NO_VISIT = ("NOT_FOUND", "VISIT_UNKNOWN")  # another merchant's visit
 NOT_SEEN = ("NOT_FOUND", "VERIFICATION_NOT_FOUND")  # another merchant's request_id is not found for this one
 
 PRINCIPALS = ("admin", "channel", "merchant", "none")
@@ -75,6 +76,12 @@ MATRIX: dict[str, tuple[tuple[str, str], ...]] = {
     "Settlement.ReverseSettlement": (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Settlement.ListSettlements": (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
     "Settlement.DailyTotals":  (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    # Another merchant's visit is not found for this one.
+    "Settlement.OpenVisit":    (ROLE, ROLE, ROLE, ROLE, OK, MISMATCH, ANON, ANON),
+    "Settlement.AddVisitItems": (ROLE, ROLE, ROLE, ROLE, OK, NO_VISIT, ANON, ANON),
+    "Settlement.SettleVisit":  (ROLE, ROLE, ROLE, ROLE, OK, NO_VISIT, ANON, ANON),
+    "Settlement.CancelVisit":  (ROLE, ROLE, ROLE, ROLE, OK, NO_VISIT, ANON, ANON),
+    "Settlement.GetVisit":     (ROLE, ROLE, ROLE, ROLE, OK, NO_VISIT, ANON, ANON),
     # Issuing a card already bound to another channel binds the caller too (the contract: one e-card
     # per physical card, any channel that proves the holder's name and identity number may issue it).
     "Cards.IssueECard":        (ROLE, ROLE, OK, OK, ROLE, ROLE, ANON, ANON),
@@ -150,7 +157,8 @@ class Scene:
         issuer_id, merchant_id = f"bank-{side}", f"ph-{side}"
         self.admin.upsert_issuer(issuer_id, f"Bank {side}")
         kid = self.admin.register_key(issuer_id, public_key_pem(key)).kid
-        self.admin.upsert_merchant(merchant_id, kind=t.MERCHANT_KIND_PHARMACY, region="330200")
+        # hospitals: a hospital settles as a pharmacy does, and only a hospital opens visits
+        self.admin.upsert_merchant(merchant_id, kind=t.MERCHANT_KIND_HOSPITAL, region="330200")
         signer = TokenSigner(key, issuer_id=issuer_id, kid=kid)
         return Side(issuer_id, key, signer, merchant_id,
                     ChannelClient(self.target, issuer_id=issuer_id, signer=signer,
@@ -184,6 +192,15 @@ class Scene:
         self.side(which).pos.verify(self.side("own").signer.mint(self.ecard("own")[1]), purpose=t.PURPOSE_IDENTITY,
                                     request_id=request_id)
         return request_id
+
+    def visit(self, which: str) -> tuple[str, str]:
+        """A fresh open visit at the side's merchant, with one fee item: (visit_id, its holder's e-card)."""
+        pos, ecard_id = self.side(which).pos, self.ecard("own")[1]
+        token = self.side("own").signer.mint(ecard_id)
+        visit = pos.open_visit(idempotency_key=uuid.uuid4().hex, token=token)
+        pos.add_visit_items(visit.visit_id, [line_item("XA01", "amoxicillin", t.DRUG_CLASS_A, unit_price_fen=1280)],
+                            idempotency_key="fee")
+        return visit.visit_id, ecard_id
 
     def settlement(self, which: str) -> str:
         """A fresh settlement made by the side's merchant."""
@@ -275,6 +292,12 @@ def _denied_fingerprint(scene: Scene, side: str) -> admin_pb2.CertificateRef:
     return admin_pb2.CertificateRef(fingerprint_sha256=fingerprint)
 
 
+def _settle_visit(scene: Scene, side: str) -> settlement_pb2.SettleVisitRequest:
+    visit_id, ecard_id = scene.visit(side)
+    return settlement_pb2.SettleVisitRequest(visit_id=visit_id, idempotency_key=uuid.uuid4().hex,
+                                             token=scene.side("own").signer.mint(ecard_id))
+
+
 def _verify_stream(scene: Scene, side: str, channel: grpc.Channel) -> Any:
     return list(verifier_pb2_grpc.VerifierStub(channel).VerifyStream(iter([scene.verify_request(side)]), timeout=10))
 
@@ -324,6 +347,16 @@ CALLS: dict[str, Call] = {
         merchant_id=s.side(side).merchant_id, page_size=10)),
     "Settlement.DailyTotals": _unary(S, "DailyTotals", lambda s, side: settlement_pb2.DailyTotalsRequest(
         merchant_id=s.side(side).merchant_id, day="2026-12-03")),
+    "Settlement.OpenVisit": _unary(S, "OpenVisit", lambda s, side: settlement_pb2.OpenVisitRequest(
+        merchant_id=s.side(side).merchant_id, idempotency_key=uuid.uuid4().hex,
+        token=s.side("own").signer.mint(s.ecard("own")[1]))),
+    "Settlement.AddVisitItems": _unary(S, "AddVisitItems", lambda s, side: settlement_pb2.AddVisitItemsRequest(
+        visit_id=s.visit(side)[0], idempotency_key="more",
+        items=[line_item("XB07", "ibuprofen", t.DRUG_CLASS_B, unit_price_fen=1550)])),
+    "Settlement.SettleVisit": _unary(S, "SettleVisit", _settle_visit),
+    "Settlement.CancelVisit": _unary(S, "CancelVisit", lambda s, side: settlement_pb2.VisitRef(
+        visit_id=s.visit(side)[0])),
+    "Settlement.GetVisit": _unary(S, "GetVisit", lambda s, side: settlement_pb2.VisitRef(visit_id=s.visit(side)[0])),
     "Cards.IssueECard": _unary(C, "IssueECard", _issue_request),
     "Cards.GetECard": _unary(C, "GetECard", lambda s, side: cards_pb2.GetECardRequest(ecard_id=s.ecard(side)[1])),
     "Cards.ReportLost": _unary(C, "ReportLost", lambda s, side: cards_pb2.CardRef(ecard_id=s.ecard(side)[1])),

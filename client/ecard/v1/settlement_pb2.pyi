@@ -3,12 +3,26 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from ecard.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class VisitStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VISIT_STATUS_UNSPECIFIED: _ClassVar[VisitStatus]
+    VISIT_STATUS_OPEN: _ClassVar[VisitStatus]
+    VISIT_STATUS_SETTLED: _ClassVar[VisitStatus]
+    VISIT_STATUS_CANCELLED: _ClassVar[VisitStatus]
+    VISIT_STATUS_EXPIRED: _ClassVar[VisitStatus]
+VISIT_STATUS_UNSPECIFIED: VisitStatus
+VISIT_STATUS_OPEN: VisitStatus
+VISIT_STATUS_SETTLED: VisitStatus
+VISIT_STATUS_CANCELLED: VisitStatus
+VISIT_STATUS_EXPIRED: VisitStatus
 
 class QuoteRequest(_message.Message):
     __slots__ = ("merchant_id", "verification_id", "token", "items", "skip_personal_account", "terminal_id")
@@ -345,3 +359,91 @@ class DailyTotalsResponse(_message.Message):
     terminals: _containers.RepeatedCompositeFieldContainer[SettlementTotals]
     total: SettlementTotals
     def __init__(self, merchant_id: _Optional[str] = ..., day: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminals: _Optional[_Iterable[_Union[SettlementTotals, _Mapping]]] = ..., total: _Optional[_Union[SettlementTotals, _Mapping]] = ...) -> None: ...
+
+class OpenVisitRequest(_message.Message):
+    __slots__ = ("merchant_id", "verification_id", "token", "idempotency_key", "terminal_id", "operator_id", "department")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    verification_id: str
+    token: str
+    idempotency_key: str
+    terminal_id: str
+    operator_id: str
+    department: str
+    def __init__(self, merchant_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ..., department: _Optional[str] = ...) -> None: ...
+
+class Visit(_message.Message):
+    __slots__ = ("visit_id", "merchant_id", "ecard_id", "status", "items", "total_fen", "opened_at", "expires_at", "closed_at", "settlement_id", "terminal_id", "department", "idempotency_key")
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ECARD_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    visit_id: str
+    merchant_id: str
+    ecard_id: str
+    status: VisitStatus
+    items: _containers.RepeatedCompositeFieldContainer[LineItem]
+    total_fen: int
+    opened_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    closed_at: _timestamp_pb2.Timestamp
+    settlement_id: str
+    terminal_id: str
+    department: str
+    idempotency_key: str
+    def __init__(self, visit_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., ecard_id: _Optional[str] = ..., status: _Optional[_Union[VisitStatus, str]] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., total_fen: _Optional[int] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settlement_id: _Optional[str] = ..., terminal_id: _Optional[str] = ..., department: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class AddVisitItemsRequest(_message.Message):
+    __slots__ = ("merchant_id", "visit_id", "idempotency_key", "items")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    visit_id: str
+    idempotency_key: str
+    items: _containers.RepeatedCompositeFieldContainer[LineItem]
+    def __init__(self, merchant_id: _Optional[str] = ..., visit_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ...) -> None: ...
+
+class SettleVisitRequest(_message.Message):
+    __slots__ = ("merchant_id", "visit_id", "idempotency_key", "verification_id", "token", "skip_personal_account", "terminal_id", "operator_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SKIP_PERSONAL_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    visit_id: str
+    idempotency_key: str
+    verification_id: str
+    token: str
+    skip_personal_account: bool
+    terminal_id: str
+    operator_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., visit_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., verification_id: _Optional[str] = ..., token: _Optional[str] = ..., skip_personal_account: _Optional[bool] = ..., terminal_id: _Optional[str] = ..., operator_id: _Optional[str] = ...) -> None: ...
+
+class VisitRef(_message.Message):
+    __slots__ = ("merchant_id", "visit_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    visit_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., visit_id: _Optional[str] = ...) -> None: ...

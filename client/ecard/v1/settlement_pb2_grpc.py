@@ -64,6 +64,31 @@ class SettlementStub:
                 request_serializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.SerializeToString,
                 response_deserializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.FromString,
                 _registered_method=True)
+        self.OpenVisit = channel.unary_unary(
+                '/ecard.v1.Settlement/OpenVisit',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.OpenVisitRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+                _registered_method=True)
+        self.AddVisitItems = channel.unary_unary(
+                '/ecard.v1.Settlement/AddVisitItems',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.AddVisitItemsRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+                _registered_method=True)
+        self.SettleVisit = channel.unary_unary(
+                '/ecard.v1.Settlement/SettleVisit',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.SettleVisitRequest.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
+                _registered_method=True)
+        self.CancelVisit = channel.unary_unary(
+                '/ecard.v1.Settlement/CancelVisit',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.VisitRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+                _registered_method=True)
+        self.GetVisit = channel.unary_unary(
+                '/ecard.v1.Settlement/GetVisit',
+                request_serializer=ecard_dot_v1_dot_settlement__pb2.VisitRef.SerializeToString,
+                response_deserializer=ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+                _registered_method=True)
         self.Quote = channel.unary_unary(
                 '/ecard.v1.Settlement/Quote',
                 request_serializer=ecard_dot_v1_dot_settlement__pb2.QuoteRequest.SerializeToString,
@@ -119,6 +144,40 @@ class SettlementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenVisit(self, request, context):
+        """A hospital visit (挂号, 就诊, 结算, 取药): the registration scan opens it, bound to the holder, the
+        hospital and that verification; fee items are added over the day; settling it needs a fresh
+        PIN-level credential of the same holder (priced as Settle prices); cancelling (退号) closes it with
+        nothing moved; a visit left open expires (visit_ttl_s). Another merchant's visit is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddVisitItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleVisit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelVisit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVisit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Quote(self, request, context):
         """预结算: prices a basket for a verified holder and moves nothing. Settle with its quote_id moves
         exactly the quoted split, or refuses FAILED_PRECONDITION QUOTE_STALE when the balance, the
@@ -160,6 +219,31 @@ def add_SettlementServicer_to_server(servicer, server):
                     servicer.DailyTotals,
                     request_deserializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.FromString,
                     response_serializer=ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.SerializeToString,
+            ),
+            'OpenVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenVisit,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.OpenVisitRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.Visit.SerializeToString,
+            ),
+            'AddVisitItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVisitItems,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.AddVisitItemsRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.Visit.SerializeToString,
+            ),
+            'SettleVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleVisit,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.SettleVisitRequest.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.SettlementRecord.SerializeToString,
+            ),
+            'CancelVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelVisit,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.VisitRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.Visit.SerializeToString,
+            ),
+            'GetVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVisit,
+                    request_deserializer=ecard_dot_v1_dot_settlement__pb2.VisitRef.FromString,
+                    response_serializer=ecard_dot_v1_dot_settlement__pb2.Visit.SerializeToString,
             ),
             'Quote': grpc.unary_unary_rpc_method_handler(
                     servicer.Quote,
@@ -329,6 +413,141 @@ class Settlement:
             '/ecard.v1.Settlement/DailyTotals',
             ecard_dot_v1_dot_settlement__pb2.DailyTotalsRequest.SerializeToString,
             ecard_dot_v1_dot_settlement__pb2.DailyTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/OpenVisit',
+            ecard_dot_v1_dot_settlement__pb2.OpenVisitRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVisitItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/AddVisitItems',
+            ecard_dot_v1_dot_settlement__pb2.AddVisitItemsRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/SettleVisit',
+            ecard_dot_v1_dot_settlement__pb2.SettleVisitRequest.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.SettlementRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/CancelVisit',
+            ecard_dot_v1_dot_settlement__pb2.VisitRef.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecard.v1.Settlement/GetVisit',
+            ecard_dot_v1_dot_settlement__pb2.VisitRef.SerializeToString,
+            ecard_dot_v1_dot_settlement__pb2.Visit.FromString,
             options,
             channel_credentials,
             insecure,

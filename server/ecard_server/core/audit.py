@@ -113,6 +113,11 @@ def reversal(at: int, merchant_id: str, ecard_id: str, settle_key: str, settleme
     return AuditEvent(at, "REVERSAL", f"merchant:{merchant_id}", ecard_id, f"key={settle_key} {what}")
 
 
+def visit(at: int, kind: str, merchant_id: str, ecard_id: str, visit_id: str, detail: str) -> AuditEvent:
+    """VISIT_OPENED (detail: the department), VISIT_ITEMS, VISIT_SETTLED (the settlement), VISIT_CANCELLED."""
+    return AuditEvent(at, kind, f"merchant:{merchant_id}", ecard_id, f"{visit_id} {detail}".rstrip())
+
+
 def key_changed(at: int, kind: str, actor: str, issuer_id: str, kid: str, detail: str = "") -> AuditEvent:
     """KEY_REGISTERED, KEY_RETIRING (a rotation ends its window) or KEY_REVOKED, by whom."""
     return AuditEvent(at, kind, actor, f"{issuer_id}/{kid}", detail)

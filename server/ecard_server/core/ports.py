@@ -34,6 +34,7 @@ from ecard_server.core.records import (
     EnrollRow,
     Issuer,
     IssuerKey,
+    LineItem,
     Merchant,
     Reversal,
     SettlementQuery,
@@ -41,6 +42,8 @@ from ecard_server.core.records import (
     StoredAuditEvent,
     Totals,
     UsageEntry,
+    Visit,
+    VisitDraft,
 )
 
 if TYPE_CHECKING:
@@ -206,6 +209,20 @@ class CounterBindingStore(Protocol):
     def get_counter_binding(self, code: str) -> CounterBinding | None: ...
 
 
+class Visits(Protocol):
+    """Hospital visits. Each write decides under the visit's row lock with the core's rules (`check`)."""
+
+    def get_visit(self, merchant_id: str, visit_id: str) -> Visit | None: ...
+    def open_visit(self, draft: VisitDraft, now: int) -> Visit:
+        """Opens once per (merchant, key) and once per verification (VERIFICATION_USED)."""
+        ...
+
+    def add_visit_items(self, merchant_id: str, visit_id: str, idempotency_key: str, request_hash: bytes,
+                        items: Sequence[LineItem], now: int, check: Callable[[Visit], None]) -> Visit | None: ...
+    def cancel_visit(self, merchant_id: str, visit_id: str, now: int,
+                     check: Callable[[Visit], None]) -> Visit | None: ...
+
+
 class Store(CardStore, AdminStore, CounterBindingStore, Protocol):
     """One deployment's store. `local`: every read is a local one (no network round trip), so a cache
     miss may be read on the event loop."""
@@ -218,6 +235,8 @@ class Store(CardStore, AdminStore, CounterBindingStore, Protocol):
     def usage(self) -> UsagePages: ...
     @property
     def statements(self) -> Statements: ...
+    @property
+    def visits(self) -> Visits: ...
     @property
     def local(self) -> bool: ...
 

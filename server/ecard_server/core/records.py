@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-from ecard.v1 import types_pb2
+from ecard.v1 import settlement_pb2, types_pb2
 
 ACTIVE = types_pb2.CARD_STATUS_ACTIVE
 LOST = types_pb2.CARD_STATUS_LOST
@@ -457,3 +457,50 @@ class SettlementQuery:
 class SettlementPage:
     settlements: tuple[SettlementRecord, ...]
     next_page_token: str  # empty on the last page
+
+
+# -- hospital visits ---------------------------------------------------------------------------------
+VISIT_OPEN, VISIT_SETTLED, VISIT_CANCELLED, VISIT_EXPIRED = (
+    settlement_pb2.VISIT_STATUS_OPEN, settlement_pb2.VISIT_STATUS_SETTLED, settlement_pb2.VISIT_STATUS_CANCELLED,
+    settlement_pb2.VISIT_STATUS_EXPIRED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A hospital visit as stored: `status` is OPEN, SETTLED or CANCELLED (an OPEN visit past
+    `expires_at` is EXPIRED: rules.visits.status_at). `revision` counts the additions of items."""
+
+    visit_id: str
+    merchant_id: str
+    ecard_id: str
+    status: int
+    items: tuple[LineItem, ...]
+    opened_at: int
+    expires_at: int
+    closed_at: int | None
+    settlement_id: str
+    terminal_id: str
+    department: str
+    idempotency_key: str
+    revision: int
+
+    @property
+    def total_fen(self) -> int:
+        return sum(item.amount_fen for item in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class VisitDraft:
+    """A visit to open: checked, its credential verified."""
+
+    visit_id: str
+    merchant_id: str
+    idempotency_key: str
+    request_hash: bytes
+    ecard_id: str
+    verification_nonce: bytes
+    expires_at: int
+    terminal_id: str
+    operator_id: str
+    department: str

@@ -28,6 +28,7 @@ from ecard_server.core.records import (
     SettlementRecord,
     Shares,
     Split,
+    Visit,
 )
 from ecard_server.core.rules import validation
 from ecard_server.core.rules.benefits import NO_POLICY, Benefit, BenefitPolicy
@@ -46,6 +47,7 @@ from ecard_server.core.rules.settlement import (
     refuse_reversed,
     settle_hash,
 )
+from ecard_server.core.rules.visits import check_holder
 
 if TYPE_CHECKING:
     from ecard_server.core.books import CurrentBook
@@ -117,7 +119,9 @@ class SettlementService:
         same_request(first_hash, request_hash, "settlement")
         return record
 
-    def settle(self, merchant_id: str, request: SettleInput) -> SettlementRecord:
+    def settle(self, merchant_id: str, request: SettleInput, *, visit: Visit | None = None) -> SettlementRecord:
+        """A Settle; with `visit` (SettleVisit), the visit's basket, closed in the same transaction, and
+        only by a credential of the visit's holder."""
         validation.settle_request(request, self._max_items)
         validation.till(request.terminal_id, request.operator_id)
         merchant = self._merchants.get(merchant_id)
@@ -159,6 +163,8 @@ class SettlementService:
             assert outcome.card is not None and outcome.claims is not None
             ecard_id, nonce = outcome.card.ecard_id, outcome.claims.nonce
             used_reason = "REPLAYED"
+        if visit is not None:
+            check_holder(visit, ecard_id)
         draft = Draft(
             settlement_id=new_settlement_id(),
             merchant_id=merchant_id,
@@ -175,6 +181,8 @@ class SettlementService:
             operator_id=request.operator_id,
             benefits=pricing.benefits,
             benefit_version=pricing.benefit_version,
+            visit_id="" if visit is None else visit.visit_id,
+            visit_revision=0 if visit is None else visit.revision,
         )
         try:
             try:
@@ -191,6 +199,13 @@ class SettlementService:
                 # all, its unique (e-card, nonce) still refuses a second settlement.
                 self._verifier.release(outcome)
             raise
+
+    def price(self, merchant_id: str, items: Sequence[LineItem]) -> Split:
+        """A basket priced as Settle prices it at this merchant (InvalidArgument for an unknown item)."""
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            raise PermissionDenied("merchant is unknown", "MERCHANT_NOT_DESIGNATED")
+        return self._price(items, merchant.kind).split
 
     def _price(self, items: Sequence[LineItem], merchant_kind: int, *, reload: bool = False) -> Pricing:
         """The basket priced with this process's current catalogue and benefit policy (read again with

@@ -7,6 +7,7 @@ import grpc.aio
 from ecard import line_item
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
 from ecard_server.core.records import (
+    VISIT_OPEN,
     LineItem,
     RefundAsk,
     RefundRecord,
@@ -15,10 +16,12 @@ from ecard_server.core.records import (
     SettlementRecord,
     Shares,
     Totals,
+    Visit,
 )
 from ecard_server.core.rules.settlement import ReversalDraft
 from ecard_server.core.settlement import Quoted, SettlementService
 from ecard_server.core.statements import StatementService
+from ecard_server.core.visits import OpenVisitInput, VisitService
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.convert import seconds, timestamp
 
@@ -136,10 +139,51 @@ def settlement_totals(key: str, totals: Totals) -> settlement_pb2.SettlementTota
     )
 
 
+def visit_message(visit: Visit, status: int) -> settlement_pb2.Visit:
+    return settlement_pb2.Visit(
+        visit_id=visit.visit_id, merchant_id=visit.merchant_id, ecard_id=visit.ecard_id, status=wire(status),
+        items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in visit.items],
+        total_fen=visit.total_fen, opened_at=timestamp(visit.opened_at), expires_at=timestamp(visit.expires_at),
+        closed_at=timestamp(visit.closed_at if visit.closed_at is not None or status == VISIT_OPEN
+                            else visit.expires_at),
+        settlement_id=visit.settlement_id, terminal_id=visit.terminal_id, department=visit.department,
+        idempotency_key=visit.idempotency_key,
+    )
+
+
 class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
-    def __init__(self, settlements: SettlementService, statements: StatementService) -> None:
+    def __init__(self, settlements: SettlementService, statements: StatementService, visits: VisitService) -> None:
         self._settlements = settlements
         self._statements = statements
+        self._visits = visits
+
+    def _visit(self, visit: Visit) -> settlement_pb2.Visit:
+        return visit_message(visit, self._visits.status(visit))
+
+    def OpenVisit(self, request: settlement_pb2.OpenVisitRequest, context: grpc.aio.ServicerContext) -> (
+            settlement_pb2.Visit):
+        opened = OpenVisitInput(request.idempotency_key, request.verification_id, request.token, request.terminal_id,
+                                request.operator_id, request.department)
+        return self._visit(self._visits.open(own_id(request.merchant_id), opened))
+
+    def AddVisitItems(self, request: settlement_pb2.AddVisitItemsRequest, context: grpc.aio.ServicerContext) -> (
+            settlement_pb2.Visit):
+        items = tuple(_item(line) for line in request.items)
+        return self._visit(self._visits.add_items(own_id(request.merchant_id), request.visit_id,
+                                                  request.idempotency_key, items))
+
+    def SettleVisit(self, request: settlement_pb2.SettleVisitRequest, context: grpc.aio.ServicerContext) -> (
+            settlement_pb2.SettlementRecord):
+        settle = SettleInput(idempotency_key=request.idempotency_key, items=(), verification_id=request.verification_id,
+                             token=request.token, skip_personal_account=request.skip_personal_account,
+                             terminal_id=request.terminal_id, operator_id=request.operator_id)
+        return settlement_record(self._visits.settle(own_id(request.merchant_id), request.visit_id, settle))
+
+    def CancelVisit(self, request: settlement_pb2.VisitRef, context: grpc.aio.ServicerContext) -> settlement_pb2.Visit:
+        return self._visit(self._visits.cancel(own_id(request.merchant_id), request.visit_id))
+
+    def GetVisit(self, request: settlement_pb2.VisitRef, context: grpc.aio.ServicerContext) -> settlement_pb2.Visit:
+        return self._visit(self._visits.get(own_id(request.merchant_id), request.visit_id))
 
     def Settle(
         self, request: settlement_pb2.SettleRequest, context: grpc.aio.ServicerContext

@@ -41,7 +41,7 @@ from ecard_server.core.rules.benefits import (
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.refunds import plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft, refuse_reversed
-from ecard_server.storage import mapper
+from ecard_server.storage import mapper, visits
 from ecard_server.storage.rows import Cursor, Transactions, write_audit
 
 ReplacementCheck = Callable[[Card | None, Card | None], None]
@@ -300,6 +300,9 @@ class SqlLedger:
                 "VALUES (?, ?, ?, 'SETTLE', ?)",
                 (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
             )
+        if draft.visit_id:  # a hospital visit closes with its settlement, or neither commits
+            visits.settle_in(self._store, cur, draft.merchant_id, draft.visit_id, draft.visit_revision,
+                             draft.ecard_id, draft.settlement_id, now)
         # 5. What the settlement leaves besides: its audit row and the channels' event.
         write_audit(cur, audit.settled(now, draft, shares))
         self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,

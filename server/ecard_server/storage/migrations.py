@@ -382,4 +382,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE settlements ADD COLUMN deductible_fen BIGINT NOT NULL DEFAULT 0",
         ],
     ),
+    (
+        16,
+        [
+            # Hospital visits: one row per registration (its key and its verification each open one
+            # visit), fee items kept in order with a revision that a settlement checks, and each
+            # addition's key so that a retried AddVisitItems adds nothing twice.
+            """CREATE TABLE visits (
+                visit_id TEXT PRIMARY KEY,
+                merchant_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                request_hash {blob} NOT NULL,
+                ecard_id TEXT NOT NULL,
+                verification_nonce {blob} NOT NULL,
+                status INTEGER NOT NULL,
+                items TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                opened_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                closed_at BIGINT,
+                settlement_id TEXT REFERENCES settlements (settlement_id),
+                terminal_id TEXT NOT NULL,
+                operator_id TEXT NOT NULL,
+                department TEXT NOT NULL,
+                UNIQUE (merchant_id, idempotency_key),
+                UNIQUE (ecard_id, verification_nonce))""",
+            """CREATE TABLE visit_additions (
+                visit_id TEXT NOT NULL REFERENCES visits (visit_id),
+                idempotency_key TEXT NOT NULL,
+                request_hash {blob} NOT NULL,
+                added_at BIGINT NOT NULL,
+                PRIMARY KEY (visit_id, idempotency_key))""",
+        ],
+    ),
 ]

@@ -46,6 +46,7 @@ from ecard_server.storage.outbox import Outbox
 from ecard_server.storage.rows import Cursor, insert_rows, write_audit
 from ecard_server.storage.statements import SqlStatements
 from ecard_server.storage.usage import UsageHistory
+from ecard_server.storage.visits import SqlVisits
 
 T = TypeVar("T")
 _CARD_COLUMNS = mapper.CARD.select
@@ -107,6 +108,11 @@ class SqlStore:
     def outbox(self) -> Outbox:
         """The channels' events, written on this store's transactions."""
         return Outbox(self)
+
+    @cached_property
+    def visits(self) -> SqlVisits:
+        """Hospital visits, on this store's transactions."""
+        return SqlVisits(self)
 
     @cached_property
     def statements(self) -> SqlStatements:

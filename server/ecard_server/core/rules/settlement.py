@@ -86,6 +86,8 @@ class Draft:
     # (None and "": no policy imported, the settings' fund ratio counts, no deductible, no cap).
     benefits: Mapping[str, Benefit] | None = None
     benefit_version: str = ""
+    visit_id: str = ""  # a SettleVisit: the visit it closes, as priced at `visit_revision`
+    visit_revision: int = 0
 
     def shares_under_lock(self, card_status: int | None, settled_before: bool, balance_fen: int,
                           category: str = DEFAULT_CATEGORY, accumulated: Accumulated = NO_ACCUMULATION) -> Shares:
