@@ -79,12 +79,17 @@ else
 	$(PY) -m loadtest.bench.versus --out reports/bench_versus.json || status=1; \
 	$(PY) -m loadtest.bench.events --out reports/bench_events.json || status=1; \
 	$(PY) -m loadtest.bench.tracing_cost --out reports/bench_tracing.json || status=1; \
+	$(PY) -m loadtest.bench.pricing --out reports/bench_pricing.json || status=1; \
 	exit $$status
 endif
 
 .PHONY: bench-events
 bench-events: install  ## channel events: 1,000 a second delivered to 22 open WatchEvents streams, lag p99 (~20 s)
 	$(PY) -m loadtest.bench.events --out reports/bench_events.json
+
+.PHONY: bench-pricing
+bench-pricing: install  ## Quote and Settle of a 20-line basket vs a 100,000-item catalogue, beside the 3-line Settle, SQLite and PostgreSQL (~1.5 min)
+	$(PY) -m loadtest.bench.pricing --out reports/bench_pricing.json
 
 .PHONY: bench-versus
 bench-versus: install  ## only ecard embedded and shared against the simple and the competent shared peer (~1 min)

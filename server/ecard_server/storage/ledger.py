@@ -202,17 +202,19 @@ class SqlLedger:
     def account_state(self, ecard_id: str, nonce: bytes, now: int) -> AccountState:
         """What a Quote prices with, read in one transaction without locking the card: its status (None:
         no such e-card), whether this credential already settled, the balance, the person category and
-        this year's accumulators. The Settle reads them again under the card's lock."""
-        with self._store.transaction() as cur:
-            cur.execute(f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?", (ecard_id,))
-            row = cur.fetchone()
-            if row is None:
-                return AccountState(None, False, 0, DEFAULT_CATEGORY, NO_ACCUMULATION)
-            account = mapper.ACCOUNT.named(row)
-            cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?", (ecard_id, nonce))
-            used = cur.fetchone() is not None
-            return AccountState(account["status"], used, account["balance_fen"], account["person_category"],
-                                accumulators(cur, account["card_no"], year_of(now)))
+        this year's accumulators, in one read (no write transaction: a Quote takes no lock). The Settle
+        reads them again under the card's lock."""
+        rows = self._store.rows(
+            "SELECT c.status, c.balance_fen, c.person_category, COALESCE(a.deductible_fen, 0), "
+            "COALESCE(a.fund_fen, 0), EXISTS (SELECT 1 FROM settlements s WHERE s.ecard_id = c.ecard_id "
+            "AND s.verification_nonce = ?) FROM cards c LEFT JOIN benefit_accumulators a "
+            "ON a.card_no = c.card_no AND a.year = ? WHERE c.ecard_id = ?",
+            (nonce, year_of(now), ecard_id),
+        )
+        if not rows:
+            return AccountState(None, False, 0, DEFAULT_CATEGORY, NO_ACCUMULATION)
+        status, balance, category, deductible, fund, used = rows[0]
+        return AccountState(status, bool(used), balance, category, Accumulated(deductible, fund))
 
     def settle(self, draft: Draft, now: int) -> SettlementRecord:
         """Settles a priced basket in one transaction: the account pays what its locked balance allows."""

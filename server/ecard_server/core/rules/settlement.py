@@ -31,6 +31,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cached_property
 
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ecard.v1 import types_pb2 as t
@@ -229,7 +230,7 @@ class SettlementPolicy:
     def from_settings(cls, settings: Settings) -> SettlementPolicy:
         return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio))
 
-    @property
+    @cached_property
     def version(self) -> str:
         """The policy's identity, recorded with each settlement it priced: a digest of its ratios."""
         form = [str(self.class_b_self_pay_ratio), sorted((k, str(v)) for k, v in self.fund_ratio.items())]
