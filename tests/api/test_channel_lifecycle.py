@@ -256,22 +256,33 @@ def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: 
     old_no = world.cards[0][0]
     new_no = new_card_for(world)
     count = 24
-    with world.pharmacy() as pos:  # verified before the replacement: each settles once, before or after it
-        handles = [pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT,
-                              min_assurance=Assurance.PIN).verification_id for _ in range(count)]
+    # Verified before the replacement: each settles once, before or after it; every other one at a hospital,
+    # where the fund pays a share and the year's accumulators grow.
+    counters = [world.pharmacy, world.hospital]
+    handles = []
+    for n in range(count):
+        with counters[n % 2]() as pos:
+            handles.append(pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT,
+                                      min_assurance=Assurance.PIN).verification_id)
     gate = threading.Barrier(count + 1)
+    done, some_done, lock = [0], threading.Event(), threading.Lock()
 
     def settle(n: int) -> Any:
         gate.wait()
-        with world.pharmacy() as pos:
+        with counters[n % 2]() as pos:
             try:
                 return pos.settle([PILL], idempotency_key=f"r-{n}", verification_id=handles[n])
             except EcardError as exc:
                 return exc
+            finally:
+                with lock:
+                    done[0] += 1
+                    if done[0] == 3:
+                        some_done.set()
 
     def replace() -> Any:
         gate.wait()
-        time.sleep(0.01)
+        some_done.wait(10)  # a few settled on the old card; the others race the replacement
         with world.admin() as admin:
             return admin.replace_card(old_no, new_no, uuid.uuid4().hex)
 
@@ -282,7 +293,8 @@ def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: 
     failures = [r for r in records if isinstance(r, EcardError)]
     assert not failures, failures
     paid = sum(r.personal_account_paid_fen for r in records)
-    assert paid == count * 1000
+    fund = sum(r.fund_paid_fen for r in records)
+    assert fund > 0 and paid + fund == count * 1000
     with world.admin() as admin:
         final = admin.get_ecard(moved_card.ecard_id).personal_account_balance_fen
     assert final + paid == 100_000
@@ -293,6 +305,12 @@ def test_replacement_under_concurrent_settles_loses_and_doubles_nothing(served: 
             assert stored is not None and stored.balance_fen == opened.ledger.ledger_total(card_no)
         assert opened.get_card(card_no=old_no).balance_fen == 0  # type: ignore[union-attr]
         assert opened.get_card(card_no=new_no).balance_fen == final  # type: ignore[union-attr]
+        years = {no: opened.rows("SELECT SUM(fund_fen) FROM benefit_accumulators WHERE card_no = ?", (no,))[0][0]
+                 for no in (old_no, new_no)}
+        assert years == {old_no: None, new_no: fund}  # the year's fund share: all of it, once, on the new card
+        by_card = dict(opened.rows("SELECT card_no, COUNT(*) FROM settlements WHERE ecard_id = ? GROUP BY card_no",
+                                   (moved_card.ecard_id,)))
+        assert by_card.get(old_no, 0) >= 3 and sum(by_card.values()) == count  # before and after the move
     finally:
         opened.close()
 
