@@ -38,6 +38,7 @@ from ecard import (
     write_private_key,
 )
 from ecard.v1 import types_pb2
+from ecard_server import build
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
 from ecard_server.config import MERCHANT_KINDS
 from ecard_server.counter_cli import add_counter_commands
@@ -367,6 +368,7 @@ def _key_parser(acts: Any, name: str, text: str, *, required: bool = True) -> _P
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ecard", description="Electronic social security card service and tools.")
+    parser.add_argument("--version", action="version", version=f"ecard {build.version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the gRPC server")

@@ -21,7 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass, replace
 
-from ecard_server import tracing
+from ecard_server import build, tracing
 from ecard_server.app import Deployment, create_server
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
@@ -123,9 +123,9 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     readiness = Readiness.of(deployment, bound.health, bound.service_names)
     readiness.start()  # NOT_SERVING while PostgreSQL or Redis is down, SERVING again once both answer
     host = options.listen.rsplit(":", 1)[0]
-    event(log, "serving", address=f"{host}:{bound.port}", worker=worker, db=options.db_url.split("://")[0],
-          redis=bool(options.redis_url), tls=options.tls is not None, dev_principals=options.dev_principals,
-          verify_inline=deployment.hot_state_local)
+    event(log, "serving", address=f"{host}:{bound.port}", worker=worker, version=build.version(),
+          db=options.db_url.split("://")[0], redis=bool(options.redis_url), tls=options.tls is not None,
+          dev_principals=options.dev_principals, verify_inline=deployment.hot_state_local)
     if worker == 0:
         print(f"ecard serving on {host}:{bound.port}", flush=True)
         if bound.health_server is not None:

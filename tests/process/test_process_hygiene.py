@@ -155,7 +155,11 @@ def test_the_metrics_port_answers_only_on_metrics() -> None:
     port = free_port()
     with EcardServer(extra_args=["--metrics-listen", f"127.0.0.1:{port}"]):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            assert answer.status == 200 and b"ecard_rpc_requests_total" in answer.read()
+            body = answer.read().decode()
+        assert answer.status == 200 and "ecard_rpc_requests_total" in body
+        version = subprocess.run([sys.executable, "-m", "ecard_server.cli", "--version"], capture_output=True,
+                                 text=True, timeout=30).stdout.strip()
+        assert version.startswith("ecard ") and f'version="{version.split()[1]}"' in body  # ecard_build_info
         for path in ("/", "/favicon.ico", "/metrics/x", "/healthz"):
             with pytest.raises(urllib.error.HTTPError) as missing:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)

@@ -22,6 +22,7 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from prometheus_client.registry import Collector
 
 from ecard.v1 import types_pb2
+from ecard_server import build
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _REASON_NAMES = {value: name.removeprefix("REASON_") for name, value in types_pb2.Reason.items()}
@@ -150,6 +151,7 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
             cumulative += totals.get(("bucket", method, i), 0)
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         latency.add_metric([method], buckets, totals.get(("sum", method), 0.0))
+    yield _build_info()
     yield requests
     yield errors
     yield verdict_family
@@ -168,6 +170,15 @@ def families(snapshots: list[Snapshot], *, workers: list[int] | None = None) -> 
             if name in shot["gauges"]:
                 gauge.add_metric([str(workers[index])] if workers is not None else [], shot["gauges"][name][1])
         yield gauge
+
+
+def _build_info() -> GaugeMetricFamily:
+    """ecard_build_info{version, python, grpcio, protobuf} 1: what runs, for dashboards and alerts."""
+    labels = build.info()
+    family = GaugeMetricFamily("ecard_build_info", "The ecard version and what it runs on (always 1)",
+                               labels=sorted(labels))
+    family.add_metric([labels[name] for name in sorted(labels)], 1.0)
+    return family
 
 
 class _Collector(Collector):
