@@ -11,11 +11,27 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Everything comes from the lock (exact versions, sha256 of every file: requirements/dev.txt), pip and
+# setuptools included; then this tree itself, editable, with nothing more resolved.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# The locks again from pyproject.toml under requirements/floors.txt, from PyPI alone (the machine's
+# pip configuration is not read): dev.txt (make install, CI), server.txt (a production server:
+# `pip install --require-hashes -r requirements/server.txt`, then `pip install --no-deps ecard`).
+LOCK_VENV ?= .venv-lock
+COMPILE = PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url -c requirements/floors.txt
+.PHONY: lock
+lock:  ## recompute requirements/dev.txt and server.txt (needs PyPI; a few minutes)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip pip-tools  # the resolver of a current pip
+	$(COMPILE) --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
+	sed -i '/^ecard @ /,/^    # via ecard (pyproject.toml)$$/d; /^# WARNING: pip install will require/d; /^# Consider using a hashable URL/d' requirements/dev.txt
+	$(COMPILE) --extra postgres --extra redis -c requirements/dev.txt -o requirements/server.txt pyproject.toml requirements/build.in
 
 proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with .pyi stubs)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --grpc_python_out=client --pyi_out=client \
@@ -65,7 +81,7 @@ loadtest-distributed: install  ## a Locust master (--expect-workers 2) and 2 wor
 	$(PY) -m loadtest distributed --workers 2 --run-time 60s $(LOADTEST_ARGS)
 
 clean:
-	rm -rf var reports build dist .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf var reports build dist .pytest_cache .ruff_cache .mypy_cache .hypothesis $(LOCK_VENV)
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 .PHONY: bench
