@@ -42,6 +42,7 @@ from ecard_server import build
 from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
 from ecard_server.config import MERCHANT_KINDS
 from ecard_server.counter_cli import add_counter_commands
+from ecard_server.quote_cli import add_quote_commands
 
 DEFAULT_DB = "sqlite:///var/ecard.db"
 PURPOSES = {
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_arguments(p)
     p.set_defaults(func=cmd_verify)
     add_counter_commands(sub)
+    add_quote_commands(sub)
 
     p = sub.add_parser("demo", help="load demo issuers, keys, merchants and cards into a running server")
     p.add_argument("--target", default=DEFAULT_TARGET)

@@ -134,3 +134,18 @@ def test_admin_catalogue_import(tmp_path: Path) -> None:
         assert "benefit policy b1: cli" in ecard(*target, "policy", "import", str(policy)).stdout
         policy.write_text('{"name": "half", "benefits": []}')
         assert_one_line_error(ecard(*target, "policy", "import", str(policy)), "INVALID_POLICY", "no benefit")
+
+
+def test_quote_then_settle_from_the_command_line(world: World) -> None:
+    """`ecard quote` prints the split and its quote_id; `ecard settle` moves exactly it, once."""
+    items = ["--item", "XA01:1280:2:A", "--item", "XC11:900:1:C"]
+    common = ["--merchant", world.pharmacy_id, "--target", world.target]
+    quoted = ecard("quote", "--token", world.mint(0), *items, *common)
+    assert quoted.returncode == 0, quoted.stderr
+    quote = json.loads(quoted.stdout)
+    assert (quote["personalAccountPaidFen"], quote["selfPayFen"]) == ("2560", "900")
+    settled = ecard("settle", "--quote-id", quote["quoteId"], "--receipt", "cli-q-1", *items, *common)
+    assert settled.returncode == 0 and json.loads(settled.stdout)["personalAccountPaidFen"] == "2560", settled.stderr
+    assert_one_line_error(ecard("settle", "--quote-id", quote["quoteId"], "--receipt", "cli-q-2",
+                                "--item", "XA01:1280:1:A", *common), "QUOTE_MISMATCH")
+    assert_one_line_error(ecard("quote", "--token", world.mint(0), "--item", "XA01:12.80", *common), "XA01:12.80")
