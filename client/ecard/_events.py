@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import grpc.aio
@@ -24,7 +24,7 @@ import grpc.aio
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import Targets, aio_channel, principal_metadata
-from ecard.v1 import cards_pb2, cards_pb2_grpc
+from ecard.v1 import cards_pb2, cards_pb2_grpc, wire
 
 # A broken or ended stream with one of these is opened again; any other code is the caller's to see
 # (PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION EVENTS_PRUNED ...).
@@ -39,10 +39,12 @@ class ChannelEvents:
 
     def __init__(
         self, target: Targets, *, issuer_id: str, after: int = 0, options: ClientOptions | None = None,
-        max_backoff: float = 2.0,
+        max_backoff: float = 2.0, kinds: Sequence[int] = (),
     ) -> None:
         self.options = options or ClientOptions()
         self.issuer_id = issuer_id
+        self.kinds = list(kinds)
+        """Only events of these ChannelEventKinds (none: all); the cursor then passes over the others."""
         self.cursor = after
         """The cursor of the last event handed out (where a reconnection resumes)."""
         self.reconnects = 0
@@ -60,7 +62,8 @@ class ChannelEvents:
     async def _events(self) -> AsyncIterator[cards_pb2.ChannelEvent]:
         failures = 0
         while not self._closed:
-            request = cards_pb2.WatchEventsRequest(issuer_id=self.issuer_id, after=self.cursor)
+            request = cards_pb2.WatchEventsRequest(issuer_id=self.issuer_id, after=self.cursor,
+                                                   kinds=wire(self.kinds))
             # No deadline (the stream is endless); wait_for_ready: a reconnection waits for a live replica.
             call = self._stub.WatchEvents(request, metadata=self._metadata, wait_for_ready=True)
             self._call = call

@@ -43,12 +43,13 @@ K = ChannelEventKind
 
 
 def collect(target: str, issuer_id: str, *, after: int = 0, until: Callable[[list[Any]], bool],
-            within: float = 10.0, targets: Any = None) -> tuple[list[cards_pb2.ChannelEvent], int]:
+            within: float = 10.0, targets: Any = None, only: tuple[int, ...] = ()
+            ) -> tuple[list[cards_pb2.ChannelEvent], int]:
     """Events of a channel from `after` until `until(events)` holds; and how often the stream reconnected."""
 
     async def run() -> tuple[list[Any], int]:
         got: list[Any] = []
-        async with ChannelEvents(targets or target, issuer_id=issuer_id, after=after) as stream:
+        async with ChannelEvents(targets or target, issuer_id=issuer_id, after=after, kinds=only) as stream:
             async def read() -> None:
                 async for event in stream:
                     got.append(event)
@@ -98,6 +99,23 @@ def test_each_change_reaches_the_bound_channels_in_order_and_resumes_from_a_curs
     assert resumed.binding_state == BindingState.ACTIVE
     assert replaced.card_no_masked.endswith(new_no[-4:]) and replaced.personal_account_balance_fen == 100_000
     assert all(e.HasField("at") and e.at.seconds > 0 for e in events)
+
+
+def test_a_stream_may_ask_for_some_kinds_only(world: World) -> None:
+    with world.pharmacy() as pos, world.admin() as admin:
+        admin.report_lost(ecard_id=world.ecard_ids[1])
+        record = pos.settle([PILL], idempotency_key=uuid.uuid4().hex, token=world.mint(0))
+    money, _ = collect(world.target, world.issuer_id, until=lambda got: len(got) == 1, only=(K.SETTLED, K.REFUNDED))
+    assert [(e.kind, e.settlement_id, e.cursor) for e in money] == [(K.SETTLED, record.settlement_id, 5)]
+
+    async def unknown_kind() -> None:
+        async with ChannelEvents(world.target, issuer_id=world.issuer_id, kinds=[99]) as stream:
+            async for _ in stream:
+                return
+
+    with pytest.raises(InvalidArgument) as refused:
+        asyncio.run(asyncio.wait_for(unknown_kind(), 10))
+    assert refused.value.reason == "INVALID_EVENT_KIND"
 
 
 def test_a_channel_hears_only_of_its_own_holders_and_reads_only_its_own_events(world: World) -> None:

@@ -125,12 +125,14 @@ class BindingRef(_message.Message):
     def __init__(self, ecard_id: _Optional[str] = ..., issuer_id: _Optional[str] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
-    __slots__ = ("issuer_id", "after")
+    __slots__ = ("issuer_id", "after", "kinds")
     ISSUER_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
     issuer_id: str
     after: int
-    def __init__(self, issuer_id: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...
+    kinds: _containers.RepeatedScalarFieldContainer[ChannelEventKind]
+    def __init__(self, issuer_id: _Optional[str] = ..., after: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[ChannelEventKind, str]]] = ...) -> None: ...
 
 class ChannelEvent(_message.Message):
     __slots__ = ("cursor", "kind", "ecard_id", "at", "status", "binding_issuer_id", "binding_state", "settlement_id", "merchant_id", "merchant_name", "total_fen", "fund_paid_fen", "personal_account_paid_fen", "self_pay_fen", "personal_account_balance_fen", "kid", "key_not_after", "card_no_masked")

@@ -181,8 +181,8 @@ class ChannelOutbox(Protocol):
     on_committed: Callable[[Iterable[str]], None] | None
     """Called with the channels told, after each transaction that told any commits."""
 
-    def page(self, issuer_id: str, after: int, limit: int) -> list[ChannelEvent]:
-        """A channel's events numbered above `after`, in order, at most `limit`."""
+    def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = ()) -> list[ChannelEvent]:
+        """A channel's events numbered above `after`, in order, at most `limit` (of `kinds` only, if any)."""
         ...
 
     def bounds(self, issuer_id: str) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.rules import counter as counter_rules
 from ecard_server.core.usage import UsageService
 from ecard_server.rpc.auth import current_principal
-from ecard_server.rpc.convert import channel_event, counter_binding, ecard, usage_record
+from ecard_server.rpc.convert import channel_event, counter_binding, ecard, event_kinds, usage_record
 from ecard_server.rpc.placement import Placement
 
 MAX_COUNTER_WAIT_S = 30
@@ -81,12 +81,13 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
         read at least every poll interval), until the caller goes or the server drains."""
         service, offload = self._events, self._placement.offload
         signals = service.signals
+        kinds = event_kinds(request.kinds)
         issuer_id = await offload(service.open, current_principal.get(), request.issuer_id, request.after)
         cursor = request.after
         async with signals.waiter(events.CHANNEL_EVENTS, issuer_id) as wake:
             while not signals.closing:
                 wake.clear()  # before the read: a notice during it wakes the next wait at once
-                batch = await offload(service.page, issuer_id, cursor)
+                batch = await offload(service.page, issuer_id, cursor, kinds)
                 for stored in batch:
                     yield channel_event(stored)
                     cursor = stored.seq

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ecard.errors import InvalidArgument
 from ecard.v1 import admin_pb2, cards_pb2, types_pb2, wire
 from ecard_server.core.caches import CardSnapshot
 from ecard_server.core.identity import mask_card_no, mask_name
@@ -47,6 +50,16 @@ def ecard(card: Card) -> cards_pb2.ECard:
 
 _EVENT_KINDS = {name.removeprefix("CHANNEL_EVENT_KIND_"): value for name, value in cards_pb2.ChannelEventKind.items()}
 _BINDING_STATES = {name.removeprefix("BINDING_STATE_"): value for name, value in cards_pb2.BindingState.items()}
+
+
+def event_kinds(kinds: Iterable[int]) -> tuple[str, ...]:
+    """The outbox's names of the ChannelEventKinds a stream asks for; INVALID_ARGUMENT for an unknown one."""
+    names = {value: name for name, value in _EVENT_KINDS.items() if value}
+    try:
+        return tuple(sorted({names[kind] for kind in kinds}))
+    except KeyError:
+        raise InvalidArgument("kinds must be ChannelEventKind values other than UNSPECIFIED",
+                              "INVALID_EVENT_KIND") from None
 
 
 def channel_event(stored: ChannelEvent) -> cards_pb2.ChannelEvent:

@@ -67,11 +67,12 @@ class Outbox:
             told.update(issuers)
 
     # -- reads ------------------------------------------------------------------------------------
-    def page(self, issuer_id: str, after: int, limit: int) -> list[ChannelEvent]:
+    def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = ()) -> list[ChannelEvent]:
+        only = f" AND kind IN ({', '.join('?' * len(kinds))})" if kinds else ""
         rows = self._store.rows(
-            f"SELECT {mapper.CHANNEL_EVENT.select} FROM channel_events WHERE issuer_id = ? AND seq > ? "
+            f"SELECT {mapper.CHANNEL_EVENT.select} FROM channel_events WHERE issuer_id = ? AND seq > ?{only} "
             f"ORDER BY seq LIMIT {int(limit)}",
-            (issuer_id, after),
+            (issuer_id, after, *kinds),
         )
         return [mapper.channel_event(issuer_id, row) for row in rows]
 
