@@ -51,6 +51,9 @@ class Settings:
         }
     )
     """Share of the covered amount the pooled fund pays, by merchant kind."""
+    unknown_items_self_pay: frozenset[int] = frozenset()
+    """Merchant kinds at which a line whose code the catalogue does not hold is priced as not covered
+    (self-pay) instead of refused (UNKNOWN_ITEM): `unknown_items_self_pay = ["pharmacy"]`."""
     card_cache_size: int = 200_000
     """E-cards whose status and bindings are held in memory (LRU)."""
     nonce_capacity: int = 2_000_000
@@ -127,6 +130,10 @@ class Settings:
                         raise ValueError(f"fund_ratio.{kind}: merchant kind must be one of {sorted(MERCHANT_KINDS)}")
                     ratios[enum] = _ratio(ratio, f"fund_ratio.{kind}")
                 changes[key] = ratios
+            elif key == "unknown_items_self_pay":
+                if not isinstance(value, list) or any(str(kind) not in MERCHANT_KINDS for kind in value):
+                    raise ValueError(f"unknown_items_self_pay must be a list of {sorted(MERCHANT_KINDS)}")
+                changes[key] = frozenset(MERCHANT_KINDS[str(kind)] for kind in value)
             elif key == "redis_namespace":
                 if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
                     raise ValueError("redis_namespace must be 1 to 64 letters, digits or _ . : -")

@@ -16,6 +16,7 @@ import pytest
 from ecard import DrugClass, InvalidArgument, PharmacyClient, catalogue_item, line_item
 from ecard.testing import World
 from ecard.v1 import settlement_pb2
+from ecard_server.config import Settings
 from tests.helpers.inprocess import InProcessServer
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
@@ -116,3 +117,19 @@ def test_a_new_version_takes_effect_on_every_replica(world: World, served: InPro
     assert first.catalogue_version != second.catalogue_version == newer.catalogue_version
     assert (first.lines[0].drug_class, second.lines[0].drug_class) == (B, A)
     assert (first.fund_paid_fen, second.fund_paid_fen) == (450, 500)
+
+
+def test_a_merchant_kind_may_price_unknown_items_as_self_pay(db_url: str) -> None:
+    settings = Settings().with_overrides({"unknown_items_self_pay": ["pharmacy"]})
+    with InProcessServer(db=db_url, settings=settings) as served:
+        world = World.seed(served.target, cards=1, balance_fen=START)
+        with world.admin() as admin:
+            admin.import_catalogue(CATALOGUE)
+        with world.pharmacy() as pos:
+            record = settle(pos, world, "rx-unknown", [line("XA01", 1000), line("NOT-LISTED", 700, 2)])
+        assert (record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen) == (0, 1000, 1400)
+        unknown = record.lines[1]
+        assert (unknown.drug_class, unknown.covered_fen, unknown.not_covered_fen) == (0, 0, 1400)
+        with world.hospital() as pos, pytest.raises(InvalidArgument) as refused:
+            settle(pos, world, "rx-unknown-h", [line("NOT-LISTED", 700)])
+        assert refused.value.reason == "UNKNOWN_ITEM"

@@ -225,15 +225,18 @@ class SettlementPolicy:
 
     class_b_self_pay_ratio: Fraction
     fund_ratio: Mapping[int, Fraction]
+    unknown_items_self_pay: frozenset[int] = frozenset()  # merchant kinds: an unknown code is not covered
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettlementPolicy:
-        return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio))
+        return cls(settings.class_b_self_pay_ratio, dict(settings.fund_ratio), settings.unknown_items_self_pay)
 
     @cached_property
     def version(self) -> str:
         """The policy's identity, recorded with each settlement it priced: a digest of its ratios."""
-        form = [str(self.class_b_self_pay_ratio), sorted((k, str(v)) for k, v in self.fund_ratio.items())]
+        form: list[object] = [str(self.class_b_self_pay_ratio), sorted((k, str(v)) for k, v in self.fund_ratio.items())]
+        if self.unknown_items_self_pay:  # (the digest of a policy without them stays what it was)
+            form.append(sorted(self.unknown_items_self_pay))
         return "p-" + _digest(form).hex()[:12]
 
     def split(self, items: Sequence[LineItem], merchant_kind: int, catalogue: Catalogue = NO_CATALOGUE,
@@ -249,7 +252,7 @@ class SettlementPolicy:
             raise FailedPrecondition("the merchant's kind has no fund ratio", "MERCHANT_KIND_UNKNOWN")
         classes, within = [], []  # per line: its class, and its amount within the price limit
         for number, item in enumerate(items, start=1):
-            drug_class, limit = self._priced(number, item, catalogue, day)
+            drug_class, limit = self._priced(number, item, catalogue, day, merchant_kind)
             classes.append(drug_class)
             within.append(min(item.unit_price_fen, limit or item.unit_price_fen) * item.quantity)
         class_b = [w if c == t.DRUG_CLASS_B else 0 for c, w in zip(classes, within, strict=True)]
@@ -269,9 +272,9 @@ class SettlementPolicy:
         return Split(total, covered, round_half_up(covered * ratio), line_covered, tuple(lines),
                      catalogue.version, self.version)
 
-    @staticmethod
-    def _priced(number: int, item: LineItem, catalogue: Catalogue, day: str) -> tuple[int, int]:
-        """A line's class and unit price limit (0: none): the catalogue's, or without one the POS's."""
+    def _priced(self, number: int, item: LineItem, catalogue: Catalogue, day: str, kind: int) -> tuple[int, int]:
+        """A line's class and unit price limit (0: none): the catalogue's, or without one the POS's. An
+        unknown code is UNKNOWN_ITEM, or not covered at all (class unset) where the settings say so."""
         if not catalogue.version:
             if item.drug_class not in (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C):
                 raise InvalidArgument(f"line {number}: drug_class must be A, B or C (no catalogue is imported)",
@@ -279,6 +282,8 @@ class SettlementPolicy:
             return item.drug_class, 0
         entry = catalogue.items.get(item.code)
         if entry is None or not entry.valid_on(day):
+            if kind in self.unknown_items_self_pay:
+                return t.DRUG_CLASS_UNSPECIFIED, 0
             raise InvalidArgument(
                 f"line {number}: code {item.code} is not in catalogue version {catalogue.version} on {day}",
                 "UNKNOWN_ITEM",
