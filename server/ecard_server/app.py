@@ -206,7 +206,7 @@ class Deployment:
             channel_events=channel_events,
             usage=UsageService(store, store.usage, trail, clock),
             counter=CounterBindingService(store, trail, settings, clock),
-            upkeep=OutboxUpkeep(store.outbox, settings, clock),
+            upkeep=OutboxUpkeep(store.outbox, settings, clock, counter=store),
             clock=clock,
         )
 

@@ -21,6 +21,7 @@ from ecard import (
     DrugClass,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     TokenSigner,
     generate_private_key,
@@ -34,7 +35,7 @@ from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
 from ecard_server.core.assurance import Statement
-from ecard_server.core.principals import CHANNEL, Principal
+from ecard_server.core.principals import CHANNEL, MERCHANT, Principal
 from ecard_server.storage import open_store
 from tests.helpers.inprocess import InProcessServer
 
@@ -188,5 +189,14 @@ def test_key_expiry_is_told_once_and_old_events_are_pruned(tmp_path: Path) -> No
             deployment.channel_events.open(Principal(CHANNEL, "bank"), "", 0)
         assert pruned.value.reason == "EVENTS_PRUNED"
         assert deployment.channel_events.open(Principal(CHANNEL, "bank"), "", 2) == "bank"
+        # Counter bindings go a day after they expire.
+        counter, shop = deployment.counter, Principal(MERCHANT, "shop")
+        code = counter.start(shop, "", "").code
+        deployment.upkeep.run_once()
+        assert counter.get(shop, "", code).code == code
+        now[0] += settings.counter_binding_ttl_s + 86_400 + 1
+        deployment.upkeep.run_once()
+        with pytest.raises(NotFound):
+            counter.get(shop, "", code)
     finally:
         deployment.close()

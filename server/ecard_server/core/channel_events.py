@@ -22,7 +22,7 @@ from ecard.errors import EcardError, FailedPrecondition, InvalidArgument
 from ecard_server.config import Settings
 from ecard_server.core import audit
 from ecard_server.core.audit import AuditTrail
-from ecard_server.core.ports import ChannelOutbox
+from ecard_server.core.ports import ChannelOutbox, CounterBindingStore
 from ecard_server.core.principals import Principal, channel_acted_for
 from ecard_server.core.records import ChannelEvent
 from ecard_server.core.signals import Signals
@@ -63,10 +63,15 @@ class ChannelEventService:
 
 class OutboxUpkeep:
     """Every `interval` seconds: KEY_EXPIRING events for keys ending within the warning horizon (once
-    per key, whichever process gets there first), and events older than the retention pruned."""
+    per key, whichever process gets there first), events older than the retention pruned, and counter
+    bindings that expired a day ago (completed or not) dropped."""
 
-    def __init__(self, outbox: ChannelOutbox, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    COUNTER_BINDINGS_KEPT_S = 86_400
+
+    def __init__(self, outbox: ChannelOutbox, settings: Settings, clock: Callable[[], float] = time.time,
+                 counter: CounterBindingStore | None = None) -> None:
         self._outbox = outbox
+        self._counter = counter
         self._settings = settings
         self._clock = clock
         self._stop = threading.Event()
@@ -79,6 +84,8 @@ class OutboxUpkeep:
         now = int(self._clock())
         warned = self._outbox.warn_expiring_keys(now, self._settings.key_expiry_warning_s)
         self._outbox.prune(now - self._settings.channel_event_retention_s)
+        if self._counter is not None:
+            self._counter.prune_counter_bindings(now - self.COUNTER_BINDINGS_KEPT_S)
         return warned
 
     def _run(self) -> None:

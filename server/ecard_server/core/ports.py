@@ -207,6 +207,9 @@ class CounterBindingStore(Protocol):
         ...
 
     def get_counter_binding(self, code: str) -> CounterBinding | None: ...
+    def prune_counter_bindings(self, expired_before: int) -> None:
+        """Drops the bindings that expired before then (their completions stay in the audit trail)."""
+        ...
 
 
 class Visits(Protocol):

@@ -478,6 +478,10 @@ class SqlStore:
             )
             write_audit(cur, event)
 
+    def prune_counter_bindings(self, expired_before: int) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM counter_bindings WHERE expires_at < ?", (expired_before,))
+
     def get_counter_binding(self, code: str) -> CounterBinding | None:
         found = self.rows(f"SELECT {mapper.COUNTER.select} FROM counter_bindings WHERE code = ?", (code,))
         return mapper.counter_binding(found[0]) if found else None
