@@ -96,6 +96,7 @@ else
 	$(PY) -m loadtest.bench.events --out reports/bench_events.json || status=1; \
 	$(PY) -m loadtest.bench.tracing_cost --out reports/bench_tracing.json || status=1; \
 	$(PY) -m loadtest.bench.pricing --out reports/bench_pricing.json || status=1; \
+	$(PY) -m loadtest.bench.statements --out reports/bench_statements.json || status=1; \
 	exit $$status
 endif
 
@@ -106,6 +107,10 @@ bench-events: install  ## channel events: 1,000 a second delivered to 22 open Wa
 .PHONY: bench-pricing
 bench-pricing: install  ## Quote and Settle of a 20-line basket vs a 100,000-item catalogue, beside the 3-line Settle, SQLite and PostgreSQL (~1.5 min)
 	$(PY) -m loadtest.bench.pricing --out reports/bench_pricing.json
+
+.PHONY: bench-statements
+bench-statements: install  ## DailyTotals over 1,000,000 settlements of one day on PostgreSQL, <= 1 s (~2 min)
+	$(PY) -m loadtest.bench.statements --out reports/bench_statements.json
 
 .PHONY: bench-versus
 bench-versus: install  ## only ecard embedded and shared against the simple and the competent shared peer (~1 min)
