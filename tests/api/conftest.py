@@ -60,27 +60,23 @@ def client_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def counter_client(world: World, merchant_id: str, kind: str) -> PharmacyClient | AsyncCounter:
-    if kind == "sync":
-        return PharmacyClient(world.target, merchant_id=merchant_id)
-    return AsyncCounter(world.target, merchant_id)
+def counter_client(world: World, merchant_id: str, kind: str) -> Iterator[PharmacyClient | AsyncCounter]:
+    """The merchant's client of that kind, closed afterwards."""
+    client = PharmacyClient(world.target, merchant_id=merchant_id) if kind == "sync" else \
+        AsyncCounter(world.target, merchant_id)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def pos_client(world: World, client_kind: str) -> Iterator[PharmacyClient | AsyncCounter]:
     """world.pharmacy's client: the sync PharmacyClient, then the AsyncPharmacyClient."""
-    client = counter_client(world, world.pharmacy_id, client_kind)
-    try:
-        yield client
-    finally:
-        client.close()
+    yield from counter_client(world, world.pharmacy_id, client_kind)
 
 
 @pytest.fixture
 def hospital_client(world: World, client_kind: str) -> Iterator[PharmacyClient | AsyncCounter]:
     """world.hospital's client, sync then asyncio (with pos_client in one test: the same kind)."""
-    client = counter_client(world, world.hospital_id, client_kind)
-    try:
-        yield client
-    finally:
-        client.close()
+    yield from counter_client(world, world.hospital_id, client_kind)
