@@ -263,11 +263,11 @@ class SqlLedger:
             cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
                         (draft.ecard_id, draft.verification_nonce))
             used = cur.fetchone() is not None
-        draft.check_catalogue(catalogue_version(cur))  # priced with the current catalogue, or priced again
-        draft.check_policy(policy_version(cur))  # and the current benefit policy
         year = year_of(now)
+        catalogue, policy, accumulated = pricing_state(cur, "" if account is None else account["card_no"], year)
+        draft.check_catalogue(catalogue)  # priced with the current catalogue, or priced again
+        draft.check_policy(policy)  # and the current benefit policy
         category = DEFAULT_CATEGORY if account is None else account["person_category"]
-        accumulated = accumulators(cur, account["card_no"], year) if account is not None else NO_ACCUMULATION
         shares = draft.shares_under_lock(None if account is None else account["status"], used,
                                          0 if account is None else account["balance_fen"], category, accumulated)
         assert account is not None  # an unknown card was refused by the rules
@@ -510,11 +510,19 @@ def catalogue_version(cur: Cursor) -> str:
     return str(found) if found else ""
 
 
-def policy_version(cur: Cursor) -> str:
-    """The current benefit policy version inside a transaction ("" when none was imported)."""
-    cur.execute("SELECT COALESCE(MAX(version), 0) FROM benefit_policies")
-    found = cur.fetchone()[0]
-    return f"b{found}" if found else ""
+def pricing_state(cur: Cursor, card_no: str, year: int) -> tuple[str, str, Accumulated]:
+    """In one statement: the current catalogue and policy versions, and the card's accumulators for the
+    year (under its card's lock)."""
+    cur.execute(
+        "SELECT (SELECT COALESCE(MAX(version), 0) FROM catalogue_versions), "
+        "(SELECT COALESCE(MAX(version), 0) FROM benefit_policies), "
+        "(SELECT deductible_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
+        "(SELECT fund_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?)",
+        (card_no, year, card_no, year),
+    )
+    catalogue, policy, deductible, fund = cur.fetchone()
+    return (str(catalogue) if catalogue else "", f"b{policy}" if policy else "",
+            Accumulated(deductible or 0, fund or 0))
 
 
 def accumulators(cur: Cursor, card_no: str, year: int) -> Accumulated:
