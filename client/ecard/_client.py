@@ -165,6 +165,37 @@ def reverse_request(idempotency_key: str, *, terminal_id: str = "", operator_id:
                                                    operator_id=operator_id)
 
 
+def open_visit_request(
+    *, idempotency_key: str, verification_id: str = "", token: str = "", terminal_id: str = "", operator_id: str = "",
+    department: str = "",
+) -> settlement_pb2.OpenVisitRequest:
+    if bool(verification_id) == bool(token):
+        raise ValueError("open a visit with exactly one of verification_id or token")
+    request = settlement_pb2.OpenVisitRequest(idempotency_key=idempotency_key, terminal_id=terminal_id,
+                                              operator_id=operator_id, department=department)
+    if verification_id:
+        request.verification_id = verification_id
+    else:
+        request.token = token
+    return request
+
+
+def settle_visit_request(
+    visit_id: str, *, idempotency_key: str, verification_id: str = "", token: str = "",
+    skip_personal_account: bool = False, terminal_id: str = "", operator_id: str = "",
+) -> settlement_pb2.SettleVisitRequest:
+    if bool(verification_id) == bool(token):
+        raise ValueError("settle a visit with exactly one of verification_id or token")
+    request = settlement_pb2.SettleVisitRequest(
+        visit_id=visit_id, idempotency_key=idempotency_key, skip_personal_account=skip_personal_account,
+        terminal_id=terminal_id, operator_id=operator_id)
+    if verification_id:
+        request.verification_id = verification_id
+    else:
+        request.token = token
+    return request
+
+
 def list_request(
     *, since: datetime | None = None, until: datetime | None = None, terminal_id: str = "", page_size: int = 0,
 ) -> settlement_pb2.ListSettlementsRequest:
@@ -342,14 +373,8 @@ class PharmacyClient(_MerchantBase):
         """挂号: opens a visit on the registration scan (a Verify for PURPOSE_REGISTRATION, or its token),
         bound to the holder and this hospital. `idempotency_key` is the registration number: a retry
         answers with the same visit. Retried on transient errors."""
-        request = settlement_pb2.OpenVisitRequest(idempotency_key=idempotency_key, terminal_id=terminal_id,
-                                                  operator_id=operator_id, department=department)
-        if bool(verification_id) == bool(token):
-            raise ValueError("open a visit with exactly one of verification_id or token")
-        if verification_id:
-            request.verification_id = verification_id
-        else:
-            request.token = token
+        request = open_visit_request(idempotency_key=idempotency_key, verification_id=verification_id, token=token,
+                                     terminal_id=terminal_id, operator_id=operator_id, department=department)
         return self._call(self._settlement.OpenVisit, request, retry=True)
 
     def add_visit_items(
@@ -366,15 +391,9 @@ class PharmacyClient(_MerchantBase):
     ) -> settlement_pb2.SettlementRecord:
         """结算: settles the visit's items with a fresh credential of the same holder (PIN at least),
         priced as Settle prices; the visit is then SETTLED. Retried on transient errors (the key)."""
-        if bool(verification_id) == bool(token):
-            raise ValueError("settle a visit with exactly one of verification_id or token")
-        request = settlement_pb2.SettleVisitRequest(
-            visit_id=visit_id, idempotency_key=idempotency_key, skip_personal_account=skip_personal_account,
-            terminal_id=terminal_id, operator_id=operator_id)
-        if verification_id:
-            request.verification_id = verification_id
-        else:
-            request.token = token
+        request = settle_visit_request(visit_id, idempotency_key=idempotency_key, verification_id=verification_id,
+                                       token=token, skip_personal_account=skip_personal_account,
+                                       terminal_id=terminal_id, operator_id=operator_id)
         return self._call(self._settlement.SettleVisit, request, retry=True)
 
     def cancel_visit(self, visit_id: str) -> settlement_pb2.Visit:
@@ -512,6 +531,36 @@ class AsyncPharmacyClient(_MerchantBase):
 
     async def daily_totals(self, day: str) -> settlement_pb2.DailyTotalsResponse:
         return await self._call(self._settlement.DailyTotals, settlement_pb2.DailyTotalsRequest(day=day), retry=True)
+
+    async def open_visit(
+        self, *, idempotency_key: str, verification_id: str = "", token: str = "", terminal_id: str = "",
+        operator_id: str = "", department: str = "",
+    ) -> settlement_pb2.Visit:
+        request = open_visit_request(idempotency_key=idempotency_key, verification_id=verification_id, token=token,
+                                     terminal_id=terminal_id, operator_id=operator_id, department=department)
+        return await self._call(self._settlement.OpenVisit, request, retry=True)
+
+    async def add_visit_items(
+        self, visit_id: str, items: Iterable[settlement_pb2.LineItem], *, idempotency_key: str
+    ) -> settlement_pb2.Visit:
+        request = settlement_pb2.AddVisitItemsRequest(visit_id=visit_id, items=list(items),
+                                                      idempotency_key=idempotency_key)
+        return await self._call(self._settlement.AddVisitItems, request, retry=True)
+
+    async def settle_visit(
+        self, visit_id: str, *, idempotency_key: str, verification_id: str = "", token: str = "",
+        skip_personal_account: bool = False, terminal_id: str = "", operator_id: str = "",
+    ) -> settlement_pb2.SettlementRecord:
+        request = settle_visit_request(visit_id, idempotency_key=idempotency_key, verification_id=verification_id,
+                                       token=token, skip_personal_account=skip_personal_account,
+                                       terminal_id=terminal_id, operator_id=operator_id)
+        return await self._call(self._settlement.SettleVisit, request, retry=True)
+
+    async def cancel_visit(self, visit_id: str) -> settlement_pb2.Visit:
+        return await self._call(self._settlement.CancelVisit, settlement_pb2.VisitRef(visit_id=visit_id), retry=True)
+
+    async def get_visit(self, visit_id: str) -> settlement_pb2.Visit:
+        return await self._call(self._settlement.GetVisit, settlement_pb2.VisitRef(visit_id=visit_id), retry=True)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -5,6 +5,7 @@ moved; a visit left open expires; another merchant's visit is NOT_FOUND."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ import pytest
 from ecard import (
     AlreadyExists,
     Assurance,
+    AsyncPharmacyClient,
     DrugClass,
     FailedPrecondition,
     InvalidArgument,
@@ -195,3 +197,17 @@ def test_visit_requests_are_checked(world: World) -> None:
         assert got == [expected for _, _, expected in bad]
         assert meta  # the raw calls carried the hospital's principal
         assert reason(lambda: desk.get_visit("V" * 65)) == "VISIT_UNKNOWN"
+
+
+def test_the_asyncio_client_runs_a_visit_too(world: World) -> None:
+    async def visit() -> tuple[settlement_pb2.Visit, settlement_pb2.SettlementRecord, settlement_pb2.Visit]:
+        async with AsyncPharmacyClient(world.target, merchant_id=world.hospital_id) as desk:
+            opened = await desk.open_visit(idempotency_key="AREG-1", token=world.mint(0))
+            await desk.add_visit_items(opened.visit_id, EXAMINATION, idempotency_key="a")
+            paid = await desk.settle_visit(opened.visit_id, idempotency_key="APAY-1", token=world.mint(0))
+            other = await desk.open_visit(idempotency_key="AREG-2", token=world.mint(0))
+            return await desk.get_visit(opened.visit_id), paid, await desk.cancel_visit(other.visit_id)
+
+    settled, paid, cancelled = asyncio.run(visit())
+    assert settled.settlement_id == paid.settlement_id and paid.total_fen == 10_500
+    assert cancelled.status == settlement_pb2.VISIT_STATUS_CANCELLED
