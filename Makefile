@@ -60,8 +60,7 @@ run: install  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C
 	@mkdir -p var
 	@$(ECARD) serve --db sqlite:///var/ecard.db --secret-file var/secret --listen $(LISTEN) --dev-principals & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \
-	$(PY) -c "from ecard.testing import wait_healthy; wait_healthy('$(LISTEN)', process=None)" && \
-	$(ECARD) demo --target $(LISTEN) --out var/demo && \
+	$(ECARD) demo --target $(LISTEN) --out var/demo --server-pid $$pid && \
 	echo "(server running; Ctrl-C to stop)" && wait $$pid
 
 # Load tests (loadtest/): each starts `ecard serve` on a free loopback port, seeds it through the

@@ -39,8 +39,8 @@ from ecard import (
 )
 from ecard.v1 import types_pb2
 from ecard_server import build
-from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings
-from ecard_server.config import MERCHANT_KINDS
+from ecard_server.client_args import DEFAULT_TARGET, add_client_arguments, client_settings, repeat_on_actions
+from ecard_server.config import MERCHANT_KINDS, Settings
 from ecard_server.counter_cli import add_counter_commands
 from ecard_server.quote_cli import add_quote_commands
 
@@ -52,6 +52,7 @@ PURPOSES = {
     "registration": types_pb2.PURPOSE_REGISTRATION,
 }
 ASSURANCES = {"none": types_pb2.ASSURANCE_NONE, "pin": types_pb2.ASSURANCE_PIN, "face": types_pb2.ASSURANCE_FACE}
+ISSUANCE_ASSURANCES = {"face": types_pb2.ASSURANCE_FACE}  # a binding needs the holder's face checked
 KINDS = MERCHANT_KINDS
 
 
@@ -84,6 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("mTLS needs all of --tls-cert, --tls-key and --client-ca")
     if args.db.startswith("sqlite:///") and not args.db.startswith("sqlite:////"):
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536 or any(c.isspace() for c in args.listen):
+        raise UsageError(f"--listen expected HOST:PORT (e.g. 127.0.0.1:50051), got {args.listen!r}")
     options = ServeOptions(
         db_url=args.db,
         redis_url=args.redis,
@@ -152,6 +156,10 @@ def cmd_mint(args: argparse.Namespace) -> int:
         raise UsageError("--count must be at least 1")
     if args.ttl < 1:
         raise UsageError("--ttl must be at least 1 second")
+    most = Settings().max_token_lifetime_s
+    if args.ttl > most:  # the server refuses a token that claims to live longer
+        raise UsageError(f"--ttl {args.ttl} is over the server's maximum token lifetime of {most} s "
+                         "(max_token_lifetime_s in its settings)")
     signer = TokenSigner.from_pem(_read(args.key, "key file"), issuer_id=args.issuer, kid=args.kid)
     purposes = [PURPOSES[p] for p in args.purpose] if args.purpose else list(PURPOSES.values())
     issued_at = args.issued_at if args.issued_at is not None else int(time.time())
@@ -167,7 +175,7 @@ def cmd_mint(args: argparse.Namespace) -> int:
 def cmd_qr(args: argparse.Namespace) -> int:
     from ecard.qr import write_qr
 
-    write_qr(args.token, args.out)
+    write_qr(args.token.rstrip("\r\n"), args.out)  # ValueError (one line): not a .png/.svg, not a token
     print(args.out)
     return 0
 
@@ -186,6 +194,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ecard_server.demo import HOSPITAL, PHARMACY, load_demo
 
+    if args.server_pid:
+        _wait_for_own_server(args.target, args.server_pid)
     data = load_demo(args.target, Path(args.out))
     print(f"demo loaded into {args.target}")
     print(f"  channel {data.issuer_id}, key {data.kid} at {data.key_path}")
@@ -195,8 +205,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("mint and verify a token from a second terminal (after: source .venv/bin/activate):")
     print(f"  TOKEN=$(ecard mint --issuer {data.issuer_id} --kid {data.kid} --key {data.key_path} "
           f"--ecard {data.ecard_ids[0]})")
-    print(f"  ecard verify \"$TOKEN\" --merchant {PHARMACY} --purpose medical_settlement")
+    target = f" --target {args.target}" if args.target != DEFAULT_TARGET else ""
+    print(f"  ecard verify \"$TOKEN\" --merchant {PHARMACY} --purpose medical_settlement{target}")
+    for card_no, why in data.skipped:
+        print(f"  (no e-card for {card_no}: {why}; `ecard admin reinstate --card-no {card_no}{target}` "
+              f"brings it back, or stop and `rm -r var` to start over)")
     return 0
+
+
+def _wait_for_own_server(target: str, pid: int, timeout: float = 30.0) -> None:
+    """Until `target` answers healthy, as long as process `pid` (the server we started) lives: a server
+    that could not start (its port busy) is said as such, and the demo is never loaded into another."""
+    from ecard.testing import wait_healthy
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise UsageError(f"the server (pid {pid}) exited before it answered on {target}: see its error "
+                             "above") from None
+        try:
+            wait_healthy(target, 0.5)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise UsageError(f"the server (pid {pid}) did not answer on {target} in {timeout:g} s") from None
+            continue
+        try:  # healthy: make sure it is ours (the port was ours to bind) and not a server that was there
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise UsageError(f"the server (pid {pid}) exited; something else answers on {target}") from None
+        return
 
 
 KEY_ACTIONS = ("register-key", "rotate-key", "revoke-key", "keys")
@@ -239,7 +278,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
             signer = TokenSigner.from_pem(_read(args.key, "key file"), issuer_id=args.channel, kid=args.kid)
         with ChannelClient(target, issuer_id=args.channel, signer=signer, options=options) as channel:
             if action == "issue":
-                _show(channel.issue_ecard(args.card_no, args.name, args.id_number))
+                _show(channel.issue_ecard(args.card_no, args.name, args.id_number,
+                                          assurance=ISSUANCE_ASSURANCES[args.assurance]))
             else:
                 _key_action(args, channel)
         return 0
@@ -449,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="load demo issuers, keys, merchants and cards into a running server")
     p.add_argument("--target", default=DEFAULT_TARGET)
     p.add_argument("--out", default="var/demo", help="folder for the demo channel's private key")
+    p.add_argument("--server-pid", type=int, help="wait for this server process to answer first (make run); "
+                   "if it exits, load nothing")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("admin", help="operator calls (Admin and Cards services)")
@@ -517,14 +559,17 @@ def build_parser() -> argparse.ArgumentParser:
         a = acts.add_parser(name, help=f"{name.replace('-', ' ')} of one channel")
         a.add_argument("ecard_id")
         a.add_argument("--issuer", required=True, help="the channel whose binding changes")
-    a = acts.add_parser("issue", help="issue an e-card as a channel, signing its statement of the face check")
+    a = acts.add_parser("issue", help="issue an e-card as a channel, signing its statement of the holder check")
     a.add_argument("--channel", required=True)
+    a.add_argument("--assurance", required=True, choices=sorted(ISSUANCE_ASSURANCES),
+                   help="the holder check the channel states, signed, that it made: face (issuance needs it)")
     a.add_argument("--key", required=True, help="the channel's private key PEM (one of its registered keys)")
     a.add_argument("--kid", help="the key's kid (default: derived from the key, as keygen prints it)")
     a.add_argument("card_no")
     a.add_argument("name")
     a.add_argument("id_number")
     p.set_defaults(func=cmd_admin)
+    repeat_on_actions(parser)  # `ecard admin card X --target H:P` as well as `ecard admin --target H:P card X`
     return parser
 
 

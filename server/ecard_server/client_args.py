@@ -37,10 +37,27 @@ class ClientArgsError(ValueError):
     """A bad connection setting: one line for the user."""
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """The connection flags of a client command (defaults are read later, from the environment)."""
+def add_client_arguments(parser: argparse.ArgumentParser, *, repeated: bool = False) -> None:
+    """The connection flags of a client command (defaults are read later, from the environment).
+    `repeated`: the same flags on an action of such a command (`ecard admin card ... --target X`), where a
+    flag not given leaves what the command's own flag said (`ecard admin --target X card ...`)."""
     for dest, (flag, variable, help_text) in _FLAGS.items():
-        parser.add_argument(flag, dest=dest, default=None, help=f"{help_text}; env {variable}")
+        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS if repeated else None,
+                            help=f"{help_text}; env {variable}")
+
+
+def repeat_on_actions(parser: argparse.ArgumentParser) -> None:
+    """The connection flags also after the action, on every command of `parser` that takes them before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for command in action.choices.values():
+            takes_them = any(a.dest == "target" for a in command._actions)
+            for sub in command._actions:
+                if takes_them and isinstance(sub, argparse._SubParsersAction):
+                    for acting in sub.choices.values():
+                        if not any(a.dest == "target" for a in acting._actions):
+                            add_client_arguments(acting, repeated=True)
 
 
 def _setting(args: argparse.Namespace, dest: str) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ecard import (
     AdminClient,
     ChannelClient,
+    FailedPrecondition,
     TokenSigner,
     generate_private_key,
     kid_for,
@@ -38,6 +39,7 @@ class DemoData:
     kid: str
     key_path: Path
     ecard_ids: list[str]
+    skipped: list[tuple[str, str]]  # (card number, why): a card an earlier run reported lost, say
 
 
 def load_demo(target: str, out_dir: Path) -> DemoData:
@@ -61,8 +63,15 @@ def load_demo(target: str, out_dir: Path) -> DemoData:
         admin.upsert_merchant(HOSPITAL, kind=types_pb2.MERCHANT_KIND_HOSPITAL, display_name="Demo Hospital",
                               region="330200")
         admin.enroll_cards(physical_cards(CARDS))
-    ecard_ids = []
+    ecard_ids: list[str] = []
+    skipped: list[tuple[str, str]] = []
     with ChannelClient(target, issuer_id=ISSUER, signer=TokenSigner(key, issuer_id=ISSUER, kid=kid)) as channel:
         for card_no, name, id_number, _region, _balance in CARDS:
-            ecard_ids.append(channel.issue_ecard(card_no, name, id_number).ecard_id)
-    return DemoData(ISSUER, kid, key_path, ecard_ids)
+            try:
+                ecard_ids.append(channel.issue_ecard(card_no, name, id_number).ecard_id)
+            except FailedPrecondition as exc:  # a guide, run earlier on this server, reported it lost
+                skipped.append((card_no, exc.message))
+    if not ecard_ids:
+        raise FailedPrecondition("no demo card can have an e-card: " + "; ".join(f"{n}: {why}" for n, why in skipped),
+                                 "DEMO_CARDS_UNUSABLE")
+    return DemoData(ISSUER, kid, key_path, ecard_ids, skipped)

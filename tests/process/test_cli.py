@@ -100,7 +100,7 @@ def test_admin_commands(world: World, tmp_path: Path) -> None:
     assert enrolled.returncode == 0 and '"enrolled": "1"' in enrolled.stdout and '"rejected": "1"' in enrolled.stdout
     key_file = tmp_path / "channel.key.pem"
     key_file.write_bytes(private_key_pem(world.key))
-    issued = ecard(*target, "issue", "--channel", world.issuer_id, "--key", str(key_file),
+    issued = ecard(*target, "issue", "--channel", world.issuer_id, "--key", str(key_file), "--assurance", "face",
                    "K00000001", "钱一", "330203198001010011")
     assert issued.returncode == 0 and "K00000001" not in issued.stdout  # the card number is masked
     assert '"status": "CARD_STATUS_LOST"' in ecard(*target, "lost", "--card-no", "K00000001").stdout

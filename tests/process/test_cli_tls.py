@@ -68,8 +68,8 @@ def test_operator_and_counter_commands_reach_an_mtls_server(pki: dict, mtls_serv
     # environment only: the channel issues, the pharmacy verifies (target from ECARD_TARGET too)
     key_file = tmp_path / "bank.key.pem"
     key_file.write_bytes(private_key_pem(key))
-    issued = ecard("admin", "issue", "--channel", "tls-bank", "--key", str(key_file), "M00000009", "周九",
-                   "330203198001010099", env={**channel, "ECARD_TARGET": target})
+    issued = ecard("admin", "issue", "--channel", "tls-bank", "--key", str(key_file), "--assurance", "face",
+                   "M00000009", "周九", "330203198001010099", env={**channel, "ECARD_TARGET": target})
     assert issued.returncode == 0, issued.stderr
     token = TokenSigner(key, issuer_id="tls-bank", kid=kid).mint(json.loads(issued.stdout)["ecardId"])
     verify = ["verify", token, "--merchant", "tls-pharmacy"]

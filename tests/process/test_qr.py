@@ -96,16 +96,26 @@ def test_the_longest_token_fits_version_10_at_level_m(tokens: dict[str, str]) ->
 
 
 def test_spaces_survive_at_both_ends_and_inside(tmp_path: Path) -> None:
-    token = "EC1: A B  C%D$ "  # every base45 character that a scanner's text handling could trim or fold
+    text = "EC1: A B  C%D$ "  # every base45 character that a scanner's text handling could trim or fold
     out = tmp_path / "spaces.png"
-    assert ecard_qr(token, out).returncode == 0
-    assert decode(np.asarray(Image.open(out).convert("L")))[0] == token
+    make_qr(text).save(str(out), scale=6, border=4)  # the SDK's encoding (`ecard qr` draws tokens only)
+    assert decode(np.asarray(Image.open(out).convert("L")))[0] == text
 
 
-def test_bad_output_or_oversized_text_is_one_line_error(tmp_path: Path) -> None:
-    for token, out, word in (("EC1:ABC", tmp_path / "token.jpg", ".png or .svg"),
-                             ("EC1:" + "A" * 400, tmp_path / "big.png", "too long"),
-                             ("EC1:ABC", tmp_path / "missing" / "token.png", "cannot write")):
+def test_qr_refuses_what_is_not_a_token(tmp_path: Path, tokens: dict[str, str]) -> None:
+    for text in ("hello, pharmacy", "EC1: A B  C%D$ ", "https://example.invalid/"):
+        result = ecard_qr(text, tmp_path / "x.png")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and "not an e-card token" in lines[0], result.stderr
+        assert not (tmp_path / "x.png").exists()
+    assert ecard_qr(tokens["typical"] + "\r\n", tmp_path / "scanned.png").returncode == 0  # a scanner's line end
+
+
+def test_bad_output_or_oversized_text_is_one_line_error(tmp_path: Path, tokens: dict[str, str]) -> None:
+    typical = tokens["typical"]
+    for token, out, word in ((typical, tmp_path / "token.jpg", ".png or .svg"),
+                             ("EC1:" + "A" * 400, tmp_path / "big.png", "not an e-card token"),
+                             (typical, tmp_path / "missing" / "token.png", "cannot write")):
         result = ecard_qr(token, out)
         lines = result.stderr.strip().splitlines()
         assert result.returncode != 0 and len(lines) == 1 and word in lines[0], result.stderr
