@@ -7,6 +7,8 @@ operator acts through replica A; the test watches replica B, on connections open
 from __future__ import annotations
 
 import contextlib
+import queue
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +30,11 @@ from ecard import (
     generate_private_key,
     physical_cards,
     public_key_pem,
+    verify_request,
 )
 from ecard.testing import EcardServer, fake_holder
 from ecard.v1 import types_pb2 as t
+from ecard.v1 import verifier_pb2
 from loadtest.rig.pki import CertificateAuthority
 from tests.helpers.deployment import config_file
 from tests.helpers.polling import until
@@ -172,3 +176,36 @@ def test_a_denied_certificate_is_refused_on_every_replica(replicas: Replicas) ->
     with contextlib.suppress(Exception), replicas.admin(replicas.a) as admin:
         admin.allow_certificate(fingerprint)
     print(f"denied certificate refused on the other replica after {took * 1000:.0f} ms")
+
+
+def test_a_stream_opened_before_the_deny_ends_at_its_next_item(replicas: Replicas) -> None:
+    """A stolen terminal with a VerifyStream open on B when it is denied through A: its next item ends
+    the stream UNAUTHENTICATED CERTIFICATE_DENIED (a stream is authorized item by item, not only at its
+    start). Before: no deny list; the stream would have verified on for as long as it stayed open."""
+    bank = replicas.signers["so-bank"]
+    fingerprint = certificate_fingerprint(replicas.tls["terminal-1"].client_cert)
+    feed: queue.Queue[verifier_pb2.VerifyRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[verifier_pb2.VerifyRequest]:
+        while (item := feed.get(timeout=20)) is not None:
+            yield item
+
+    def item(n: int) -> verifier_pb2.VerifyRequest:
+        return verify_request(bank.mint(replicas.ecard_id), purpose=t.PURPOSE_IDENTITY, request_id=f"i{n}")
+
+    with replicas.counter(replicas.b, "terminal-1") as stolen:
+        answers = stolen.verify_stream(requests(), timeout=30)
+        feed.put(item(1))
+        assert next(answers).reason == t.REASON_OK
+        try:
+            with replicas.admin(replicas.a) as admin:
+                admin.deny_certificate(fingerprint, reason="stolen, stream open")
+            time.sleep(WITHIN_S)  # the promise: every replica within a second
+            feed.put(item(2))
+            with pytest.raises(Unauthenticated) as ended:
+                next(answers)
+            assert ended.value.reason == "CERTIFICATE_DENIED"
+        finally:
+            feed.put(None)
+            with replicas.admin(replicas.a) as admin:
+                admin.allow_certificate(fingerprint)

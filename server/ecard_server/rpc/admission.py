@@ -10,7 +10,7 @@ the call, wherever it ends, gives back exactly what its start took.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc.aio
@@ -22,7 +22,7 @@ from ecard_server.rpc.auth import allowed_kinds, current_principal
 Admit = Callable[[Any, grpc.aio.ServicerContext], None]
 AdmitAsync = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 Finished = Callable[[str, float, object], None]
-Meter = Callable[[AsyncIterator[Any]], AsyncIterator[Any]]
+ChargeItem = Callable[[], Awaitable[None]]
 
 # What a call costs of its caller's rate when it is admitted, by method (default one call): a batch
 # costs its items; a stream nothing at its start, since each of its items is charged (ITEM_COSTS).
@@ -66,18 +66,15 @@ def limited(
     return admit_limited, admit_async_limited, finished_limited
 
 
-def metered(admission: Admission, method: str) -> Meter | None:
-    """For a request stream whose items are charged: the request iterator, each item charged to the
-    call's principal as it is read (paced to the rate, or the stream refused with RATE_LIMITED)."""
+def metered(admission: Admission, method: str) -> ChargeItem | None:
+    """For a request stream whose items are charged: what charges one item to the call's principal
+    as it is read (paced to the rate, or the stream refused with RATE_LIMITED)."""
     cost = ITEM_COSTS.get(method)
     if cost is None:
         return None
-    charge = admission.charge
+    charge, principal_of = admission.charge, current_principal.get
 
-    async def meter(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        principal = current_principal.get()
-        async for request in requests:
-            await charge(principal, cost)
-            yield request
+    async def charge_item() -> None:
+        await charge(principal_of(), cost)
 
-    return meter
+    return charge_item

@@ -17,7 +17,7 @@ import grpc.aio
 from cryptography import x509
 
 from ecard._keys import certificate_fingerprint as fingerprint_of
-from ecard.errors import PermissionDenied, Unauthenticated
+from ecard.errors import PermissionDenied, Unauthenticated, Unavailable
 from ecard_server.core.caches import CacheMiss, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
 
@@ -142,16 +142,27 @@ class Authorizer:
         self._resolve = resolve
         self._deny = deny
 
-    def authorize(
-        self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext, cached_only: bool = False
-    ) -> Principal:
-        """The caller, if the role table lets it call `method`. With `cached_only`, raises CacheMiss
-        instead of reloading a directory from the store."""
+    def _refuse_denied(self, context: grpc.aio.ServicerContext, cached_only: bool) -> None:
         deny = self._deny
         if deny is not None and not deny.empty(cached_only=cached_only):
             pems = context.auth_context().get("x509_pem_cert")
             if pems and deny.denied(certificate_fingerprint(bytes(pems[0])), cached_only=cached_only):
                 raise Unauthenticated("this client certificate is on the deny list", "CERTIFICATE_DENIED")
+
+    def recheck(self, context: grpc.aio.ServicerContext) -> None:
+        """For each item of a long call (a stream), on the event loop: its certificate not denied since
+        the call began. A deny list that could not be reloaded ends the stream (fail closed)."""
+        try:
+            self._refuse_denied(context, cached_only=True)
+        except CacheMiss:
+            raise Unavailable("the certificate deny list is being reloaded", "DENY_LIST_UNAVAILABLE") from None
+
+    def authorize(
+        self, method: str, kinds: frozenset[str], context: grpc.aio.ServicerContext, cached_only: bool = False
+    ) -> Principal:
+        """The caller, if the role table lets it call `method`. With `cached_only`, raises CacheMiss
+        instead of reloading a directory from the store."""
+        self._refuse_denied(context, cached_only)
         principal = self._resolve(context)
         if principal.kind not in kinds:
             raise PermissionDenied(f"{principal.kind} may not call {method.rsplit('/', 1)[-1]}", "ROLE_NOT_ALLOWED")
@@ -171,12 +182,18 @@ class MethodAuthorization:
     """The guard's authorization layer for one method: the caller checked against the role table and
     set as the call's principal (`current_principal`). Public methods check nothing."""
 
-    __slots__ = ("_authorize", "_kinds", "_method")
+    __slots__ = ("_authorize", "_kinds", "_method", "_recheck")
 
     def __init__(self, authorizer: Authorizer, method: str) -> None:
         self._method = method
         self._kinds = allowed_kinds(method)
         self._authorize = authorizer.authorize
+        self._recheck = authorizer.recheck
+
+    def recheck(self, context: grpc.aio.ServicerContext) -> None:
+        """Each item of a request stream: the caller's certificate still trusted (public methods: nothing)."""
+        if self._kinds is not None:
+            self._recheck(context)
 
     def check(self, context: grpc.aio.ServicerContext) -> None:
         """Where the method runs (on the loop for the inline hot path): a stale directory is reloaded."""

@@ -38,7 +38,7 @@ import grpc.aio
 from ecard.errors import EcardError
 from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
-from ecard_server.rpc.admission import Meter, limited, metered
+from ecard_server.rpc.admission import limited, metered
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
 from ecard_server.rpc.parsing import Undecodable, handler_like
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
@@ -48,6 +48,7 @@ from ecard_server.rpc.status import abort
 __all__ = ["GuardedRegistry", "Layers", "Placement", "hot_path"]
 _perf = time.perf_counter
 Context: TypeAlias = grpc.aio.ServicerContext
+Items: TypeAlias = Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,8 @@ class Layers:
     finished: Callable[[str, float, object], None]  # every call's end: status name ("OK", "CANCELLED", ...),
     # seconds, and the response (OK) or the EcardError it answered (None: cancelled, or a stream)
     failed: Callable[[BaseException], EcardError]  # the error a raised exception answers with
-    meter: Meter | None = None  # a request stream whose items are charged as they are read (admission)
+    items: Items | None = None  # each item of a request stream, as it is read: the caller checked
+    # again (a certificate denied since the stream began ends it) and the item charged (admission)
 
 
 class GuardedRegistry:
@@ -112,11 +114,21 @@ class GuardedRegistry:
             logged(status_name, seconds, outcome)
 
         failed = partial(crashes.as_error, method)
-        layers = Layers(admit=admit, admit_async=admit_async, finished=finished, failed=failed)
+        charge_item = metered(self._admission, method) if self._admission is not None else None
+        recheck = authorization.recheck
+
+        async def items(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            async for request in requests:
+                recheck(context)
+                if charge_item is not None:
+                    await charge_item()
+                yield request
+
+        layers = Layers(admit=admit, admit_async=admit_async, finished=finished, failed=failed, items=items)
         if self._admission is None:
             return layers
         return Layers(*limited(self._admission, method, layers.admit, layers.admit_async, layers.finished), failed,
-                      metered(self._admission, method))
+                      items)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
@@ -189,14 +201,14 @@ def _awaited(layers: Layers, answer: Callable[..., Awaitable[Any]]) -> Callable[
 
 
 def _streaming_out(layers: Layers, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    admit_async, finished, meter = layers.admit_async, layers.finished, layers.meter
+    admit_async, finished, items = layers.admit_async, layers.finished, layers.items
 
     async def stream_out(request: Any, context: Context) -> AsyncIterator[Any]:
         start = _perf()
         try:
             await admit_async(request, context)
-            if meter is not None and hasattr(request, "__aiter__"):
-                request = meter(request)
+            if items is not None and hasattr(request, "__aiter__"):
+                request = items(request, context)
             async for response in behavior(request, context):
                 yield response
         except asyncio.CancelledError:
