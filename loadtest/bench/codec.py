@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ecard import ECDSA_P256, ED25519, TokenSigner, generate_private_key, parse_token, signature_check
-from ecard._keys import PrivateKey, sign
-from ecard._token import SIGNING_CONTEXT, parse_token_fields
+from ecard.keys import PrivateKey, sign
+from ecard.token import SIGNING_CONTEXT, parse_token_fields
 
 Op = Callable[[int], object]
 """One operation on item i of a pre-built list."""

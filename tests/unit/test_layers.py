@@ -93,6 +93,13 @@ def test_the_kinds_import_only_the_kinds_before_them() -> None:
     assert wrong == []
 
 
+def test_the_server_uses_only_the_sdks_public_modules() -> None:
+    """The SDK's private modules (ecard._*) can change under its users; the server is one of them."""
+    private = {path.relative_to(ROOT).as_posix(): sorted(m for m in imports_of(path) if m.startswith("ecard._"))
+               for path in SERVER.rglob("*.py")}
+    assert {path: names for path, names in private.items() if names} == {}
+
+
 def test_config_imports_no_core() -> None:
     assert not {m for m in imports_of(SERVER / "config.py") if m.startswith("ecard_server.core")}
 

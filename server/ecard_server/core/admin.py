@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from ecard._keys import KeyFormatError, key_material, kid_for, load_public_key_pem, weak_public_key
 from ecard.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -16,6 +15,7 @@ from ecard.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from ecard.keys import KeyFormatError, key_material, kid_for, load_public_key_pem, weak_public_key
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import MERCHANT_KINDS, Settings
 from ecard_server.core import audit, events

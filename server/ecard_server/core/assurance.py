@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from ecard._token import ASSURANCE_CONTEXT, ASSURANCE_VERSION, NONCE_BYTES
 from ecard.errors import FailedPrecondition, InvalidArgument
+from ecard.token import ASSURANCE_CONTEXT, ASSURANCE_VERSION, NONCE_BYTES
 from ecard.v1 import token_pb2
 from ecard.v1 import types_pb2 as t
 from ecard_server.core.caches import KeyRegistry

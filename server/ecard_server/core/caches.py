@@ -12,7 +12,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from ecard._keys import (
+from ecard.keys import (
     KeyFormatError,
     SignatureCheck,
     key_material,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ecard._token import TokenFormatError, parse_token_fields
+from ecard.token import TokenFormatError, parse_token_fields
 from ecard.v1 import token_pb2
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings

@@ -16,8 +16,8 @@ from typing import Any
 import grpc.aio
 from cryptography import x509
 
-from ecard._keys import certificate_fingerprint as fingerprint_of
 from ecard.errors import PermissionDenied, Unauthenticated, Unavailable
+from ecard.keys import certificate_fingerprint as fingerprint_of
 from ecard_server.core.caches import CacheMiss, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
 

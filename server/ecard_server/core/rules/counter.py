@@ -7,8 +7,8 @@ import base64
 import os
 import re
 
-from ecard._token import COUNTER_QR_PREFIX
 from ecard.errors import FailedPrecondition, InvalidArgument
+from ecard.token import COUNTER_QR_PREFIX
 from ecard_server.core.records import CounterBinding
 
 QR_PREFIX = COUNTER_QR_PREFIX  # what the POS's QR shows before the code (QR alphanumeric mode throughout)
