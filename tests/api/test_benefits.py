@@ -165,3 +165,15 @@ def test_a_new_year_starts_from_zero(served: InProcessServer, db_url: str) -> No
         clock[0] = last_second + 1  # 2027-01-01 00:00:00 in Shanghai
         january = pos.settle(basket(3_000), idempotency_key="y-2", token=world.mint(0, **token_at))
     assert shares(december) == shares(january) == (1_600, 1_400, 0)
+
+
+def test_a_reversal_gives_the_accumulators_back_as_a_refund_does(world: World) -> None:
+    """ReverseSettlement (issue 20) refunds through the same give-back as Refund, which restores the
+    year's accumulators: the next settlement meets the deductible and the ratio as the first did."""
+    with world.hospital() as pos:
+        first = pos.settle(basket(3_000), idempotency_key="rv-1", token=world.mint(0))
+        assert shares(first) == (1_600, 1_400, 0)
+        reversed_ = pos.reverse_settlement("rv-1")
+        assert reversed_.settled
+        again = pos.settle(basket(3_000), idempotency_key="rv-2", token=world.mint(0))
+    assert shares(again) == shares(first)
