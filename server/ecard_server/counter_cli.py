@@ -2,6 +2,7 @@
 
     ecard reverse KEY --merchant M [--terminal T] [--operator O]
     ecard statement --merchant M --day YYYY-MM-DD [--totals] [--out FILE.csv]
+    ecard day-totals --day YYYY-MM-DD [--out FILE.csv]      (the operator: per merchant, per fund, all)
 
 `statement` writes one row per settlement settled that day (Asia/Shanghai), with its refunds and
 reversal as they stand; `--totals` writes the day's totals per terminal and one `*` row for them all
@@ -21,7 +22,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from ecard import PharmacyClient
+from ecard import AdminClient, PharmacyClient
 from ecard.v1 import settlement_pb2, types_pb2
 from ecard_server.client_args import add_client_arguments, client_settings
 from ecard_server.core.rules.statements import SHANGHAI
@@ -86,14 +87,31 @@ def cmd_statement(args: argparse.Namespace) -> int:
             until = datetime.datetime.fromtimestamp(statement.until.seconds, datetime.UTC)
             records = pos.list_settlements(since=since, until=until, page_size=1000)
             write_csv(text, SETTLEMENT_COLUMNS, (settlement_row(r) for r in records))
-    if args.out:
-        try:
-            Path(args.out).write_text(text.getvalue(), encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"cannot write {args.out}: {exc.strerror}") from None
-    else:
-        sys.stdout.write(text.getvalue())
+    _write(args.out, text.getvalue())
     return 0
+
+
+def cmd_day_totals(args: argparse.Namespace) -> int:
+    target, options = client_settings(args)
+    with AdminClient(target, options=options) as admin:
+        day = admin.settlement_day_totals(args.day)
+    rows = [["merchant", m.merchant_id, m.region, *totals_row(m.totals)[1:]] for m in day.merchants]
+    rows += [["fund", "", f.region, *totals_row(f.totals)[1:]] for f in day.funds]
+    rows.append(["all", "", "", *totals_row(day.total)[1:]])
+    text = io.StringIO()
+    write_csv(text, ("group", "merchant_id", "region", *TOTALS_COLUMNS[1:]), rows)
+    _write(args.out, text.getvalue())
+    return 0
+
+
+def _write(out: str | None, text: str) -> None:
+    if out:
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot write {out}: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
 
 
 def add_counter_commands(sub: Any) -> None:
@@ -112,3 +130,9 @@ def add_counter_commands(sub: Any) -> None:
     p.add_argument("--out", help="write the CSV here instead of standard output")
     add_client_arguments(p)
     p.set_defaults(func=cmd_statement)
+
+    p = sub.add_parser("day-totals", help="the operator's day (Asia/Shanghai) as CSV: per merchant, per fund, all")
+    p.add_argument("--day", required=True, help="YYYY-MM-DD")
+    p.add_argument("--out", help="write the CSV here instead of standard output")
+    add_client_arguments(p)
+    p.set_defaults(func=cmd_day_totals)

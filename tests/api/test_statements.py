@@ -195,3 +195,18 @@ def test_the_operator_sees_the_day_per_merchant_and_per_fund(served: InProcessSe
         assert funds[region] == {name: sum(totals(m.totals)[name] for m in day.merchants if m.region == region)
                                  for name in funds[region]}
     assert day.total.total_fen == sum(m.totals.total_fen for m in day.merchants)
+
+
+def test_the_operator_exports_the_day_as_csv(served: InProcessServer, capsys: pytest.CaptureFixture[str]) -> None:
+    world = World.seed(served.target, cards=1)
+    with world.hospital() as pos:
+        pos.settle(BASKETS[0], idempotency_key="X-1", token=world.mint(0), terminal_id="till-1")
+    assert main(["day-totals", "--day", today(), "--target", served.target]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    mine = [r for r in rows if r["merchant_id"] == world.hospital_id]
+    assert len(mine) == 1 and mine[0]["group"] == "merchant" and mine[0]["region"] == "330200"
+    [everything] = [r for r in rows if r["group"] == "all"]
+    funds = [r for r in rows if r["group"] == "fund"]
+    merchants = [r for r in rows if r["group"] == "merchant"]
+    for column in ("total_fen", "net_fen", "fund_fen"):
+        assert int(everything[column]) == sum(int(r[column]) for r in funds) == sum(int(r[column]) for r in merchants)
