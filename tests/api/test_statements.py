@@ -210,3 +210,15 @@ def test_the_operator_exports_the_day_as_csv(served: InProcessServer, capsys: py
     merchants = [r for r in rows if r["group"] == "merchant"]
     for column in ("total_fen", "net_fen", "fund_fen"):
         assert int(everything[column]) == sum(int(r[column]) for r in funds) == sum(int(r[column]) for r in merchants)
+
+
+def test_a_time_range_with_fractions_of_a_second_cuts_at_whole_seconds(served: InProcessServer) -> None:
+    world = World.seed(served.target, cards=1)
+    with world.pharmacy() as pos:
+        record = pos.settle(BASKETS[2], idempotency_key="T-1", token=world.mint(0))
+        at = datetime.datetime.fromtimestamp(record.settled_at.seconds, datetime.UTC)
+        half = datetime.timedelta(milliseconds=500)
+        assert [r.settlement_id for r in pos.list_settlements(since=at - half, until=at + half)] == [
+            record.settlement_id]
+        assert list(pos.list_settlements(since=at + half)) == []
+        assert list(pos.list_settlements(until=at)) == []

@@ -116,6 +116,13 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
     )
 
 
+def _whole_second_up(message: settlement_pb2.ListSettlementsRequest, field: str) -> int | None:
+    """A bound as whole seconds, rounded up: settled_at is whole seconds, so `>= 10.5` is `>= 11` and
+    `< 10.5` is `< 11`."""
+    at = seconds(message, field)
+    return None if at is None else at + (1 if getattr(message, field).nanos > 0 else 0)
+
+
 def settlement_totals(key: str, totals: Totals) -> settlement_pb2.SettlementTotals:
     """`key`: the terminal (a merchant's statement); the operator's statements name their group apart."""
     return settlement_pb2.SettlementTotals(
@@ -242,8 +249,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
     def ListSettlements(
         self, request: settlement_pb2.ListSettlementsRequest, context: grpc.aio.ServicerContext
     ) -> settlement_pb2.ListSettlementsResponse:
-        query = SettlementQuery(own_id(request.merchant_id), seconds(request, "since"), seconds(request, "until"),
-                                request.terminal_id, request.page_size)
+        query = SettlementQuery(own_id(request.merchant_id), _whole_second_up(request, "since"),
+                                _whole_second_up(request, "until"), request.terminal_id, request.page_size)
         page = self._statements.list_settlements(query, request.page_token)
         return settlement_pb2.ListSettlementsResponse(
             settlements=[settlement_record(r) for r in page.settlements], next_page_token=page.next_page_token
