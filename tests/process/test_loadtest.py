@@ -228,6 +228,10 @@ class AcceptEverything(grpc.GenericRpcHandler):
             return grpc.unary_unary_rpc_method_handler(
                 self._settle, settlement_pb2.SettleRequest.FromString, settlement_pb2.SettlementRecord.SerializeToString
             )
+        if method == "/ecard.v1.Settlement/Quote":
+            return grpc.unary_unary_rpc_method_handler(
+                self._quote, settlement_pb2.QuoteRequest.FromString, settlement_pb2.SettlementQuote.SerializeToString
+            )
         if method == "/ecard.v1.Admin/EnrollCards":
             relay = self._upstream.stream_unary(method)
             return grpc.stream_unary_rpc_method_handler(lambda it, ctx: self._relay(relay, it, ctx))
@@ -245,6 +249,11 @@ class AcceptEverything(grpc.GenericRpcHandler):
         total = sum(item.unit_price_fen * item.quantity for item in request.items)
         return settlement_pb2.SettlementRecord(settlement_id=request.idempotency_key, status=SettlementStatus.SETTLED,
                                                total_fen=total, self_pay_fen=total, items=request.items)
+
+    def _quote(self, request: settlement_pb2.QuoteRequest, context: object) -> settlement_pb2.SettlementQuote:
+        total = sum(item.unit_price_fen * item.quantity for item in request.items)
+        return settlement_pb2.SettlementQuote(quote_id=f"quote-{request.verification_id}", total_fen=total,
+                                              self_pay_fen=total)
 
     @staticmethod
     def _relay(relay: grpc.UnaryUnaryMultiCallable, request: object, context: grpc.ServicerContext) -> bytes:
@@ -283,5 +292,5 @@ def test_a_server_that_accepts_everything_fails_the_run_for_wrong_verdicts(
     assert wrong["count"] > 0
     assert any(case.startswith("hostile forged: expected REJECTED/BAD_SIGNATURE, got ACCEPTED/OK")
                for case in wrong["by_case"])
-    assert report["transport_errors"]["count"] == 0  # wrong verdicts are counted apart from transport errors
+    assert report["transport_errors"]["count"] == 0, report["transport_errors"]  # counted apart from wrong verdicts
     assert sum(c["wrong"] for name, c in report["verdict_checks"].items() if name in HOSTILE_CASES) == wrong["count"]
