@@ -7,16 +7,28 @@ CONTRACT := $(wildcard ../shared/tools/check_contract.py)
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint typecheck test test-fast test-embedded run demo clean
+.PHONY: install install-server proto lint typecheck test test-fast test-embedded run demo clean
 
 install: $(VENV)/.installed
 
 # Everything comes from the lock (exact versions, sha256 of every file: requirements/dev.txt), pip and
 # setuptools included; then this tree itself, editable, with nothing more resolved.
-$(VENV)/.installed: pyproject.toml requirements/dev.txt
+$(VENV)/.installed: pyproject.toml client/pyproject.toml server/pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip uninstall --quiet --yes ecard ecard-server  # an older tree's single distribution, if any
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e client -e server
+	touch $@ $(VENV)/.server-installed
+
+# What `make run` needs and no more: the server's lock (runtime, PostgreSQL and Redis drivers), then the
+# two distributions, editable. `make install` (tests, lint, load tests) adds the rest on top.
+install-server: $(VENV)/.server-installed
+
+$(VENV)/.server-installed: client/pyproject.toml server/pyproject.toml requirements/server.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/server.txt
+	$(PY) -m pip uninstall --quiet --yes ecard ecard-server  # an older tree's single distribution, if any
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e client -e server
 	touch $@
 
 # The locks again from pyproject.toml under requirements/floors.txt, from PyPI alone (the machine's
@@ -30,7 +42,7 @@ lock:  ## recompute requirements/dev.txt and server.txt (needs PyPI; a few minut
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip pip-tools  # the resolver of a current pip
 	$(COMPILE) --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
-	sed -i '/^ecard @ /,/^    # via ecard (pyproject.toml)$$/d; /^# WARNING: pip install will require/d; /^# Consider using a hashable URL/d' requirements/dev.txt
+	sed -i '/^ecard-workspace @ /,/^    # via ecard-workspace (pyproject.toml)$$/d; /^# WARNING: pip install will require/d; /^# Consider using a hashable URL/d' requirements/dev.txt
 	$(COMPILE) --extra postgres --extra redis -c requirements/dev.txt -o requirements/server.txt pyproject.toml requirements/build.in
 
 proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with .pyi stubs)
@@ -56,7 +68,7 @@ test-fast: install  ## the daily loop: tests/unit and tests/api (servers in the 
 test-embedded: install  ## only what needs no PostgreSQL or Redis (a laptop)
 	$(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
 
-run: install  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C stops it
+run: install-server  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C stops it
 	@mkdir -p var
 	@$(ECARD) serve --db sqlite:///var/ecard.db --secret-file var/secret --listen $(LISTEN) --dev-principals & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid' INT TERM EXIT; \

@@ -42,7 +42,7 @@ class CertificateAuthority:
     def __init__(self, folder: str | Path, server_addresses: Sequence[str] = ("127.0.0.1",)) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._now = datetime.datetime.now(datetime.timezone.utc)
+        self._now = datetime.datetime.now(datetime.UTC)
         self._ca_key = ec.generate_private_key(ec.SECP256R1())
         self._ca = self._sign("ecard cluster test CA", self._ca_key, ca=True, names=[])
         self.ca = self.folder / "ca.pem"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
-
-import tomllib
 
 from ecard.v1 import types_pb2
 

@@ -70,7 +70,7 @@ class Readiness:
             task = self._pending[name] = asyncio.ensure_future(self._probes[name]())
         try:
             await asyncio.wait_for(asyncio.shield(task), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False  # still running: asked again next round, not started again
         except Exception:
             self._pending.pop(name, None)

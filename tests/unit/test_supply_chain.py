@@ -7,10 +7,10 @@ lower bounds such as cryptography>=42 and protobuf>=4.25, and .ci/run set the pa
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -39,12 +39,26 @@ def floors() -> dict[str, Requirement]:
     return {canonicalize_name(r.name): r for r in reqs}
 
 
-def project_requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+OWN = {"ecard", "ecard-server", "ecard-workspace"}  # this repository's distributions
+
+
+def project_requirements(pyproject: str = "pyproject.toml") -> list[Requirement]:
+    """Every requirement of a pyproject.toml, its extras' included, but those on this repository's own."""
+    project = tomllib.loads((ROOT / pyproject).read_text())["project"]
     names = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        names += [n for n in extra if not n.startswith("ecard[")]
-    return [Requirement(n) for n in names]
+    for extra in project.get("optional-dependencies", {}).values():
+        names += extra
+    return [r for r in map(Requirement, names) if canonicalize_name(r.name) not in OWN]
+
+
+@pytest.mark.parametrize("pyproject", ["client/pyproject.toml", "server/pyproject.toml"])
+def test_each_distribution_asks_only_for_what_the_workspace_locks(pyproject: str) -> None:
+    """The SDK and the server name nothing the workspace (and so the locks) does not, within its bounds."""
+    workspace = {canonicalize_name(r.name): r for r in project_requirements()}
+    for requirement in project_requirements(pyproject):
+        name = canonicalize_name(requirement.name)
+        assert name in workspace, f"{pyproject}: {requirement} is not in pyproject.toml"
+        assert str(requirement.specifier) == str(workspace[name].specifier), (pyproject, requirement)
 
 
 @pytest.mark.parametrize("path", LOCKS)
@@ -91,7 +105,7 @@ def test_make_install_and_ci_use_the_lock_and_no_fixed_password() -> None:
     makefile = (ROOT / "Makefile").read_text()
     install = makefile[makefile.index("$(VENV)/.installed:"):].split("\n\n", 1)[0]
     assert "--require-hashes" in install and "requirements/dev.txt" in install
-    assert "--no-deps" in install.split("-e .", 1)[0].rsplit("\n", 1)[-1]  # the tree itself resolves nothing
+    assert "--no-deps" in install.split("-e client -e server", 1)[0].rsplit("\n", 1)[-1]  # they resolve nothing
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make install" in ci
     assert not re.search(r"PASSWORD\s+'[^$']", ci), "a fixed password in .ci/run"
