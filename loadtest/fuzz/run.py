@@ -25,7 +25,6 @@ import asyncio
 import collections
 import json
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -221,7 +220,3 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return 1 if report["failure_count"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
