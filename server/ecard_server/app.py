@@ -292,6 +292,8 @@ class BoundServer:
         await asyncio.to_thread(self.pool.shutdown, wait=True)
 
 
+DEV_PRINCIPALS_UNDER_TLS = ("--dev-principals is for plaintext on loopback; under mTLS the principal is the "
+                            "certificate's")
 KEEPALIVE = (
     # Pings a silent client every 30 s and drops it after 10 s without an answer (a POS that lost power),
     ("grpc.keepalive_time_ms", 30_000),
@@ -327,7 +329,7 @@ def create_server(
             f"refusing plaintext on non-loopback address {address}: give --tls-cert, --tls-key and --client-ca"
         )
     if tls is not None and dev_principals:
-        raise ValueError("--dev-principals is for plaintext on loopback; under mTLS the principal is the certificate's")
+        raise ValueError(DEV_PRINCIPALS_UNDER_TLS)
     server_tls = ServerTls(tls) if tls else None  # ValueError: a file missing, unreadable or not matching
     watch_deployment(deployment)
     resolve = principal_from_certificate if tls else principal_from_metadata if dev_principals else no_principal

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, replace
 
 from ecard_server import build, tracing
-from ecard_server.app import Deployment, create_server
+from ecard_server.app import DEV_PRINCIPALS_UNDER_TLS, Deployment, create_server
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
 from ecard_server.logs import event
@@ -71,6 +71,8 @@ def check_options(options: ServeOptions) -> None:
     if not 0 <= options.drain_delay_seconds <= 300:
         raise ValueError("--drain-delay must be between 0 and 300 seconds")
     if options.tls is not None:
+        if options.dev_principals:
+            raise ValueError(DEV_PRINCIPALS_UNDER_TLS)
         options.tls.read()  # a missing, unreadable or mismatched file is said once, before any worker starts
     if options.workers > 1:
         if options.db_url.startswith("sqlite"):

@@ -5,6 +5,7 @@ server; the server (`ecard-server`, server/) holds the server and depends on the
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,8 +21,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def build_wheel(folder: str, out: Path) -> Path:
+    """The distribution's wheel, built from a copy (a build leaves build/ and *.egg-info beside its source)."""
+    source = out / "src" / folder
+    shutil.copytree(ROOT / folder, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT / folder)], check=True, capture_output=True, timeout=300)
+                    "--wheel-dir", str(out), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob(f"{'ecard_server' if folder == 'server' else 'ecard'}-*.whl")
     return wheel
 
