@@ -63,21 +63,34 @@ class RedisRateLeases:
         granted, wait = reply
         return float(granted), float(wait)
 
+    # A pooled connection that died while Redis was away fails its first use with a ConnectionError: one
+    # more try, on a new connection, before failing closed. Safe for a lease (at worst it is taken twice:
+    # the caller is throttled a little early), unlike the nonce store's SET NX, which never retries.
     def lease(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
-        try:
-            return self._answer(self._script(keys=(self._prefix + key,), args=(need, extra, rate, burst)))
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+        for attempt in (1, 2):
+            try:
+                return self._answer(self._script(keys=(self._prefix + key,), args=(need, extra, rate, burst)))
+            except redis.ConnectionError as exc:
+                if attempt == 2:
+                    raise _unavailable(exc) from exc
+            except _ERRORS as exc:
+                raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     async def lease_async(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
-        try:
-            if self._async_client is None:
-                self._async_client = connect_async(self._url)
-                self._async_script = self._async_client.register_script(_LEASE)
-            reply = await self._async_script(keys=(self._prefix + key,), args=(need, extra, rate, burst))
-            return self._answer(reply)
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+        for attempt in (1, 2):
+            try:
+                if self._async_client is None:
+                    self._async_client = connect_async(self._url)
+                    self._async_script = self._async_client.register_script(_LEASE)
+                reply = await self._async_script(keys=(self._prefix + key,), args=(need, extra, rate, burst))
+                return self._answer(reply)
+            except redis.ConnectionError as exc:
+                if attempt == 2:
+                    raise _unavailable(exc) from exc
+            except _ERRORS as exc:
+                raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         client, self._async_client = self._async_client, None
