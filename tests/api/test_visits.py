@@ -27,6 +27,7 @@ from ecard import (
 from ecard.testing import World
 from ecard.v1 import settlement_pb2
 from ecard_server.config import Settings
+from ecard_server.core.records import LineItem
 from tests.helpers.inprocess import InProcessServer
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
@@ -211,3 +212,41 @@ def test_the_asyncio_client_runs_a_visit_too(world: World) -> None:
     settled, paid, cancelled = asyncio.run(visit())
     assert settled.settlement_id == paid.settlement_id and paid.total_fen == 10_500
     assert cancelled.status == settlement_pb2.VISIT_STATUS_CANCELLED
+
+
+class _AddsAnItemFirst:
+    """The ledger, with one AddVisitItems (through the real service) slipped in just before the next
+    settlement's transaction: the race of a doctor's order with the payment window, made certain."""
+
+    def __init__(self, ledger: object, add: object) -> None:
+        self._ledger, self._add = ledger, add
+
+    def settle(self, *args: object, **kwargs: object) -> object:
+        add, self._add = self._add, None
+        if add is not None:
+            add()  # type: ignore[operator]
+        return self._ledger.settle(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ledger, name)
+
+
+def test_items_added_while_paying_refuse_the_settle_and_the_same_code_pays_again(
+    served: InProcessServer, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = served.deployment
+    assert deployment is not None
+    with world.hospital() as desk:
+        visit = registered(desk, world, 0, "REG-11")
+        desk.add_visit_items(visit.visit_id, REGISTRATION_FEE, idempotency_key="a")
+        late = lambda: deployment.visits.add_items(world.hospital_id, visit.visit_id, "late", (  # noqa: E731
+            LineItem("XA01", "amoxicillin", DrugClass.A, 1280, 1),))
+        monkeypatch.setattr(deployment.settlements, "_ledger",
+                            _AddsAnItemFirst(deployment.settlements._ledger, late))
+        token = world.mint(0)
+        assert reason(lambda: desk.settle_visit(visit.visit_id, idempotency_key="PAY", token=token)) == (
+            "VISIT_CHANGED")
+        assert balance(world, 0) == START
+        # the payment window tries again with the same code: it was given back, and the visit now holds both
+        record = desk.settle_visit(visit.visit_id, idempotency_key="PAY", token=token)
+        assert record.total_fen == 500 + 1280

@@ -199,6 +199,12 @@ class SettlementService:
                 # all, its unique (e-card, nonce) still refuses a second settlement.
                 self._verifier.release(outcome)
             raise
+        except FailedPrecondition as refused:
+            if request.token and visit is not None and refused.reason.startswith("VISIT_"):
+                # The visit refused it under the lock (items added meanwhile, closed meanwhile): nothing
+                # was settled, so the holder's code is given back for the window's retry.
+                self._verifier.release(outcome)
+            raise
 
     def price(self, merchant_id: str, items: Sequence[LineItem]) -> Split:
         """A basket priced as Settle prices it at this merchant (InvalidArgument for an unknown item)."""
