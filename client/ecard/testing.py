@@ -79,6 +79,7 @@ class EcardServer:
     """`ecard serve` in a child process on a free loopback port. Needs the server package installed.
 
     db: a database URL; default a fresh SQLite file in a temporary folder. `extra_args` go to serve.
+    On PostgreSQL without `redis` the server is started `--single-instance` (the only one on that database).
     A plaintext server gets `--dev-principals` (callers named in metadata) unless `dev_principals=False`.
     """
 
@@ -110,6 +111,8 @@ class EcardServer:
         cmd = [sys.executable, "-m", "ecard_server.cli", "serve", "--db", self.db, "--listen", self.target]
         if self.redis:
             cmd += ["--redis", self.redis]
+        elif not self.db.startswith("sqlite") and "--single-instance" not in self.extra_args:
+            cmd.append("--single-instance")  # PostgreSQL without Redis: this server is the only one on it
         if not self.db.startswith("sqlite") and "--secret-file" not in self.extra_args and not self._env_secrets():
             cmd += ["--secret-file", shared_secret_file()]  # servers sharing a database share its secret
         if self.dev_principals and "--tls-cert" not in self.extra_args:

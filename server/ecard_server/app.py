@@ -103,13 +103,30 @@ class Deployment:
     @classmethod
     def open(
         cls, settings: Settings, db_url: str, redis_url: str | None = None, *, clock: Callable[[], float] = time.time,
-        secrets: SecretSource | None = None,
+        secrets: SecretSource | None = None, single_instance: bool = False,
     ) -> Deployment:
         """`secrets`: where the server secrets are (default: SecretSource.for_database, which reads
-        ECARD_SECRETS). Raises ValueError with one line when the store or the secrets cannot be used."""
+        ECARD_SECRETS). Raises ValueError with one line when the store or the secrets cannot be used.
+
+        Without Redis, consumed nonces and the caches' change notices stay in this process: a second
+        process on the same PostgreSQL database would accept a token again and verify a card lost on
+        the first. So PostgreSQL without Redis needs `single_instance`, and then holds the database's
+        single-instance lock (refused when another process has it)."""
+        shared_db = db_url.startswith(("postgresql://", "postgres://"))
+        if single_instance and (redis_url or not shared_db):
+            raise ValueError("--single-instance is for --db postgresql://... without --redis")
+        if shared_db and not redis_url and not single_instance:
+            raise ValueError(
+                "PostgreSQL without --redis keeps single use and revocation in one process: give --redis URL "
+                "(replicas), or --single-instance if this is the only ecard serve on the database"
+            )
         source = secrets or SecretSource.for_database(db_url)
         store = open_store(db_url)
         try:
+            if single_instance and not store.hold_instance_lock():  # type: ignore[attr-defined]
+                raise ValueError(
+                    "another ecard serve --single-instance holds this database: one process only without --redis"
+                )
             keyring = cls.keyring_of(store, source, settings, clock)
         except BaseException:
             store.close()
@@ -125,9 +142,12 @@ class Deployment:
             namespace = settings.redis_namespace
             try:
                 horizon = settings.max_token_lifetime_s + 2 * settings.clock_skew_s + 1
-                nonces = RedisNonceStore.from_url(redis_url, namespace=namespace, horizon_s=horizon)
+                nonces = RedisNonceStore.from_url(redis_url, witness=store, namespace=namespace, horizon_s=horizon)
                 bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
-                records = RedisVerificationRecords(redis_url, settings.verification_window_s, namespace)
+                records = RedisVerificationRecords(
+                    redis_url, settings.verification_window_s, namespace,
+                    per_merchant=settings.verification_records_per_merchant,
+                )
                 leases = RedisRateLeases(redis_url, namespace)
             except ValueError:
                 store.close()
@@ -136,7 +156,10 @@ class Deployment:
             deployment.rate_leases = leases
             return deployment
         nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
-        records = MemoryVerificationRecords(settings.verification_window_s, settings.verification_records, clock)
+        records = MemoryVerificationRecords(
+            settings.verification_window_s, settings.verification_records, clock,
+            per_merchant=settings.verification_records_per_merchant,
+        )
         return cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
 
     @staticmethod
@@ -201,7 +224,8 @@ class Deployment:
             visits=VisitService(visits=store.visits, settlements=settlements, verifier=verifier, handles=handles,
                                 merchants=merchants, settings=settings, clock=clock),
             records=records or MemoryVerificationRecords(
-                settings.verification_window_s, settings.verification_records, clock
+                settings.verification_window_s, settings.verification_records, clock,
+                per_merchant=settings.verification_records_per_merchant,
             ),
             channel_events=channel_events,
             usage=UsageService(store, store.usage, trail, clock),

@@ -101,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         secret_file=args.secret_file,
         drain_delay_seconds=args.drain_delay,
         health_listen=args.health_listen,
+        single_instance=args.single_instance,
     )
     return serve(options)
 
@@ -426,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "file as DB.secret, made on first start; PostgreSQL needs one of the two)")
     p.add_argument("--dev-principals", action="store_true",
                    help="development only: on plaintext loopback, take the caller from x-ecard-principal metadata")
+    p.add_argument("--single-instance", action="store_true",
+                   help="PostgreSQL without --redis: this is the only ecard serve on the database (nonces and cache "
+                        "notices stay in this process); a second one refuses to start (an advisory lock)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     p.add_argument("--health-listen", metavar="HOST:PORT",
                    help="also serve grpc.health.v1 alone, in plaintext, here: for probes that present no client "

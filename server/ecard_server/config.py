@@ -58,8 +58,11 @@ class Settings:
     nonce_capacity: int = 2_000_000
     """Consumed nonces held in memory (embedded default); past it Verify fails closed."""
     verification_records: int = 200_000
-    """Answers of Verify calls with a request_id kept in memory for GetVerification (embedded default;
-    with Redis they are there, each for verification_window_s)."""
+    """Answers of accepted Verify calls with a request_id kept in memory for GetVerification, all
+    merchants together (embedded default); past it a merchant's own oldest record leaves, never another's."""
+    verification_records_per_merchant: int = 50_000
+    """Records one merchant may hold (in memory and in Redis, each kept verification_window_s): past it
+    that merchant's own oldest record leaves, so no merchant can push out another's."""
     request_log_verify_ok_per_second: int = 20
     """Accepted Verify calls logged per second at most (every other call is logged)."""
     redis_namespace: str = "ecard"

@@ -20,7 +20,9 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, replace
+from typing import Any
 
+from ecard.errors import Unavailable
 from ecard_server import build, tracing
 from ecard_server.app import DEV_PRINCIPALS_UNDER_TLS, Deployment, create_server
 from ecard_server.config import Settings
@@ -58,6 +60,7 @@ class ServeOptions:
     secret_file: str | None = None
     drain_delay_seconds: float = 0.0
     health_listen: str | None = None
+    single_instance: bool = False
 
     def secrets(self) -> SecretSource:
         """Where the server secrets are: ECARD_SECRETS, --secret-file, or beside a SQLite file."""
@@ -79,6 +82,8 @@ def check_options(options: ServeOptions) -> None:
             raise ValueError("--workers above 1 needs a shared store: --db postgresql://... and --redis URL")
         if not options.redis_url:
             raise ValueError("--workers above 1 needs --redis URL for single use and cache invalidation")
+        if options.single_instance:
+            raise ValueError("--single-instance is one process: not with --workers above 1")
         if options.listen.rsplit(":", 1)[-1] == "0":
             raise ValueError("--workers above 1 needs a fixed port in --listen")
         if options.health_listen and options.health_listen.rsplit(":", 1)[-1] == "0":
@@ -101,7 +106,8 @@ def run_server(options: ServeOptions, *, worker: int = 0, reuse_port: bool = Fal
 
 
 async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
-    deployment = Deployment.open(options.settings, options.db_url, options.redis_url, secrets=options.secrets())
+    deployment = Deployment.open(options.settings, options.db_url, options.redis_url, secrets=options.secrets(),
+                                 single_instance=options.single_instance)
     try:
         bound = create_server(
             deployment, options.listen, tls=options.tls, reuse_port=reuse_port, max_workers=options.threads,
@@ -124,6 +130,7 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     await bound.start()
     readiness = Readiness.of(deployment, bound.health, bound.service_names)
     readiness.start()  # NOT_SERVING while PostgreSQL or Redis is down, SERVING again once both answer
+    watch = asyncio.create_task(_keep_instance_lock(deployment, stop)) if options.single_instance else None
     host = options.listen.rsplit(":", 1)[0]
     event(log, "serving", address=f"{host}:{bound.port}", worker=worker, version=build.version(),
           db=options.db_url.split("://")[0], redis=bool(options.redis_url), tls=options.tls is not None,
@@ -136,6 +143,8 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
         if options.tls is None:
             print(_PLAINTEXT_NOTE[options.dev_principals], flush=True)
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     event(log, "stopping", grace_seconds=options.grace_seconds, drain_delay_seconds=options.drain_delay_seconds,
           worker=worker)
     await readiness.stop()
@@ -146,6 +155,24 @@ async def _serve(options: ServeOptions, worker: int, reuse_port: bool) -> None:
     await deployment.aclose()
     deployment.close()
     event(log, "stopped", worker=worker)
+
+
+async def _keep_instance_lock(deployment: Deployment, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """--single-instance: a restarted PostgreSQL ends the session that held the lock; take it again. If
+    another process took it meanwhile, two would serve without shared nonces: this one stops (drains)."""
+    store: Any = deployment.store
+    while not stop.is_set():
+        await asyncio.sleep(every_s)
+        if await asyncio.to_thread(store.instance_lock_held):
+            continue
+        try:
+            held = await asyncio.to_thread(store.hold_instance_lock)
+        except Unavailable:
+            continue  # the database is down: nobody can take it; try again
+        if not held:
+            event(log, "single_instance_lost", level=logging.ERROR,
+                  message="another ecard serve --single-instance took this database's lock: stopping")
+            stop.set()
 
 
 def _die_with(parent: int) -> None:

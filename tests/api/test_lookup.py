@@ -169,6 +169,45 @@ def test_memory_records_expire_and_stay_bounded() -> None:
     assert len(records) <= 2  # expired records leave as new ones arrive
 
 
+def test_one_merchants_records_never_push_out_anothers() -> None:
+    """A merchant flooding Verify with request_ids pushes out only its own oldest records, whether it
+    reaches its own bound or the bound of all merchants together."""
+    now = [1000.0]
+    records = MemoryVerificationRecords(ttl_s=300, capacity=7, clock=lambda: now[0], per_merchant=4)
+    records.record("good", "g1", b"kept")
+    for n in range(100):
+        records.record("evil", f"e{n}", b"junk %d" % n)
+    assert records.find("good", "g1") == b"kept"
+    assert [n for n in range(100) if records.find("evil", f"e{n}")] == [96, 97, 98, 99]
+    for merchant in ("m2", "m3"):  # seven in all: the next record of anyone pushes out its own oldest only
+        records.record(merchant, "r", b"x")
+    records.record("good", "g2", b"also kept")
+    assert records.find("good", "g1") is None and records.find("good", "g2") == b"also kept"
+    assert records.find("m2", "r") == records.find("m3", "r") == b"x" and len(records) == 7
+    records.record("new", "n1", b"no room")  # full of others' live records: theirs stay, this is not kept
+    assert records.find("new", "n1") is None and records.find("evil", "e99") == b"junk 99"
+    now[0] += 301  # all expired: a full store makes room from anyone's expired records
+    records.record("new", "n2", b"room now")
+    assert records.find("new", "n2") == b"room now"
+
+
+def test_a_rejected_verify_leaves_no_record(world: World) -> None:
+    """Only accepted answers are kept: a rejected Verify consumed nothing, which is what NOT_FOUND (the
+    SDK's TokenNotConsumed) says, and junk calls with request_ids cannot fill the records."""
+    request_id = f"pos-9-{uuid.uuid4().hex}"
+    with world.pharmacy() as pos:
+        token = world.mint(0)
+        assert pos.verify(token, **SETTLE).reason == t.REASON_OK
+        answer = pos.verify(token, request_id=request_id, **SETTLE)
+        assert answer.reason == t.REASON_REPLAYED
+        with pytest.raises(NotFound):
+            pos.get_verification(request_id)
+        junk = pos.verify("HC1:" + "A" * 40, request_id=request_id + "-junk", **SETTLE)
+        assert junk.reason != t.REASON_OK
+        with pytest.raises(NotFound):
+            pos.get_verification(request_id + "-junk")
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_any_replica_of_a_shared_deployment_answers(pg_url: str, redis_url: str, tmp_path: Path) -> None:
@@ -186,6 +225,7 @@ def test_any_replica_of_a_shared_deployment_answers(pg_url: str, redis_url: str,
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    ttl = client.ttl(f"{namespace}:verification:{world.pharmacy_id}\x00till-3-0001")
+    ttl = client.ttl(f"{namespace}:verification:{{{world.pharmacy_id}}}")
+    kept = client.hlen(f"{namespace}:verification:{{{world.pharmacy_id}}}")
     client.close()
-    assert 290 <= ttl <= 300  # kept about the verification window, then Redis forgets it
+    assert 290 <= ttl <= 300 and kept == 1  # kept about the verification window, then Redis forgets it

@@ -53,7 +53,8 @@ class InProcessServer:
         # As ecard.testing.EcardServer: servers sharing a database share its secret file.
         secret_file = None if self.db.startswith("sqlite") else shared_secret_file()
         deployment = Deployment.open(self.settings, self.db, self.redis,
-                                     secrets=SecretSource.for_database(self.db, secret_file))
+                                     secrets=SecretSource.for_database(self.db, secret_file),
+                                     single_instance=not self.redis and not self.db.startswith("sqlite"))
 
         async def bind() -> BoundServer:
             # Plaintext on loopback with the caller named in metadata, as `ecard serve --dev-principals`.

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ecard import ClientOptions, DrugClass, EcardError, PharmacyClient, RetryConfig, SettlementStatus, line_item
+from ecard import DrugClass, SettlementStatus, line_item
 from ecard.testing import EcardServer, World
 from tests.helpers.ledger import assert_account_equals_ledger, database, settlement_count
+from tests.helpers.settling import SettleLoad
 
 A = DrugClass.A
 
@@ -26,43 +24,17 @@ def served(db_url: str) -> Iterator[EcardServer]:
 def test_sigkill_loses_no_acknowledged_settlement(served: EcardServer) -> None:
     world = World.seed(served.target, cards=1, balance_fen=10_000_000)
     items = [line_item("A1", "insulin", A, 123)]
-    acknowledged: dict[str, str] = {}
-    attempted: dict[str, str] = {}  # idempotency key -> token
-    lock = threading.Lock()
-    stop = threading.Event()
-    options = ClientOptions(timeout=2.0, retry=RetryConfig(max_attempts=1))
-
-    def counter(n: int) -> None:
-        with PharmacyClient(world.target, merchant_id=world.pharmacy_id, options=options) as pos:
-            for k in range(10_000):
-                if stop.is_set():
-                    return
-                key, token = f"k-{n}-{k}", world.mint(0)
-                with lock:
-                    attempted[key] = token
-                try:
-                    record = pos.settle(items, idempotency_key=key, token=token)
-                except EcardError:
-                    return  # the server is gone
-                with lock:
-                    acknowledged[key] = record.settlement_id
-
-    with ThreadPoolExecutor(4) as pool:
-        running = [pool.submit(counter, n) for n in range(4)]
-        deadline = time.monotonic() + 30
-        while len(acknowledged) < 40 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        served.kill()
-        stop.set()
-        for future in running:
-            future.result()
+    load = SettleLoad(world, served.target, items)
+    load.run(served.kill, after=40)
+    acknowledged, attempted = load.acknowledged, load.attempted
     assert len(acknowledged) >= 40
     served.start()
     with world.pharmacy() as pos:
         for key, settlement_id in acknowledged.items():
             record = pos.get_settlement(settlement_id)
             assert record.status == SettlementStatus.SETTLED and record.personal_account_paid_fen == 123, key
-        # Retrying every attempt with its key is safe: each key ends with exactly one settlement.
+        # Retrying every attempt with its key is safe: each key ends with exactly one settlement (the
+        # nonces were in this process's memory: none is REPLAYED after the restart).
         for key, token in attempted.items():
             record = pos.settle(items, idempotency_key=key, token=token)
             if key in acknowledged:

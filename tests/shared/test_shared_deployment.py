@@ -29,6 +29,7 @@ from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
 from ecard_server.core import events
 from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
+from ecard_server.storage.sqlite import SqliteStore
 from tests.helpers.deployment import children_of, config_file, scrape
 from tests.helpers.polling import until
 
@@ -328,7 +329,8 @@ def test_workers_need_a_shared_store(tmp_path: Path) -> None:
 def test_unreachable_services_are_refused_at_start_in_one_line(pg_url: str, redis_url: str, tmp_path: Path) -> None:
     port = free_port()
     secret = ("--secret-file", str(tmp_path / "secret"))
-    code, err = serve_error("--db", f"postgresql://postgres@127.0.0.1:{port}/x", "--listen", "127.0.0.1:0", *secret)
+    code, err = serve_error("--db", f"postgresql://postgres@127.0.0.1:{port}/x", "--listen", "127.0.0.1:0",
+                            "--single-instance", *secret)
     assert code == 2 and "cannot connect to PostgreSQL" in err and "\n" not in err
     code, err = serve_error("--db", pg_url, "--redis", f"redis://127.0.0.1:{port}/0", "--listen", "127.0.0.1:0",
                             *secret)
@@ -341,11 +343,21 @@ def namespace() -> str:
     return f"ecard-test-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+def witness(tmp_path: Path) -> Iterator[SqliteStore]:
+    """The durable store a RedisNonceStore records its first use in (a deployment's SQL store)."""
+    store = SqliteStore(str(tmp_path / "witness.db"))
+    yield store
+    store.close()
+
+
 @pytest.mark.redis
-def test_nonce_consumed_once_across_stores_and_namespaces(redis_url: str, namespace: str) -> None:
-    first, second = RedisNonceStore.from_url(redis_url, namespace=namespace), RedisNonceStore.from_url(
-        redis_url, namespace=namespace)
-    elsewhere = RedisNonceStore.from_url(redis_url, namespace=namespace + "-other")
+def test_nonce_consumed_once_across_stores_and_namespaces(
+    redis_url: str, namespace: str, witness: SqliteStore
+) -> None:
+    first, second = RedisNonceStore.from_url(redis_url, witness=witness, namespace=namespace), RedisNonceStore.from_url(
+        redis_url, witness=witness, namespace=namespace)
+    elsewhere = RedisNonceStore.from_url(redis_url, witness=witness, namespace=namespace + "-other")
     try:
         expires = time.time() + 2
         assert first.consume(b"bank\x00nonce-1", expires)
@@ -361,8 +373,10 @@ def test_nonce_consumed_once_across_stores_and_namespaces(redis_url: str, namesp
 
 
 @pytest.mark.redis
-def test_nonce_batch_is_one_round_trip_with_the_same_answers(redis_url: str, namespace: str) -> None:
-    store = RedisNonceStore.from_url(redis_url, namespace=namespace)
+def test_nonce_batch_is_one_round_trip_with_the_same_answers(
+    redis_url: str, namespace: str, witness: SqliteStore
+) -> None:
+    store = RedisNonceStore.from_url(redis_url, witness=witness, namespace=namespace)
     try:
         expires = time.time() + 60
         assert store.consume(b"b", expires)
@@ -376,9 +390,11 @@ def test_nonce_batch_is_one_round_trip_with_the_same_answers(redis_url: str, nam
 
 
 @pytest.mark.redis
-def test_nonce_store_fails_closed_and_heals(redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]) -> None:
+def test_nonce_store_fails_closed_and_heals(
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
+) -> None:
     relay = tcp_proxy(redis_url)
-    store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
     try:
         assert store.consume(b"n1", time.time() + 60)
         relay.cut()
@@ -396,10 +412,10 @@ def test_nonce_store_fails_closed_and_heals(redis_url: str, namespace: str, tcp_
 
 @pytest.mark.redis
 def test_released_nonce_is_fresh_again_and_release_never_raises(
-    redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
 ) -> None:
     relay = tcp_proxy(redis_url)
-    store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
     try:
         assert store.consume(b"n1", time.time() + 60)
         assert store.release(b"n1") and not store.release(b"n1")
@@ -412,12 +428,12 @@ def test_released_nonce_is_fresh_again_and_release_never_raises(
 
 @pytest.mark.redis
 def test_loop_and_thread_consumption_share_one_answer_and_fail_closed(
-    redis_url: str, namespace: str, tcp_proxy: Callable[[str], Any]
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
 ) -> None:
     """consume_async (the event loop's asyncio client) and consume (a thread's) see each other's nonces;
     a cut Redis is Unavailable for both, and both heal."""
     relay = tcp_proxy(redis_url)
-    store = RedisNonceStore.from_url(relay.url(redis_url), namespace=namespace)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
 
     async def on_the_loop() -> None:
         expires = time.time() + 60

@@ -15,6 +15,7 @@ from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
 from ecard_server.core.assurance import Statement
+from ecard_server.core.nonces import spender
 from ecard_server.core.principals import ADMIN, CHANNEL, Principal
 from ecard_server.storage.memory import MemoryNonceStore
 from tests.helpers.clock import Clock
@@ -214,6 +215,39 @@ def test_a_released_nonce_can_be_consumed_again() -> None:
     clock.now = NOW + 11  # the first consumption's expiry passes: the second one still holds
     assert not store.consume(b"a", NOW + 30)
     assert len(store) == 1
+
+
+def test_a_settles_own_consumption_is_its_own_again_and_nobody_elses() -> None:
+    """consume_as (a Settle by token): the same spender (merchant and idempotency key) finds its own
+    consumption fresh again, e.g. retrying after a crash; another spender, or a Verify, does not."""
+    clock = Clock(NOW)
+    store = MemoryNonceStore(capacity=10, clock=clock)
+    mine, other = spender("ph-1", "receipt-7"), spender("ph-1", "receipt-8")
+    assert mine != other != spender("ph-2", "receipt-7") and not mine.startswith(b"1")
+    assert store.consume_as(b"a", NOW + 10, mine)
+    assert store.consume_as(b"a", NOW + 10, mine)  # the same Settle, retried
+    assert not store.consume_as(b"a", NOW + 10, other)
+    assert not store.consume(b"a", NOW + 10)  # a Verify of a token a Settle spent: REPLAYED
+    assert store.consume(b"b", NOW + 10)
+    assert not store.consume_as(b"b", NOW + 10, mine)  # a Verify spent it: never a Settle's own
+    clock.now = NOW + 11
+    assert store.consume_as(b"c", NOW + 20, other)  # a and b expired: their spenders are forgotten too
+    assert store.consume_as(b"a", NOW + 20, other) and not store.consume_as(b"a", NOW + 20, mine)
+    assert store.release(b"a") and store.consume_as(b"a", NOW + 20, mine)
+
+
+def test_a_token_spent_by_a_settle_passes_again_for_that_settle_only(env: Env) -> None:
+    """spend_token: a Settle cut after its consumption (a crash before the settlement committed) is
+    accepted again when retried with its merchant and key (the ledger then writes one settlement);
+    another key, another merchant or a Verify gets REPLAYED."""
+    token = env.mint(purposes=[t.PURPOSE_MEDICAL_SETTLEMENT], assurance=t.ASSURANCE_PIN)
+    verifier = env.deployment.verifier
+    spend = dict(merchant_id="ph", purpose=t.PURPOSE_MEDICAL_SETTLEMENT, min_assurance=t.ASSURANCE_PIN)
+    assert verifier.spend_token(token, spender=spender("ph", "k1"), **spend).accepted
+    assert verifier.spend_token(token, spender=spender("ph", "k1"), **spend).accepted
+    assert verifier.spend_token(token, spender=spender("ph", "k2"), **spend).reason == t.REASON_REPLAYED
+    assert verifier.spend_token(token, spender=spender("ph2", "k1"), **spend).reason == t.REASON_REPLAYED
+    assert env.verify(token, t.PURPOSE_MEDICAL_SETTLEMENT, t.ASSURANCE_PIN) == t.REASON_REPLAYED
 
 
 def test_loop_verify_answers_from_memory_or_asks_for_a_thread(env: Env) -> None:

@@ -248,6 +248,11 @@ class Store(CardStore, AdminStore, CounterBindingStore, Protocol):
         ...
 
     def set_meta_value(self, name: str, value: bytes) -> None: ...
+    def claim_meta_value(self, name: str, value: bytes, first: Callable[[], None]) -> bool:
+        """Writes `value` unless `name` has one; when this call writes it, `first()` runs before the
+        commit (an error in it writes nothing). True if this call wrote it."""
+        ...
+
     def scrub_meta_value(self, name: str) -> None:
         """Deletes the value, its bytes not left behind in the store's files."""
         ...
@@ -274,6 +279,11 @@ class NonceStore(Protocol):
 
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
         """`consume` for an event loop: it never blocks the loop (same answers, same errors)."""
+
+    def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
+        """`consume` that remembers who spent the nonce (core.nonces.spender: a Settle's merchant and
+        idempotency key): True also when `spender` itself consumed it before, so the same Settle
+        retried after a crash (on any process) settles instead of finding its own consumption."""
 
     def release(self, key: bytes) -> bool:
         """Forgets a consumption whose purpose failed for want of a store (a Settle whose transaction

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
+from ecard_server.core.nonces import spender
 from ecard_server.core.records import (
     NO_CATALOGUE,
     Catalogue,
@@ -93,7 +94,6 @@ class SettlementService:
         benefits: CurrentBook[BenefitPolicy] | None = None,
         quotes: QuoteSeal | None = None,
         clock: Callable[[], float] = time.time,
-        replay_wait_s: float = 2.0,
     ) -> None:
         self._ledger = ledger
         self._catalogue = catalogue
@@ -106,7 +106,6 @@ class SettlementService:
         self._merchants = merchants
         self._max_items = settings.max_basket_items
         self._clock = clock
-        self._replay_wait_s = replay_wait_s
 
     def _replay(self, merchant_id: str, key: str, request_hash: bytes) -> SettlementRecord | None:
         """The first record of an earlier Settle with this key; AlreadyExists if that was another request."""
@@ -148,16 +147,13 @@ class SettlementService:
             ecard_id, nonce, _ = self._open_verification(merchant_id, request.verification_id)
             used_reason = "VERIFICATION_USED"
         else:
-            outcome = self._verifier.verify_token(
+            outcome = self._verifier.spend_token(
                 request.token, merchant_id=merchant_id, purpose=t.PURPOSE_MEDICAL_SETTLEMENT,
-                min_assurance=t.ASSURANCE_PIN,
+                min_assurance=t.ASSURANCE_PIN, spender=spender(merchant_id, key),
             )
             if not outcome.accepted:
-                if outcome.reason == t.REASON_REPLAYED:
-                    # The same Settle may be in flight on another thread or replica: wait for its record.
-                    winner = self._await_record(merchant_id, key, request_hash)
-                    if winner is not None:
-                        return winner
+                # REPLAYED: spent by a Verify, another merchant or another key (this Settle's own
+                # earlier attempt would have been accepted again: NonceStore.consume_as).
                 word = _reason_word(outcome.reason)
                 raise FailedPrecondition(f"token rejected: {word}", word)
             assert outcome.card is not None and outcome.claims is not None
@@ -274,16 +270,6 @@ class SettlementService:
                 "VERIFICATION_NOT_FOR_SETTLEMENT",
             )
         return verification.ecard_id, verification.nonce, verification.expires_at
-
-    def _await_record(self, merchant_id: str, key: str, request_hash: bytes) -> SettlementRecord | None:
-        deadline = time.monotonic() + self._replay_wait_s
-        delay = 0.01
-        while True:
-            record = self._replay(merchant_id, key, request_hash)
-            if record is not None or time.monotonic() >= deadline:
-                return record
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
 
     def refund(
         self, merchant_id: str, settlement_id: str, idempotency_key: str, reason: str, ask: RefundAsk,

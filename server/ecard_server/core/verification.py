@@ -119,6 +119,18 @@ class TokenVerifier:
             return passed
         return self._used(passed, self._nonces.consume(passed.nonce_key, passed.nonce_expires_at), now)
 
+    def spend_token(
+        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int, spender: bytes
+    ) -> VerifyOutcome:
+        """`verify_token` for a Settle by token: the nonce is consumed as `spender` (nonces.spender), so
+        the same Settle retried after a crash is accepted again (its settlement is then written once:
+        the ledger keeps one per idempotency key and one per e-card and nonce); anyone else: REPLAYED."""
+        now = self._clock()
+        passed = self._check(token, merchant_id, purpose, min_assurance, now)
+        if isinstance(passed, VerifyOutcome):
+            return passed
+        return self._used(passed, self._nonces.consume_as(passed.nonce_key, passed.nonce_expires_at, spender), now)
+
     async def verify_token_async(
         self, token: str, *, merchant_id: str, purpose: int, min_assurance: int
     ) -> VerifyOutcome | None:

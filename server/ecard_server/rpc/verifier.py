@@ -5,8 +5,10 @@ hot-path state in this process (VerifierServicer), all but the Redis round trip,
 when nonces are in Redis (SharedVerifierServicer); a call that misses a cache runs on the pool. A batch
 always runs on the pool.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
-A unary Verify that carries a request_id leaves its answer in the verification records, for
-GetVerification (a POS whose Verify timed out asks it back there instead of verifying again).
+An accepted unary Verify that carries a request_id leaves its answer in the verification records, for
+GetVerification (a POS whose Verify timed out asks it back there instead of verifying again). A
+rejected one leaves nothing: it consumed nothing, which is what NOT_FOUND tells (the SDK's
+TokenNotConsumed), and junk calls cannot fill the records.
 A batch runs every check of every item, then consumes all the batch's nonces in one call to the
 nonce store, exactly as the items would be one after another.
 """
@@ -110,8 +112,9 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         fields = read_request(request, unary=unary)
         if fields is None:
             return _malformed(request)
-        response = self._answer(fields, merchant_id, self._outcome(fields, merchant_id))
-        if unary and fields.request_id:  # in memory here: nothing that can fail or wait
+        outcome = self._outcome(fields, merchant_id)
+        response = self._answer(fields, merchant_id, outcome)
+        if unary and fields.request_id and outcome.reason == _OK:  # in memory here: nothing that can fail or wait
             self._records.record(merchant_id, fields.request_id, response.SerializeToString())
         return response
 
@@ -206,7 +209,7 @@ class SharedVerifierServicer(VerifierServicer):
         if outcome is None:
             outcome = await self._placement.offload(self._outcome, fields, merchant_id)
         response = self._answer(fields, merchant_id, outcome)
-        if unary and fields.request_id:
+        if unary and fields.request_id and outcome.reason == _OK:
             try:
                 await self._records.record_async(merchant_id, fields.request_id, response.SerializeToString())
             except Unavailable as exc:  # the verdict stands; only asking it back later would fail

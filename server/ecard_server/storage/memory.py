@@ -32,6 +32,7 @@ class MemoryNonceStore:
         self._capacity = capacity
         self._clock = clock
         self._expiry: dict[bytes, float] = {}
+        self._spenders: dict[bytes, bytes] = {}  # who consumed a nonce, for those consumed by a Settle
         self._heap: list[tuple[float, bytes]] = []
         self._lock = threading.Lock()
 
@@ -56,6 +57,16 @@ class MemoryNonceStore:
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
         return self.consume(key, expires_at)  # a dictionary and a heap: nothing to wait for
 
+    def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._heap and self._heap[0][0] <= now:
+                self._expire(now)
+            if self._insert(key, expires_at, now):
+                self._spenders[key] = spender
+                return True
+            return self._spenders.get(key) == spender
+
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         with self._lock:
             now = self._clock()
@@ -66,6 +77,7 @@ class MemoryNonceStore:
 
     def release(self, key: bytes) -> bool:
         with self._lock:
+            self._spenders.pop(key, None)
             return self._expiry.pop(key, None) is not None  # its heap entry expires harmlessly
 
     def _expire(self, now: float) -> None:
@@ -74,6 +86,8 @@ class MemoryNonceStore:
             _, old = heapq.heappop(heap)
             if expiry.get(old, now + 1) <= now:
                 del expiry[old]
+                if self._spenders:
+                    self._spenders.pop(old, None)
 
     def _insert(self, key: bytes, expires_at: float, now: float) -> bool:
         known = self._expiry.get(key)
@@ -87,42 +101,66 @@ class MemoryNonceStore:
 
 
 class MemoryVerificationRecords:
-    """The embedded default: a dictionary in insertion order, oldest first, bounded by `capacity`
-    (the oldest record leaves first when full) and by `ttl_s` (a record older is never answered)."""
+    """The embedded default: per merchant, a dictionary in insertion order, oldest first, bounded by
+    `per_merchant` and by `ttl_s` (a record older is never answered), and all merchants together by
+    `capacity`. Whichever bound is reached, the recording merchant's own oldest record leaves (or, if it
+    has none, the new record is not kept): one merchant's records never push out another's."""
 
-    def __init__(self, ttl_s: float, capacity: int = 200_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, ttl_s: float, capacity: int = 200_000, clock: Callable[[], float] = time.time, *,
+        per_merchant: int = 50_000,
+    ) -> None:
         self._ttl = ttl_s
         self._capacity = max(1, capacity)
+        self._per_merchant = max(1, per_merchant)
         self._clock = clock
-        self._records: dict[tuple[str, str], tuple[float, bytes]] = {}
+        self._records: dict[str, dict[str, tuple[float, bytes]]] = {}
+        self._count = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._count
 
     def record(self, merchant_id: str, request_id: str, answer: bytes) -> None:
-        key = (merchant_id, request_id)
         now = self._clock()
-        records = self._records
         with self._lock:
-            records.pop(key, None)  # a replaced record moves to the young end
-            records[key] = (now + self._ttl, answer)
-            # At most two of the oldest leave per record: the dictionary never outgrows what arrives.
+            own = self._records.get(merchant_id)
+            if own is None:
+                own = self._records[merchant_id] = {}
+            if own.pop(request_id, None) is not None:  # a replaced record moves to the young end
+                self._count -= 1
+            # The expired leave, at most two per record (the dictionary never outgrows what arrives),
+            # then this merchant's oldest while it is over a bound.
             for _ in range(2):
-                if not records:
-                    break
-                oldest = next(iter(records))
-                if len(records) > self._capacity or records[oldest][0] <= now:
-                    del records[oldest]
-                else:
-                    break
+                if own and own[next(iter(own))][0] <= now:
+                    del own[next(iter(own))]
+                    self._count -= 1
+            if self._count >= self._capacity:
+                self._sweep(now)
+                self._records.setdefault(merchant_id, own)
+            while own and (len(own) >= self._per_merchant or self._count >= self._capacity):
+                del own[next(iter(own))]
+                self._count -= 1
+            if self._count >= self._capacity:
+                return  # full of other merchants' records: theirs stay, this one is not kept
+            own[request_id] = (now + self._ttl, answer)
+            self._count += 1
+
+    def _sweep(self, now: float) -> None:
+        """Drops every merchant's expired records (when full: other merchants' may be all past)."""
+        for merchant_id, own in list(self._records.items()):
+            while own and own[next(iter(own))][0] <= now:
+                del own[next(iter(own))]
+                self._count -= 1
+            if not own:
+                del self._records[merchant_id]
 
     async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
         self.record(merchant_id, request_id, answer)  # a dictionary: nothing to wait for
 
     def find(self, merchant_id: str, request_id: str) -> bytes | None:
         with self._lock:
-            found = self._records.get((merchant_id, request_id))
+            found = self._records.get(merchant_id, {}).get(request_id)
         if found is None or found[0] <= self._clock():
             return None
         return found[1]

@@ -7,6 +7,7 @@ itself: broken connections are dropped from the pool and replaced once the serve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -26,6 +27,8 @@ from ecard_server.storage.sql import SqlStore
 
 # The advisory lock that serialises `migrate` across processes starting together ("ecard" in ASCII).
 MIGRATION_LOCK = 0x6563617264
+# The advisory lock a `--single-instance` server holds for its life ("ecard1" in ASCII).
+INSTANCE_LOCK = 0x656361726431
 # libpq settings used unless the URL sets them: fail fast when the server is gone, notice dead peers.
 CONNECT_DEFAULTS = {
     "connect_timeout": "3",
@@ -160,6 +163,7 @@ class PostgresStore(SqlStore):
         wait only `SUSPECT_WAIT` until one succeeds again. After `reconnect_timeout` of failed attempts
         the pool stops retrying in the background and reconnects on the next call."""
         self.url = url
+        self._instance: psycopg.Connection[Any] | None = None  # holds INSTANCE_LOCK (hold_instance_lock)
         self._acquire_timeout = acquire_timeout
         self._suspect = False  # the last wait for a connection timed out: the database is probably down
         self._closed = threading.Event()
@@ -236,7 +240,46 @@ class PostgresStore(SqlStore):
         digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
         cur.execute("SELECT pg_advisory_xact_lock(?)", (int.from_bytes(digest[:8], "big") >> 1,))
 
+    def hold_instance_lock(self) -> bool:
+        """Takes the database's single-instance advisory lock on a connection of its own, held until
+        `close` (or the process's death: PostgreSQL frees it with the session). False when another
+        process holds it. `instance_lock_held` tells later whether the session still has it."""
+        if self._instance is None:
+            try:
+                self._instance = psycopg.connect(self.url, **{**CONNECT_DEFAULTS, **self._url_settings(self.url)},
+                                                 autocommit=True)
+            except psycopg.Error as exc:
+                raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
+        try:
+            row = self._instance.execute("SELECT pg_try_advisory_lock(%s)", (INSTANCE_LOCK,)).fetchone()
+        except psycopg.Error as exc:
+            self._drop_instance()
+            raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc
+        held = bool(row and row[0])
+        if not held:
+            self._drop_instance()
+        return held
+
+    def instance_lock_held(self) -> bool:
+        """Whether the lock's session is still alive (a restarted PostgreSQL ends it, and the lock)."""
+        conn = self._instance
+        if conn is None:
+            return False
+        try:
+            conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            self._drop_instance()
+            return False
+
+    def _drop_instance(self) -> None:
+        conn, self._instance = self._instance, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
+            self._drop_instance()
             self._pool.close(timeout=5)

@@ -6,6 +6,14 @@
   says since when this Redis remembers them (0: since it first served this deployment). When it is
   gone, the first consumption to see it says "since now", and until every token live before that
   could have expired (max lifetime + twice the skew) tokens are refused as possibly used (REPLAYED).
+  Only the process that first records in the durable store (the deployment's SQL store, `witness`)
+  that this namespace consumes nonces in Redis may create the key with 0, inside that transaction:
+  any later start finds the record, so a missing key always means "Redis lost its memory".
+  A Settle by token consumes with its spender (merchant and idempotency key) as the value
+  (`consume_as`): the same Settle retried after a crash finds its own consumption, not a replay.
+- Every connection asks Redis its `maxmemory-policy` first (at start, and on every reconnect): a
+  Redis that may evict keys could forget a consumed nonce, so ecard refuses to start on it (ValueError)
+  and, should it change later, every call on a new connection is Unavailable until it is noeviction.
 - RedisChangeBus: change notices travel on a pub/sub channel to every process's caches. Pub/sub
   forgets what a disconnected subscriber missed, so on every (re)connect the caches are dropped
   whole, and while disconnected they are dropped again and again: never older than a fraction of
@@ -24,7 +32,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -50,24 +58,73 @@ def describe(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
 
+class EvictingRedis(redis.ConnectionError):
+    """Redis may evict keys (its maxmemory-policy is not noeviction): it could forget a consumed nonce."""
+
+
+def eviction_policy(info: bytes | str) -> str:
+    """The maxmemory-policy in the text of `INFO memory` ('' when Redis does not say)."""
+    text = info.decode() if isinstance(info, bytes) else info
+    for line in text.splitlines():
+        if line.startswith("maxmemory_policy:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _refuse_eviction(info: bytes | str, where: str) -> None:
+    policy = eviction_policy(info)
+    if policy != "noeviction":
+        raise EvictingRedis(
+            f"Redis at {where} has maxmemory-policy {policy or 'unknown'}: ecard needs noeviction "
+            "(an evicted nonce is a token accepted twice)"
+        )
+
+
+def _checked(where: str) -> Any:
+    """A connection hook (redis-py's redis_connect_func): the usual handshake, then the eviction
+    policy, on every new connection, so a Redis reconfigured or replaced while we run is noticed."""
+
+    def on_connect(connection: Any) -> None:
+        connection.on_connect()
+        connection.send_command("INFO", "memory")
+        _refuse_eviction(connection.read_response(), where)
+
+    return on_connect
+
+
+def _checked_async(where: str) -> Any:
+    async def on_connect(connection: Any) -> None:
+        await connection.on_connect()
+        await connection.send_command("INFO", "memory")
+        _refuse_eviction(await connection.read_response(), where)
+
+    return on_connect
+
+
 def connect_async(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.asyncio.Redis:
     """`connect`'s asyncio twin, for the server's event loop (no ping: the URL was checked by `connect`)."""
     return redis.asyncio.Redis.from_url(
-        url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=AsyncRetry(NoBackoff(), 0)
+        url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=AsyncRetry(NoBackoff(), 0),
+        redis_connect_func=_checked_async(describe(url)),
     )
 
 
 def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.Redis:
     """A client that answers or fails within `timeout` and never retries by itself (a repeated
-    SET NX could report our own consumption as a replay). ValueError (one line) when unusable."""
+    SET NX could report our own consumption as a replay), on a Redis that never evicts keys.
+    ValueError (one line) when unusable."""
     try:
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
+            redis_connect_func=_checked(describe(url)),
         )
     except ValueError as exc:
         raise ValueError(f"bad Redis URL {url!r}: {exc}") from None
     try:
         client.ping()
+    except EvictingRedis as exc:
+        client.close()
+        raise ValueError(str(exc)) from None
     except _ERRORS as exc:
         client.close()
         raise ValueError(f"cannot reach Redis at {describe(url)}: {exc}") from None
@@ -75,11 +132,20 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
+    if isinstance(exc, EvictingRedis):
+        return Unavailable(str(exc), "NONCE_STORE_EVICTS")
     return Unavailable(f"nonce store unavailable: {type(exc).__name__}", "NONCE_STORE_UNAVAILABLE")
 
 
-# KEYS: the nonce, the since-key. ARGV: expiry, horizon, now. 1: fresh; 0: used, or live before what
-# this Redis remembers; 2: as 0, and the loss of memory was seen just now.
+class Witness(Protocol):
+    """The durable record that a namespace consumes nonces in Redis (the deployment's SQL store)."""
+
+    def claim_meta_value(self, name: str, value: bytes, first: Any) -> bool: ...
+
+
+# KEYS: the nonce, the since-key. ARGV: expiry, horizon, now, value ('1', or a Settle's spender).
+# 1: fresh (or consumed before by this same spender); 0: used, or live before what this Redis
+# remembers; 2: as 0, and the loss of memory was seen just now.
 _CONSUME = """
 local since = redis.call('GET', KEYS[2])
 local lost = 0
@@ -89,7 +155,8 @@ if not since then
   lost = 2
 end
 if tonumber(ARGV[1]) <= tonumber(since) + tonumber(ARGV[2]) then return lost end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[1]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EXAT', ARGV[1]) then return 1 end
+if ARGV[4] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[4] then return 1 end
 return 0
 """
 
@@ -106,7 +173,8 @@ class RedisNonceStore:
     local = False  # every consumption is a round trip to Redis
 
     def __init__(
-        self, client: redis.Redis, namespace: str = "ecard", *, url: str | None = None, horizon_s: int = 361
+        self, client: redis.Redis, namespace: str = "ecard", *, witness: Witness, url: str | None = None,
+        horizon_s: int = 361,
     ) -> None:
         self._client = client
         self._prefix = f"{namespace}:nonce:".encode()
@@ -116,18 +184,34 @@ class RedisNonceStore:
         self._async_client: redis.asyncio.Redis | None = None
         self._async_script: Any = None
         self._script = client.register_script(_CONSUME)
-        try:  # a Redis that first serves this deployment has remembered every consumption (none yet)
+
+        def first_use() -> None:  # inside the witness's transaction: nothing was ever consumed here
             client.set(self._since_key, b"0", nx=True)
+
+        try:
+            witness.claim_meta_value(self.witness_name(namespace), b"1", first_use)
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
-    @classmethod
-    def from_url(cls, url: str, *, namespace: str = "ecard", horizon_s: int = 361) -> RedisNonceStore:
-        return cls(connect(url), namespace, url=url, horizon_s=horizon_s)
+    @staticmethod
+    def witness_name(namespace: str) -> str:
+        """The durable store's name for "this namespace has consumed nonces in Redis"."""
+        return f"redis_nonces:{namespace}"
 
-    def _set(self, script: Any, key: bytes, expires_at: float, client: Any = None) -> Any:
+    @classmethod
+    def from_url(
+        cls, url: str, *, witness: Witness, namespace: str = "ecard", horizon_s: int = 361
+    ) -> RedisNonceStore:
+        client = connect(url)
+        try:
+            return cls(client, namespace, witness=witness, url=url, horizon_s=horizon_s)
+        except BaseException:
+            client.close()
+            raise
+
+    def _set(self, script: Any, key: bytes, expires_at: float, client: Any = None, value: bytes = b"1") -> Any:
         """The consume script on `client` (blocking, asyncio or a pipeline): its answer or awaitable."""
-        args = (max(1, math.ceil(expires_at)), self._horizon, int(time.time()))
+        args = (max(1, math.ceil(expires_at)), self._horizon, int(time.time()), value)
         return script(keys=(self._prefix + key, self._since_key), args=args, client=client)
 
     def _fresh(self, answer: Any) -> bool:
@@ -138,6 +222,12 @@ class RedisNonceStore:
     def consume(self, key: bytes, expires_at: float) -> bool:
         try:
             return self._fresh(self._set(self._script, key, expires_at))
+        except _ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
+        try:
+            return self._fresh(self._set(self._script, key, expires_at, value=spender))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 

@@ -167,6 +167,18 @@ class SqlStore:
                 (name, value),
             )
 
+    def claim_meta_value(self, name: str, value: bytes, first: Callable[[], None]) -> bool:
+        """Writes `value` under `name` unless a value is there; if this call writes it, `first()` runs
+        inside the same transaction, before the commit (an error in it writes nothing). A concurrent
+        claimer waits for that commit and then finds the value. True if this call wrote it."""
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING RETURNING name",
+                        (name, value))
+            if cur.fetchone() is None:
+                return False
+            first()
+            return True
+
     def scrub_meta_value(self, name: str) -> None:
         """Deletes a value so that its bytes are not left behind in the database's files either."""
         with self.transaction() as cur:
