@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from ecard import (
 from ecard.testing import EcardServer, World
 from ecard.v1 import settlement_pb2
 from ecard_server.storage import open_store
+from tests.helpers.deployment import config_file
 from tests.helpers.proxy import TcpProxy
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
@@ -181,11 +183,15 @@ def held_settle(relayed: PharmacyClient, proxy: TcpProxy, world: World, key: str
 
 
 @pytest.fixture(params=["one replica", "two replicas"])
-def pair(request: pytest.FixtureRequest, db_url: str, tcp_proxy: Callable[[str], TcpProxy]) -> Iterator[
+def pair(request: pytest.FixtureRequest, db_url: str, tcp_proxy: Callable[[str], TcpProxy], tmp_path: Path) -> Iterator[
         tuple[World, PharmacyClient, PharmacyClient, TcpProxy]]:
     """A world, a POS whose calls go through a relay to replica A, and a POS straight to A or to B."""
-    with EcardServer(db=db_url) as a:
-        second = EcardServer(db=db_url) if request.param == "two replicas" else None
+    # Replicas of one PostgreSQL database share their nonces in Redis (PostgreSQL alone is one process).
+    redis = None if db_url.startswith("sqlite") or request.param == "one replica" else request.getfixturevalue(
+        "redis_url")
+    args = ["--config", config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")] if redis else []
+    with EcardServer(db=db_url, redis=redis, extra_args=args) as a:
+        second = EcardServer(db=db_url, redis=redis, extra_args=args) if request.param == "two replicas" else None
         try:
             b = second.start() if second else a
             world = World.seed(a.target, cards=1, balance_fen=START)
