@@ -9,7 +9,6 @@ a replica that has not heard of an import yet prices with it anyway.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -32,14 +31,9 @@ START = 100_000
 
 @pytest.fixture
 def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
-    """On PostgreSQL with Redis: a second process on the database needs it (PostgreSQL alone is one process)."""
     redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
-    with InProcessServer(db=db_url, redis=redis, settings=_namespace()) as running:
+    with InProcessServer.replicable(db_url, redis) as running:
         yield running
-
-
-def _namespace() -> Settings:
-    return Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -116,7 +110,7 @@ def test_a_bad_item_refuses_the_whole_import(world: World, served: InProcessServ
 def test_a_new_version_takes_effect_on_every_replica(world: World, served: InProcessServer) -> None:
     # A second server on the same database whose change notices are lost (on PostgreSQL: its own Redis
     # namespace), so it has not heard of the import below.
-    with InProcessServer(db=served.db, redis=served.redis, settings=_namespace()) as replica, \
+    with InProcessServer.replicable(served.db, served.redis) as replica, \
             PharmacyClient(replica.target, merchant_id=world.hospital_id) as other:
         first = settle(other, world, "rx-v1", [line("XB07", 1000)])
         with world.admin() as admin:

@@ -25,7 +25,6 @@ from ecard import (
     line_item,
 )
 from ecard.testing import World
-from ecard_server.config import Settings
 from tests.helpers.inprocess import InProcessServer
 
 A, B, C = DrugClass.A, DrugClass.B, DrugClass.C
@@ -35,8 +34,9 @@ START = 100_000
 
 
 @pytest.fixture
-def served(db_url: str) -> Iterator[InProcessServer]:
-    with InProcessServer(db=db_url, settings=Settings(quote_window_s=60)) as running:
+def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
+    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
+    with InProcessServer.replicable(db_url, redis, quote_window_s=60) as running:
         yield running
 
 
@@ -115,7 +115,7 @@ def test_a_new_catalogue_makes_the_quote_stale(world: World) -> None:
     assert balance(world) == START
 
 
-def test_a_quote_is_for_its_basket_its_merchant_and_its_time(world: World, db_url: str) -> None:
+def test_a_quote_is_for_its_basket_its_merchant_and_its_time(world: World, served: InProcessServer) -> None:
     with world.pharmacy() as pos, world.hospital() as other:
         quote = pos.quote(BASKET, verification_id=verified(pos, world))
         with pytest.raises(InvalidArgument) as changed:
@@ -129,7 +129,7 @@ def test_a_quote_is_for_its_basket_its_merchant_and_its_time(world: World, db_ur
             pos.settle(BASKET, idempotency_key="rx-forged", quote_id=forged)
         assert bad.value.reason == "QUOTE_INVALID"
     assert balance(world) == START
-    with InProcessServer(db=db_url, settings=Settings(quote_window_s=1)) as short, \
+    with served.replica(quote_window_s=1) as short, \
             PharmacyClient(short.target, merchant_id=world.pharmacy_id) as pos:
         quote = pos.quote(BASKET, token=world.mint(0))
         time.sleep(2.2)
@@ -139,7 +139,7 @@ def test_a_quote_is_for_its_basket_its_merchant_and_its_time(world: World, db_ur
 
 
 def test_any_replica_settles_a_quote(world: World, served: InProcessServer) -> None:
-    with InProcessServer(db=served.db) as replica, world.hospital() as here, \
+    with served.replica() as replica, world.hospital() as here, \
             PharmacyClient(replica.target, merchant_id=world.hospital_id) as there:
         quote = here.quote(BASKET, token=world.mint(0))
         record = there.settle(BASKET, idempotency_key="rx-replica", quote_id=quote.quote_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,7 +31,6 @@ from ecard import (
 from ecard.testing import World
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc
 from ecard.v1 import types_pb2 as t
-from ecard_server.config import Settings
 from ecard_server.core.records import RefundAsk
 from ecard_server.core.rules.settlement import refund_hash
 from ecard_server.storage import open_store, sql
@@ -53,13 +51,8 @@ START = 100_000
 
 @pytest.fixture
 def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
-    """On PostgreSQL with Redis (its own namespace): replicas of one database share their nonces."""
-    if db_url.startswith("sqlite"):
-        running = InProcessServer(db=db_url)
-    else:
-        namespace = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
-        running = InProcessServer(db=db_url, redis=request.getfixturevalue("redis_url"), settings=namespace)
-    with running:
+    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
+    with InProcessServer.replicable(db_url, redis) as running:
         yield running
 
 
@@ -306,7 +299,7 @@ def test_concurrent_partial_refunds_never_over_refund(world: World) -> None:
 def test_two_servers_on_one_database_never_over_refund(world: World, served: InProcessServer) -> None:
     """Replicas share the database: refunds racing through two processes still queue on the row lock."""
     basket = [line_item("XA01", "a", A, 1000), line_item("XB07", "b", B, 700, 3)]
-    with InProcessServer(db=served.db, redis=served.redis, settings=served.settings) as second, \
+    with served.replica() as second, \
             world.hospital() as one, \
             PharmacyClient(second.target, merchant_id=world.hospital_id) as two:
         record = settle(one, world, "rx-two", basket)

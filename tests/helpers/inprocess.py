@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -38,6 +39,19 @@ class InProcessServer:
         self.target = ""
         self.deployment: Deployment | None = None
         self._bound: BoundServer | None = None
+
+    @classmethod
+    def replicable(cls, db: str, redis: str | None, **settings: Any) -> InProcessServer:
+        """A server that replicas (`replica`) may join: on PostgreSQL with `redis` and a Redis namespace of
+        its own (PostgreSQL without Redis is one process: `--single-instance`); SQLite needs neither."""
+        if db.startswith("sqlite"):
+            return cls(db=db, settings=Settings().with_overrides(settings))
+        namespace = f"ecard-test-{uuid.uuid4().hex[:12]}"
+        return cls(db=db, redis=redis, settings=Settings().with_overrides({"redis_namespace": namespace, **settings}))
+
+    def replica(self, **settings: Any) -> InProcessServer:
+        """Another server on this one's database and Redis namespace, with `settings` changed."""
+        return InProcessServer(db=self.db, redis=self.redis, settings=self.settings.with_overrides(settings))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 

@@ -62,8 +62,11 @@ class EvictingRedis(redis.ConnectionError):
     """Redis may evict keys (its maxmemory-policy is not noeviction): it could forget a consumed nonce."""
 
 
-def eviction_policy(info: bytes | str) -> str:
-    """The maxmemory-policy in the text of `INFO memory` ('' when Redis does not say)."""
+def eviction_policy(info: bytes | str | dict[str, Any]) -> str:
+    """The maxmemory-policy in `INFO memory`, as its text or as redis-py's parsed dict ('' when Redis
+    does not say)."""
+    if isinstance(info, dict):
+        return str(info.get("maxmemory_policy", ""))
     text = info.decode() if isinstance(info, bytes) else info
     for line in text.splitlines():
         if line.startswith("maxmemory_policy:"):
@@ -71,7 +74,7 @@ def eviction_policy(info: bytes | str) -> str:
     return ""
 
 
-def _refuse_eviction(info: bytes | str, where: str) -> None:
+def _refuse_eviction(info: bytes | str | dict[str, Any], where: str) -> None:
     policy = eviction_policy(info)
     if policy != "noeviction":
         raise EvictingRedis(
@@ -184,6 +187,7 @@ class RedisNonceStore:
         self._async_client: redis.asyncio.Redis | None = None
         self._async_script: Any = None
         self._script = client.register_script(_CONSUME)
+        self._evicting: str | None = None  # why, while ping_async finds that Redis may evict keys
 
         def first_use() -> None:  # inside the witness's transaction: nothing was ever consumed here
             client.set(self._since_key, b"0", nx=True)
@@ -221,12 +225,16 @@ class RedisNonceStore:
 
     def consume(self, key: bytes, expires_at: float) -> bool:
         try:
+            if self._evicting is not None:
+                raise EvictingRedis(self._evicting)
             return self._fresh(self._set(self._script, key, expires_at))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         try:
+            if self._evicting is not None:
+                raise EvictingRedis(self._evicting)
             return self._fresh(self._set(self._script, key, expires_at, value=spender))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
@@ -242,17 +250,27 @@ class RedisNonceStore:
 
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
         try:
+            if self._evicting is not None:
+                raise EvictingRedis(self._evicting)
             self._aclient()
             return self._fresh(await self._set(self._async_script, key, expires_at))
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
     async def ping_async(self) -> None:
-        """Whether Redis answers (readiness), on the event loop's client. Raises Unavailable if not."""
+        """Whether Redis answers and still never evicts (readiness probes it twice a second), on the
+        event loop's client. Raises Unavailable if not; while Redis may evict, every consumption is
+        refused too (a CONFIG SET on live connections is caught here, a new connection by `connect`)."""
         try:
-            await self._aclient().ping()
+            info = await self._aclient().execute_command("INFO", "memory")
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
+        try:
+            _refuse_eviction(info, describe(self._url or ""))
+        except EvictingRedis as exc:
+            self._evicting = str(exc)
+            raise _unavailable(exc) from exc
+        self._evicting = None
 
     async def aclose(self) -> None:
         """Closes the asyncio client, on the loop that made it."""
@@ -266,6 +284,8 @@ class RedisNonceStore:
         if not items:
             return []
         try:
+            if self._evicting is not None:
+                raise EvictingRedis(self._evicting)
             pipe = self._client.pipeline(transaction=False)
             for key, expires_at in items:
                 self._set(self._script, key, expires_at, pipe)
