@@ -58,6 +58,7 @@ from ecard._token import (
     parse_token,
 )
 from ecard.errors import (
+    TRANSIENT_STATUS_NAMES,
     AlreadyExists,
     DeadlineExceeded,
     EcardError,
@@ -99,6 +100,7 @@ __all__ = [
     "NO_RETRY",
     "SIGNING_CONTEXT",
     "TEXT_PREFIX",
+    "TRANSIENT_STATUS_NAMES",
     "AdminClient",
     "AlreadyExists",
     "Assurance",

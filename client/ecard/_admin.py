@@ -21,7 +21,7 @@ from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._token import COUNTER_QR_PREFIX, TokenSigner
 from ecard._transport import Targets, call, principal_metadata, sync_channel
-from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, types_pb2, wire
+from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, wire
 
 
 def card_ref(*, card_no: str = "", ecard_id: str = "") -> cards_pb2.CardRef:
@@ -71,11 +71,11 @@ class _Client:
         return self._call(self._admin.RegisterIssuerKey, key)
 
     def _rotate_key(
-        self, issuer_id: str, public_key_pem: str | bytes, retiring_kid: str, overlap_s: int, window: dict[str, Any]
+        self, issuer_id: str, retiring_kid: str, overlap_s: int, new_key: admin_pb2.IssuerKey
     ) -> admin_pb2.RotateIssuerKeyResponse:
         request = admin_pb2.RotateIssuerKeyRequest(
             issuer_id=issuer_id, retiring_kid=retiring_kid, overlap_seconds=overlap_s,
-            new_key=issuer_key(issuer_id, public_key_pem, **window),
+            new_key=new_key,
         )
         return self._call(self._admin.RotateIssuerKey, request)
 
@@ -109,8 +109,8 @@ class _Client:
     def get_ecard(self, ecard_id: str) -> cards_pb2.ECard:
         return self._call(self._cards.GetECard, cards_pb2.GetECardRequest(ecard_id=ecard_id))
 
-    def report_lost(self, **ref: str) -> cards_pb2.ECard:
-        return self._call(self._cards.ReportLost, card_ref(**ref))
+    def report_lost(self, *, card_no: str = "", ecard_id: str = "") -> cards_pb2.ECard:
+        return self._call(self._cards.ReportLost, card_ref(card_no=card_no, ecard_id=ecard_id))
 
     def list_usage(self, ecard_id: str, *, page_size: int = 0) -> Iterator[cards_pb2.UsageRecord]:
         """用卡记录: the e-card's verifications, settlements and refunds, newest first, read page by page."""
@@ -153,13 +153,14 @@ class ChannelClient(_Client):
         self.signer = signer
 
     def issue_ecard(
-        self, card_no: str, holder_name: str, id_number: str, *, assurance: int = types_pb2.ASSURANCE_FACE,
+        self, card_no: str, holder_name: str, id_number: str, *, assurance: int,
         checked_at: int | None = None, binding_code: str = "",
     ) -> cards_pb2.ECard:
         """Issues (or binds this channel to) the e-card of `card_no`, with a statement signed by this
-        channel's signer that it checked the holder (`assurance`, at `checked_at`, default now). With
-        `binding_code` (what the holder scanned at a counter, "ECB1:" prefix or not), it completes that
-        counter binding, and the signed statement names the code."""
+        channel's signer that it checked the holder: `assurance` (required, no default: the check this
+        channel made, e.g. Assurance.FACE) at `checked_at` (default now). With `binding_code` (what the
+        holder scanned at a counter, "ECB1:" prefix or not), it completes that counter binding, and the
+        signed statement names the code."""
         if self.signer is None:
             raise ValueError("issuing needs the channel's signer: ChannelClient(..., signer=TokenSigner(...))")
         code = binding_code.strip().removeprefix(COUNTER_QR_PREFIX)
@@ -170,16 +171,25 @@ class ChannelClient(_Client):
         )
         return self._call(self._cards.IssueECard, request)
 
-    def register_key(self, public_key_pem: str | bytes, **window: Any) -> admin_pb2.IssuerKey:
+    def register_key(
+        self, public_key_pem: str | bytes, *, kid: str | None = None, not_before: int | None = None,
+        not_after: int | None = None,
+    ) -> admin_pb2.IssuerKey:
         """Registers one of this channel's public keys. Options: kid, not_before, not_after (unix s)."""
-        return self._register_key(issuer_key(self.issuer_id, public_key_pem, **window))
+        return self._register_key(issuer_key(
+            self.issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after
+        ))
 
     def rotate_key(
-        self, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0, **window: Any
+        self, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0,
+        kid: str | None = None, not_before: int | None = None, not_after: int | None = None,
     ) -> admin_pb2.RotateIssuerKeyResponse:
         """Registers a new key and ends the retiring key's validity `overlap_s` seconds from now (0: the
         server's maximum token lifetime plus clock skew). Options of the new key: kid, not_before, not_after."""
-        return self._rotate_key(self.issuer_id, public_key_pem, retiring_kid, overlap_s, window)
+        return self._rotate_key(
+            self.issuer_id, retiring_kid, overlap_s,
+            issuer_key(self.issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after),
+        )
 
     def revoke_key(self, kid: str) -> admin_pb2.IssuerKey:
         return self._revoke_key(self.issuer_id, kid)
@@ -210,16 +220,25 @@ class AdminClient(_Client):
     def upsert_issuer(self, issuer_id: str, display_name: str = "") -> admin_pb2.Issuer:
         return self._call(self._admin.UpsertIssuer, admin_pb2.Issuer(issuer_id=issuer_id, display_name=display_name))
 
-    def register_key(self, issuer_id: str, public_key_pem: str | bytes, **window: Any) -> admin_pb2.IssuerKey:
+    def register_key(
+        self, issuer_id: str, public_key_pem: str | bytes, *,
+        kid: str | None = None, not_before: int | None = None, not_after: int | None = None,
+    ) -> admin_pb2.IssuerKey:
         """Registers a public key (PEM). Options as for `issuer_key`: kid (default kid_for(key)), not_before,
         not_after."""
-        return self._register_key(issuer_key(issuer_id, public_key_pem, **window))
+        return self._register_key(
+            issuer_key(issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after)
+        )
 
     def rotate_key(
-        self, issuer_id: str, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0, **window: Any
+        self, issuer_id: str, public_key_pem: str | bytes, *, retiring_kid: str, overlap_s: int = 0,
+        kid: str | None = None, not_before: int | None = None, not_after: int | None = None,
     ) -> admin_pb2.RotateIssuerKeyResponse:
         """ChannelClient.rotate_key, for any issuer."""
-        return self._rotate_key(issuer_id, public_key_pem, retiring_kid, overlap_s, window)
+        return self._rotate_key(
+            issuer_id, retiring_kid, overlap_s,
+            issuer_key(issuer_id, public_key_pem, kid=kid, not_before=not_before, not_after=not_after),
+        )
 
     def revoke_key(self, issuer_id: str, kid: str) -> admin_pb2.IssuerKey:
         return self._revoke_key(issuer_id, kid)
@@ -292,8 +311,8 @@ class AdminClient(_Client):
         request = admin_pb2.CreditRequest(card_no=card_no, amount_fen=amount_fen, idempotency_key=idempotency_key)
         return self._call(self._admin.CreditAccount, request)
 
-    def reinstate(self, **ref: str) -> cards_pb2.ECard:
-        return self._call(self._cards.Reinstate, card_ref(**ref))
+    def reinstate(self, *, card_no: str = "", ecard_id: str = "") -> cards_pb2.ECard:
+        return self._call(self._cards.Reinstate, card_ref(card_no=card_no, ecard_id=ecard_id))
 
     def suspend_binding(self, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
         return self._binding(self._cards.SuspendBinding, ecard_id, issuer_id)
@@ -311,8 +330,8 @@ class AdminClient(_Client):
                                                idempotency_key=idempotency_key)
         return self._call(self._admin.ReplaceCard, request)
 
-    def cancel(self, **ref: str) -> cards_pb2.ECard:
-        return self._call(self._cards.Cancel, card_ref(**ref))
+    def cancel(self, *, card_no: str = "", ecard_id: str = "") -> cards_pb2.ECard:
+        return self._call(self._cards.Cancel, card_ref(card_no=card_no, ecard_id=ecard_id))
 
 
 def catalogue_item(

@@ -13,10 +13,10 @@ An error of the whole batch (UNAVAILABLE, PERMISSION_DENIED, ...) is raised to e
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ecard._client import verify_request
-from ecard.v1 import verifier_pb2
+from ecard.v1 import types_pb2, verifier_pb2
 
 if TYPE_CHECKING:
     from ecard._client import AsyncPharmacyClient
@@ -38,11 +38,16 @@ class VerifyBatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self.batches_sent = 0
 
-    async def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
+    async def verify(
+        self, token: str, *, purpose: int = types_pb2.PURPOSE_IDENTITY,
+        min_assurance: int = types_pb2.ASSURANCE_UNSPECIFIED, terminal_id: str = "", request_id: str = "",
+    ) -> verifier_pb2.VerifyResponse:
         """Like AsyncPharmacyClient.verify (same fields), answered through a shared VerifyBatch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[verifier_pb2.VerifyResponse] = loop.create_future()
-        self._pending.append((verify_request(token, **fields), future))
+        self._pending.append((verify_request(
+            token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id, request_id=request_id
+        ), future))
         if len(self._pending) >= self._max_batch:
             self._flush()
         elif self._timer is None:

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 
 from ecard._options import ClientOptions
-from ecard._recovery import answer_lost, arecover, recover, with_request_id
+from ecard._recovery import answer_lost, arecover, fresh_request_id, recover
 from ecard._rpc_errors import from_grpc_error
 from ecard._transport import REQUEST_ID, Targets, acall, aio_channel, call, principal_metadata, sync_channel
 from ecard.errors import EcardError, InvalidArgument, TokenNotConsumed, Unreachable
@@ -238,11 +238,17 @@ class PharmacyClient(_MerchantBase):
             wait_for_ready=wait_for_ready,
         )
 
-    def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
+    def verify(
+        self, token: str, *, purpose: int = types_pb2.PURPOSE_IDENTITY,
+        min_assurance: int = types_pb2.ASSURANCE_UNSPECIFIED, terminal_id: str = "", request_id: str = "",
+    ) -> verifier_pb2.VerifyResponse:
         """Verifies one scanned token. Fields: purpose, min_assurance, terminal_id, request_id.
         A lost answer is asked back by request_id, never re-sent: raises TokenNotConsumed or
         VerificationUnknown (both VerifyInterrupted) when it cannot be had."""
-        request = verify_request(token, **with_request_id(fields))
+        request = verify_request(
+            token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id,
+            request_id=request_id or fresh_request_id(),
+        )
         try:
             return self._call(self._verifier.Verify, request, request_id=request.request_id)
         except EcardError as exc:
@@ -276,7 +282,11 @@ class PharmacyClient(_MerchantBase):
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
-    def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
+    def settle(
+        self, items: Iterable[settlement_pb2.LineItem], *, idempotency_key: str, verification_id: str = "",
+        token: str = "", quote_id: str = "", skip_personal_account: bool = False, terminal_id: str = "",
+        operator_id: str = "",
+    ) -> settlement_pb2.SettlementRecord:
         """Settles a basket, by `verification_id` (from an accepted Verify), by `quote_id` (from `quote`
         of the same basket: exactly the split the holder was shown, or FailedPrecondition QUOTE_STALE)
         or directly by `token`. Fields: idempotency_key (required: the receipt number), verification_id
@@ -284,7 +294,11 @@ class PharmacyClient(_MerchantBase):
         for the statements). Retried on transient errors; the key makes that safe. Still failing
         (Unavailable, DeadlineExceeded): the outcome is unknown; `reverse_settlement(idempotency_key)`
         settles it."""
-        return self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+        return self._call(self._settlement.Settle, settle_request(
+            items, idempotency_key=idempotency_key, verification_id=verification_id, token=token,
+            quote_id=quote_id, skip_personal_account=skip_personal_account, terminal_id=terminal_id,
+            operator_id=operator_id,
+        ), retry=True)
 
     def quote(
         self, items: Iterable[settlement_pb2.LineItem], *, verification_id: str = "", token: str = "",
@@ -436,8 +450,14 @@ class AsyncPharmacyClient(_MerchantBase):
             wait_for_ready=wait_for_ready,
         )
 
-    async def verify(self, token: str, **fields: Any) -> verifier_pb2.VerifyResponse:
-        request = verify_request(token, **with_request_id(fields))
+    async def verify(
+        self, token: str, *, purpose: int = types_pb2.PURPOSE_IDENTITY,
+        min_assurance: int = types_pb2.ASSURANCE_UNSPECIFIED, terminal_id: str = "", request_id: str = "",
+    ) -> verifier_pb2.VerifyResponse:
+        request = verify_request(
+            token, purpose=purpose, min_assurance=min_assurance, terminal_id=terminal_id,
+            request_id=request_id or fresh_request_id(),
+        )
         try:
             return await self._call(self._verifier.Verify, request, request_id=request.request_id)
         except EcardError as exc:
@@ -468,8 +488,16 @@ class AsyncPharmacyClient(_MerchantBase):
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
-    async def settle(self, items: Iterable[settlement_pb2.LineItem], **fields: Any) -> settlement_pb2.SettlementRecord:
-        return await self._call(self._settlement.Settle, settle_request(items, **fields), retry=True)
+    async def settle(
+        self, items: Iterable[settlement_pb2.LineItem], *, idempotency_key: str, verification_id: str = "",
+        token: str = "", quote_id: str = "", skip_personal_account: bool = False, terminal_id: str = "",
+        operator_id: str = "",
+    ) -> settlement_pb2.SettlementRecord:
+        return await self._call(self._settlement.Settle, settle_request(
+            items, idempotency_key=idempotency_key, verification_id=verification_id, token=token,
+            quote_id=quote_id, skip_personal_account=skip_personal_account, terminal_id=terminal_id,
+            operator_id=operator_id,
+        ), retry=True)
 
     async def quote(
         self, items: Iterable[settlement_pb2.LineItem], *, verification_id: str = "", token: str = "",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpc
 
+from ecard.errors import TRANSIENT_STATUS_NAMES
+
 
 @dataclass(frozen=True)
 class TLSConfig:
@@ -23,8 +25,11 @@ class TLSConfig:
     """Overrides the name checked against the server certificate (tests, IP targets)."""
 
     @classmethod
-    def from_files(cls, ca_cert: str | Path, client_cert: str | Path, client_key: str | Path, **kw: str) -> TLSConfig:
-        return cls(Path(ca_cert).read_bytes(), Path(client_cert).read_bytes(), Path(client_key).read_bytes(), **kw)
+    def from_files(
+        cls, ca_cert: str | Path, client_cert: str | Path, client_key: str | Path, *, server_name: str | None = None
+    ) -> TLSConfig:
+        return cls(Path(ca_cert).read_bytes(), Path(client_cert).read_bytes(), Path(client_key).read_bytes(),
+                   server_name=server_name)
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,9 @@ class RetryConfig:
     """Upper bound of one wait, in seconds."""
     multiplier: float = 2.0
     retry_codes: frozenset[grpc.StatusCode] = field(
-        default_factory=lambda: frozenset(
-            {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
-        )
+        default_factory=lambda: frozenset(grpc.StatusCode[name] for name in TRANSIENT_STATUS_NAMES)
     )
-    """Status codes that mean "try again": transient by nature (CANCELLED: the server gave the call up)."""
+    """Status codes that mean "try again": by default the transient ones (`ecard.TRANSIENT_STATUS_NAMES`)."""
 
     def delays(self) -> list[float]:
         """The jittered waits between attempts."""

@@ -16,24 +16,24 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ecard.errors import DeadlineExceeded, EcardError, NotFound, TokenNotConsumed, Unavailable, VerificationUnknown
+from ecard.errors import DeadlineExceeded, EcardError, NotFound, TokenNotConsumed, VerificationUnknown
 
 RECHECK_S = 0.25
 """Pause before asking a second time: a Verify past its deadline may still be finishing on the server."""
 T = TypeVar("T")
 
 
-def with_request_id(fields: dict[str, Any]) -> dict[str, Any]:
-    """The Verify fields, with a fresh request_id when the caller gave none."""
-    if not fields.get("request_id"):
-        fields["request_id"] = uuid.uuid4().hex
-    return fields
+def fresh_request_id() -> str:
+    """A Verify's request_id when the caller gave none: what a lost answer is asked back by."""
+    return uuid.uuid4().hex
 
 
 def answer_lost(exc: EcardError) -> bool:
-    return isinstance(exc, DeadlineExceeded) or (isinstance(exc, Unavailable) and exc.reason == exc.status_name)
+    """A transient error (`retryable`) that is not the server's own answer: a DEADLINE_EXCEEDED, or an
+    UNAVAILABLE without the server's ErrorInfo reason."""
+    return exc.retryable and (isinstance(exc, DeadlineExceeded) or exc.reason == exc.status_name)
 
 
 def recover(lookup: Callable[[], T], cause: EcardError, request_id: str) -> T:

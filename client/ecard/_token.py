@@ -206,9 +206,16 @@ class TokenSigner:
             assurance=wire(assurance),
         )
 
-    def mint(self, ecard_id: str, **options: object) -> str:
+    def mint(
+        self, ecard_id: str, *, purposes: Iterable[int] = ALL_PURPOSES, assurance: int = types_pb2.ASSURANCE_PIN,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS, issued_at: int | None = None, nonce: bytes | None = None,
+    ) -> str:
         """A fresh token text (new nonce). Options as for `claims`."""
-        return encode_token(self.claims(ecard_id, **options), self._key)  # type: ignore[arg-type]
+        return encode_token(
+            self.claims(ecard_id, purposes=purposes, assurance=assurance, ttl_seconds=ttl_seconds,
+                        issued_at=issued_at, nonce=nonce),
+            self._key,
+        )
 
     def sign_claims(self, claims: token_pb2.TokenClaims) -> str:
         """Signs claims built by hand (test vectors, negative tests)."""

@@ -26,12 +26,24 @@ from __future__ import annotations
 
 DOMAIN = "ecard.v1"
 
+TRANSIENT_STATUS_NAMES: frozenset[str] = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
+"""The one definition of a transient failure, by gRPC status name: what `RetryConfig.retry_codes`
+retries by default, what makes an error class `retryable`, and (without a server's ErrorInfo) what
+makes a Verify's answer lost rather than given (CANCELLED: the server or the connection gave the call up;
+the SDK raises it as Unavailable, reason CANCELLED)."""
+
 
 class EcardError(Exception):
     """Base of every ecard error. `reason` is the ErrorInfo word, `metadata` its details."""
 
     status_name = "INTERNAL"
     retryable = False
+    """Transient (`TRANSIENT_STATUS_NAMES`): a call that is safe to repeat may be tried again."""
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "status_name" in vars(cls) and "retryable" not in vars(cls):  # a class that names its status
+            cls.retryable = cls.status_name in TRANSIENT_STATUS_NAMES
 
     def __init__(self, message: str, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -73,12 +85,10 @@ class ResourceExhausted(EcardError):
 
 class Unavailable(EcardError):
     status_name = "UNAVAILABLE"
-    retryable = True
 
 
 class DeadlineExceeded(EcardError):
     status_name = "DEADLINE_EXCEEDED"
-    retryable = True
 
 
 class Unreachable(Unavailable):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from ecard._admin import AdminClient, ChannelClient, physical_cards
 from ecard._client import PharmacyClient
 from ecard._keys import PrivateKey, generate_private_key, public_key_pem
 from ecard._options import ClientOptions
-from ecard._token import TokenSigner
+from ecard._token import ALL_PURPOSES, DEFAULT_TTL_SECONDS, TokenSigner
 from ecard._transport import sync_channel
 from ecard.v1 import types_pb2
 
@@ -219,12 +219,17 @@ class World:
         world = cls(target, issuer_id, key, TokenSigner(key, issuer_id=issuer_id, kid=registered.kid),
                     pharmacy_id, hospital_id, holders)
         with world.channel() as channel:
-            world.ecard_ids = [channel.issue_ecard(no, name, idn).ecard_id for no, name, idn in holders]
+            face = types_pb2.ASSURANCE_FACE
+            world.ecard_ids = [channel.issue_ecard(no, name, idn, assurance=face).ecard_id for no, name, idn in holders]
         return world
 
-    def mint(self, card: int = 0, **options: Any) -> str:
+    def mint(
+        self, card: int = 0, *, purposes: Iterable[int] = ALL_PURPOSES, assurance: int = types_pb2.ASSURANCE_PIN,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS, issued_at: int | None = None, nonce: bytes | None = None,
+    ) -> str:
         """A fresh token for e-card number `card` (options as TokenSigner.claims)."""
-        return self.signer.mint(self.ecard_ids[card], **options)
+        return self.signer.mint(self.ecard_ids[card], purposes=purposes, assurance=assurance, ttl_seconds=ttl_seconds,
+                                issued_at=issued_at, nonce=nonce)
 
     def admin(self) -> AdminClient:
         return AdminClient(self.target)

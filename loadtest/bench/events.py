@@ -47,7 +47,7 @@ from ecard import (
     public_key_pem,
 )
 from ecard.testing import EcardServer, fake_holder
-from ecard.v1 import cards_pb2, cards_pb2_grpc
+from ecard.v1 import cards_pb2, cards_pb2_grpc, types_pb2
 
 DEFAULT_BINDINGS = 8
 
@@ -69,7 +69,7 @@ def seed(target: str, channels: int, cards: int, bindings: int) -> tuple[list[st
     try:
         for n, holder in enumerate(holders):
             for k in range(bindings):
-                card = clients[issuers[(n + k) % channels]].issue_ecard(*holder)
+                card = clients[issuers[(n + k) % channels]].issue_ecard(*holder, assurance=types_pb2.ASSURANCE_FACE)
             ecard_ids.append(card.ecard_id)
     finally:
         for client in clients.values():

@@ -126,7 +126,7 @@ def seed(target: str, scale: Scale) -> tuple[World, list[str], float]:
         step = max(scale.enrolled // scale.issued, 1)
         for n in range(0, step * scale.issued, step):
             no, name, idn = fake_holder(n, "B")
-            ecard_ids.append(channel.issue_ecard(no, name, idn).ecard_id)
+            ecard_ids.append(channel.issue_ecard(no, name, idn, assurance=t.ASSURANCE_FACE).ecard_id)
     return world, ecard_ids, enroll_seconds
 
 

@@ -201,7 +201,7 @@ def _issue(
 
         def issue(n: int) -> str:
             card_no, name, id_number, _, _ = holder(tag, n)
-            return channel.issue_ecard(card_no, name, id_number).ecard_id
+            return channel.issue_ecard(card_no, name, id_number, assurance=types_pb2.ASSURANCE_FACE).ecard_id
 
         with ThreadPoolExecutor(ISSUE_CONCURRENCY, thread_name_prefix="seed-issue") as pool:
             return list(pool.map(issue, numbers))

@@ -68,7 +68,8 @@ def load_demo(target: str, out_dir: Path) -> DemoData:
     with ChannelClient(target, issuer_id=ISSUER, signer=TokenSigner(key, issuer_id=ISSUER, kid=kid)) as channel:
         for card_no, name, id_number, _region, _balance in CARDS:
             try:
-                ecard_ids.append(channel.issue_ecard(card_no, name, id_number).ecard_id)
+                ecard_ids.append(channel.issue_ecard(card_no, name, id_number,
+                                                     assurance=types_pb2.ASSURANCE_FACE).ecard_id)
             except FailedPrecondition as exc:  # a guide, run earlier on this server, reported it lost
                 skipped.append((card_no, exc.message))
     if not ecard_ids:

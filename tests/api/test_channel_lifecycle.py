@@ -32,6 +32,7 @@ from ecard import (
     public_key_pem,
 )
 from ecard.testing import World, fake_holder
+from ecard.v1 import types_pb2
 from ecard_server.storage import SqlStore, open_store
 from tests.helpers.inprocess import InProcessServer
 
@@ -53,7 +54,7 @@ def second_channel(world: World, suffix: str = "b") -> TokenSigner:
         kid = admin.register_key(issuer_id, public_key_pem(key)).kid
     signer = TokenSigner(key, issuer_id=issuer_id, kid=kid)
     with world.channel(issuer_id, signer) as channel:
-        channel.issue_ecard(*world.cards[0])
+        channel.issue_ecard(*world.cards[0], assurance=types_pb2.ASSURANCE_FACE)
     return signer
 
 
@@ -90,7 +91,7 @@ def test_suspend_resume_unbind_touch_only_the_channels_own_binding(world: World,
             channel.get_ecard(ecard_id)
         assert gone.value.reason == "CHANNEL_NOT_BOUND"
         # Issuing again (the holder proves herself anew) binds the channel again.
-        assert world.issuer_id in channel.issue_ecard(*world.cards[0]).channels
+        assert world.issuer_id in channel.issue_ecard(*world.cards[0], assurance=types_pb2.ASSURANCE_FACE).channels
         assert reason(world) == Reason.OK
     assert audit_kinds(world, ecard_id) == ["BINDING_SUSPEND", "BINDING_RESUME", "BINDING_UNBIND"]
     ended = store.rows("SELECT issuer_id, assurance_statement FROM ecard_bindings_ended WHERE ecard_id = ?",

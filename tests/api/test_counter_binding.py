@@ -24,7 +24,7 @@ from ecard import (
     physical_cards,
 )
 from ecard.testing import World, fake_holder
-from ecard.v1 import cards_pb2
+from ecard.v1 import cards_pb2, types_pb2
 from ecard_server.config import Settings
 from tests.helpers.inprocess import InProcessServer
 
@@ -60,7 +60,8 @@ def test_the_counter_learns_her_new_ecard_and_scans_her_first_token(notices_only
         waiting.start()
         time.sleep(0.3)  # the POS is long-polling now
         with world.channel() as bank:  # the holder scanned the QR text in her bank's app
-            issued = bank.issue_ecard(card_no, name, idn, binding_code=shown.qr_text)
+            issued = bank.issue_ecard(card_no, name, idn, binding_code=shown.qr_text,
+                                      assurance=types_pb2.ASSURANCE_FACE)
         completed_at = time.monotonic()
         waiting.join(timeout=20)
         assert heard, "the long poll never answered"
@@ -100,13 +101,14 @@ def test_a_code_completes_one_binding_once_and_only_as_its_statement_says(world:
         for bad, error, why in (("ECB1:short", InvalidArgument, "INVALID_BINDING_CODE"),
                                 ("A" * 16, FailedPrecondition, "BINDING_CODE_UNKNOWN")):
             with pytest.raises(error) as refused:
-                bank.issue_ecard(card_no, name, idn, binding_code=bad)
+                bank.issue_ecard(card_no, name, idn, binding_code=bad, assurance=types_pb2.ASSURANCE_FACE)
             assert refused.value.reason == why
-        first = bank.issue_ecard(card_no, name, idn, binding_code=code)
-        again = bank.issue_ecard(card_no, name, idn, binding_code=code)  # a retry of the same issuance
+        first = bank.issue_ecard(card_no, name, idn, binding_code=code, assurance=types_pb2.ASSURANCE_FACE)
+        # a retry of the same issuance
+        again = bank.issue_ecard(card_no, name, idn, binding_code=code, assurance=types_pb2.ASSURANCE_FACE)
         assert again.ecard_id == first.ecard_id
         with pytest.raises(FailedPrecondition) as used:
-            bank.issue_ecard(*other_card, binding_code=code)
+            bank.issue_ecard(*other_card, binding_code=code, assurance=types_pb2.ASSURANCE_FACE)
         assert used.value.reason == "BINDING_CODE_USED"
         assert pos.get_counter_binding(code).card.ecard_id == first.ecard_id
 
@@ -145,5 +147,5 @@ def test_an_expired_code_is_refused_and_the_async_pos_hears_so(short_lived: InPr
     expired = asyncio.run(counter())
     assert expired.status == EXPIRED and not expired.HasField("card")
     with world.channel() as bank, pytest.raises(FailedPrecondition) as late:
-        bank.issue_ecard(card_no, name, idn, binding_code=expired.binding_code)
+        bank.issue_ecard(card_no, name, idn, binding_code=expired.binding_code, assurance=types_pb2.ASSURANCE_FACE)
     assert late.value.reason == "BINDING_CODE_EXPIRED"

@@ -122,12 +122,12 @@ def test_second_issuance_through_another_channel_returns_the_same_ecard(world: W
     with world.pharmacy() as pos:
         assert pos.verify(signer.mint(world.ecard_ids[0])).reason == t.REASON_CHANNEL_NOT_BOUND
         with world.channel(second, signer) as channel:
-            card = channel.issue_ecard(card_no, name, id_number)
+            card = channel.issue_ecard(card_no, name, id_number, assurance=t.ASSURANCE_FACE)
         assert card.ecard_id == world.ecard_ids[0]
         assert sorted(card.channels) == sorted([world.issuer_id, second])
         assert pos.verify(signer.mint(world.ecard_ids[0])).reason == t.REASON_OK
     with world.channel() as channel:  # the first channel again: same e-card, nothing new
-        assert channel.issue_ecard(card_no, name, id_number).ecard_id == world.ecard_ids[0]
+        assert channel.issue_ecard(card_no, name, id_number, assurance=t.ASSURANCE_FACE).ecard_id == world.ecard_ids[0]
 
 
 def test_issuance_needs_matching_identity_face_check_and_enrollment(world: World) -> None:
@@ -135,17 +135,17 @@ def test_issuance_needs_matching_identity_face_check_and_enrollment(world: World
     with world.channel() as channel:
         for args in ((card_no, name, "330203199001019999"), (card_no, "别人", id_number)):
             with pytest.raises(FailedPrecondition) as caught:
-                channel.issue_ecard(*args)
+                channel.issue_ecard(*args, assurance=t.ASSURANCE_FACE)
             assert caught.value.reason == "IDENTITY_MISMATCH" and "id_number" not in caught.value.message
             caught_mismatch = caught.value
         with pytest.raises(FailedPrecondition) as caught:
             channel.issue_ecard(card_no, name, id_number, assurance=t.ASSURANCE_PIN)
         assert caught.value.reason == "ASSURANCE_TOO_LOW"
         with pytest.raises(FailedPrecondition) as unknown:  # answered as a mismatch: no oracle of numbers
-            channel.issue_ecard("Z99999999", name, id_number)
+            channel.issue_ecard("Z99999999", name, id_number, assurance=t.ASSURANCE_FACE)
         assert (unknown.value.reason, unknown.value.message) == (caught_mismatch.reason, caught_mismatch.message)
         with pytest.raises(InvalidArgument):
-            channel.issue_ecard("", name, id_number)
+            channel.issue_ecard("", name, id_number, assurance=t.ASSURANCE_FACE)
 
 
 def _raw_verify(target: str, principal: str | None, request: verifier_pb2.VerifyRequest) -> grpc.RpcError:
@@ -267,7 +267,7 @@ def test_health_and_reflection(server: InProcessServer) -> None:
 
 def test_errors_carry_error_info(world: World) -> None:
     with world.channel() as channel, pytest.raises(FailedPrecondition) as caught:
-        channel.issue_ecard(world.cards[0][0], world.cards[0][1], "000000000000000000")
+        channel.issue_ecard(world.cards[0][0], world.cards[0][1], "000000000000000000", assurance=t.ASSURANCE_FACE)
     exc = caught.value
     assert exc.reason == "IDENTITY_MISMATCH"
     assert exc.grpc_code == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]

@@ -74,7 +74,7 @@ def test_the_422_guess_brute_force_of_an_identity_number_is_throttled(server: Ec
     with attacker(world, f"evil-{world.issuer_id[-8:]}") as evil:
         for guess in guesses:
             try:
-                evil.issue_ecard(card_no, name, guess)
+                evil.issue_ecard(card_no, name, guess, assurance=t.ASSURANCE_FACE)
                 answers.append("BOUND")
             except (FailedPrecondition, ResourceExhausted) as exc:
                 answers.append(exc.reason)
@@ -83,7 +83,7 @@ def test_the_422_guess_brute_force_of_an_identity_number_is_throttled(server: Ec
         assert answers[:5] == ["IDENTITY_MISMATCH"] * 5
         assert set(answers[5:]) == {"ISSUANCE_THROTTLED"}, answers[5:8]
         with pytest.raises(ResourceExhausted) as throttled:  # even the right number, now
-            evil.issue_ecard(card_no, name, victim_id)
+            evil.issue_ecard(card_no, name, victim_id, assurance=t.ASSURANCE_FACE)
         assert throttled.value.grpc_code == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
         assert int(throttled.value.metadata["retry_after_ms"]) > 3_600_000
     with world.admin() as admin:
@@ -100,7 +100,7 @@ def test_unknown_and_mismatched_card_numbers_answer_the_same(server: EcardServer
         answers = []
         for card_no in (world.cards[0][0], "Z" + world.cards[1][0][1:]):  # enrolled, never enrolled
             with pytest.raises(FailedPrecondition) as caught:
-                channel.issue_ecard(card_no, world.cards[0][1], "330203199001019999")
+                channel.issue_ecard(card_no, world.cards[0][1], "330203199001019999", assurance=t.ASSURANCE_FACE)
             answers.append((caught.value.grpc_code, caught.value.reason, caught.value.message))  # type: ignore[attr-defined]
     assert answers[0] == answers[1] and answers[0][1] == "IDENTITY_MISMATCH"
 
@@ -118,7 +118,7 @@ def test_the_card_throttle_holds_across_channels_and_processes(tmp_path: Path) -
             channel = evil[n % 3]
             with ChannelClient((one, two)[n % 2].target, issuer_id=channel.issuer_id, signer=channel.signer) as c:
                 try:
-                    c.issue_ecard(card_no, name, f"{idn[:-3]}{n + 500:03d}")
+                    c.issue_ecard(card_no, name, f"{idn[:-3]}{n + 500:03d}", assurance=t.ASSURANCE_FACE)
                     reasons.append("BOUND")
                 except EcardError as exc:
                     reasons.append(exc.reason)
@@ -171,11 +171,11 @@ def test_a_new_channel_on_a_card_is_seen_by_its_other_channels(server: EcardServ
     card_no, name, idn = world.cards[0]
     ecard_id = world.ecard_ids[0]
     with attacker(world, f"second-{world.issuer_id[-8:]}") as second:
-        second.issue_ecard(card_no, name, idn)
+        second.issue_ecard(card_no, name, idn, assurance=t.ASSURANCE_FACE)
         second_kid = second.signer.kid  # type: ignore[union-attr]
     with attacker(world, f"stranger-{world.issuer_id[-8:]}") as stranger:
         with pytest.raises(FailedPrecondition):
-            stranger.issue_ecard(card_no, name, idn[:-1] + ("0" if idn[-1] != "0" else "1"))
+            stranger.issue_ecard(card_no, name, idn[:-1] + ("0" if idn[-1] != "0" else "1"), assurance=t.ASSURANCE_FACE)
         with pytest.raises(PermissionDenied):
             list(stranger.audit_events(subject=ecard_id))
     with world.channel() as first:

@@ -41,7 +41,8 @@ def test_principal_comes_from_the_client_certificate(pki: dict) -> None:
             admin.enroll_cards(physical_cards([("M00000001", "周一", "330203198001010011", "330200", 0)]))
         signer = TokenSigner(key, issuer_id="tls-bank", kid=kid)
         with ChannelClient(server.target, issuer_id="tls-bank", signer=signer, options=opts["channel"]) as channel:
-            ecard_id = channel.issue_ecard("M00000001", "周一", "330203198001010011").ecard_id
+            ecard_id = channel.issue_ecard("M00000001", "周一", "330203198001010011",
+                                           assurance=t.ASSURANCE_FACE).ecard_id
         token = signer.mint(ecard_id)
         # metadata cannot override the certificate: the merchant cert may verify, nobody else
         with PharmacyClient(server.target, merchant_id="tls-pharmacy", options=opts["merchant"]) as pos:

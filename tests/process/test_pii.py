@@ -49,9 +49,9 @@ def _day(server: EcardServer) -> list[str]:
         admin.revoke_key(world.issuer_id, kid)
     with world.channel() as channel:
         for no, name, idn in late[:2]:
-            channel.issue_ecard(no, name, idn)
+            channel.issue_ecard(no, name, idn, assurance=t.ASSURANCE_FACE)
         with pytest.raises(FailedPrecondition):  # a wrong identity number: refused, and not logged
-            channel.issue_ecard(late[2][0], late[2][1], late[2][2][:-1] + "9")
+            channel.issue_ecard(late[2][0], late[2][1], late[2][2][:-1] + "9", assurance=t.ASSURANCE_FACE)
         channel.report_lost(ecard_id=world.ecard_ids[1])
     with world.pharmacy() as pos:
         for card in range(6):
@@ -155,7 +155,7 @@ def test_identity_numbers_are_never_stored_or_logged_in_clear() -> None:
         with world.pharmacy() as pos:
             pos.verify(world.mint(0), purpose=t.PURPOSE_IDENTITY)
         with world.channel() as channel, pytest.raises(FailedPrecondition):
-            channel.issue_ecard(world.cards[0][0], world.cards[0][1], "110101190001011111")
+            channel.issue_ecard(world.cards[0][0], world.cards[0][1], "110101190001011111", assurance=t.ASSURANCE_FACE)
         server.stop()
         db_path = server.db.removeprefix("sqlite:///")
         stored = b"".join(Path(p).read_bytes() for p in (db_path, db_path + "-wal") if Path(p).exists())

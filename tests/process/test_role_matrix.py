@@ -178,7 +178,7 @@ class Scene:
     def ecard(self, which: str) -> tuple[str, str]:
         """A fresh e-card bound to the side's channel only: (card_no, ecard_id)."""
         card_no, name, idn = self.enrolled()
-        return card_no, self.side(which).channel.issue_ecard(card_no, name, idn).ecard_id
+        return card_no, self.side(which).channel.issue_ecard(card_no, name, idn, assurance=t.ASSURANCE_FACE).ecard_id
 
     def verify_request(self, which: str) -> verifier_pb2.VerifyRequest:
         """A valid token, asking in the name of the side's merchant."""
@@ -240,7 +240,7 @@ def _lost_card(scene: Scene, side: str) -> cards_pb2.CardRef:
 def _issue_request(scene: Scene, side: str) -> cards_pb2.IssueECardRequest:
     card_no, name, idn = scene.enrolled()
     if side == "other":  # already issued through channel B
-        scene.side("other").channel.issue_ecard(card_no, name, idn)
+        scene.side("other").channel.issue_ecard(card_no, name, idn, assurance=t.ASSURANCE_FACE)
     return cards_pb2.IssueECardRequest(card_no=card_no, holder_name=name, id_number=idn,
                                        assurance=t.ASSURANCE_FACE,  # signed by the calling channel, bank-a
                                        assurance_statement=scene.side("own").signer.attest(card_no))
@@ -260,7 +260,7 @@ def _suspended(scene: Scene, side: str) -> cards_pb2.BindingRef:
 def _replacement(scene: Scene, side: str) -> admin_pb2.ReplaceCardRequest:
     """A fresh e-card of the side's channel and a new card enrolled for the same holder."""
     card_no, name, idn = scene.enrolled()
-    scene.side(side).channel.issue_ecard(card_no, name, idn)
+    scene.side(side).channel.issue_ecard(card_no, name, idn, assurance=t.ASSURANCE_FACE)
     new_no = f"NW{uuid.uuid4().hex[:10]}"
     scene.admin.enroll_cards(physical_cards([(new_no, name, idn, "330200", 0)]))
     return admin_pb2.ReplaceCardRequest(old_card_no=card_no, new_card_no=new_no, idempotency_key=uuid.uuid4().hex)

@@ -100,7 +100,7 @@ def replicas(pg_module_url: str, redis_module_url: str, tmp_path_factory: pytest
         for who, issuer_id in (("bank", "so-bank"), ("evil", "so-evil")):
             with ChannelClient(a.target, issuer_id=issuer_id, signer=signers[issuer_id],
                                options=ClientOptions(tls=tls[who])) as channel:
-                ecard_id = channel.issue_ecard(card_no, name, idn).ecard_id
+                ecard_id = channel.issue_ecard(card_no, name, idn, assurance=t.ASSURANCE_FACE).ecard_id
         replicas = Replicas(a, b, tls, signers, ecard_id)
         with replicas.counter(b, "terminal-2") as counter:  # B learned of it all through change notices
             until(lambda: verdict(counter, signers["so-evil"], ecard_id) == t.REASON_OK or None, within=WITHIN_S,

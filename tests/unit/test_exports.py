@@ -13,6 +13,7 @@ PUBLISHED = frozenset({
     "FailedPrecondition", "Internal", "InvalidArgument", "KeyAlgorithm", "KeyFormatError", "MAX_TOKEN_CHARS",
     "MerchantKind", "NO_RETRY", "NotFound", "ParsedToken", "PermissionDenied", "PharmacyClient", "Purpose",
     "Reason", "ResourceExhausted", "RetryConfig", "SIGNING_CONTEXT", "SettlementStatus", "TEXT_PREFIX",
+    "TRANSIENT_STATUS_NAMES",
     "TLSConfig", "TokenFormatError", "TokenNotConsumed", "TokenSigner", "TokenTooLargeError", "Unauthenticated",
     "Unavailable", "Unreachable", "UsageKind", "Verdict", "VerificationUnknown", "VerifyBatcher",
     "VerifyInterrupted", "b45decode", "b45encode", "card_ref", "catalogue_item", "certificate_fingerprint",
