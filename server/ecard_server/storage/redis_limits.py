@@ -15,7 +15,7 @@ import redis
 import redis.asyncio
 
 from ecard.errors import Unavailable
-from ecard_server.storage.redis_state import connect, connect_async
+from ecard_server.storage.redis_state import connect, connect_async, is_cluster
 
 _ERRORS = (redis.RedisError, OSError)
 
@@ -81,7 +81,7 @@ class RedisRateLeases:
         for attempt in (1, 2):
             try:
                 if self._async_client is None:
-                    self._async_client = connect_async(self._url)
+                    self._async_client = connect_async(self._url, cluster=is_cluster(self._client))
                     self._async_script = self._async_client.register_script(_LEASE)
                 reply = await self._async_script(keys=(self._prefix + key,), args=(need, extra, rate, burst))
                 return self._answer(reply)

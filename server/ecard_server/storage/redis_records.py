@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from ecard.errors import Unavailable
-from ecard_server.storage.redis_state import connect, connect_async
+from ecard_server.storage.redis_state import connect, connect_async, is_cluster
 
 _ERRORS = (redis.RedisError, OSError)
 _EXPIRY = struct.Struct(">d")  # unix seconds, fractions included: the oldest record leaves first
@@ -79,7 +79,7 @@ class RedisVerificationRecords:
     async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
         client = self._async_client
         if client is None:
-            client = self._async_client = connect_async(self._url)
+            client = self._async_client = connect_async(self._url, cluster=is_cluster(self._client))
             self._async_script = client.register_script(_RECORD)
         try:
             await self._async_script(keys=self._keys(merchant_id), args=self._args(request_id, answer))

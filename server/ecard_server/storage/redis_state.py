@@ -21,15 +21,25 @@
 
 Every key and the channel start with a namespace (`redis_namespace` in the settings), so that
 deployments, and tests, can share one Redis.
+
+Redis Cluster: `--redis` names any one node of it (the seed); `connect` asks that node `INFO cluster`
+and, when it says `cluster_enabled:1`, returns redis-py's RedisCluster. The nonces are then spread over
+NONCE_BUCKETS hash tags `{<ns>:n<bucket>}`, each bucket with its own since-marker in the same slot (the
+memory-loss guard works per shard), and every consumption is followed, on the same connection to that
+slot's master, by `WAIT 1 <ms>`: a consumption no replica acknowledged is Unavailable (fail closed), so a
+nonce that reached a master but not its replica is never accepted, and a promoted replica knows every
+nonce that was. A shard without a live replica refuses Verify until one (re)joins.
 """
 
 from __future__ import annotations
 
 import logging
+import asyncio
 import math
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, Protocol
@@ -37,6 +47,8 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -104,18 +116,29 @@ def _checked_async(where: str) -> Any:
     return on_connect
 
 
-def connect_async(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.asyncio.Redis:
-    """`connect`'s asyncio twin, for the server's event loop (no ping: the URL was checked by `connect`)."""
+def is_cluster(client: Any) -> bool:
+    """Whether a client made by `connect` talks to a Redis Cluster."""
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
+def connect_async(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0, cluster: bool = False) -> Any:
+    """`connect`'s asyncio twin, for the server's event loop (no ping: the URL was checked by `connect`);
+    `cluster`: what `is_cluster` said of the blocking client."""
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, require_full_coverage=False,
+        )
     return redis.asyncio.Redis.from_url(
         url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=AsyncRetry(NoBackoff(), 0),
         redis_connect_func=_checked_async(describe(url)),
     )
 
 
-def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> redis.Redis:
+def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> Any:
     """A client that answers or fails within `timeout` and never retries by itself (a repeated
     SET NX could report our own consumption as a replay), on a Redis that never evicts keys.
-    ValueError (one line) when unusable."""
+    ValueError (one line) when unusable. A redis.cluster.RedisCluster when the node says
+    `cluster_enabled:1` (any one node of the cluster will do; every master is checked for eviction)."""
     try:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
@@ -125,13 +148,38 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
         raise ValueError(f"bad Redis URL {url!r}: {exc}") from None
     try:
         client.ping()
+        clustered = bool(client.info("cluster").get("cluster_enabled"))
     except EvictingRedis as exc:
         client.close()
         raise ValueError(str(exc)) from None
     except _ERRORS as exc:
         client.close()
         raise ValueError(f"cannot reach Redis at {describe(url)}: {exc}") from None
-    return client
+    if not clustered:
+        return client
+    client.close()
+    try:
+        cluster = redis.cluster.RedisCluster.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, require_full_coverage=False,
+        )
+    except _ERRORS as exc:
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {exc}") from None
+    try:
+        _refuse_evicting_shards(cluster)
+    except EvictingRedis as exc:
+        cluster.close()
+        raise ValueError(str(exc)) from None
+    except _ERRORS as exc:
+        cluster.close()
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {exc}") from None
+    return cluster
+
+
+def _refuse_evicting_shards(cluster: Any) -> None:
+    """EvictingRedis unless every master of the cluster has maxmemory-policy noeviction."""
+    shards = cluster.info("memory", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    for node, info in shards.items():
+        _refuse_eviction(info, str(node))
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
@@ -174,14 +222,20 @@ class RedisNonceStore:
     """
 
     local = False  # every consumption is a round trip to Redis
+    NONCE_BUCKETS = 64  # on a cluster: the hash tags the nonces are spread over, each with its marker
+    REPLICA_WAIT_MS = 500  # on a cluster: how long a consumption waits for a replica's acknowledgement
 
     def __init__(
-        self, client: redis.Redis, namespace: str = "ecard", *, witness: Witness, url: str | None = None,
+        self, client: Any, namespace: str = "ecard", *, witness: Witness, url: str | None = None,
         horizon_s: int = 361,
     ) -> None:
         self._client = client
+        self._cluster = is_cluster(client)
+        self._namespace = namespace
         self._prefix = f"{namespace}:nonce:".encode()
         self._since_key = f"{namespace}:nonces-since".encode()
+        self._refreshed = 0.0
+        self._refresh_lock = threading.Lock()
         self._horizon = horizon_s
         self._url = url
         self._async_client: redis.asyncio.Redis | None = None
@@ -189,13 +243,57 @@ class RedisNonceStore:
         self._script = client.register_script(_CONSUME)
         self._evicting: str | None = None  # why, while ping_async finds that Redis may evict keys
 
+        markers = [self._bucket_keys(b)[1] for b in range(self.NONCE_BUCKETS)] if self._cluster else [self._since_key]
+
         def first_use() -> None:  # inside the witness's transaction: nothing was ever consumed here
-            client.set(self._since_key, b"0", nx=True)
+            for marker in markers:
+                client.set(marker, b"0", nx=True)
 
         try:
             witness.claim_meta_value(self.witness_name(namespace), b"1", first_use)
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
+
+    def _bucket_keys(self, bucket: int) -> tuple[bytes, bytes]:
+        """On a cluster: the prefix of a bucket's nonces and its since-marker, in one slot."""
+        tag = f"{{{self._namespace}:n{bucket}}}"
+        return f"{tag}:nonce:".encode(), f"{tag}:nonces-since".encode()
+
+    def _keys(self, key: bytes) -> tuple[bytes, bytes]:
+        """The nonce's key and the since-marker that guards it."""
+        if not self._cluster:
+            return self._prefix + key, self._since_key
+        prefix, marker = self._bucket_keys(zlib.crc32(key) % self.NONCE_BUCKETS)
+        return prefix + key, marker
+
+    def _refresh_slots(self) -> None:
+        """After an error on a cluster: learn the slots' masters anew (at most every 0.2 s)."""
+        with self._refresh_lock:
+            if time.monotonic() - self._refreshed < 0.2:
+                return
+            self._refreshed = time.monotonic()
+            with suppress(*_ERRORS):
+                self._client.nodes_manager.initialize()
+
+    def _consume_on_cluster(self, key: bytes, expires_at: float, value: bytes = b"1") -> bool:
+        """The consume script on the master of the nonce's slot, then WAIT 1 on the same connection:
+        fresh only once a replica holds the nonce too (else Unavailable: the master could die with it)."""
+        keys = self._keys(key)
+        try:
+            if self._evicting is not None:
+                raise EvictingRedis(self._evicting)
+            node = self._client.get_node_from_key(keys[0])
+            pipe = self._client.get_redis_connection(node).pipeline(transaction=False)
+            args = (max(1, math.ceil(expires_at)), self._horizon, int(time.time()), value)
+            self._script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", 1, self.REPLICA_WAIT_MS)
+            answer, acknowledged = pipe.execute()
+        except _ERRORS as exc:
+            self._refresh_slots()  # a moved slot or a dead master: the next call goes where the slot is now
+            raise _unavailable(exc) from exc
+        if int(acknowledged) < 1:
+            raise Unavailable("nonce store unavailable: no replica acknowledged", "NONCE_STORE_UNAVAILABLE")
+        return self._fresh(answer)
 
     @staticmethod
     def witness_name(namespace: str) -> str:
@@ -216,7 +314,7 @@ class RedisNonceStore:
     def _set(self, script: Any, key: bytes, expires_at: float, client: Any = None, value: bytes = b"1") -> Any:
         """The consume script on `client` (blocking, asyncio or a pipeline): its answer or awaitable."""
         args = (max(1, math.ceil(expires_at)), self._horizon, int(time.time()), value)
-        return script(keys=(self._prefix + key, self._since_key), args=args, client=client)
+        return script(keys=self._keys(key), args=args, client=client)
 
     def _fresh(self, answer: Any) -> bool:
         if answer == 2:
@@ -224,6 +322,8 @@ class RedisNonceStore:
         return answer == 1
 
     def consume(self, key: bytes, expires_at: float) -> bool:
+        if self._cluster:
+            return self._consume_on_cluster(key, expires_at)
         try:
             if self._evicting is not None:
                 raise EvictingRedis(self._evicting)
@@ -232,6 +332,8 @@ class RedisNonceStore:
             raise _unavailable(exc) from exc
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
+        if self._cluster:
+            return self._consume_on_cluster(key, expires_at, spender)
         try:
             if self._evicting is not None:
                 raise EvictingRedis(self._evicting)
@@ -249,6 +351,8 @@ class RedisNonceStore:
         return client
 
     async def consume_async(self, key: bytes, expires_at: float) -> bool:
+        if self._cluster:  # the node clients of the blocking cluster client carry the WAIT
+            return await asyncio.to_thread(self._consume_on_cluster, key, expires_at)
         try:
             if self._evicting is not None:
                 raise EvictingRedis(self._evicting)
@@ -260,7 +364,11 @@ class RedisNonceStore:
     async def ping_async(self) -> None:
         """Whether Redis answers and still never evicts (readiness probes it twice a second), on the
         event loop's client. Raises Unavailable if not; while Redis may evict, every consumption is
-        refused too (a CONFIG SET on live connections is caught here, a new connection by `connect`)."""
+        refused too (a CONFIG SET on live connections is caught here, a new connection by `connect`).
+        On a cluster: every master, so a slot without a master that answers is not ready."""
+        if self._cluster:
+            await asyncio.to_thread(self._ping_cluster)
+            return
         try:
             info = await self._aclient().execute_command("INFO", "memory")
         except _ERRORS as exc:
@@ -269,6 +377,17 @@ class RedisNonceStore:
             _refuse_eviction(info, describe(self._url or ""))
         except EvictingRedis as exc:
             self._evicting = str(exc)
+            raise _unavailable(exc) from exc
+        self._evicting = None
+
+    def _ping_cluster(self) -> None:
+        try:
+            _refuse_evicting_shards(self._client)
+        except EvictingRedis as exc:
+            self._evicting = str(exc)
+            raise _unavailable(exc) from exc
+        except _ERRORS as exc:
+            self._refresh_slots()
             raise _unavailable(exc) from exc
         self._evicting = None
 
@@ -283,6 +402,8 @@ class RedisNonceStore:
         repeated in `items` is fresh only the first time). Any error fails the whole batch closed."""
         if not items:
             return []
+        if self._cluster:  # one round trip per nonce: each waits for its own shard's replica
+            return [self._consume_on_cluster(key, expires_at) for key, expires_at in items]
         try:
             if self._evicting is not None:
                 raise EvictingRedis(self._evicting)
@@ -295,7 +416,7 @@ class RedisNonceStore:
 
     def release(self, key: bytes) -> bool:
         try:
-            return bool(self._client.delete(self._prefix + key))
+            return bool(self._client.delete(self._keys(key)[0]))
         except _ERRORS as exc:
             event(log, "nonce_release_failed", level=logging.WARNING, error=type(exc).__name__)
             return False
@@ -305,10 +426,17 @@ class RedisNonceStore:
         deployment sharing it), used and maximum memory in bytes. Raises Unavailable if Redis does not
         answer (a scrape then shows nothing rather than an old reading)."""
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.dbsize()
-            pipe.info("memory")
-            keys, memory = pipe.execute()
+            if self._cluster:  # the sums over the masters
+                primaries = redis.cluster.RedisCluster.PRIMARIES
+                keys = self._client.dbsize(target_nodes=primaries)
+                shards = self._client.info("memory", target_nodes=primaries).values()
+                memory = {"used_memory": sum(m["used_memory"] for m in shards),
+                          "maxmemory": sum(m.get("maxmemory", 0) for m in shards)}
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.dbsize()
+                pipe.info("memory")
+                keys, memory = pipe.execute()
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
         return {"keys": float(keys), "used_memory": float(memory["used_memory"]),
