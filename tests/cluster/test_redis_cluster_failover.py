@@ -108,3 +108,23 @@ def test_a_nonce_no_replica_acknowledged_is_refused_and_stays_consumed(tmp_path:
         finally:
             store.close()
             witness.close()
+
+
+def test_the_change_bus_reaches_a_process_seeded_on_another_node() -> None:
+    from ecard_server.storage.redis_state import RedisChangeBus
+
+    with own_redis_cluster() as cluster:
+        first = RedisChangeBus.from_url(cluster.url(0), namespace="rc-bus")
+        second = RedisChangeBus.from_url(cluster.url(3), namespace="rc-bus")
+        try:
+            assert first.connected.wait(5) and second.connected.wait(5)
+            heard: list[tuple[str, str]] = []
+            second.subscribe(lambda kind, key: heard.append((kind, key)))
+            first.publish("card", "c1")
+            deadline = time.monotonic() + 5
+            while ("card", "c1") not in heard and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert ("card", "c1") in heard
+        finally:
+            first.close()
+            second.close()

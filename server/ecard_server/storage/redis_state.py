@@ -33,8 +33,8 @@ nonce that was. A shard without a live replica refuses Verify until one (re)join
 
 from __future__ import annotations
 
-import logging
 import asyncio
+import logging
 import math
 import threading
 import time
