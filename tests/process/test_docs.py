@@ -56,28 +56,47 @@ def run_shell(block: Block, code: str, workdir: Path, target: str) -> None:
     assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
-def test_every_code_block_runs(document: Path, docs_server: EcardServer, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def run_document(document: Path, server: EcardServer, workdir: Path) -> None:
+    """A document's runnable blocks, in order, in `workdir` (the demo loaded, as `make run` leaves it)."""
     runnable = [b for b in blocks(document) if b.marker != "skip"]
     if not runnable:
         pytest.skip(f"{document.name} has no runnable code block")
-    activate_script(tmp_path)
-    (tmp_path / "docs").symlink_to(ROOT / "docs", target_is_directory=True)
-    demo = load_demo(docs_server.target, tmp_path / "var" / "demo")
-    monkeypatch.chdir(tmp_path)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / ".venv").exists():
+        activate_script(workdir)
+        (workdir / "docs").symlink_to(ROOT / "docs", target_is_directory=True)
+    demo = load_demo(server.target, workdir / "var" / "demo")
+    os.chdir(workdir)
     namespace: dict[str, object] = {"__name__": f"doc_{document.stem}"}
     for block in runnable:
-        code = block.code.replace(DOC_ADDRESS, docs_server.target)
+        code = block.code.replace(DOC_ADDRESS, server.target)
         if block.marker == "demo-placeholders":
             code = re.sub(r"\bKID\b", demo.kid, re.sub(r"\bECARD_ID\b", demo.ecard_ids[0], code))
         if block.kind == "sh":
-            run_shell(block, code, tmp_path, docs_server.target)
+            run_shell(block, code, workdir, server.target)
             continue
         try:
             exec(compile(code, block.where, "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"{block.where}: {type(exc).__name__}: {exc}") from exc
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
+def test_every_code_block_runs(document: Path, docs_server: EcardServer, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_document(document, docs_server, tmp_path)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
+def test_a_guide_pasted_twice_on_one_server(document: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader who pastes a guide's blocks a second time, on the same server, is not refused for having
+    run them once (an idempotency key reused for another basket, a card issued already): each run on a
+    server of its own (the shared one has run the guide already), once in a fresh folder, once again."""
+    monkeypatch.chdir(tmp_path)
+    with EcardServer() as server:
+        run_document(document, server, tmp_path / "first")
+        run_document(document, server, tmp_path / "second")
 
 
 def test_markers_are_read() -> None:
