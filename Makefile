@@ -130,7 +130,7 @@ bench-versus: install  ## only ecard embedded and shared against the simple and 
 .PHONY: bench-workers
 WORKERS ?= 2
 bench-workers: install  ## Verify with serve --workers $(WORKERS) beside one worker (needs PostgreSQL and Redis)
-	$(PY) -m loadtest.bench.workers --workers $(WORKERS) --out reports/bench_workers.json
+	$(PY) -m loadtest.bench.workers --workers $(WORKERS) --out reports/bench_workers.json $(if $(REDIS_CLUSTER),--redis-cluster)
 
 # Replicas on their own addresses (loadtest/rig/cluster.py; needs root for ip netns): three `ecard serve` in
 # network namespaces 10.231.N.2-4 on a bridge, mTLS, on a fresh PostgreSQL database (its Unix socket) and

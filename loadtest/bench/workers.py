@@ -6,6 +6,11 @@ The load generator (this process, asyncio) runs on the same machine; its CPU sha
 the rates, because on a small machine it decides how much is left for the workers.
 
     python -m loadtest.bench.workers [--workers 2] [--seconds 6] [--out reports/bench_workers.json]
+                                     [--redis-cluster]
+
+`--redis-cluster` (`make bench-workers REDIS_CLUSTER=1`) repeats each run on a Redis Cluster of its own
+(loadtest/rig/redis_cluster.py: 3 masters, 3 replicas on loopback), so `cluster_verify_rate_wN` stands
+beside `verify_rate_wN` (the single Redis) in the same run; `verify_cluster_vs_single_wN` is the ratio.
 
 How to read it: `verify_rate_wN / verify_rate_w1` is the scaling. A process of ecard is bound to about
 one core by Python's GIL, so N workers can use N cores; on a 2-core machine where the load generator
@@ -118,14 +123,14 @@ async def measure(target: str, world: World, tokens: list[str], pid: int, second
             await channel.close()
 
 
-def run_one(workers: int, seconds: float) -> dict[str, float]:
+def run_one(workers: int, seconds: float, redis_url: str = REDIS_URL) -> dict[str, float]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with FreshDatabase(PG_ADMIN_URL) as db:
         config = Path(f"/tmp/{namespace}.toml")
         capacity_config(config, f'redis_namespace = "{namespace}"\n')
         try:
             serve_args = ["--workers", str(workers), "--config", str(config)]
-            with EcardServer(db=db, redis=REDIS_URL, extra_args=serve_args) as server:
+            with EcardServer(db=db, redis=redis_url, extra_args=serve_args) as server:
                 world = World.seed(server.target, cards=200, prefix=namespace)
                 time.sleep(1.5)  # change notices reach every worker within a second
                 tokens = mint_tokens(world, world.ecard_ids, int(seconds * 6000) + 20_000)
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--out", default="reports/bench_workers.json")
+    parser.add_argument("--redis-cluster", action="store_true", help="each run again on a Redis Cluster of its own")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu_model()}", "store": "postgresql+redis"}
     for n in sorted({1, args.workers}):
@@ -147,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             figures[f"{key}_w{n}"] = value
     n = args.workers
     figures[f"verify_scaling_w{n}"] = figures[f"verify_rate_w{n}"] / figures["verify_rate_w1"]
+    if args.redis_cluster:
+        from loadtest.rig.redis_cluster import redis_cluster
+
+        with redis_cluster() as cluster:
+            for w in sorted({1, n}):
+                for key, value in run_one(w, args.seconds, cluster.url()).items():
+                    figures[f"cluster_{key}_w{w}"] = value
+                single, clustered = figures[f"verify_rate_w{w}"], figures[f"cluster_verify_rate_w{w}"]
+                figures[f"verify_cluster_vs_single_w{w}"] = clustered / single
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -154,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
         print(f"{key:28s} {shown:>16s}")
     print(f"\nwritten to {out}")
-    unexpected = sum(v for k, v in figures.items() if k.startswith("verify_unexpected"))
+    unexpected = sum(v for k, v in figures.items() if "verify_unexpected" in k)
     return 1 if unexpected else 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from ecard.testing import free_port
+from loadtest.rig.redis_cluster import RedisClusterRig
 
 
 def _postgres_bin(name: str) -> str:
@@ -124,98 +125,15 @@ def own_redis(*args: str) -> Iterator[OwnRedis]:
         server.close()
 
 
-class OwnRedisCluster:
-    """A Redis Cluster of `masters` masters, each with one replica: redis-server processes on free
-    loopback ports (no persistence, `cluster-node-timeout` 1000 ms), joined by `redis-cli --cluster create`."""
-
-    def __init__(self, masters: int = 3) -> None:
-        self.nodes: list[OwnRedis] = []
-        try:
-            for _ in range(2 * masters):
-                self.nodes.append(OwnRedis("--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
-                                           "--cluster-config-file", "nodes.conf",
-                                           "--cluster-port", str(free_port())))  # not port + 10000
-            cli = shutil.which("redis-cli")
-            if cli is None:
-                pytest.fail("redis-cli is not installed")
-            subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                            "--cluster-replicas", "1", "--cluster-yes"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
-            self.wait_ok()
-            self.wait_synced()
-        except BaseException:
-            self.close()
-            raise
-
-    def url(self, node: int = 0) -> str:
-        return self.nodes[node].url
-
-    def info(self, node: OwnRedis) -> dict[str, str]:
-        import redis
-
-        return redis.Redis(port=node.port, socket_timeout=1).cluster("info")  # type: ignore[no-any-return]
-
-    def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok."""
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                live = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
-                if all(self.info(n)["cluster_state"] == "ok" for n in live):
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the Redis Cluster did not reach cluster_state:ok")
-            time.sleep(0.1)
-
-    def wait_synced(self, timeout: float = 30) -> None:
-        """Until every live master has a replica whose link to it is up."""
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                masters = self.masters()
-                if masters and all(redis.Redis(port=n.port, socket_timeout=1).info("replication")
-                                   .get("slave0", {}).get("state") == "online" for n in masters):
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the Redis Cluster's replicas did not come in sync")
-            time.sleep(0.1)
-
-    def wait_promoted(self, masters: int = 3, timeout: float = 30) -> None:
-        """Until `masters` live nodes are masters again (a dead master's replica was promoted)."""
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(redis.RedisError):
-                if len(self.masters()) >= masters:
-                    return self.wait_ok()
-            if time.monotonic() > deadline:
-                pytest.fail("no replica was promoted")
-            time.sleep(0.1)
-
-    def masters(self) -> list[OwnRedis]:
-        import redis
-
-        return [n for n in self.nodes if n.process is not None and n.process.poll() is None
-                and redis.Redis(port=n.port, socket_timeout=1).info("replication")["role"] == "master"]
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.close()
-
 
 @contextlib.contextmanager
-def own_redis_cluster(masters: int = 3) -> Iterator[OwnRedisCluster]:
-    cluster = OwnRedisCluster(masters)
+def own_redis_cluster(masters: int = 3) -> Iterator[RedisClusterRig]:
+    """A Redis Cluster of the test's own (loadtest/rig/redis_cluster.py): the test FAILS if it cannot start."""
     try:
-        yield cluster
+        rig = RedisClusterRig(masters)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"cannot start a Redis Cluster: {exc}")
+    try:
+        yield rig
     finally:
-        cluster.close()
+        rig.close()
