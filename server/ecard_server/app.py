@@ -61,6 +61,7 @@ from ecard_server.rpc.admin import AdminServicer
 from ecard_server.rpc.auth import Authorizer, no_principal, principal_from_certificate, principal_from_metadata
 from ecard_server.rpc.cards import CardsServicer
 from ecard_server.rpc.guard import GuardedRegistry
+from ecard_server.rpc.parsing import MessageLimits
 from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
@@ -330,6 +331,22 @@ KEEPALIVE = (
 )
 
 
+def transport_options(settings: Settings, limits: MessageLimits, *, reuse_port: bool) -> list[tuple[str, int]]:
+    """What the HTTP/2 transport holds for anyone who can reach the port, before any caller is known
+    (docs/security.md): connections, streams per connection, the largest message (a full batch; each
+    method's own limit is applied when the guard reads it), no stream window grown past HTTP/2's initial
+    64 KB for a message nobody asked to read, a handshake that must finish in 10 s."""
+    return [
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", limits.largest),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.server_handshake_timeout_ms", 10_000),
+        *KEEPALIVE,
+    ]
+
+
 def create_server(
     deployment: Deployment,
     address: str,
@@ -361,14 +378,15 @@ def create_server(
                             deny=deployment.denied_certificates if tls is not None else None)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ecard-rpc")
     placement = Placement(pool, inline=deployment.hot_state_local)
+    settings = deployment.settings
+    limits = MessageLimits(max_batch=settings.max_batch)
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 1 if reuse_port else 0), ("grpc.max_receive_message_length", 8 << 20),
-                 *KEEPALIVE],
+        options=transport_options(settings, limits, reuse_port=reuse_port),
         interceptors=tracing.server_interceptors(),  # none unless OTEL_TRACES_EXPORTER asks (ecard_server.tracing)
     )
     registry = GuardedRegistry(
-        server, authorizer, placement, RequestLog(deployment.settings.request_log_verify_ok_per_second),
-        Admission.from_settings(deployment.settings, deployment.rate_leases),
+        server, authorizer, placement, RequestLog(settings.request_log_verify_ok_per_second),
+        Admission.from_settings(settings, deployment.rate_leases), limits,
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(

@@ -90,6 +90,11 @@ class Settings:
     issue_assurance_max_age_s: int = 600
     """How old a channel's signed statement of a face check may be when it asks for an e-card."""
     max_batch: int = 1000
+    max_connections: int = 1000
+    """HTTP/2 connections one server process holds at once; more are refused at accept."""
+    max_streams_per_connection: int = 1000
+    """Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): above what a gateway
+    runs on one channel (the benchmark: 256); a grpc client queues the rest once it has the setting."""
     max_basket_items: int = 500
     max_enroll_errors: int = 100
     channel_event_retention_s: int = 30 * 86_400

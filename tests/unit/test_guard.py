@@ -176,3 +176,17 @@ def test_a_call_whose_caller_gives_up_is_counted_cancelled(deployment: Deploymen
 
     serve_probe(deployment, inline=True, test=calls)
     assert cancelled() == before + 1
+
+
+def test_a_batch_is_counted_on_the_wire_stopping_past_its_limit() -> None:
+    from ecard.v1 import verifier_pb2
+    from ecard_server.rpc.parsing import MessageLimits, fields_at_most
+
+    batch = verifier_pb2.VerifyBatchRequest(requests=[verifier_pb2.VerifyRequest(token="EC1:" + "A" * 200)] * 3)
+    data = batch.SerializeToString()
+    assert fields_at_most(data, 3) and not fields_at_most(data, 2)
+    assert not fields_at_most(b"\x0a\x00" * 10**6, 1000)  # stops at the 1,001st
+    assert fields_at_most(b"\x0a\xff\xff", 5)  # a length past the end: left to the parser
+    limits = MessageLimits(max_batch=1000)
+    assert limits.of("/ecard.v1.Verifier/Verify") == 2048
+    assert limits.largest == limits.of("/ecard.v1.Verifier/VerifyBatch") >= 1000 * 2048

@@ -1,7 +1,7 @@
-"""The guard's admission layer: after authorization, the caller's call is admitted by the limits
-(core.limits.Admission: rate per principal, calls in flight) or refused with RESOURCE_EXHAUSTED
-before its method runs or any work is queued for it; at the call's end its place is given back.
-Each item of a metered request stream (VerifyStream) is charged as it is read (`metered`).
+"""The guard's admission layer: after authorization (and the reading of its request), the caller's call
+is admitted by the limits (core.limits.Admission: rate per principal, calls in flight) or refused with
+RESOURCE_EXHAUSTED before its method runs or any work is queued for it; at the call's end its place is
+given back. Each item of a metered request stream (VerifyStream) is charged as it is read (`metered`).
 
 A call's admitted principal is kept in the call's own context (like its principal), so the end of
 the call, wherever it ends, gives back exactly what its start took.
@@ -34,24 +34,30 @@ ITEM_COSTS: dict[str, int] = {"/ecard.v1.Verifier/VerifyStream": 1}
 _admitted: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("ecard_admitted", default=None)
 
 
-def limited(
-    admission: Admission, method: str, admit: Admit, admit_async: AdmitAsync, finished: Finished
-) -> tuple[Admit, AdmitAsync, Finished]:
-    """`admit`, `admit_async` and `finished` with the limits around them; unchanged for public methods."""
+def admitted_by_nothing(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """The admission of a method without limits (public ones, or no limits configured)."""
+
+
+async def admitted_by_nothing_async(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """`admitted_by_nothing`, awaited."""
+
+
+def limited(admission: Admission, method: str, finished: Finished) -> tuple[Admit, AdmitAsync, Finished]:
+    """The admission of `method` by the limits (for its authorized caller, its request read), where the
+    method runs (`admit`, the inline hot path) or awaited on the loop (`admit_async`), and `finished`
+    that gives the call's place back; nothing for public methods."""
     if allowed_kinds(method) is None:
-        return admit, admit_async, finished
+        return admitted_by_nothing, admitted_by_nothing_async, finished
     enter_sync, enter_async, leave = admission.enter_sync, admission.enter_async, admission.leave
     principal_of, admitted_set = current_principal.get, _admitted.set
     weigh = COSTS.get(method)
 
     def admit_limited(request: Any, context: grpc.aio.ServicerContext) -> None:
-        admit(request, context)
         principal = principal_of()
         enter_sync(principal, weigh(request) if weigh is not None else 1)
         admitted_set(principal)
 
     async def admit_async_limited(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await admit_async(request, context)
         principal = principal_of()
         await enter_async(principal, weigh(request) if weigh is not None else 1)
         admitted_set(principal)

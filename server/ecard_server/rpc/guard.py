@@ -3,8 +3,9 @@
 Each concern has its own module; this one only composes them, in `GuardedRegistry.layers` (the one
 place to add a layer), and runs the result in the shape the method has:
 
-    parsing         rpc.parsing     a request that does not parse answers INVALID_ARGUMENT
     authorization   rpc.auth        principal and role table (MethodAuthorization)
+    parsing         rpc.parsing     the request read, bounded per method, only once the caller may call;
+                                    too large or not parsing: INVALID_ARGUMENT
     admission       rpc.admission   the limits: rate per principal, calls in flight (core.limits)
     metrics         rpc.metrics     requests and latency by method and code
     request log     rpc.request_log one line per call, its request id sent back as x-request-id
@@ -17,9 +18,10 @@ place to add a layer), and runs the result in the shape the method has:
 
 Every call is admitted on the event loop (authorization from memory, a stale directory read through
 the placement) before its method runs, so its principal is set in the call's own context and the
-pool thread that runs a plain method inherits it. The inline hot path (a `@hot_path` method of a
-deployment that keeps its state in this process) is admitted and run in one Python call, with no
-await before its answer.
+pool thread that runs a plain method inherits it. A unary request is read by the guard itself, after
+authorization (rpc.parsing.bounded_reader): an unauthenticated caller's bytes are never parsed. The
+inline hot path (a `@hot_path` method of a deployment that keeps its state in this process) awaits only
+the read of its request, then is admitted and run in one Python call.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ import grpc.aio
 from ecard.errors import EcardError
 from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
-from ecard_server.rpc.admission import limited, metered
+from ecard_server.rpc.admission import admitted_by_nothing, admitted_by_nothing_async, limited, metered
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
-from ecard_server.rpc.parsing import Undecodable, handler_like
+from ecard_server.rpc.parsing import BATCH_METHOD, MessageLimits, Reader, bounded_reader, handler_like, lazily_read
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.status import abort
@@ -55,8 +57,10 @@ Items: TypeAlias = Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]
 class Layers:
     """One method's layers, as the runners below call them."""
 
-    admit: Callable[[Any, Context], None]  # before the method, where it runs (the inline hot path)
-    admit_async: Callable[[Any, Context], Awaitable[None]]  # on the loop, before any other method
+    enter: Callable[[Context], None]  # request id and authorization, where the method runs (inline hot path)
+    enter_async: Callable[[Context], Awaitable[None]]  # the same on the loop, before any other method
+    admit: Callable[[Any, Context], None]  # the limits, once the request is read, where the method runs
+    admit_async: Callable[[Any, Context], Awaitable[None]]  # the same, awaited on the loop
     finished: Callable[[str, float, object], None]  # every call's end: status name ("OK", "CANCELLED", ...),
     # seconds, and the response (OK) or the EcardError it answered (None: cancelled, or a stream)
     failed: Callable[[BaseException], EcardError]  # the error a raised exception answers with
@@ -71,8 +75,10 @@ class GuardedRegistry:
     def __init__(
         self, server: grpc.aio.Server, authorizer: Authorizer, placement: Placement,
         request_log: RequestLog | None = None, admission: Admission | None = None,
+        limits: MessageLimits | None = None,
     ) -> None:
         self._server = server
+        self._limits = limits or MessageLimits()
         self._authorizer = authorizer
         self._placement = placement
         self._request_log = request_log or RequestLog(verify_ok_per_second=20)
@@ -88,25 +94,21 @@ class GuardedRegistry:
 
     def layers(self, method: str) -> Layers:
         """THE place where the guard's layers are composed, for one method. A call meets them in this
-        order: the request log's request id, parsing's answer, authorization (then any admission
-        control), the method; at its end, metrics, then the request log's line (then any other observer
-        of finished calls); an error is mapped and crashes logged."""
+        order: the request log's request id, authorization, the reading of its request (the runner's,
+        for a unary one), any admission control, the method; at its end, metrics, then the request log's
+        line (then any other observer of finished calls); an error is mapped and crashes logged."""
         authorization = MethodAuthorization(self._authorizer, method)
         check, check_async, run = authorization.check, authorization.check_async, self._placement.run
         calls = self._request_log.method(method)
         begin, logged = calls.begin, calls.finished
         counted = metrics.MethodMetrics(method.rsplit("/", 1)[-1]).finished
 
-        def admit(request: Any, context: Context) -> None:
+        def enter(context: Context) -> None:
             begin(context)
-            if request.__class__ is Undecodable:
-                raise request.error
             check(context)
 
-        async def admit_async(request: Any, context: Context) -> None:
+        async def enter_async(context: Context) -> None:
             begin(context)
-            if request.__class__ is Undecodable:
-                raise request.error
             await check_async(context, run)
 
         def finished(status_name: str, seconds: float, outcome: object = None) -> None:
@@ -124,36 +126,49 @@ class GuardedRegistry:
                     await charge_item()
                 yield request
 
-        layers = Layers(admit=admit, admit_async=admit_async, finished=finished, failed=failed, items=items)
-        if self._admission is None:
-            return layers
-        return Layers(*limited(self._admission, method, layers.admit, layers.admit_async, layers.finished), failed,
-                      items)
+        admit: Callable[[Any, Context], None] = admitted_by_nothing
+        admit_async: Callable[[Any, Context], Awaitable[None]] = admitted_by_nothing_async
+        finished_all: Callable[[str, float, object], None] = finished
+        if self._admission is not None:
+            admit, admit_async, finished_all = limited(self._admission, method, finished)
+        return Layers(enter=enter, enter_async=enter_async, admit=admit, admit_async=admit_async,
+                      finished=finished_all, failed=failed, items=items)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
         layers = self.layers(method)
         placement = self._placement
-        if inspect.isasyncgenfunction(behavior):
-            return handler_like(method, handler, _streaming_out(layers, behavior))
-        if placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior):
-            return handler_like(method, handler, _inline(layers, behavior))
-        if inspect.iscoroutinefunction(behavior):  # a streaming one writes with context.write
-            answer = behavior
-        elif handler.response_streaming:
-            raise TypeError(f"{method}: a streaming response needs an async method")
-        elif handler.request_streaming:
-
-            async def answer(request: Any, context: Context) -> Any:  # a request stream, read on the loop
-                requests = blocking_requests(request, asyncio.get_running_loop())
-                return await placement.offload(behavior, requests, context)
-
+        limit = self._limits.of(method)
+        if handler.request_streaming:  # each message read by the method, after admission, parsed bounded
+            read = None
         else:
+            most = self._limits.max_batch if method == BATCH_METHOD else None
+            read = bounded_reader(method, handler.request_deserializer, limit, most_fields=most)
+        runner: Callable[..., Any]
+        if inspect.isasyncgenfunction(behavior):
+            runner = _streaming_out(layers, behavior, read, placement.offload)
+        elif placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior) and read:
+            runner = _inline(layers, behavior, read, placement.offload)
+        else:
+            if inspect.iscoroutinefunction(behavior):  # a streaming one writes with context.write
+                answer = behavior
+            elif handler.response_streaming:
+                raise TypeError(f"{method}: a streaming response needs an async method")
+            elif handler.request_streaming:
 
-            async def answer(request: Any, context: Context) -> Any:
-                return await placement.offload(behavior, request, context)
+                async def answer(request: Any, context: Context) -> Any:  # a request stream, read on the loop
+                    requests = blocking_requests(request, asyncio.get_running_loop())
+                    return await placement.offload(behavior, requests, context)
 
-        return handler_like(method, handler, _awaited(layers, answer))
+            else:
+
+                async def answer(request: Any, context: Context) -> Any:
+                    return await placement.offload(behavior, request, context)
+
+            runner = _awaited(layers, answer, read, placement.offload)
+        if read is None:
+            return handler_like(method, handler, runner, limit)
+        return lazily_read(handler, runner)
 
 
 # -- runners: one per shape of method, each calling the layers in the same order ----------------------
@@ -164,15 +179,35 @@ async def _failed(layers: Layers, context: Context, exc: Exception, start: float
     await abort(context, error)
 
 
-def _inline(layers: Layers, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    admit, finished = layers.admit, layers.finished
+async def _request(
+    layers: Layers, requests: Any, context: Context, read: Reader | None, offload: Callable[..., Awaitable[Any]]
+) -> Any:
+    """Authorizes the caller, then reads its request (a unary one) and admits the call by the limits; a
+    request stream whose items are charged comes back metered."""
+    await layers.enter_async(context)
+    request = requests if read is None else await read(context, offload)
+    await layers.admit_async(request, context)
+    if read is None and layers.items is not None and hasattr(request, "__aiter__"):
+        request = layers.items(request, context)
+    return request
 
-    async def inline(request: Any, context: Context) -> Any:
-        """Answers before its first await: nothing to cancel midway."""
+
+def _inline(
+    layers: Layers, behavior: Callable[..., Any], read: Reader, offload: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    enter, admit, finished = layers.enter, layers.admit, layers.finished
+
+    async def inline(requests: Any, context: Context) -> Any:
+        """Awaits only its request's read: nothing to cancel once it runs."""
         start = _perf()
         try:
+            enter(context)
+            request = await read(context, offload)
             admit(request, context)
             response = behavior(request, context)
+        except asyncio.CancelledError:
+            finished("CANCELLED", _perf() - start, None)
+            raise
         except Exception as exc:
             await _failed(layers, context, exc, start)
         finished("OK", _perf() - start, response)
@@ -181,13 +216,15 @@ def _inline(layers: Layers, behavior: Callable[..., Any]) -> Callable[..., Await
     return inline
 
 
-def _awaited(layers: Layers, answer: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    admit_async, finished = layers.admit_async, layers.finished
+def _awaited(
+    layers: Layers, answer: Callable[..., Awaitable[Any]], read: Reader | None, offload: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    finished = layers.finished
 
-    async def call(request: Any, context: Context) -> Any:
+    async def call(requests: Any, context: Context) -> Any:
         start = _perf()
         try:
-            await admit_async(request, context)
+            request = await _request(layers, requests, context, read, offload)
             response = await answer(request, context)
         except asyncio.CancelledError:  # the caller went away or its deadline passed (pool work runs on)
             finished("CANCELLED", _perf() - start, None)
@@ -200,15 +237,16 @@ def _awaited(layers: Layers, answer: Callable[..., Awaitable[Any]]) -> Callable[
     return call
 
 
-def _streaming_out(layers: Layers, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    admit_async, finished, items = layers.admit_async, layers.finished, layers.items
+def _streaming_out(
+    layers: Layers, behavior: Callable[..., AsyncIterator[Any]], read: Reader | None,
+    offload: Callable[..., Awaitable[Any]],
+) -> Callable[..., AsyncIterator[Any]]:
+    finished = layers.finished
 
-    async def stream_out(request: Any, context: Context) -> AsyncIterator[Any]:
+    async def stream_out(requests: Any, context: Context) -> AsyncIterator[Any]:
         start = _perf()
         try:
-            await admit_async(request, context)
-            if items is not None and hasattr(request, "__aiter__"):
-                request = items(request, context)
+            request = await _request(layers, requests, context, read, offload)
             async for response in behavior(request, context):
                 yield response
         except asyncio.CancelledError:
