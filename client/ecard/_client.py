@@ -214,6 +214,19 @@ class _MerchantBase:
         self.options = options or ClientOptions()
         self._metadata = principal_metadata(f"merchant:{merchant_id}", self.options)
 
+    def _mine(self, request: Any) -> Any:
+        """The request naming this client's merchant (where it has a merchant_id and names none): under
+        mTLS a certificate of another merchant is then PERMISSION_DENIED, not silently that merchant."""
+        fields = request.DESCRIPTOR.fields_by_name
+        if "merchant_id" in fields:
+            if not request.merchant_id:
+                request.merchant_id = self.merchant_id
+        elif "requests" in fields:
+            for item in request.requests:
+                if not item.merchant_id:
+                    item.merchant_id = self.merchant_id
+        return request
+
 
 class PharmacyClient(_MerchantBase):
     """Synchronous client for a merchant's counter. Thread-safe; reuse one per process."""
@@ -231,7 +244,7 @@ class PharmacyClient(_MerchantBase):
     ) -> Any:
         return call(
             method,
-            request,
+            self._mine(request),
             metadata=(*self._metadata, (REQUEST_ID, request_id)) if request_id else self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
@@ -278,7 +291,7 @@ class PharmacyClient(_MerchantBase):
     ) -> Iterator[verifier_pb2.VerifyResponse]:
         """Many verifications on one stream; match answers to requests by request_id."""
         try:
-            yield from self._verifier.VerifyStream(iter(requests), metadata=self._metadata, timeout=timeout)
+            yield from self._verifier.VerifyStream(map(self._mine, requests), metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc
 
@@ -443,7 +456,7 @@ class AsyncPharmacyClient(_MerchantBase):
     ) -> Any:
         return await acall(
             method,
-            request,
+            self._mine(request),
             metadata=(*self._metadata, (REQUEST_ID, request_id)) if request_id else self._metadata,
             timeout=timeout or self.options.timeout,
             retry=self.options.retry if retry else None,
@@ -483,7 +496,8 @@ class AsyncPharmacyClient(_MerchantBase):
         self, requests: Iterable[verifier_pb2.VerifyRequest], *, timeout: float | None = None
     ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
         try:
-            async for response in self._verifier.VerifyStream(iter(requests), metadata=self._metadata, timeout=timeout):
+            stream = self._verifier.VerifyStream(map(self._mine, requests), metadata=self._metadata, timeout=timeout)
+            async for response in stream:
                 yield response
         except grpc.RpcError as exc:
             raise from_grpc_error(exc) from exc

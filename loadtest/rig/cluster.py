@@ -66,7 +66,7 @@ class Replica(EcardServer):
         self.metrics_target = f"{address}:{port + 1}"
 
     def command(self) -> list[str]:
-        serve = [*super().command(), "--metrics-listen", self.metrics_target]
+        serve = [*super().command(), "--metrics-listen", self.metrics_target, "--metrics-allow-remote"]
         return ["ip", "netns", "exec", self.namespace, *serve]
 
     def requests(self, method: str, code: str = "OK") -> int:

@@ -385,7 +385,8 @@ def create_server(
         interceptors=tracing.server_interceptors(),  # none unless OTEL_TRACES_EXPORTER asks (ecard_server.tracing)
     )
     registry = GuardedRegistry(
-        server, authorizer, placement, RequestLog(settings.request_log_verify_ok_per_second),
+        server, authorizer, placement, RequestLog(settings.request_log_verify_ok_per_second,
+                                              refused_per_second=settings.request_log_refused_per_second),
         Admission.from_settings(settings, deployment.rate_leases), limits,
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer

@@ -96,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings=settings,
         tls=TlsFiles(*tls_parts) if all(tls_parts) else None,  # type: ignore[arg-type]
         metrics_listen=args.metrics_listen,
+        metrics_allow_remote=args.metrics_allow_remote,
         grace_seconds=args.grace,
         dev_principals=args.dev_principals,
         secret_file=args.secret_file,
@@ -422,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="server certificate PEM (mTLS)")
     p.add_argument("--tls-key", help="server private key PEM (mTLS)")
     p.add_argument("--client-ca", help="CA PEM that signs client certificates (mTLS)")
-    p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (with --workers: the sum of all)")
+    p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (with --workers: the sum of all); "
+                   "loopback only unless --metrics-allow-remote")
+    p.add_argument("--metrics-allow-remote", action="store_true",
+                   help="serve /metrics on a non-loopback --metrics-listen address (behind a firewall)")
     p.add_argument("--secret-file", help="server secrets, mode 0600 (default: ECARD_SECRETS, else beside a SQLite "
                    "file as DB.secret, made on first start; PostgreSQL needs one of the two)")
     p.add_argument("--dev-principals", action="store_true",

@@ -65,6 +65,9 @@ class Settings:
     that merchant's own oldest record leaves, so no merchant can push out another's."""
     request_log_verify_ok_per_second: int = 20
     """Accepted Verify calls logged per second at most (every other call is logged)."""
+    request_log_refused_per_second: int = 50
+    """Refused calls (failures, UNAUTHENTICATED included, and rejected Verifies) logged per second at most,
+    in one process; the next logged one counts those skipped."""
     redis_namespace: str = "ecard"
     """Prefix of every Redis key and channel, so that deployments can share one Redis."""
     principal_calls_per_s: int = 1000

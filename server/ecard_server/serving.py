@@ -24,7 +24,7 @@ from typing import Any
 
 from ecard.errors import Unavailable
 from ecard_server import build, tracing
-from ecard_server.app import DEV_PRINCIPALS_UNDER_TLS, Deployment, create_server
+from ecard_server.app import DEV_PRINCIPALS_UNDER_TLS, Deployment, create_server, is_loopback
 from ecard_server.config import Settings
 from ecard_server.keyring import SecretSource
 from ecard_server.logs import event
@@ -61,6 +61,7 @@ class ServeOptions:
     drain_delay_seconds: float = 0.0
     health_listen: str | None = None
     single_instance: bool = False
+    metrics_allow_remote: bool = False
 
     def secrets(self) -> SecretSource:
         """Where the server secrets are: ECARD_SECRETS, --secret-file, or beside a SQLite file."""
@@ -73,6 +74,11 @@ def check_options(options: ServeOptions) -> None:
         raise ValueError("--workers must be at least 1")
     if not 0 <= options.drain_delay_seconds <= 300:
         raise ValueError("--drain-delay must be between 0 and 300 seconds")
+    if options.metrics_listen and not options.metrics_allow_remote and not is_loopback(options.metrics_listen):
+        raise ValueError(
+            f"refusing metrics on non-loopback address {options.metrics_listen}: /metrics tells anyone who asks "
+            "the traffic, refusals and cache sizes; give --metrics-allow-remote to serve it there anyway"
+        )
     if options.tls is not None:
         if options.dev_principals:
             raise ValueError(DEV_PRINCIPALS_UNDER_TLS)

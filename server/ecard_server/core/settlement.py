@@ -296,8 +296,6 @@ class SettlementService:
         validation.settlement_id_given(settlement_id)
         known = len(settlement_id) <= validation.MAX_SETTLEMENT_ID  # a longer one names nothing
         record = self._ledger.get_settlement(settlement_id) if known else None
-        if record is None:
+        if record is None or record.merchant_id != merchant_id:  # another's answers as an unknown one
             raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
-        if record.merchant_id != merchant_id:
-            raise PermissionDenied("the settlement belongs to another merchant", "SETTLEMENT_NOT_YOURS")
         return record

@@ -87,10 +87,12 @@ def _principal_from_pem(pem: bytes) -> Principal:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise Unauthenticated("client certificate has no subject alternative name", "BAD_PRINCIPAL") from None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith("ecard://"):
-            return Principal.from_uri(uri)
-    raise Unauthenticated("client certificate names no ecard:// principal", "BAD_PRINCIPAL")
+    named = [uri for uri in san.get_values_for_type(x509.UniformResourceIdentifier) if uri.startswith("ecard://")]
+    if len(named) > 1:  # which one would be the caller is not for the order of a SAN list to decide
+        raise Unauthenticated("client certificate names several ecard:// principals", "BAD_PRINCIPAL")
+    if not named:
+        raise Unauthenticated("client certificate names no ecard:// principal", "BAD_PRINCIPAL")
+    return Principal.from_uri(named[0])
 
 
 certificate_fingerprint = lru_cache(maxsize=4096)(fingerprint_of)  # what the deny list holds, per certificate

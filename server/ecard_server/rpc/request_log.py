@@ -12,8 +12,12 @@
 - Sampling: Verify (the hot path) logs every call that fails or rejects, and at most
   `request_log_verify_ok_per_second` accepted ones each second (settings; 0 logs none of those); the
   standard health check, which probes and load balancers call many times a second, logs every failure
-  and as many OK calls again, on a budget of its own. Every other method logs every call. `skipped_ok`
+  and as many OK calls again, on a budget of its own. Every other method logs every OK call. `skipped_ok`
   on a sampled line counts the OK calls of that method not logged since the last logged one.
+- Refusals (any call that fails, UNAUTHENTICATED included, and a Verify's rejection) are logged at most
+  `request_log_refused_per_second` a second in the whole process (settings): a flood of bad calls cannot
+  fill the disk or bury the lines around it. `skipped_refused` on a refusal's line counts the refusals
+  not logged since the last logged one.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ _call_id: ContextVar[str] = ContextVar("ecard_request_id", default="")  # each c
 _REASON_NAMES = {value: name.removeprefix("REASON_") for name, value in types_pb2.Reason.items()}
 
 
-class OkBudget:
-    """At most `per_second` OK lines of one method each second. Bumped without a lock: a race can cost
-    a lost `skipped` count or one extra line."""
+class LineBudget:
+    """At most `per_second` lines each second (of one method's OK calls, or of the process's refusals).
+    Bumped without a lock: a race can cost a lost `skipped` count or one extra line."""
 
     def __init__(self, per_second: int, clock: Callable[[], float]) -> None:
         self._rate = per_second
@@ -53,7 +57,7 @@ class OkBudget:
         self.skipped = 0
 
     def take(self) -> bool:
-        """Whether this OK call gets a line (within this second's budget)."""
+        """Whether this call gets a line (within this second's budget)."""
         second = int(self._clock())
         if second != self._second:
             self._second, self._left = second, self._rate
@@ -70,11 +74,14 @@ class RequestLog:
     Made in the serving process (after any fork), so each worker has its own tag (itertools.count is
     atomic under the GIL: no two calls get one id)."""
 
-    def __init__(self, verify_ok_per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, verify_ok_per_second: int, clock: Callable[[], float] = time.monotonic, refused_per_second: int = 50
+    ) -> None:
         self._tag = f"{os.getpid():x}{os.urandom(2).hex()}"
         self._next = itertools.count(1).__next__
         self.ok_per_second = verify_ok_per_second
         self.clock = clock
+        self.refused = LineBudget(refused_per_second, clock)
 
     def method(self, method: str) -> MethodLog:
         return MethodLog(method, self)
@@ -96,7 +103,10 @@ class RequestLog:
         return request_id
 
     @staticmethod
-    def write(method: str, code: str, reason: str, seconds: float, skipped_ok: int | None = None) -> None:
+    def write(
+        method: str, code: str, reason: str, seconds: float, skipped_ok: int | None = None,
+        skipped_refused: int | None = None,
+    ) -> None:
         principal = current_principal.get(None)
         fields: dict[str, object] = {
             "method": method, "principal": str(principal) if principal else "", "code": code, "reason": reason,
@@ -106,6 +116,8 @@ class RequestLog:
             fields["skipped_ok"] = skipped_ok
         if tracing.enabled():
             fields["trace_id"] = tracing.trace_id()
+        if skipped_refused:
+            fields["skipped_refused"] = skipped_refused
         event(log, "rpc", **fields)  # type: ignore[arg-type]  # no key of these is `level`
 
 
@@ -113,12 +125,13 @@ class MethodLog:
     """The request log of one method, made when its handler is wrapped: `begin` at the call's start,
     `finished` at its end (on the loop, in the call's context: its principal and request id are there)."""
 
-    __slots__ = ("_budget", "_name", "_verdicts", "_write", "begin")
+    __slots__ = ("_budget", "_name", "_refused", "_verdicts", "_write", "begin")
 
     def __init__(self, method: str, request_log: RequestLog) -> None:
         self._name = method.rsplit("/", 1)[-1]
         self._write = request_log.write
-        self._budget = OkBudget(request_log.ok_per_second, request_log.clock) if method in SAMPLED else None
+        self._budget = LineBudget(request_log.ok_per_second, request_log.clock) if method in SAMPLED else None
+        self._refused = request_log.refused
         self._verdicts = method == SAMPLED[0]  # a Verify's line says its verdict's reason
         self.begin = request_log.begin
 
@@ -126,15 +139,21 @@ class MethodLog:
         """A call that ended with status `code` after `seconds`; `outcome` is its response (OK) or its
         error (an EcardError), None when it was cancelled or streamed."""
         if code != "OK":
-            self._write(self._name, code, outcome.reason if isinstance(outcome, EcardError) else "", seconds)
+            self._refusal(code, outcome.reason if isinstance(outcome, EcardError) else "", seconds)
             return
         budget = self._budget
         if budget is None:
             self._write(self._name, code, "", seconds)
             return
         reason = outcome.reason if self._verdicts else types_pb2.REASON_OK  # type: ignore[attr-defined]
-        if reason != types_pb2.REASON_OK:  # a rejection: always
-            self._write(self._name, code, _REASON_NAMES.get(reason, str(reason)), seconds)
+        if reason != types_pb2.REASON_OK:  # a rejection: on the refusals' budget
+            self._refusal(code, _REASON_NAMES.get(reason, str(reason)), seconds)
         elif budget.take():
             skipped, budget.skipped = budget.skipped, 0
             self._write(self._name, code, "OK" if self._verdicts else "", seconds, skipped_ok=skipped)
+
+    def _refusal(self, code: str, reason: str, seconds: float) -> None:
+        refused = self._refused
+        if refused.take():
+            skipped, refused.skipped = refused.skipped, 0
+            self._write(self._name, code, reason, seconds, skipped_refused=skipped)

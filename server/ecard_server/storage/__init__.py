@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ecard_server.storage.sql import SqlStore
+from ecard_server.storage.urls import redacted
 
 
 def open_store(url: str) -> SqlStore:
@@ -18,7 +19,7 @@ def open_store(url: str) -> SqlStore:
         from ecard_server.storage.postgres import PostgresStore
 
         return PostgresStore.from_url(url)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    raise ValueError(f"unsupported database URL {redacted(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
 __all__ = ["SqlStore", "open_store"]

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ecard.errors import Unavailable
 from ecard_server.storage.sql import SqlStore
+from ecard_server.storage.urls import redacted
 
 # The advisory lock that serialises `migrate` across processes starting together ("ecard" in ASCII).
 MIGRATION_LOCK = 0x6563617264
@@ -195,15 +196,19 @@ class PostgresStore(SqlStore):
         try:
             conninfo = make_conninfo(url, **{**CONNECT_DEFAULTS, **cls._url_settings(url)})
         except psycopg.ProgrammingError as exc:
-            raise ValueError(f"bad PostgreSQL URL: {_first_line(exc)}") from None
+            raise ValueError(f"bad PostgreSQL URL: {redacted(_first_line(exc), url)}") from None
         try:
             psycopg.connect(conninfo).close()
         except psycopg.Error as exc:
-            raise ValueError(f"cannot connect to PostgreSQL at {describe(url)}: {_first_line(exc)}") from None
+            raise ValueError(
+                f"cannot connect to PostgreSQL at {redacted(describe(url), url)}: {redacted(_first_line(exc), url)}"
+            ) from None
         try:
             return cls(url)
         except (psycopg.Error, Unavailable) as exc:
-            raise ValueError(f"cannot open PostgreSQL at {describe(url)}: {_first_line(exc)}") from None
+            raise ValueError(
+                f"cannot open PostgreSQL at {redacted(describe(url), url)}: {redacted(_first_line(exc), url)}"
+            ) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

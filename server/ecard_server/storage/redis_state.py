@@ -57,6 +57,7 @@ from ecard.errors import Unavailable
 from ecard_server.core import events
 from ecard_server.core.ports import Listener
 from ecard_server.logs import event
+from ecard_server.storage.urls import redacted
 
 log = logging.getLogger("ecard.redis")
 _ERRORS = (redis.RedisError, OSError)
@@ -67,7 +68,11 @@ def describe(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return redacted(url)
+    return f"{parts.hostname or 'localhost'}:{port}{parts.path or ''}"
 
 
 class EvictingRedis(redis.ConnectionError):
@@ -145,7 +150,7 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
             redis_connect_func=_checked(describe(url)),
         )
     except ValueError as exc:
-        raise ValueError(f"bad Redis URL {url!r}: {exc}") from None
+        raise ValueError(f"bad Redis URL {redacted(url)!r}: {redacted(str(exc), url)}") from None
     try:
         client.ping()
         clustered = bool(client.info("cluster").get("cluster_enabled"))
@@ -154,7 +159,7 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
         raise ValueError(str(exc)) from None
     except _ERRORS as exc:
         client.close()
-        raise ValueError(f"cannot reach Redis at {describe(url)}: {exc}") from None
+        raise ValueError(f"cannot reach Redis at {describe(url)}: {redacted(str(exc), url)}") from None
     if not clustered:
         return client
     client.close()
@@ -163,7 +168,7 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
             url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, require_full_coverage=False,
         )
     except _ERRORS as exc:
-        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {exc}") from None
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
     try:
         _refuse_evicting_shards(cluster)
     except EvictingRedis as exc:
@@ -171,7 +176,7 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
         raise ValueError(str(exc)) from None
     except _ERRORS as exc:
         cluster.close()
-        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {exc}") from None
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
     return cluster
 
 

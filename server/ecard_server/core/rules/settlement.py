@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ecard.errors import FailedPrecondition, InvalidArgument, NotFound
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.records import (
@@ -156,11 +156,10 @@ class RefundDraft:
     reversal: bool = False  # made by a ReverseSettlement (its key: reversal_refund_key of the Settle's)
 
     def check_owner(self, owner: str | None) -> None:
-        """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant."""
-        if owner is None:
+        """The settlement exists (`owner` is its merchant) and belongs to the refunding merchant; another
+        merchant's answers exactly as an unknown one, so that ids cannot be probed for existence."""
+        if owner is None or owner != self.merchant_id:
             raise NotFound("no such settlement", "SETTLEMENT_UNKNOWN")
-        if owner != self.merchant_id:
-            raise PermissionDenied("only the settling merchant may refund", "SETTLEMENT_NOT_YOURS")
 
 
 REVERSAL_REASON = "reversal"

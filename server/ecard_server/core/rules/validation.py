@@ -59,6 +59,8 @@ def text(value: str, field: str, *, required: bool = True, max_len: int = 64) ->
         raise InvalidArgument(f"{field} is required", "MISSING_" + field.upper())
     if len(value) > max_len:
         raise InvalidArgument(f"{field} is longer than {max_len} characters", "INVALID_" + field.upper())
+    if not value.isprintable():  # free text reaches the audit trail and logs: no line breaks, no bidi overrides
+        raise InvalidArgument(f"{field} holds a control or formatting character", "INVALID_" + field.upper())
     return value
 
 
@@ -91,6 +93,9 @@ def verify_request_error(
         return InvalidArgument("min_assurance has an unknown value", "INVALID_MIN_ASSURANCE")
     if len(request_id) > MAX_REQUEST_ID or len(terminal_id) > MAX_TERMINAL_ID:
         return InvalidArgument("request_id or terminal_id is too long", "FIELD_TOO_LONG")
+    if not (terminal_id.isprintable() and request_id.isprintable()):
+        return InvalidArgument("request_id or terminal_id holds a control or formatting character",
+                               "FIELD_NOT_PRINTABLE")
     return None
 
 
@@ -138,6 +143,8 @@ def idempotency_key(key: str) -> str:
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY} characters",
                               "INVALID_IDEMPOTENCY_KEY")
+    if not key.isprintable():
+        raise InvalidArgument("idempotency_key holds a control or formatting character", "INVALID_IDEMPOTENCY_KEY")
     return key
 
 
@@ -202,6 +209,8 @@ def refund_request(settlement_id: str, key: str, reason: str) -> None:
     idempotency_key(key)
     if len(reason) > MAX_REFUND_REASON:
         raise InvalidArgument(f"reason is longer than {MAX_REFUND_REASON} characters", "INVALID_REASON")
+    if not reason.isprintable():
+        raise InvalidArgument("reason holds a control or formatting character", "INVALID_REASON")
 
 
 def refund_ask(lines: Sequence[tuple[str, int]], amount_fen: int, full: bool) -> None:
