@@ -16,12 +16,14 @@ from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 
 OK_PER_SECOND = 3
+REFUSED_PER_SECOND = 25
 
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> EcardServer:
     config = tmp_path_factory.mktemp("config") / "log.toml"
-    config.write_text(f"request_log_verify_ok_per_second = {OK_PER_SECOND}\n")
+    config.write_text(f"request_log_verify_ok_per_second = {OK_PER_SECOND}\n"
+                      f"request_log_refused_per_second = {REFUSED_PER_SECOND}\n")
     with EcardServer(extra_args=["--config", str(config)]) as server:
         yield server
 
@@ -74,7 +76,7 @@ def test_each_call_has_a_line_and_its_request_id_comes_back(logged: EcardServer)
     assert len({line["request_id"] for line in lines}) == len(lines)  # one line per call, ids unique
 
 
-def test_accepted_verify_calls_are_sampled_and_every_other_is_logged(logged: EcardServer) -> None:
+def test_accepted_verify_calls_are_sampled_and_rejections_are_bounded(logged: EcardServer) -> None:
     world = World.seed(logged.target, cards=1)
     principal = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
     tag = uuid.uuid4().hex[:8]
@@ -89,11 +91,15 @@ def test_accepted_verify_calls_are_sampled_and_every_other_is_logged(logged: Eca
             again = stub.Verify(ok, metadata=(*principal, ("x-request-id", f"{tag}-replay-{n}")))
             assert again.reason == t.REASON_REPLAYED
         seconds = time.monotonic() - started
+        time.sleep(1.1)  # a fresh second: one more rejection is logged and counts the ones skipped before it
+        assert stub.Verify(ok, metadata=(*principal, ("x-request-id", f"{tag}-replay-last"))).reason == \
+            t.REASON_REPLAYED
     lines = [line for line in rpc_lines(logged) if line["request_id"].startswith(tag)]
     oks = [line for line in lines if line["reason"] == "OK"]
     rejected = [line for line in lines if line["reason"] == "REPLAYED"]
-    assert len(rejected) == calls  # every rejection has its line
     seconds_spanned = int(seconds) + 2
+    assert len(rejected) <= REFUSED_PER_SECOND * (seconds_spanned + 1)  # rejections: on a bounded budget
+    assert len(rejected) + sum(line.get("skipped_refused", 0) for line in rejected) == calls + 1  # all counted
     assert 1 <= len(oks) <= OK_PER_SECOND * seconds_spanned, (len(oks), seconds)
     assert len(oks) < calls
     # what was not logged is counted on the next line that is

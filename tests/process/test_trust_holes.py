@@ -43,7 +43,7 @@ from ecard import (
 from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
-from tests.helpers.pki import CertificateAuthority
+from loadtest.rig.pki import SERVER_NAME, CertificateAuthority
 
 SETTLE = {"purpose": t.PURPOSE_MEDICAL_SETTLEMENT, "min_assurance": t.ASSURANCE_PIN}
 
@@ -53,8 +53,8 @@ def mtls(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[EcardServer, CertificateAuthority, TokenSigner, str]]:
     authority = CertificateAuthority(tmp_path_factory.mktemp("pki"))
-    admin = ClientOptions(tls=authority.client("admin", "ecard://admin"))
-    with EcardServer(extra_args=authority.serve_args(), client_options=admin) as server:
+    admin = ClientOptions(tls=authority.client("admin"))
+    with EcardServer(extra_args=authority.server_args(), client_options=admin) as server:
         key = generate_private_key()
         with AdminClient(server.target, options=admin) as operator:
             operator.upsert_issuer("holes-bank", "Bank")
@@ -63,7 +63,7 @@ def mtls(
                 operator.upsert_merchant(merchant, kind=t.MERCHANT_KIND_PHARMACY)
             operator.enroll_cards(physical_cards([("H00000001", "周一", "330203198001010011", "330200", 100_000)]))
         signer = TokenSigner(key, issuer_id="holes-bank", kid=kid)
-        channel_tls = ClientOptions(tls=authority.client("bank", "ecard://channel/holes-bank"))
+        channel_tls = ClientOptions(tls=authority.client("channel:holes-bank"))
         with ChannelClient(server.target, issuer_id="holes-bank", signer=signer, options=channel_tls) as channel:
             ecard_id = channel.issue_ecard("H00000001", "周一", "330203198001010011").ecard_id
         yield server, authority, signer, ecard_id
@@ -71,19 +71,19 @@ def mtls(
 
 def test_a_certificate_naming_several_principals_is_refused(mtls) -> None:  # type: ignore[no-untyped-def]
     server, authority, signer, ecard_id = mtls
-    both = ClientOptions(tls=authority.client("two", "ecard://merchant/holes-ph-a", "ecard://admin"))
+    both = ClientOptions(tls=authority.certificate("two", "ecard://merchant/holes-ph-a", "ecard://admin"))
     with PharmacyClient(server.target, merchant_id="holes-ph-a", options=both) as pos, \
             pytest.raises(Unauthenticated) as caught:
         pos.verify(signer.mint(ecard_id), **SETTLE)
     assert caught.value.reason == "BAD_PRINCIPAL" and "several" in str(caught.value)
-    with AdminClient(server.target, options=ClientOptions(tls=authority.client(
+    with AdminClient(server.target, options=ClientOptions(tls=authority.certificate(
             "two-admin", "ecard://admin", "ecard://merchant/holes-ph-a"))) as admin, pytest.raises(Unauthenticated):
         admin.upsert_issuer("evil", "Evil")
 
 
 def test_the_sdk_and_cli_send_their_merchant_id_so_another_certificate_is_refused(mtls, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server, authority, signer, ecard_id = mtls
-    cert_a = authority.client("ph-a", "ecard://merchant/holes-ph-a")
+    cert_a = authority.client("merchant:holes-ph-a")
     token = signer.mint(ecard_id)
     with PharmacyClient(server.target, merchant_id="holes-ph-b", options=ClientOptions(tls=cert_a)) as pos:
         with pytest.raises(PermissionDenied) as caught:
@@ -101,7 +101,7 @@ def test_the_sdk_and_cli_send_their_merchant_id_so_another_certificate_is_refuse
     done = subprocess.run(
         [sys.executable, "-m", "ecard_server.cli", "verify", signer.mint(ecard_id), "--merchant", "holes-ph-b",
          "--target", server.target, "--tls-ca", str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / "a.pem"),
-         "--tls-key", str(tmp_path / "a.key"), "--tls-server-name", "localhost"],
+         "--tls-key", str(tmp_path / "a.key"), "--tls-server-name", SERVER_NAME],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "PERMISSION_DENIED" in done.stderr, done.stderr
 
