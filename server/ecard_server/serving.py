@@ -79,8 +79,6 @@ def check_options(options: ServeOptions) -> None:
             f"refusing metrics on non-loopback address {options.metrics_listen}: /metrics tells anyone who asks "
             "the traffic, refusals and cache sizes; give --metrics-allow-remote to serve it there anyway"
         )
-    if options.tls is not None and options.dev_principals:
-        raise ValueError("--dev-principals is for plaintext on loopback; under mTLS the principal is the certificate's")
     if options.tls is not None:
         if options.dev_principals:
             raise ValueError(DEV_PRINCIPALS_UNDER_TLS)

@@ -65,7 +65,8 @@ def mtls(
         signer = TokenSigner(key, issuer_id="holes-bank", kid=kid)
         channel_tls = ClientOptions(tls=authority.client("channel:holes-bank"))
         with ChannelClient(server.target, issuer_id="holes-bank", signer=signer, options=channel_tls) as channel:
-            ecard_id = channel.issue_ecard("H00000001", "周一", "330203198001010011").ecard_id
+            ecard_id = channel.issue_ecard("H00000001", "周一", "330203198001010011",
+                                           assurance=t.ASSURANCE_FACE).ecard_id
         yield server, authority, signer, ecard_id
 
 
