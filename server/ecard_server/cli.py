@@ -416,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the gRPC server")
     p.add_argument("--db", default=DEFAULT_DB, help=f"sqlite:///PATH or postgresql://... (default {DEFAULT_DB})")
-    p.add_argument("--redis", help="redis://HOST:PORT/DB or unix:///PATH, shared nonces and cache invalidation")
+    p.add_argument("--redis", help="redis://HOST:PORT/DB or unix:///PATH (or any node of a Redis Cluster), "
+                   "shared nonces and cache invalidation")
     p.add_argument("--listen", default=DEFAULT_TARGET, help=f"HOST:PORT (default {DEFAULT_TARGET})")
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (default 1)")
     p.add_argument("--config", help="TOML file of settings (policy ratios, time limits, cache sizes)")
