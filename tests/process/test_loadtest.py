@@ -210,12 +210,14 @@ def test_gate_fails_naming_the_threshold_set_below_the_run_on_the_master(server:
 
 # -- a server that accepts everything: a test double, only here ------------------------------------
 class AcceptEverything(grpc.GenericRpcHandler):
-    """Answers every Verify ACCEPTED and every Settle SETTLED (self-pay, adding up); everything else
-    (seeding: Admin, Cards) is relayed to a real server, so the harness seeds as usual."""
+    """Answers every Verify ACCEPTED, every Settle SETTLED (self-pay, adding up) and every hospital visit
+    opened, added to and settled the same way; everything else (seeding: Admin, Cards) is relayed to a
+    real server, so the harness seeds as usual."""
 
     def __init__(self, upstream: grpc.Channel) -> None:
         self._upstream = upstream
         self._handles = 0
+        self._visits: dict[str, list[settlement_pb2.LineItem]] = {}
         self._lock = threading.Lock()
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -231,6 +233,20 @@ class AcceptEverything(grpc.GenericRpcHandler):
         if method == "/ecard.v1.Settlement/Quote":
             return grpc.unary_unary_rpc_method_handler(
                 self._quote, settlement_pb2.QuoteRequest.FromString, settlement_pb2.SettlementQuote.SerializeToString
+            )
+        if method == "/ecard.v1.Settlement/OpenVisit":
+            return grpc.unary_unary_rpc_method_handler(
+                self._open_visit, settlement_pb2.OpenVisitRequest.FromString, settlement_pb2.Visit.SerializeToString
+            )
+        if method == "/ecard.v1.Settlement/AddVisitItems":
+            return grpc.unary_unary_rpc_method_handler(
+                self._add_visit_items, settlement_pb2.AddVisitItemsRequest.FromString,
+                settlement_pb2.Visit.SerializeToString
+            )
+        if method == "/ecard.v1.Settlement/SettleVisit":
+            return grpc.unary_unary_rpc_method_handler(
+                self._settle_visit, settlement_pb2.SettleVisitRequest.FromString,
+                settlement_pb2.SettlementRecord.SerializeToString
             )
         if method == "/ecard.v1.Admin/EnrollCards":
             relay = self._upstream.stream_unary(method)
@@ -254,6 +270,28 @@ class AcceptEverything(grpc.GenericRpcHandler):
         total = sum(item.unit_price_fen * item.quantity for item in request.items)
         return settlement_pb2.SettlementQuote(quote_id=f"quote-{request.verification_id}", total_fen=total,
                                               self_pay_fen=total)
+
+    def _open_visit(self, request: settlement_pb2.OpenVisitRequest, context: object) -> settlement_pb2.Visit:
+        visit_id = f"visit-{request.idempotency_key}"
+        with self._lock:
+            self._visits.setdefault(visit_id, [])
+        return settlement_pb2.Visit(visit_id=visit_id, merchant_id=request.merchant_id,
+                                    status=settlement_pb2.VISIT_STATUS_OPEN, idempotency_key=request.idempotency_key)
+
+    def _add_visit_items(self, request: settlement_pb2.AddVisitItemsRequest, context: object) -> settlement_pb2.Visit:
+        with self._lock:
+            items = self._visits.setdefault(request.visit_id, [])
+            items.extend(request.items)
+            return settlement_pb2.Visit(visit_id=request.visit_id, status=settlement_pb2.VISIT_STATUS_OPEN,
+                                        items=items, total_fen=sum(i.unit_price_fen * i.quantity for i in items))
+
+    def _settle_visit(self, request: settlement_pb2.SettleVisitRequest,
+                      context: object) -> settlement_pb2.SettlementRecord:
+        with self._lock:
+            items = self._visits.pop(request.visit_id, [])
+        total = sum(item.unit_price_fen * item.quantity for item in items)
+        return settlement_pb2.SettlementRecord(settlement_id=request.idempotency_key, status=SettlementStatus.SETTLED,
+                                               total_fen=total, self_pay_fen=total, items=items)
 
     @staticmethod
     def _relay(relay: grpc.UnaryUnaryMultiCallable, request: object, context: grpc.ServicerContext) -> bytes:
