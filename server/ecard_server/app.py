@@ -43,6 +43,7 @@ from ecard_server.core.counter import CounterBindingService
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, derive_key, mask_name
 from ecard_server.core.limits import Admission, RateLeases
+from ecard_server.core.nonces import remember_across_restarts, save_for_restart
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
 from ecard_server.core.records import NO_CATALOGUE
 from ecard_server.core.rules.benefits import NO_POLICY
@@ -100,6 +101,7 @@ class Deployment:
     upkeep: OutboxUpkeep
     clock: Callable[[], float]
     rate_leases: RateLeases | None = None  # the rate limits' buckets, shared in Redis (None: per process)
+    saves_nonces: bool = False  # nonces in this process only: saved at close for the next (core.nonces)
 
     @classmethod
     def open(
@@ -157,11 +159,24 @@ class Deployment:
             deployment.rate_leases = leases
             return deployment
         nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
+        try:
+            if not single_instance and not store.hold_instance_lock():  # type: ignore[attr-defined]
+                raise ValueError(f"another ecard serve uses {store.url}: one process only without --redis")
+            if remember_across_restarts(store, nonces, skew_s=settings.clock_skew_s, now=clock()):
+                event(log, "nonce_memory_lost", level=logging.WARNING,
+                      refusing_issued_until=int(nonces.forgotten_until),
+                      message="the last process on this database stopped without saving its consumed nonces: "
+                              "tokens issued before this start are refused as REPLAYED")
+        except BaseException:
+            store.close()
+            raise
         records = MemoryVerificationRecords(
             settings.verification_window_s, settings.verification_records, clock,
             per_merchant=settings.verification_records_per_merchant,
         )
-        return cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
+        deployment = cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
+        deployment.saves_nonces = True
+        return deployment
 
     @staticmethod
     def keyring_of(store: Store, source: SecretSource, settings: Settings, clock: Callable[[], float]) -> Keyring:
@@ -249,6 +264,12 @@ class Deployment:
                 await aclose()
 
     def close(self) -> None:
+        """Once no call runs any more: an in-process nonce set is saved for the next process first."""
+        if self.saves_nonces:
+            try:
+                save_for_restart(self.store, self.nonces)  # type: ignore[arg-type]
+            except Exception as exc:  # the store is down: the next start refuses what this one consumed
+                event(log, "nonces_not_saved", level=logging.ERROR, error=type(exc).__name__)
         self.upkeep.close()
         self.channel_events.signals.close()
         self.audit.close()

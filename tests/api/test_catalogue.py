@@ -108,8 +108,9 @@ def test_a_bad_item_refuses_the_whole_import(world: World, served: InProcessServ
 
 
 def test_a_new_version_takes_effect_on_every_replica(world: World, served: InProcessServer) -> None:
-    # A second server on the same database whose change notices are lost (on PostgreSQL: its own Redis
-    # namespace), so it has not heard of the import below.
+    # A second server on the same database whose change notices are lost (its own Redis namespace), so
+    # it has not heard of the import below.
+    InProcessServer.skip_unless_replicable(served.db, served.redis)
     with InProcessServer.replicable(served.db, served.redis) as replica, \
             PharmacyClient(replica.target, merchant_id=world.hospital_id) as other:
         first = settle(other, world, "rx-v1", [line("XB07", 1000)])

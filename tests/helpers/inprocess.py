@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
+
 from ecard.testing import shared_secret_file, wait_healthy
 from ecard_server.app import BoundServer, Deployment, create_server
 from ecard_server.config import Settings
@@ -39,21 +41,30 @@ class InProcessServer:
         self.target = ""
         self.deployment: Deployment | None = None
         self._bound: BoundServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def replicable(cls, db: str, redis: str | None, **settings: Any) -> InProcessServer:
         """A server that replicas (`replica`) may join: on PostgreSQL with `redis` and a Redis namespace of
-        its own (PostgreSQL without Redis is one process: `--single-instance`); SQLite needs neither."""
+        its own (PostgreSQL without Redis is one process: `--single-instance`). On SQLite, the server
+        alone: SQLite without Redis is one server, so `replica` skips the test there."""
         if db.startswith("sqlite"):
             return cls(db=db, settings=Settings().with_overrides(settings))
         namespace = f"ecard-test-{uuid.uuid4().hex[:12]}"
         return cls(db=db, redis=redis, settings=Settings().with_overrides({"redis_namespace": namespace, **settings}))
 
+    @staticmethod
+    def skip_unless_replicable(db: str, redis: str | None) -> None:
+        """Skips the test where a second server on `db` would be refused: SQLite without Redis."""
+        if db.startswith("sqlite") and not redis:
+            pytest.skip("SQLite without Redis is one server: replicas need PostgreSQL and Redis")
+
     def replica(self, **settings: Any) -> InProcessServer:
-        """Another server on this one's database and Redis namespace, with `settings` changed."""
+        """Another server on this one's database and Redis namespace, with `settings` changed. On SQLite
+        without Redis the test is skipped: a second server there is refused (one process holds the file)."""
+        self.skip_unless_replicable(self.db, self.redis)
         return InProcessServer(db=self.db, redis=self.redis, settings=self.settings.with_overrides(settings))
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         assert self._loop is not None

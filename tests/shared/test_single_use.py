@@ -288,9 +288,13 @@ def test_postgresql_without_redis_is_one_process_and_says_so(pg_url: str) -> Non
         assert second.returncode == 2 and "\n" not in second.stderr.strip()
         assert "another ecard serve --single-instance holds this database" in second.stderr
         world = World.seed(first.target, cards=1)
+        token = world.mint(0, ttl_seconds=TTL_S)
+        assert _verdict(first, world, token) == Reason.OK
         first.kill()  # PostgreSQL frees the lock with the dead process's session
         first.start()
-        assert _verdict(first, world, world.mint(0, ttl_seconds=TTL_S)) == Reason.OK
+        # Serving again; what the dead process consumed is unknown, so its tokens are refused.
+        assert _verdict(first, world, token) == Reason.REPLAYED
+        assert '"nonce_memory_lost"' in first.logs()
     both = _serve("--db", pg_url, "--single-instance", "--redis", "redis://127.0.0.1:6379/0", *secret)
     assert both.returncode == 2 and "--single-instance is for --db postgresql" in both.stderr
 

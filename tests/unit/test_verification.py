@@ -236,6 +236,44 @@ def test_a_settles_own_consumption_is_its_own_again_and_nobody_elses() -> None:
     assert store.release(b"a") and store.consume_as(b"a", NOW + 20, mine)
 
 
+def test_a_snapshot_carries_live_nonces_and_their_spenders_to_a_new_set() -> None:
+    clock = Clock(NOW)
+    old = MemoryNonceStore(capacity=10, clock=clock)
+    mine = spender("ph-1", "receipt-7")
+    assert old.consume(b"live", NOW + 30) and old.consume_as(b"spent", NOW + 30, mine) and old.consume(b"old", NOW + 5)
+    clock.now = NOW + 6  # b"old" has expired: it is not carried
+    blob = old.snapshot()
+    new = MemoryNonceStore(capacity=10, clock=clock)
+    assert new.restore(blob) == 2 and len(new) == 2
+    assert not new.consume(b"live", NOW + 30) and new.consume(b"old", NOW + 30)
+    assert new.consume_as(b"spent", NOW + 30, mine) and not new.consume_as(b"spent", NOW + 30, spender("x", "y"))
+    for broken in (b"", b"\x02" + blob[1:], blob[:-1]):
+        with pytest.raises(ValueError):
+            MemoryNonceStore(capacity=10, clock=clock).restore(broken)
+
+
+def test_tokens_issued_before_a_crash_of_an_in_memory_nonce_set_are_replayed(env: Env) -> None:
+    """A process keeping its nonces in memory dies without saving them: the next one on the database
+    refuses every token issued up to its start plus the clock skew (any may have been used); a clean
+    close saves them instead, and the next one knows exactly which were used."""
+    url, skew = env.deployment.store.url, env.deployment.settings.clock_skew_s  # type: ignore[attr-defined]
+    used, unused = env.mint(), env.mint()
+    assert env.verify(used) == t.REASON_OK
+    env.deployment.saves_nonces = False
+    env.deployment.store.close()  # the crash: nothing saved, the database's lock let go
+    env.deployment = again = Deployment.open(Settings(), url, clock=env.clock)
+    assert [env.verify(used), env.verify(unused)] == [t.REASON_REPLAYED] * 2
+    assert env.verify(env.mint(issued_at=NOW + skew)) == t.REASON_REPLAYED
+    env.clock.now = NOW + skew + 1
+    fresh = env.mint()
+    assert env.verify(fresh) == t.REASON_OK
+    again.close()  # clean: saved
+    env.deployment = Deployment.open(Settings(), url, clock=env.clock)
+    assert [env.verify(fresh), env.verify(env.mint())] == [t.REASON_REPLAYED, t.REASON_OK]
+    with pytest.raises(ValueError, match="another ecard serve uses"):
+        Deployment.open(Settings(), url, clock=env.clock)  # one process (here: one open deployment) a file
+
+
 def test_a_token_spent_by_a_settle_passes_again_for_that_settle_only(env: Env) -> None:
     """spend_token: a Settle cut after its consumption (a crash before the settlement committed) is
     accepted again when retried with its merchant and key (the ledger then writes one settlement);

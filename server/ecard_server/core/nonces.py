@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Protocol
 
 from ecard_server.core.ports import NonceStore
 
@@ -30,3 +31,50 @@ def consume_many(store: NonceStore, items: Sequence[tuple[bytes, float]]) -> lis
     if many is not None:
         return many(items)  # type: ignore[no-any-return]
     return [store.consume(key, expires_at) for key, expires_at in items]
+
+
+# -- an in-process nonce set across restarts (no Redis: the embedded default, --single-instance) ----------
+# The store's meta row RUNNING_SINCE is set while a process holds consumed nonces in memory only; a clean
+# stop replaces it with SNAPSHOT (the live nonces), which the next process reads back. A start that finds
+# RUNNING_SINCE set met a process that died without saving: what it consumed is unknown, so every token
+# issued before now (plus the clock skew a channel may have) is refused as REPLAYED: it may have been used.
+RUNNING_SINCE = "nonces_in_memory_since"
+SNAPSHOT = "nonces_in_memory_snapshot"
+
+
+class MetaValues(Protocol):
+    def meta_value(self, name: str) -> bytes | None: ...
+    def set_meta_value(self, name: str, value: bytes) -> None: ...
+    def scrub_meta_value(self, name: str) -> None: ...
+
+
+class RememberedNonces(Protocol):
+    forgotten_until: float
+
+    def snapshot(self) -> bytes: ...
+    def restore(self, blob: bytes) -> int: ...
+
+
+def remember_across_restarts(store: MetaValues, nonces: RememberedNonces, *, skew_s: int, now: float) -> bool:
+    """Takes over what the last process on `store` consumed: its snapshot after a clean stop; after a
+    crash, `nonces.forgotten_until` = now + skew_s. Marks this process as running. True when the last
+    process's nonces were lost (a crash)."""
+    lost = store.meta_value(RUNNING_SINCE) is not None
+    if lost:
+        nonces.forgotten_until = now + skew_s
+    else:
+        blob = store.meta_value(SNAPSHOT)
+        if blob:
+            try:
+                nonces.restore(blob)
+            except ValueError:  # unreadable: as good as lost
+                nonces.forgotten_until, lost = now + skew_s, True
+    store.set_meta_value(RUNNING_SINCE, str(int(now)).encode())
+    store.scrub_meta_value(SNAPSHOT)
+    return lost
+
+
+def save_for_restart(store: MetaValues, nonces: RememberedNonces) -> None:
+    """At a clean stop, once no call runs any more: the live nonces for the next process."""
+    store.set_meta_value(SNAPSHOT, nonces.snapshot())
+    store.scrub_meta_value(RUNNING_SINCE)

@@ -2,7 +2,8 @@
 
     format and version -> issuer and key -> time window -> signature -> card (known, not lost,
     not cancelled, not minted before a card replacement) -> channel bound (and its binding not
-    suspended) -> purpose -> assurance -> single-use consumption
+    suspended) -> purpose -> assurance -> single use (not issued before a lost nonce memory, then
+    the consumption)
 
 Per call: one base45 + protobuf parse, dictionary lookups of an already-parsed key and a cached
 card, one signature check, one nonce insert, one HMAC for the verification handle. No PEM, no SQL
@@ -109,6 +110,9 @@ class TokenVerifier:
         self._max_lifetime = settings.max_token_lifetime_s
         self._window = settings.verification_window_s
         self._clock = clock
+        # Tokens issued at or before it may have been consumed by a process whose memory is gone
+        # (core.nonces.remember_across_restarts): they are refused as REPLAYED. 0 for a shared store.
+        self._forgotten_until: float = getattr(nonces, "forgotten_until", 0.0)
 
     def verify_token(self, token: str, *, merchant_id: str, purpose: int, min_assurance: int) -> VerifyOutcome:
         """The verdict on one token for one merchant. Raises ecard.errors.Unavailable (fail closed)
@@ -212,6 +216,8 @@ class TokenVerifier:
             return VerifyOutcome(t.REASON_PURPOSE_NOT_ALLOWED, card)
         if claims.assurance < min_assurance:
             return VerifyOutcome(t.REASON_ASSURANCE_TOO_LOW, card)
+        if issued_at <= self._forgotten_until:
+            return VerifyOutcome(t.REASON_REPLAYED, card)
         nonce = fields.nonce
         return _passed(  # type: ignore[no-any-return]
             Passed, (claims, card, merchant_id, purpose, nonce_key(issuer_id, nonce), expires_at + self._skew, nonce)

@@ -10,6 +10,7 @@ Their shared-deployment counterparts are in storage.redis_state and storage.redi
 from __future__ import annotations
 
 import heapq
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,10 @@ class MemoryNonceStore:
 
     Entries leave when their token could no longer pass the time checks anyway. When the set is full
     of live entries, consume fails closed (Unavailable) instead of forgetting a nonce early.
+
+    It lives as long as its process: `snapshot` and `restore` carry it over a clean restart, and
+    `forgotten_until` (core.nonces.remember_across_restarts) says which tokens a process that died
+    without a snapshot may have consumed.
     """
 
     local = True
@@ -31,6 +36,7 @@ class MemoryNonceStore:
     def __init__(self, capacity: int = 2_000_000, clock=time.time) -> None:
         self._capacity = capacity
         self._clock = clock
+        self.forgotten_until = 0.0  # tokens issued at or before it may have been consumed unknown to this set
         self._expiry: dict[bytes, float] = {}
         self._spenders: dict[bytes, bytes] = {}  # who consumed a nonce, for those consumed by a Settle
         self._heap: list[tuple[float, bytes]] = []
@@ -80,6 +86,43 @@ class MemoryNonceStore:
             self._spenders.pop(key, None)
             return self._expiry.pop(key, None) is not None  # its heap entry expires harmlessly
 
+    def snapshot(self) -> bytes:
+        """The live entries, as bytes that `restore` reads back (each: expiry, key, spender)."""
+        with self._lock:
+            now = self._clock()
+            parts = [_SNAPSHOT_VERSION]
+            for key, expires_at in self._expiry.items():
+                if expires_at > now:
+                    spender = self._spenders.get(key, b"")
+                    parts.append(_ENTRY.pack(expires_at, len(key), len(spender)) + key + spender)
+            return b"".join(parts)
+
+    def restore(self, blob: bytes) -> int:
+        """Adds the live entries of a `snapshot`; returns how many. Raises ValueError on bytes that are
+        not a snapshot (nothing is added then)."""
+        if blob[:1] != _SNAPSHOT_VERSION:
+            raise ValueError("not a nonce snapshot")
+        entries, at = [], 1
+        try:
+            while at < len(blob):
+                expires_at, key_len, spender_len = _ENTRY.unpack_from(blob, at)
+                at += _ENTRY.size
+                key, spender = blob[at:at + key_len], blob[at + key_len:at + key_len + spender_len]
+                at += key_len + spender_len
+                if len(key) != key_len or len(spender) != spender_len:
+                    raise ValueError("nonce snapshot is truncated")
+                entries.append((expires_at, key, spender))
+        except struct.error as exc:
+            raise ValueError("nonce snapshot is truncated") from exc
+        with self._lock:
+            now = self._clock()
+            live = [(expires_at, key, spender) for expires_at, key, spender in entries if expires_at > now]
+            for expires_at, key, spender in live:
+                self._insert(key, expires_at, now)
+                if spender:
+                    self._spenders[key] = spender
+            return len(live)
+
     def _expire(self, now: float) -> None:
         heap, expiry = self._heap, self._expiry
         while heap and heap[0][0] <= now:
@@ -98,6 +141,10 @@ class MemoryNonceStore:
         self._expiry[key] = expires_at
         heappush(self._heap, (expires_at, key))
         return True
+
+
+_SNAPSHOT_VERSION = b"\x01"
+_ENTRY = struct.Struct("<dHB")  # expiry (unix seconds), key length, spender length (then key, spender)
 
 
 class MemoryVerificationRecords:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -47,6 +48,7 @@ class SqliteStore(SqlStore):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = threading.RLock()
+        self._instance: int | None = None  # a descriptor of the file holding its flock (hold_instance_lock)
         try:
             self._conn().execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
@@ -104,9 +106,27 @@ class SqliteStore(SqlStore):
             finally:
                 conn.execute("PRAGMA secure_delete=OFF")
 
+    def hold_instance_lock(self) -> bool:
+        """Takes an exclusive flock(2) of the database file, held until `close` or the process's death;
+        False when another server holds it. (flock, not SQLite's own fcntl locks: the two never meet.
+        The descriptor stays open until after SQLite's connections close, so none of their locks drop.)"""
+        if self.path == ":memory:" or self._instance is not None:
+            return True
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._instance = fd
+        return True
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        if self._instance is not None:
+            os.close(self._instance)
+            self._instance = None
