@@ -134,7 +134,7 @@ def test_idle_streams_are_capped_per_connection(served: tuple[EcardServer, World
     flood = result["flood"]
     assert flood["max_concurrent_streams"] == 1000 and flood["held_open"] == 0
     assert flood["answered"].get("16", 0) <= 1000 and sum(flood["answered"].values()) == 10_000
-    assert result["cpu_s"] < 0.3
+    assert result["cpu_s"] < 0.8  # ~0.2 s on a quiet machine; 0.35 seen on a loaded CI machine
 
 
 def test_batches_of_empty_items_cost_nothing_before_authentication(served: tuple[EcardServer, World]) -> None:
@@ -149,7 +149,7 @@ def test_request_then_reset_pairs_cost_little(served: tuple[EcardServer, World])
     """20,000 pairs of HEADERS then RST_STREAM on one connection."""
     result = _best_of_three(served, "reset", 20_000, 30)
     assert result["flood"]["pairs_sent"] == 20_000
-    assert result["cpu_s"] < 0.3
+    assert result["cpu_s"] < 0.8  # 2.5 s before the fix; ~0.2 s on a quiet machine, 0.47 on a loaded CI one
 
 
 def test_each_method_takes_messages_of_its_own_size_and_a_batch_is_counted_before_it_is_parsed(
