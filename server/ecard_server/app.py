@@ -344,11 +344,12 @@ KEEPALIVE = (
     # Pings a silent client every 30 s and drops it after 10 s without an answer (a POS that lost power),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    # and lets clients ping it every 2 s, even between calls, without being told "too many pings": the
-    # SDK's pings are how a frozen replica leaves its round robin within seconds.
+    # and lets clients ping it every 2 s, even between calls: the SDK's pings (every 5 s) are how a
+    # frozen replica leaves its round robin within seconds. A client pinging faster is told GOAWAY
+    # ENHANCE_YOUR_CALM "too_many_pings" at its third early ping (gRPC's default strikes).
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 2_000),
-    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.http2.max_ping_strikes", 2),
 )
 
 

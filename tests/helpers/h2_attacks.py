@@ -6,7 +6,8 @@ for the pre-authentication resource tests. Loopback only; every flood is bounded
 KIND: unfinished (N streams each announcing an 8 MB VerifyBatch and sending as much of it as the server's
 flow control lets through, kept open for SECONDS), idle (N streams of headers only, on one connection),
 empty-batch (N VerifyBatch calls of 8 MB of empty items, one after another), reset (N request-then-reset
-pairs on one connection). Prints one JSON line of what the server answered.
+pairs on one connection), ping (N PING frames on one connection, no call open). Prints one JSON line of
+what the server answered.
 """
 
 from __future__ import annotations
@@ -237,7 +238,25 @@ def reset(target: str, pairs: int, seconds: float) -> dict[str, Any]:
     return result
 
 
-KINDS = {"unfinished": unfinished, "idle": idle, "empty-batch": empty_batch, "reset": reset}
+def ping(target: str, pings: int, seconds: float) -> dict[str, Any]:
+    """`pings` PING frames on one connection with no call open, as fast as it goes (each asks the server
+    for a PING ACK); counts the acknowledgements until the server sends GOAWAY or closes."""
+    conn = RawConnection(target)
+    deadline = time.monotonic() + seconds
+    sent = acked = 0
+    while sent < pings and not conn.closed and conn.goaway is None and time.monotonic() < deadline:
+        for _ in range(min(100, pings - sent)):
+            conn.conn.ping(struct.pack(">Q", sent))
+            sent += 1
+        conn.flush()
+        acked += sum(isinstance(e, h2.events.PingAckReceived) for e in conn.pump(0))
+    acked += sum(isinstance(e, h2.events.PingAckReceived) for e in conn.pump(1.0))
+    result = {"kind": "ping", "pings_sent": sent, "acked": acked, "goaway": conn.goaway, "closed": conn.closed}
+    conn.close()
+    return result
+
+
+KINDS = {"unfinished": unfinished, "idle": idle, "empty-batch": empty_batch, "reset": reset, "ping": ping}
 
 if __name__ == "__main__":
     kind, target = sys.argv[1], sys.argv[2]

@@ -152,6 +152,17 @@ def test_request_then_reset_pairs_cost_little(served: tuple[EcardServer, World])
     assert result["cpu_s"] < 0.8  # 2.5 s before the fix; ~0.2 s on a quiet machine, 0.47 on a loaded CI one
 
 
+def test_a_ping_flood_is_sent_away(served: tuple[EcardServer, World]) -> None:
+    """100,000 PING frames on one connection with no call open: the connection is ended (GOAWAY
+    ENHANCE_YOUR_CALM "too_many_pings") at its third early ping instead of being answered. Before:
+    78,453 PING ACKs in 10 s and the connection kept (0.04 s of server CPU: cheap, but unbounded)."""
+    result = _best_of_three(served, "ping", 100_000, 10)
+    flood = result["flood"]
+    assert flood["closed"] or flood["goaway"] == 11, flood  # 11: ENHANCE_YOUR_CALM
+    assert flood["acked"] <= 3 and flood["pings_sent"] < 100_000, flood
+    assert result["cpu_s"] < 0.3
+
+
 def test_each_method_takes_messages_of_its_own_size_and_a_batch_is_counted_before_it_is_parsed(
         served: tuple[EcardServer, World]) -> None:
     """An authorized merchant: a Verify of 100 KB is refused REQUEST_TOO_LARGE (before: parsed, then
