@@ -148,17 +148,14 @@ class Ledger(Protocol):
         rule) runs under the lock."""
         ...
     def get_settlement(self, settlement_id: str) -> SettlementRecord | None: ...
-    def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
-        """The settlement a merchant made under an idempotency key, with its request hash."""
+    def settle_key(self, merchant_id: str, idempotency_key: str) -> tuple[tuple[SettlementRecord, bytes] | None, bool]:
+        """The settlement a merchant made under a Settle key, with its request hash (None: none), and
+        whether the key was reversed (a later Settle under it: REVERSED)."""
         ...
 
     def reverse(self, draft: ReversalDraft, now: int) -> Reversal:
         """In one transaction, serialised with any Settle under the same key: the settlement under the
         key refunded in full, or the key marked reversed (a later Settle under it: REVERSED)."""
-        ...
-
-    def reversed_at(self, merchant_id: str, idempotency_key: str) -> int | None:
-        """When a merchant's Settle key was reversed; None if it never was."""
         ...
 
 

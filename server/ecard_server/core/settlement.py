@@ -109,9 +109,9 @@ class SettlementService:
 
     def _replay(self, merchant_id: str, key: str, request_hash: bytes) -> SettlementRecord | None:
         """The first record of an earlier Settle with this key; AlreadyExists if that was another request."""
-        found = self._ledger.find_settlement(merchant_id, key)
+        found, reversed_ = self._ledger.settle_key(merchant_id, key)
         if found is None:
-            if self._ledger.reversed_at(merchant_id, key) is not None:
+            if reversed_:
                 refuse_reversed()  # before the credential is spent (the ledger checks again, locked)
             return None
         record, first_hash = found

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ecard.errors import Unavailable
 from ecard_server.core import audit
@@ -140,7 +140,8 @@ class SqlLedger:
                                     (card_no,))[0][0])
 
     # -- settlements and refunds ------------------------------------------------------------------------------
-    # One transaction per Settle or Refund. Lock order: the card row, then the settlement row.
+    # One transaction per Settle or Refund, pipelined (PostgreSQL: the writes whose rows are not read, and
+    # the COMMIT, go out together). Lock order: the card row, then the settlement row.
     # SQLite serialises writers (BEGIN IMMEDIATE); PostgreSQL locks the card row FOR UPDATE, and the
     # UNIQUE keys decide between concurrent duplicates that lock different rows.
     def _select_settlement(self, cur: Cursor | None, where: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -165,12 +166,17 @@ class SqlLedger:
         found = {record.settlement_id: record for record in mapper.settlements(rows)}
         return [found[i] for i in settlement_ids if i in found]
 
-    def find_settlement(self, merchant_id: str, idempotency_key: str) -> tuple[SettlementRecord, bytes] | None:
-        """The settlement a merchant made under an idempotency key, with its request hash."""
+    def settle_key(self, merchant_id: str, idempotency_key: str) -> tuple[tuple[SettlementRecord, bytes] | None, bool]:
+        """The settlement a merchant made under a Settle key with its request hash (None: none), and whether
+        the key was reversed; a key that served nothing costs one statement."""
+        (made, reversed_), = self._store.rows(
+            "SELECT EXISTS (SELECT 1 FROM settlements WHERE merchant_id = ? AND idempotency_key = ?), "
+            "EXISTS (SELECT 1 FROM reversals WHERE merchant_id = ? AND idempotency_key = ?)",
+            (merchant_id, idempotency_key, merchant_id, idempotency_key))
         rows = self._select_settlement(
             None, "WHERE s.merchant_id = ? AND s.idempotency_key = ?", (merchant_id, idempotency_key)
-        )
-        return (mapper.settlement(rows), mapper.request_hash(rows)) if rows else None
+        ) if made else []
+        return ((mapper.settlement(rows), mapper.request_hash(rows)) if rows else None), bool(reversed_)
 
     @staticmethod
     def _first_answer(rows: Sequence[Sequence[Any]], request_hash: bytes, what: str) -> SettlementRecord | None:
@@ -219,7 +225,7 @@ class SqlLedger:
     def settle(self, draft: Draft, now: int) -> SettlementRecord:
         """Settles a priced basket in one transaction: the account pays what its locked balance allows."""
         try:
-            with self._store.transaction() as cur:
+            with self._store.transaction(pipelined=True) as cur:
                 return self._settle(cur, draft, now)
         except self._store.unique_errors:
             # A concurrent duplicate committed first (possible on PostgreSQL): answer with its record.
@@ -245,30 +251,29 @@ class SqlLedger:
             cur.execute(select_card, (draft.ecard_id,))
             row = cur.fetchone()
         account = mapper.ACCOUNT.named(row) if row is not None else None
-        # 2. A repeated request (same merchant and key) is answered from its first record.
-        earlier = self._first_answer(
-            self._select_settlement(cur, "WHERE s.merchant_id = ? AND s.idempotency_key = ?",
-                                    (draft.merchant_id, draft.idempotency_key)),
-            draft.request_hash,
-            "settlement",
-        )
-        if earlier is not None:
-            return earlier
-        if self._reversed_at(cur, draft.merchant_id, draft.idempotency_key) is not None:
+        # 2. What the rules decide on, read under the locks in one statement (one round trip): whether the
+        #    key served a Settle (answered from its first record) or was reversed, whether this credential
+        #    settled before, the current catalogue and policy versions, the year's accumulators.
+        year = year_of(now)
+        state = settle_state(cur, draft, "" if account is None else account["card_no"], year)
+        if state.key_used:
+            earlier = self._first_answer(
+                self._select_settlement(cur, "WHERE s.merchant_id = ? AND s.idempotency_key = ?",
+                                        (draft.merchant_id, draft.idempotency_key)),
+                draft.request_hash,
+                "settlement",
+            )
+            if earlier is not None:
+                return earlier
+        if state.key_reversed:
             refuse_reversed()  # reversed before anything was settled under the key
         # 3. The core's rules decide on what was read under the lock: the card's status, whether this
         #    credential settled before, the balance. They raise when the settlement may not be made.
-        used = False
-        if account is not None:
-            cur.execute("SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?",
-                        (draft.ecard_id, draft.verification_nonce))
-            used = cur.fetchone() is not None
-        year = year_of(now)
-        catalogue, policy, accumulated = pricing_state(cur, "" if account is None else account["card_no"], year)
-        draft.check_catalogue(catalogue)  # priced with the current catalogue, or priced again
-        draft.check_policy(policy)  # and the current benefit policy
+        accumulated = state.accumulated
+        draft.check_catalogue(state.catalogue_version)  # priced with the current catalogue, or priced again
+        draft.check_policy(state.policy_version)  # and the current benefit policy
         category = DEFAULT_CATEGORY if account is None else account["person_category"]
-        shares = draft.shares_under_lock(None if account is None else account["status"], used,
+        shares = draft.shares_under_lock(None if account is None else account["status"], state.credential_used,
                                          0 if account is None else account["balance_fen"], category, accumulated)
         assert account is not None  # an unknown card was refused by the rules
         added = draft.accrual(category, accumulated)
@@ -308,7 +313,7 @@ class SqlLedger:
         # 5. What the settlement leaves besides: its audit row and the channels' event.
         write_audit(cur, audit.settled(now, draft, shares))
         self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
-                          shares, after, now)
+                          shares, after, now, merchant_name=state.merchant_name)
         nothing = (Shares(0, 0, 0),) * len(draft.items)
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
@@ -320,7 +325,7 @@ class SqlLedger:
     def refund(self, draft: RefundDraft, now: int) -> SettlementRecord:
         """Undoes a settlement once: the account and the fund get back exactly what it took."""
         try:
-            with self._store.transaction() as cur:
+            with self._store.transaction(pipelined=True) as cur:
                 return self._refund(cur, draft, now)
         except self._store.unique_errors:
             record = self._refund_answer(None, draft)
@@ -444,9 +449,6 @@ class SqlLedger:
         row = cur.fetchone()
         return None if row is None else int(row[0])
 
-    def reversed_at(self, merchant_id: str, idempotency_key: str) -> int | None:
-        return self._reversed_at(None, merchant_id, idempotency_key)
-
     def reverse(self, draft: ReversalDraft, now: int) -> Reversal:
         with self._store.transaction() as cur:
             return self._reverse(cur, draft, now)
@@ -487,12 +489,15 @@ class SqlLedger:
         return Reversal(record, now)
 
     def _money_event(self, cur: Cursor, ecard_id: str, kind: str, settlement_id: str, merchant_id: str,
-                     shares: Shares, balance_after: int, now: int) -> None:
-        """The channels' SETTLED or REFUNDED event: merchant, amounts, balance after; no one's identity."""
-        cur.execute("SELECT display_name FROM merchants WHERE merchant_id = ?", (merchant_id,))
-        named = cur.fetchone()
+                     shares: Shares, balance_after: int, now: int, *, merchant_name: str | None = None) -> None:
+        """The channels' SETTLED or REFUNDED event: merchant, amounts, balance after; no one's identity.
+        `merchant_name`: the merchant's display name when the caller read it already ("" for none)."""
+        if merchant_name is None:
+            cur.execute("SELECT display_name FROM merchants WHERE merchant_id = ?", (merchant_id,))
+            named = cur.fetchone()
+            merchant_name = named[0] if named else ""
         self._store.outbox.write(cur, ecard_id, kind, {
-            "settlement_id": settlement_id, "merchant_id": merchant_id, "merchant_name": named[0] if named else "",
+            "settlement_id": settlement_id, "merchant_id": merchant_id, "merchant_name": merchant_name,
             "total_fen": shares.total_fen, "fund_fen": shares.fund_fen, "account_fen": shares.account_fen,
             "self_pay_fen": shares.self_pay_fen, "balance_fen": balance_after,
         }, now)
@@ -510,19 +515,40 @@ def catalogue_version(cur: Cursor) -> str:
     return str(found) if found else ""
 
 
-def pricing_state(cur: Cursor, card_no: str, year: int) -> tuple[str, str, Accumulated]:
-    """In one statement: the current catalogue and policy versions, and the card's accumulators for the
-    year (under its card's lock)."""
-    cur.execute(
-        "SELECT (SELECT COALESCE(MAX(version), 0) FROM catalogue_versions), "
-        "(SELECT COALESCE(MAX(version), 0) FROM benefit_policies), "
-        "(SELECT deductible_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
-        "(SELECT fund_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?)",
-        (card_no, year, card_no, year),
-    )
-    catalogue, policy, deductible, fund = cur.fetchone()
-    return (str(catalogue) if catalogue else "", f"b{policy}" if policy else "",
-            Accumulated(deductible or 0, fund or 0))
+class SettleState(NamedTuple):
+    """What a Settle's rules read under the key's and the card's locks (settle_state)."""
+
+    key_used: bool  # a settlement was made under the merchant's key
+    key_reversed: bool  # the key was reversed
+    credential_used: bool  # this credential (e-card, nonce) settled before
+    catalogue_version: str  # "" none imported
+    policy_version: str  # "" none imported
+    accumulated: Accumulated  # the card's for the year
+    merchant_name: str  # for the channels' event ("" for an unknown merchant)
+
+
+_SETTLE_STATE = (
+    "SELECT EXISTS (SELECT 1 FROM settlements WHERE merchant_id = ? AND idempotency_key = ?), "
+    "EXISTS (SELECT 1 FROM reversals WHERE merchant_id = ? AND idempotency_key = ?), "
+    "EXISTS (SELECT 1 FROM settlements WHERE ecard_id = ? AND verification_nonce = ?), "
+    "(SELECT COALESCE(MAX(version), 0) FROM catalogue_versions), "
+    "(SELECT COALESCE(MAX(version), 0) FROM benefit_policies), "
+    "(SELECT deductible_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
+    "(SELECT fund_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
+    "(SELECT display_name FROM merchants WHERE merchant_id = ?)"
+)
+
+
+def settle_state(cur: Cursor, draft: Draft, card_no: str, year: int) -> SettleState:
+    """In one statement (one round trip), under the Settle's locks: its key, its credential, the current
+    catalogue and policy versions, the card's accumulators for the year, the merchant's name."""
+    key = (draft.merchant_id, draft.idempotency_key)
+    cur.execute(_SETTLE_STATE, (*key, *key, draft.ecard_id, draft.verification_nonce, card_no, year, card_no, year,
+                                draft.merchant_id))
+    key_used, reversed_, used, catalogue, policy, deductible, fund, name = cur.fetchone()
+    return SettleState(bool(key_used), bool(reversed_), bool(used), str(catalogue) if catalogue else "",
+                       f"b{policy}" if policy else "", Accumulated(deductible or 0, fund or 0),
+                       "" if name is None else name)
 
 
 def accumulators(cur: Cursor, card_no: str, year: int) -> Accumulated:

@@ -75,12 +75,19 @@ def _first_line(exc: BaseException) -> str:
 
 class _Unit:
     """The cursor of one unit of work (SqlStore's Cursor) with `?` placeholders. A pooled connection
-    that turns out to be dead is swapped for another while nothing has been sent on it yet."""
+    that turns out to be dead is swapped for another while nothing has been sent on it yet.
 
-    def __init__(self, store: PostgresStore, transaction: bool) -> None:
+    A `pipelined` transaction runs in libpq's pipeline mode: BEGIN goes out with the first statement,
+    and each statement whose rows are not read is sent without waiting for its answer, so a run of
+    writes and the COMMIT after them cost one round trip. A write's error then surfaces at the next
+    read or at the commit, inside the same transaction block, which still rolls back as a whole."""
+
+    def __init__(self, store: PostgresStore, transaction: bool, pipelined: bool = False) -> None:
         self._store = store
         self._pool = store._pool
         self._transaction = transaction
+        self._pipelined = pipelined and transaction
+        self._pipeline: contextlib.ExitStack | None = None  # holds the connection's pipeline mode
         # One bound for the wait for a connection and for any replacement of it.
         self._deadline = time.monotonic() + (SUSPECT_WAIT if store._suspect else store._acquire_timeout)
         self._conn: psycopg.Connection[Any] | None = None
@@ -98,6 +105,10 @@ class _Unit:
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            with contextlib.suppress(psycopg.Error):
+                pipeline.close()
         if conn is not None:
             self._cur.close()
             self._pool.putconn(conn)  # the pool drops a broken connection and makes a new one
@@ -108,6 +119,14 @@ class _Unit:
                 raise psycopg.OperationalError("no connection")
             fresh = not self._sent
             try:
+                if fresh and self._pipelined:  # BEGIN and the first statement in one round trip
+                    self._pipeline = contextlib.ExitStack()
+                    pipeline = self._pipeline.enter_context(self._conn.pipeline())
+                    self._sent = True
+                    self._cur.execute("BEGIN")
+                    getattr(self._cur, method)(pyformat(sql), params)
+                    pipeline.sync()  # a dead connection shows here, while it can still be swapped
+                    return
                 if fresh and self._transaction:
                     self._cur.execute("BEGIN")
                 self._sent = True
@@ -138,12 +157,33 @@ class _Unit:
         """Commits or rolls back, and gives the connection back to the pool."""
         try:
             if self._transaction and self._sent and self._conn is not None:
-                self._cur.execute("COMMIT" if commit else "ROLLBACK")
+                if self._pipeline is not None:
+                    self._finish_pipeline(commit)
+                else:
+                    self._cur.execute("COMMIT" if commit else "ROLLBACK")
         except psycopg.Error:
             if commit:
                 raise
         finally:
             self._release()
+
+
+    def _finish_pipeline(self, commit: bool) -> None:
+        """COMMIT sent after the unit's writes, then every answer awaited: the first error of any of
+        them raises here, and the transaction is rolled back outside pipeline mode."""
+        assert self._pipeline is not None and self._conn is not None
+        pipeline, self._pipeline = self._pipeline, None
+        try:
+            if commit:
+                self._cur.execute("COMMIT")
+            pipeline.close()  # sends what is queued and reads every answer
+        except psycopg.Error:
+            if not self._conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    self._cur.execute("ROLLBACK")
+            raise
+        if not commit:
+            self._cur.execute("ROLLBACK")
 
 
 class PostgresStore(SqlStore):
@@ -211,8 +251,8 @@ class PostgresStore(SqlStore):
             ) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        unit = _Unit(self, transaction=True)
+    def _transaction(self, *, pipelined: bool = False) -> Iterator[Any]:
+        unit = _Unit(self, transaction=True, pipelined=pipelined)
         try:
             yield unit
         except BaseException:

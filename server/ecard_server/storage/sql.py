@@ -68,8 +68,10 @@ class SqlStore:
     url = ""
 
     # -- what a backend provides ------------------------------------------------------------------
-    def _transaction(self) -> AbstractContextManager[Cursor]:
-        """A cursor inside one write transaction: committed on exit, rolled back on error."""
+    def _transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Cursor]:
+        """A cursor inside one write transaction: committed on exit, rolled back on error. `pipelined`:
+        statements whose rows are not read may be sent ahead of their answers (a server over the
+        network: fewer round trips; their errors surface at the next read or at the commit)."""
         raise NotImplementedError
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -120,10 +122,10 @@ class SqlStore:
         return SqlStatements(self, self.ledger)
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Cursor]:
         with self.outbox.collecting():
             try:
-                with self._transaction() as cur:
+                with self._transaction(pipelined=pipelined) as cur:
                     yield cur
             except self.transient_errors as exc:
                 raise Unavailable(f"database unavailable: {type(exc).__name__}", "STORE_UNAVAILABLE") from exc

@@ -75,7 +75,7 @@ class SqliteStore(SqlStore):
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, *, pipelined: bool = False) -> Iterator[Any]:  # (no round trips to save)
         # Writers of this process queue on a lock, not in SQLite's busy handler: that one sleeps and
         # polls (1, 2, 5, 10 ms ...), so concurrent settlements would idle and pile up behind each other.
         with self._writer:
