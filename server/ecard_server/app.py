@@ -138,9 +138,10 @@ class Deployment:
         nonces: NonceStore
         records: VerificationRecords
         if redis_url:
+            from ecard_server.storage.redis_bus import RedisChangeBus
             from ecard_server.storage.redis_limits import RedisRateLeases
+            from ecard_server.storage.redis_nonces import RedisNonceStore
             from ecard_server.storage.redis_records import RedisVerificationRecords
-            from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
 
             namespace = settings.redis_namespace
             try:

@@ -76,7 +76,7 @@ def test_a_nonce_no_replica_acknowledged_is_refused_and_stays_consumed(tmp_path:
     import redis
 
     from ecard.errors import Unavailable
-    from ecard_server.storage.redis_state import RedisNonceStore
+    from ecard_server.storage.redis_nonces import RedisNonceStore
     from ecard_server.storage.sqlite import SqliteStore
 
     with own_redis_cluster() as cluster:
@@ -111,7 +111,7 @@ def test_a_nonce_no_replica_acknowledged_is_refused_and_stays_consumed(tmp_path:
 
 
 def test_the_change_bus_reaches_a_process_seeded_on_another_node() -> None:
-    from ecard_server.storage.redis_state import RedisChangeBus
+    from ecard_server.storage.redis_bus import RedisChangeBus
 
     with own_redis_cluster() as cluster:
         first = RedisChangeBus.from_url(cluster.url(0), namespace="rc-bus")

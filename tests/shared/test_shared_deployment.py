@@ -28,7 +28,8 @@ from ecard import AdminClient, ChannelClient, ClientOptions, PermissionDenied, P
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import types_pb2 as t
 from ecard_server.core import events
-from ecard_server.storage.redis_state import RedisChangeBus, RedisNonceStore
+from ecard_server.storage.redis_bus import RedisChangeBus
+from ecard_server.storage.redis_nonces import RedisNonceStore
 from ecard_server.storage.sqlite import SqliteStore
 from tests.helpers.deployment import children_of, config_file, scrape
 from tests.helpers.polling import until
@@ -559,3 +560,45 @@ def test_deferred_notice_is_published_after_the_comeback(
         cut_off.publish(events.CARD, "changed-while-cut")
         relay.restore()
         heard_direct.wait_for((events.CARD, "changed-while-cut"), within=5)
+
+
+@pytest.mark.redis
+def test_concurrent_consumptions_share_round_trips_and_answer_as_one_by_one(
+    redis_url: str, namespace: str, witness: SqliteStore
+) -> None:
+    """consume_async of concurrent calls is group-committed: fewer script calls than consumptions, each
+    nonce fresh once (a nonce consumed twice in one flush: the first only), a lost memory reported once
+    and every live token refused behind it; the verification records of concurrent calls likewise."""
+    from ecard_server.storage.redis_records import RedisVerificationRecords
+
+    store = RedisNonceStore.from_url(redis_url, witness=witness, namespace=namespace)
+    records = RedisVerificationRecords(redis_url, 60, namespace)
+
+    async def on_the_loop() -> None:
+        expires = time.time() + 60
+        keys = [f"n{i % 40}".encode() for i in range(80)]  # each nonce twice
+        fresh = await asyncio.gather(*(store.consume_async(key, expires) for key in keys))
+        assert fresh == [True] * 40 + [False] * 40
+        group = store._group
+        assert group is not None and group.entries == 80 and group.flushes < 10
+        assert not any(await asyncio.gather(*(store.consume_async(key, expires) for key in keys[:5])))
+
+        store._client.delete(f"{namespace}:nonces-since")  # as a Redis restarted without persistence
+        answers = await asyncio.gather(*(store.consume_async(f"m{i}".encode(), expires) for i in range(10)))
+        assert not any(answers)
+        assert store._client.get(f"{namespace}:nonces-since") is not None
+
+        await asyncio.gather(*(records.record_async(f"merchant{i % 3}", f"r{i}", f"answer{i}".encode())
+                               for i in range(30)))
+        assert records._group is not None and records._group.entries == 30 and records._group.flushes < 10
+        await store.aclose()
+        await records.aclose()
+
+    try:
+        asyncio.run(on_the_loop())
+        assert [records.find(f"merchant{i % 3}", f"r{i}") for i in range(30)] == [
+            f"answer{i}".encode() for i in range(30)]
+        assert records.find("merchant1", "r0") is None  # r0 is merchant0's
+    finally:
+        store.close()
+        records.close()

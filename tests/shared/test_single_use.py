@@ -30,8 +30,8 @@ from ecard import (
     line_item,
 )
 from ecard.testing import EcardServer, World, shared_secret_file
+from ecard_server.storage.redis_nonces import RedisNonceStore
 from ecard_server.storage.redis_records import RedisVerificationRecords
-from ecard_server.storage.redis_state import RedisNonceStore
 from ecard_server.storage.sqlite import SqliteStore
 from tests.helpers.ledger import assert_account_equals_ledger, database, settlement_count
 from tests.helpers.polling import until

@@ -8,7 +8,7 @@ import pytest
 
 from ecard import AdminClient, ClientOptions, PharmacyClient
 from ecard._transport import BALANCED_SERVICE_CONFIG, channel_target
-from ecard_server.storage.redis_state import describe
+from ecard_server.storage.redis_connect import describe
 
 
 def test_one_address_stays_a_plain_target() -> None:

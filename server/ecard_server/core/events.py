@@ -4,7 +4,7 @@ The core's services publish ("card", ecard_id), ("key", issuer_id), ("merchant",
 ("issuer", id) or ("catalogue", version) after the store's transaction commits; ("card", ALL) or
 (ALL, ALL) drop a whole cache.
 The bus is core.ports.ChangeBus: the local bus (storage.memory.LocalChangeBus) delivers at once to
-this process; the Redis bus (storage.redis_state.RedisChangeBus) also delivers to every other
+this process; the Redis bus (storage.redis_bus.RedisChangeBus) also delivers to every other
 process sharing the deployment, and (ALL, ALL) to this process's caches while Redis is out of
 reach, since notices may have been missed.
 """

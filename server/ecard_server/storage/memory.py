@@ -4,7 +4,7 @@
     MemoryVerificationRecords  core.ports.VerificationRecords: what a Verify answered, by request_id
     LocalChangeBus             core.ports.ChangeBus: notices delivered to this process only
 
-Their shared-deployment counterparts are in storage.redis_state and storage.redis_records.
+Their shared-deployment counterparts are in storage.redis_nonces, redis_bus and redis_records.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio
 
 from ecard.errors import Unavailable
-from ecard_server.storage.redis_state import connect, connect_async, is_cluster
+from ecard_server.storage.redis_connect import connect, connect_async, is_cluster
 
 _ERRORS = (redis.RedisError, OSError)
 

@@ -4,9 +4,11 @@ Each merchant's records are in two keys of their own, `<namespace>:verification:
 request_id -> expiry and answer) and `<namespace>:verification-age:{<merchant>}` (a sorted set: request_id
 by expiry). One script writes a record, drops that merchant's expired ones and, past `per_merchant`, its
 own oldest: no merchant's records can push out another's, and since Redis runs with noeviction
-(storage.redis_state) none can push out a nonce either; both keys expire with their youngest record.
+(storage.redis_connect) none can push out a nonce either; both keys expire with their youngest record.
 Threads use a blocking client, the event loop an asyncio one (made on the loop that first needs it,
-closed by `aclose`). Any Redis error is Unavailable.
+closed by `aclose`), on which the records of concurrent calls are group-committed (storage.group_commit:
+one script call writes all the records queued while the one before was in flight; not on a cluster,
+where each merchant's keys are in a slot of their own). Any Redis error is Unavailable.
 """
 
 from __future__ import annotations
@@ -14,39 +16,55 @@ from __future__ import annotations
 import math
 import struct
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from ecard.errors import Unavailable
-from ecard_server.storage.redis_state import connect, connect_async, is_cluster
+from ecard_server.storage.group_commit import GroupCommit
+from ecard_server.storage.redis_connect import aclose_each, connect, connect_async, is_cluster
 
 _ERRORS = (redis.RedisError, OSError)
 _EXPIRY = struct.Struct(">d")  # unix seconds, fractions included: the oldest record leaves first
 
-# KEYS: the merchant's hash, its sorted set. ARGV: request_id, expiry||answer, expiry, now, cap, ttl.
+# Writes records in order. KEYS: each record's merchant hash and sorted set. ARGV: now, cap, ttl, then
+# each record's request_id, expiry||answer, expiry.
 _RECORD = """
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-if #gone > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-  redis.call('HDEL', KEYS[1], unpack(gone))
+local now, cap, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for r = 1, #KEYS / 2 do
+  local records, ages = KEYS[2 * r - 1], KEYS[2 * r]
+  local id, kept, expiry = ARGV[3 * r + 1], ARGV[3 * r + 2], ARGV[3 * r + 3]
+  local gone = redis.call('ZRANGEBYSCORE', ages, '-inf', now)
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', ages, '-inf', now)
+    redis.call('HDEL', records, unpack(gone))
+  end
+  redis.call('ZREM', ages, id)
+  local over = redis.call('ZCARD', ages) - cap + 1
+  if over > 0 then
+    local oldest = redis.call('ZPOPMIN', ages, over)
+    for i = 1, #oldest, 2 do redis.call('HDEL', records, oldest[i]) end
+  end
+  redis.call('ZADD', ages, expiry, id)
+  redis.call('HSET', records, id, kept)
+  redis.call('EXPIRE', records, ttl)
+  redis.call('EXPIRE', ages, ttl)
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5]) + 1
-if over > 0 then
-  local oldest = redis.call('ZPOPMIN', KEYS[2], over)
-  for i = 1, #oldest, 2 do redis.call('HDEL', KEYS[1], oldest[i]) end
-end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return 1
+return #KEYS / 2
 """
+
+Record = tuple[str, str, bytes]
+"""One record to write: merchant id, request_id, answer."""
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"verification records unavailable: {type(exc).__name__}", "RECORDS_UNAVAILABLE")
+
+
+def _failed(exc: BaseException) -> BaseException:
+    """What each call of a failed group commit raises: Unavailable for Redis's errors."""
+    return _unavailable(exc) if isinstance(exc, _ERRORS) else exc
 
 
 class RedisVerificationRecords:
@@ -56,6 +74,8 @@ class RedisVerificationRecords:
         self._script = self._client.register_script(_RECORD)
         self._async_client: redis.asyncio.Redis | None = None
         self._async_script: Any = None
+        self._group: GroupCommit[Record] | None = None
+        self._cluster = is_cluster(self._client)
         self._records = f"{namespace}:verification:".encode()
         self._ages = f"{namespace}:verification-age:".encode()
         self._ttl = max(1, math.ceil(ttl_s))
@@ -65,24 +85,43 @@ class RedisVerificationRecords:
         tag = b"{" + merchant_id.encode() + b"}"  # one hash slot per merchant (Redis Cluster)
         return self._records + tag, self._ages + tag
 
-    def _args(self, request_id: str, answer: bytes) -> tuple[Any, ...]:
+    def _script_input(self, records: Sequence[Record]) -> tuple[list[bytes], list[Any]]:
+        """The record script's KEYS and ARGV for `records`."""
         now = time.time()
         expiry = now + self._ttl
-        return request_id.encode(), _EXPIRY.pack(expiry) + answer, repr(expiry), repr(now), self._cap, self._ttl
+        stamp, expiry_text = _EXPIRY.pack(expiry), repr(expiry)
+        keys: list[bytes] = []
+        args: list[Any] = [repr(now), self._cap, self._ttl]
+        for merchant_id, request_id, answer in records:
+            keys.extend(self._keys(merchant_id))
+            args.extend((request_id.encode(), stamp + answer, expiry_text))
+        return keys, args
 
     def record(self, merchant_id: str, request_id: str, answer: bytes) -> None:
         try:
-            self._script(keys=self._keys(merchant_id), args=self._args(request_id, answer))
+            keys, args = self._script_input([(merchant_id, request_id, answer)])
+            self._script(keys=keys, args=args)
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
+    async def _send(self, records: Sequence[Record]) -> list[Any]:
+        """One script call for `records` (the group commit's flush, or one record on a cluster)."""
+        keys, args = self._script_input(records)
+        await self._async_script(keys=keys, args=args)
+        return [None] * len(records)
+
     async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
-        client = self._async_client
-        if client is None:
-            client = self._async_client = connect_async(self._url, cluster=is_cluster(self._client))
-            self._async_script = client.register_script(_RECORD)
+        """`record` on the event loop, group-committed with the other calls' records (not on a cluster)."""
+        if self._async_client is None:
+            self._async_client = connect_async(self._url, cluster=self._cluster)
+            self._async_script = self._async_client.register_script(_RECORD)
+            self._group = GroupCommit(self._send, failed=_failed)
+        record = (merchant_id, request_id, answer)
+        if self._group is not None and not self._cluster:
+            await self._group.submit(record)
+            return
         try:
-            await self._async_script(keys=self._keys(merchant_id), args=self._args(request_id, answer))
+            await self._send([record])
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -99,9 +138,9 @@ class RedisVerificationRecords:
         return bytes(data[_EXPIRY.size:])
 
     async def aclose(self) -> None:
-        client, self._async_client = self._async_client, None
-        if client is not None:
-            await client.aclose()
+        """Closes the group commit and the asyncio client, on the loop that made them."""
+        group, client, self._group, self._async_client = self._group, self._async_client, None, None
+        await aclose_each(group, client)
 
     def close(self) -> None:
         self._client.close()

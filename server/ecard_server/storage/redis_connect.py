@@ -1,0 +1,164 @@
+"""Connections to the Redis of a shared deployment (`ecard serve --redis URL`), for every module that
+keeps something there (storage.redis_nonces, redis_bus, redis_records, redis_limits).
+
+Every connection asks Redis its `maxmemory-policy` first (at start, and on every reconnect): a Redis
+that may evict keys could forget a consumed nonce, so ecard refuses to start on it (ValueError) and,
+should it change later, every call on a new connection is Unavailable until it is noeviction.
+
+Redis Cluster: `--redis` names any one node of it (the seed); `connect` asks that node `INFO cluster`
+and, when it says `cluster_enabled:1`, returns redis-py's RedisCluster (every master checked for
+eviction).
+
+Every key and channel of a deployment starts with a namespace (`redis_namespace` in the settings), so
+that deployments, and tests, can share one Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ecard_server.storage.urls import redacted
+
+ERRORS = (redis.RedisError, OSError)
+"""What a Redis call may raise when Redis cannot answer."""
+_ERRORS = ERRORS
+
+def describe(url: str) -> str:
+    """host:port/db of a Redis URL (the socket's path for unix://), for messages (never the password)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return redacted(url)
+    return f"{parts.hostname or 'localhost'}:{port}{parts.path or ''}"
+
+
+class EvictingRedis(redis.ConnectionError):
+    """Redis may evict keys (its maxmemory-policy is not noeviction): it could forget a consumed nonce."""
+
+
+def eviction_policy(info: bytes | str | dict[str, Any]) -> str:
+    """The maxmemory-policy in `INFO memory`, as its text or as redis-py's parsed dict ('' when Redis
+    does not say)."""
+    if isinstance(info, dict):
+        return str(info.get("maxmemory_policy", ""))
+    text = info.decode() if isinstance(info, bytes) else info
+    for line in text.splitlines():
+        if line.startswith("maxmemory_policy:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def refuse_eviction(info: bytes | str | dict[str, Any], where: str) -> None:
+    policy = eviction_policy(info)
+    if policy != "noeviction":
+        raise EvictingRedis(
+            f"Redis at {where} has maxmemory-policy {policy or 'unknown'}: ecard needs noeviction "
+            "(an evicted nonce is a token accepted twice)"
+        )
+
+
+def _checked(where: str) -> Any:
+    """A connection hook (redis-py's redis_connect_func): the usual handshake, then the eviction
+    policy, on every new connection, so a Redis reconfigured or replaced while we run is noticed."""
+
+    def on_connect(connection: Any) -> None:
+        connection.on_connect()
+        connection.send_command("INFO", "memory")
+        refuse_eviction(connection.read_response(), where)
+
+    return on_connect
+
+
+def _checked_async(where: str) -> Any:
+    async def on_connect(connection: Any) -> None:
+        await connection.on_connect()
+        await connection.send_command("INFO", "memory")
+        refuse_eviction(await connection.read_response(), where)
+
+    return on_connect
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether a client made by `connect` talks to a Redis Cluster."""
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
+def connect_async(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0, cluster: bool = False) -> Any:
+    """`connect`'s asyncio twin, for the server's event loop (no ping: the URL was checked by `connect`);
+    `cluster`: what `is_cluster` said of the blocking client."""
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, require_full_coverage=False,
+        )
+    return redis.asyncio.Redis.from_url(
+        url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=AsyncRetry(NoBackoff(), 0),
+        redis_connect_func=_checked_async(describe(url)),
+    )
+
+
+def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> Any:
+    """A client that answers or fails within `timeout` and never retries by itself (a repeated
+    SET NX could report our own consumption as a replay), on a Redis that never evicts keys.
+    ValueError (one line) when unusable. A redis.cluster.RedisCluster when the node says
+    `cluster_enabled:1` (any one node of the cluster will do; every master is checked for eviction)."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
+            redis_connect_func=_checked(describe(url)),
+        )
+    except ValueError as exc:
+        raise ValueError(f"bad Redis URL {redacted(url)!r}: {redacted(str(exc), url)}") from None
+    try:
+        client.ping()
+        clustered = bool(client.info("cluster").get("cluster_enabled"))
+    except EvictingRedis as exc:
+        client.close()
+        raise ValueError(str(exc)) from None
+    except _ERRORS as exc:
+        client.close()
+        raise ValueError(f"cannot reach Redis at {describe(url)}: {redacted(str(exc), url)}") from None
+    if not clustered:
+        return client
+    client.close()
+    try:
+        cluster = redis.cluster.RedisCluster.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=timeout, require_full_coverage=False,
+        )
+    except _ERRORS as exc:
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
+    try:
+        refuse_evicting_shards(cluster)
+    except EvictingRedis as exc:
+        cluster.close()
+        raise ValueError(str(exc)) from None
+    except _ERRORS as exc:
+        cluster.close()
+        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
+    return cluster
+
+
+def refuse_evicting_shards(cluster: Any) -> None:
+    """EvictingRedis unless every master of the cluster has maxmemory-policy noeviction."""
+    shards = cluster.info("memory", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    for node, info in shards.items():
+        refuse_eviction(info, str(node))
+
+
+async def aclose_each(*holders: Any) -> None:
+    """Awaits `aclose()` of each holder given (None: skipped), in order: a group commit before the
+    asyncio client its flushes use."""
+    for holder in holders:
+        if holder is not None:
+            await holder.aclose()
