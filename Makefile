@@ -45,19 +45,24 @@ lock:  ## recompute requirements/dev.txt and server.txt (needs PyPI; a few minut
 	sed -i '/^ecard-workspace @ /,/^    # via ecard-workspace (pyproject.toml)$$/d; /^# WARNING: pip install will require/d; /^# Consider using a hashable URL/d' requirements/dev.txt
 	$(COMPILE) --extra postgres --extra redis -c requirements/dev.txt -o requirements/server.txt pyproject.toml requirements/build.in
 
-proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with .pyi stubs)
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --grpc_python_out=client --pyi_out=client \
+# Typed stubs by mypy-protobuf: *_pb2.pyi for the messages, *_pb2_grpc.pyi for the sync and asyncio stubs
+# and servicers (what `mypy --strict` on client/ checks the SDK against).
+proto: install  ## regenerate client/ecard/v1 from proto/ecard/v1 (with typed .pyi stubs)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --grpc_python_out=client \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=quiet:client \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=quiet:client \
 		proto/ecard/v1/*.proto
 
-lint: install  ## ruff, mypy and the contract check (what CI runs before the tests)
+lint: install  ## ruff, mypy (--strict on the SDK) and the contract check (what CI runs before the tests)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy client/ecard server/ecard_server
+	$(MAKE) --no-print-directory typecheck
 ifneq ($(CONTRACT),)
 	$(PY) $(CONTRACT) --proto-dir proto
 endif
 
-typecheck: install
-	$(VENV)/bin/mypy client/ecard server/ecard_server
+typecheck: install  ## mypy: the SDK (client/) --strict, the server as pyproject.toml says
+	$(VENV)/bin/mypy --strict client/ecard
+	$(VENV)/bin/mypy server/ecard_server
 
 test: install  ## every test, PostgreSQL and Redis included (they fail when those are down)
 	$(PY) -m pytest $(PYTEST_ARGS)

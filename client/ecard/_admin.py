@@ -11,7 +11,7 @@ A channel manages its own issuer keys (never another channel's); the operator an
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Self
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -20,7 +20,7 @@ from ecard._keys import algorithm_of, kid_for, load_public_key_pem
 from ecard._options import ClientOptions
 from ecard._rpc_errors import from_grpc_error
 from ecard._token import COUNTER_QR_PREFIX, TokenSigner
-from ecard._transport import Targets, call, principal_metadata, sync_channel
+from ecard._transport import Req, Resp, Targets, call, principal_metadata, sync_channel
 from ecard.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, wire
 
 
@@ -59,7 +59,7 @@ class _Client:
         self._cards = cards_pb2_grpc.CardsStub(self.channel)
         self._admin = admin_pb2_grpc.AdminStub(self.channel)
 
-    def _call(self, method: Any, request: Any, *, retry: bool = True) -> Any:
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, retry: bool = True) -> Resp:
         # Every call here is safe to repeat: upserts, idempotent lifecycle changes, keyed credits.
         return call(
             method, request, metadata=self._metadata, timeout=self.options.timeout,
@@ -123,13 +123,16 @@ class _Client:
             request.page_token = page.next_page_token
 
     # One channel's binding: a channel names its own (issuer_id empty), the operator any channel's.
-    def _binding(self, method: Any, ecard_id: str, issuer_id: str) -> cards_pb2.ECard:
+    def _binding(
+        self, method: grpc.UnaryUnaryMultiCallable[cards_pb2.BindingRef, cards_pb2.ECard], ecard_id: str,
+        issuer_id: str,
+    ) -> cards_pb2.ECard:
         return self._call(method, cards_pb2.BindingRef(ecard_id=ecard_id, issuer_id=issuer_id))
 
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -374,5 +377,5 @@ def physical_cards(
         card_no, name, id_number, region, balance = row[:5]
         yield admin_pb2.PhysicalCard(
             card_no=card_no, holder_name=name, id_number=id_number, region=region,
-            personal_account_balance_fen=balance, person_category=row[5] if len(row) > 5 else "",  # type: ignore[misc]
+            personal_account_balance_fen=balance, person_category=row[5] if len(row) > 5 else "",
         )

@@ -23,14 +23,26 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 import grpc
+import grpc.aio
+from google.protobuf.message import Message
 
 from ecard._options import ClientOptions
 from ecard._recovery import answer_lost, arecover, fresh_request_id, recover
 from ecard._rpc_errors import from_grpc_error
-from ecard._transport import REQUEST_ID, Targets, acall, aio_channel, call, principal_metadata, sync_channel
+from ecard._transport import (
+    REQUEST_ID,
+    Req,
+    Resp,
+    Targets,
+    acall,
+    aio_channel,
+    call,
+    principal_metadata,
+    sync_channel,
+)
 from ecard.errors import EcardError, InvalidArgument, TokenNotConsumed, Unreachable
 from ecard.v1 import (
     cards_pb2,
@@ -207,6 +219,10 @@ def list_request(
     return request
 
 
+_M = TypeVar("_M", bound=Message)
+_MERCHANT_ID = "merchant_id"  # the field of a merchant's request that names it (most of them have one)
+
+
 class _MerchantBase:
     def __init__(self, target: Targets, *, merchant_id: str, options: ClientOptions | None = None) -> None:
         self.target = target
@@ -214,17 +230,14 @@ class _MerchantBase:
         self.options = options or ClientOptions()
         self._metadata = principal_metadata(f"merchant:{merchant_id}", self.options)
 
-    def _mine(self, request: Any) -> Any:
+    def _mine(self, request: _M) -> _M:
         """The request naming this client's merchant (where it has a merchant_id and names none): under
         mTLS a certificate of another merchant is then PERMISSION_DENIED, not silently that merchant."""
-        fields = request.DESCRIPTOR.fields_by_name
-        if "merchant_id" in fields:
-            if not request.merchant_id:
-                request.merchant_id = self.merchant_id
-        elif "requests" in fields:
+        if isinstance(request, verifier_pb2.VerifyBatchRequest):
             for item in request.requests:
-                if not item.merchant_id:
-                    item.merchant_id = self.merchant_id
+                self._mine(item)
+        elif _MERCHANT_ID in request.DESCRIPTOR.fields_by_name and not getattr(request, _MERCHANT_ID):
+            setattr(request, _MERCHANT_ID, self.merchant_id)
         return request
 
 
@@ -239,9 +252,9 @@ class PharmacyClient(_MerchantBase):
         self._cards = cards_pb2_grpc.CardsStub(self.channel)
 
     def _call(
-        self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
-        wait_for_ready: bool | None = None, request_id: str = "",
-    ) -> Any:
+        self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, retry: bool = False,
+        timeout: float | None = None, wait_for_ready: bool | None = None, request_id: str = "",
+    ) -> Resp:
         return call(
             method,
             self._mine(request),
@@ -451,9 +464,9 @@ class AsyncPharmacyClient(_MerchantBase):
         self._cards = cards_pb2_grpc.CardsStub(self.channel)
 
     async def _call(
-        self, method: Any, request: Any, *, retry: bool = False, timeout: float | None = None,
-        wait_for_ready: bool | None = None, request_id: str = "",
-    ) -> Any:
+        self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, retry: bool = False,
+        timeout: float | None = None, wait_for_ready: bool | None = None, request_id: str = "",
+    ) -> Resp:
         return await acall(
             method,
             self._mine(request),

@@ -53,7 +53,7 @@ class ChannelEvents:
         self._channel = aio_channel(target, self.options)
         self._stub = cards_pb2_grpc.CardsStub(self._channel)
         self._metadata = principal_metadata(f"channel:{issuer_id}", self.options)
-        self._call: grpc.aio.UnaryStreamCall | None = None
+        self._call: grpc.aio.UnaryStreamCall[cards_pb2.WatchEventsRequest, cards_pb2.ChannelEvent] | None = None
         self._closed = False
 
     def __aiter__(self) -> AsyncIterator[cards_pb2.ChannelEvent]:
@@ -75,7 +75,7 @@ class ChannelEvents:
             except grpc.RpcError as exc:
                 if self._closed:
                     return
-                if exc.code() not in RECONNECT_CODES:  # type: ignore[attr-defined]
+                if exc.code() not in RECONNECT_CODES:
                     raise from_grpc_error(exc) from exc
             finally:
                 call.cancel()

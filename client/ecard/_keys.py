@@ -201,7 +201,7 @@ def _sodium_ed25519(key: ed25519.Ed25519PublicKey) -> SignatureCheck | None:
     concatenation and the C call (cffi releases the GIL during it), nothing else.
     """
     try:
-        from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
+        from nacl._sodium import ffi, lib
     except ImportError:
         return None
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -211,7 +211,8 @@ def _sodium_ed25519(key: ed25519.Ed25519PublicKey) -> SignatureCheck | None:
         if len(signature) != 64:
             return False
         signed = signature + message
-        return sign_open(null, null, signed, len(signed), raw) == 0
+        opened: int = sign_open(null, null, signed, len(signed), raw)  # cffi: 0 when the signature holds
+        return opened == 0
 
     check.backend = "libsodium"  # type: ignore[attr-defined]
     return check
@@ -230,4 +231,4 @@ def signature_check(public_key: PublicKey, *, backend: str = "fastest") -> Signa
         if backend == "libsodium":
             raise ImportError("the libsodium backend needs PyNaCl")
         return _OpenSSLEd25519(public_key)
-    return _OpenSSLP256(public_key)  # type: ignore[arg-type]
+    return _OpenSSLP256(public_key)

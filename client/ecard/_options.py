@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from ecard.errors import TRANSIENT_STATUS_NAMES
+
+SyncInterceptor = (
+    grpc.UnaryUnaryClientInterceptor | grpc.UnaryStreamClientInterceptor | grpc.StreamUnaryClientInterceptor
+    | grpc.StreamStreamClientInterceptor
+)
+"""What `grpc.intercept_channel` takes: the interceptors of the sync clients."""
+ClientInterceptor = SyncInterceptor | grpc.aio.ClientInterceptor
+"""An interceptor of either kind (`grpc.aio.ClientInterceptor` for the asyncio client)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ class ClientOptions:
     """How long a ping may wait for its answer."""
     channel_options: tuple[tuple[str, object], ...] = ()
     """Extra gRPC channel arguments, e.g. (("grpc.lb_policy_name", "round_robin"),)."""
-    interceptors: tuple[object, ...] = ()
+    interceptors: tuple[ClientInterceptor, ...] = ()
     """Client interceptors wrapped around the channel, outermost first (timing, tracing, load-test
     events): `grpc.UnaryUnaryClientInterceptor` and kin for the sync clients, their `grpc.aio`
     counterparts for the asyncio client."""

@@ -47,7 +47,7 @@ def from_grpc_error(error: grpc.RpcError) -> EcardError:
     message = error.details() if hasattr(error, "details") else str(error)
     reason, metadata = None, {}
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
     except (ValueError, AttributeError):
         status = None
     if status is not None:

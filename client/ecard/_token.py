@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from google.protobuf.message import DecodeError
 
@@ -140,7 +140,8 @@ def parse_token_fields(text: str) -> TokenFields:
 _PREFIX_CHARS = len(TEXT_PREFIX)
 _SCANNER_ENDS = ("\r", "\n")
 _token_fields = tuple.__new__
-_signed_from = token_pb2.SignedToken.FromString
+# protobuf parses any bytes-like object (its stub says bytes): the decoded bytearray is parsed uncopied
+_signed_from = cast(Callable[[bytes | bytearray], token_pb2.SignedToken], token_pb2.SignedToken.FromString)
 _claims_from = token_pb2.TokenClaims.FromString
 _new_parsed = object.__new__
 _set_claims = vars(ParsedToken)["claims"].__set__  # the slot descriptors

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
 
 propagate: ModuleType | None
 try:
@@ -15,7 +14,7 @@ except ImportError:  # the SDK does not need OpenTelemetry
     propagate = None
 
 
-def with_trace_context(metadata: Any) -> Any:
+def with_trace_context(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """`metadata` plus `traceparent` (and `tracestate`, `baggage`) of the current context, if any."""
     if propagate is None:
         return metadata

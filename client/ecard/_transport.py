@@ -7,11 +7,12 @@ import ipaddress
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
 
 from ecard._options import ClientOptions, RetryConfig
 from ecard._rpc_errors import from_grpc_error
@@ -21,7 +22,10 @@ PRINCIPAL_METADATA = "x-ecard-principal"
 REQUEST_ID = "x-request-id"
 """Metadata the server's log line and trailing metadata take the call's request id from (a Verify sends its
 request_id there too, so the id the till prints is the one in the server's log)."""
-T = TypeVar("T")
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Metadata = tuple[tuple[str, str], ...]
+"""Call metadata as the clients send it: (key, value) pairs."""
 Targets = str | Sequence[str]
 """One server ("10.0.0.2:50051"), several replicas (["10.0.0.2:50051", "10.0.0.3:50051"] or the same
 comma-separated), or any gRPC target ("dns:///ecard.internal:50051", "ipv4:10.0.0.2:50051,10.0.0.3:50051")."""
@@ -115,28 +119,39 @@ def sync_channel(targets: Targets, options: ClientOptions) -> grpc.Channel:
     creds = _credentials(options)
     args = _channel_args(options, balanced)
     channel = grpc.secure_channel(target, creds, args) if creds else grpc.insecure_channel(target, args)
-    return grpc.intercept_channel(channel, *options.interceptors) if options.interceptors else channel
+    if not options.interceptors:
+        return channel
+    interceptors = [kind for kind in options.interceptors if isinstance(kind, _SYNC_INTERCEPTORS)]
+    if len(interceptors) != len(options.interceptors):
+        raise TypeError("a sync client takes grpc.*ClientInterceptor interceptors, not grpc.aio ones")
+    return grpc.intercept_channel(channel, *interceptors)
+
+
+_SYNC_INTERCEPTORS = (grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                      grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor)
 
 
 def aio_channel(targets: Targets, options: ClientOptions) -> grpc.aio.Channel:
     target, balanced = channel_target(targets)
     creds = _credentials(options)
     args = _channel_args(options, balanced)
-    interceptors = list(options.interceptors) or None
+    interceptors = [kind for kind in options.interceptors if isinstance(kind, grpc.aio.ClientInterceptor)]
+    if len(interceptors) != len(options.interceptors):
+        raise TypeError("an asyncio client takes grpc.aio.*ClientInterceptor interceptors, not sync ones")
     if creds:
-        return grpc.aio.secure_channel(target, creds, args, interceptors=interceptors)  # type: ignore[arg-type]
-    return grpc.aio.insecure_channel(target, args, interceptors=interceptors)  # type: ignore[arg-type]
+        return grpc.aio.secure_channel(target, creds, args, interceptors=interceptors or None)
+    return grpc.aio.insecure_channel(target, args, interceptors=interceptors or None)
 
 
-def principal_metadata(principal: str | None, options: ClientOptions) -> tuple[tuple[str, str], ...]:
+def principal_metadata(principal: str | None, options: ClientOptions) -> Metadata:
     """Development mode names the principal in metadata; with mTLS the certificate does."""
     return () if options.tls or not principal else ((PRINCIPAL_METADATA, principal),)
 
 
 def call(
-    method: Callable[..., T], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None,
-    wait_for_ready: bool | None = None,
-) -> T:
+    method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, metadata: Metadata, timeout: float,
+    retry: RetryConfig | None, wait_for_ready: bool | None = None,
+) -> Resp:
     """One unary call with a deadline; retried on transient codes when `retry` is given."""
     delays = retry.delays() if retry else []
     metadata = with_trace_context(metadata)
@@ -144,23 +159,23 @@ def call(
         try:
             return method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.RpcError as exc:
-            if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:  # type: ignore[attr-defined]
+            if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:
                 raise from_grpc_error(exc) from exc
             time.sleep(delays[attempt])
     raise AssertionError("unreachable")
 
 
 async def acall(
-    method: Callable[..., Awaitable[T]], request: Any, *, metadata: Any, timeout: float, retry: RetryConfig | None,
-    wait_for_ready: bool | None = None,
-) -> T:
+    method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, metadata: Metadata, timeout: float,
+    retry: RetryConfig | None, wait_for_ready: bool | None = None,
+) -> Resp:
     delays = retry.delays() if retry else []
     metadata = with_trace_context(metadata)
     for attempt in range(len(delays) + 1):
         try:
             return await method(request, metadata=metadata, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.RpcError as exc:
-            if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:  # type: ignore[attr-defined]
+            if retry is None or attempt == len(delays) or exc.code() not in retry.retry_codes:
                 raise from_grpc_error(exc) from exc
             await asyncio.sleep(delays[attempt])
     raise AssertionError("unreachable")

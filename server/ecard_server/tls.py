@@ -77,8 +77,8 @@ class ServerTls:
         self.reloads = 0
 
     def credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(self._initial, self.configuration,
-                                                   require_client_authentication=True)
+        return grpc.dynamic_ssl_server_credentials(  # its fetcher may answer None: "keep the current one"
+            self._initial, self.configuration, require_client_authentication=True)  # type: ignore[arg-type]
 
     def configuration(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's question before each handshake: a new configuration once after a reload, else None."""

@@ -105,9 +105,9 @@ def _parse_principal(text: str) -> Principal:
 
 
 def principal_from_metadata(context: grpc.aio.ServicerContext) -> Principal:
-    for item in context.invocation_metadata():
-        if item.key == PRINCIPAL_METADATA:
-            return _parse_principal(item.value if isinstance(item.value, str) else item.value.decode())
+    for key, value in context.invocation_metadata() or ():
+        if key == PRINCIPAL_METADATA:
+            return _parse_principal(value if isinstance(value, str) else value.decode())
     raise Unauthenticated(f"no principal: send the {PRINCIPAL_METADATA} metadata", "NO_PRINCIPAL")
 
 
@@ -119,11 +119,18 @@ def no_principal(context: grpc.aio.ServicerContext) -> Principal:
     )
 
 
+def client_certificate(context: grpc.aio.ServicerContext) -> bytes | None:
+    """The PEM of the caller's TLS client certificate; None over plaintext."""
+    for pem in context.auth_context().get("x509_pem_cert", ()):
+        return bytes(pem)
+    return None
+
+
 def principal_from_certificate(context: grpc.aio.ServicerContext) -> Principal:
-    pems = context.auth_context().get("x509_pem_cert")
-    if not pems:
+    pem = client_certificate(context)
+    if pem is None:
         raise Unauthenticated("no client certificate", "NO_PRINCIPAL")
-    return _principal_from_pem(bytes(pems[0]))
+    return _principal_from_pem(pem)
 
 
 class Authorizer:
@@ -147,8 +154,8 @@ class Authorizer:
     def _refuse_denied(self, context: grpc.aio.ServicerContext, cached_only: bool) -> None:
         deny = self._deny
         if deny is not None and not deny.empty(cached_only=cached_only):
-            pems = context.auth_context().get("x509_pem_cert")
-            if pems and deny.denied(certificate_fingerprint(bytes(pems[0])), cached_only=cached_only):
+            pem = client_certificate(context)
+            if pem is not None and deny.denied(certificate_fingerprint(pem), cached_only=cached_only):
                 raise Unauthenticated("this client certificate is on the deny list", "CERTIFICATE_DENIED")
 
     def recheck(self, context: grpc.aio.ServicerContext) -> None:

@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc
 import grpc.aio
@@ -135,7 +135,8 @@ class GuardedRegistry:
                       finished=finished_all, failed=failed, items=items)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        behavior: Callable[..., Any] = cast(Callable[..., Any], handler.unary_unary or handler.unary_stream
+                                            or handler.stream_unary or handler.stream_stream)  # one is set
         layers = self.layers(method)
         placement = self._placement
         limit = self._limits.of(method)
