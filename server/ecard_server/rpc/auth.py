@@ -16,7 +16,7 @@ from typing import Any
 import grpc.aio
 from cryptography import x509
 
-from ecard.errors import PermissionDenied, Unauthenticated, Unavailable
+from ecard.errors import EcardError, PermissionDenied, Unauthenticated, Unavailable
 from ecard.keys import certificate_fingerprint as fingerprint_of
 from ecard_server.core.caches import CacheMiss, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
@@ -69,6 +69,12 @@ ADMIN_SERVICE = "/ecard.v1.Admin/"
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("ecard_principal")
+NO_CALLER = "none"  # the caller presented no principal (or this server takes none over plaintext)
+UNKNOWN_CALLER = "unknown"  # it presented one that cannot be read, or a claim the directory does not know
+refused_caller: contextvars.ContextVar[str] = contextvars.ContextVar("ecard_refused_caller", default=NO_CALLER)
+"""How the request log names the caller of a call refused before it was authorized (current_principal
+unset): its principal when known (the certificate's, or a claim the directory knows), else NO_CALLER or
+UNKNOWN_CALLER; never the text of a claim nobody vouches for (it may be anything, an identity number too)."""
 
 
 def allowed_kinds(method: str) -> frozenset[str] | None:
@@ -150,6 +156,24 @@ class Authorizer:
         self._keys = keys
         self._resolve = resolve
         self._deny = deny
+        self._proven = resolve is principal_from_certificate  # the operator's CA vouches for the principal
+
+    def caller(self, context: grpc.aio.ServicerContext) -> str:
+        """The name a refused call's log line gives its caller (`refused_caller`), from memory only."""
+        try:
+            principal = self._resolve(context)
+        except Unauthenticated as exc:
+            return NO_CALLER if exc.reason == "NO_PRINCIPAL" else UNKNOWN_CALLER
+        try:
+            if self._proven or principal.kind == ADMIN:
+                known = True
+            elif principal.kind == MERCHANT:
+                known = self._merchants.get(principal.id, cached_only=True) is not None
+            else:
+                known = self._keys.has_issuer(principal.id, cached_only=True)
+        except CacheMiss:  # a directory being reloaded: the claim is not checked now
+            known = False
+        return str(principal) if known else UNKNOWN_CALLER
 
     def _refuse_denied(self, context: grpc.aio.ServicerContext, cached_only: bool) -> None:
         deny = self._deny
@@ -191,13 +215,14 @@ class MethodAuthorization:
     """The guard's authorization layer for one method: the caller checked against the role table and
     set as the call's principal (`current_principal`). Public methods check nothing."""
 
-    __slots__ = ("_authorize", "_kinds", "_method", "_recheck")
+    __slots__ = ("_authorize", "_caller", "_kinds", "_method", "_recheck")
 
     def __init__(self, authorizer: Authorizer, method: str) -> None:
         self._method = method
         self._kinds = allowed_kinds(method)
         self._authorize = authorizer.authorize
         self._recheck = authorizer.recheck
+        self._caller = authorizer.caller
 
     def recheck(self, context: grpc.aio.ServicerContext) -> None:
         """Each item of a request stream: the caller's certificate still trusted (public methods: nothing)."""
@@ -207,7 +232,12 @@ class MethodAuthorization:
     def check(self, context: grpc.aio.ServicerContext) -> None:
         """Where the method runs (on the loop for the inline hot path): a stale directory is reloaded."""
         if self._kinds is not None:
-            current_principal.set(self._authorize(self._method, self._kinds, context))
+            try:
+                principal = self._authorize(self._method, self._kinds, context)
+            except EcardError:
+                refused_caller.set(self._caller(context))
+                raise
+            current_principal.set(principal)
 
     async def check_async(
         self, context: grpc.aio.ServicerContext, run: Callable[..., Awaitable[Any]]
@@ -218,9 +248,13 @@ class MethodAuthorization:
         if kinds is None:
             return
         try:
-            principal = self._authorize(self._method, kinds, context, cached_only=True)
-        except CacheMiss:
-            principal = await run(self._authorize, self._method, kinds, context)
+            try:
+                principal = self._authorize(self._method, kinds, context, cached_only=True)
+            except CacheMiss:
+                principal = await run(self._authorize, self._method, kinds, context)
+        except EcardError:  # set here, on the loop: the pool's copy of the context would lose it
+            refused_caller.set(self._caller(context))
+            raise
         current_principal.set(principal)
 
 

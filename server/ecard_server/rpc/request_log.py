@@ -6,7 +6,10 @@
 - `request_id`: the caller's `x-request-id` metadata when it sends one (at most 128 printable
   characters), else one made here: `<process tag>-<counter>` (no random draw per call). It goes back to
   the caller as `x-request-id` trailing metadata, on errors too.
-- `principal`: `admin`, `channel:<issuer_id>` or `merchant:<merchant_id>` (empty before it is known);
+- `principal`: `admin`, `channel:<issuer_id>` or `merchant:<merchant_id>`, on refusals too: a call refused
+  before it was authorized names the principal of its certificate, or of a development-mode claim the
+  directory knows; `none` when the caller presented none (and on the public methods), `unknown` when
+  what it presented cannot be read or names nobody the server knows (that text is never logged);
   `reason`: the ErrorInfo word of a failed call, or the reason of a Verify's verdict. A line never holds
   a card number, a name, an identity number or a token: none of them is among these fields.
 - Sampling: Verify (the hot path) logs every call that fails or rejects, and at most
@@ -35,7 +38,7 @@ from ecard.errors import EcardError
 from ecard.v1 import types_pb2
 from ecard_server import tracing
 from ecard_server.logs import event
-from ecard_server.rpc.auth import current_principal
+from ecard_server.rpc.auth import current_principal, refused_caller
 
 SAMPLED = ("/ecard.v1.Verifier/Verify", "/grpc.health.v1.Health/Check")
 REQUEST_ID = "x-request-id"
@@ -109,7 +112,8 @@ class RequestLog:
     ) -> None:
         principal = current_principal.get(None)
         fields: dict[str, object] = {
-            "method": method, "principal": str(principal) if principal else "", "code": code, "reason": reason,
+            "method": method, "principal": str(principal) if principal else refused_caller.get(), "code": code,
+            "reason": reason,
             "ms": round(seconds * 1000, 3), "request_id": _call_id.get(),
         }
         if skipped_ok is not None:
