@@ -56,6 +56,7 @@ from ecard_server.core.usage import UsageService
 from ecard_server.core.verification import TokenVerifier
 from ecard_server.core.visits import VisitService
 from ecard_server.deployment_metrics import watch_deployment
+from ecard_server.handshakes import HANDSHAKE_TIMEOUT_S
 from ecard_server.keyring import Keyring, SecretSource, load_keyring
 from ecard_server.logs import event
 from ecard_server.rpc.admin import AdminServicer
@@ -365,7 +366,7 @@ def transport_options(settings: Settings, limits: MessageLimits, *, reuse_port: 
         ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
         ("grpc.max_allowed_incoming_connections", settings.max_connections),
         ("grpc.http2.bdp_probe", 0),
-        ("grpc.server_handshake_timeout_ms", 10_000),
+        ("grpc.server_handshake_timeout_ms", int(HANDSHAKE_TIMEOUT_S * 1000)),
         *KEEPALIVE,
     ]
 

@@ -17,7 +17,9 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ecard_server import handshakes
 from ecard_server.logs import event
+from ecard_server.rpc import metrics
 
 log = logging.getLogger("ecard.tls")
 
@@ -75,6 +77,17 @@ class ServerTls:
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._lock = threading.Lock()
         self.reloads = 0
+        self.handshakes = handshakes.HandshakeTally()
+        handshakes.install(self.handshakes)
+        self.handshakes.watch()
+        counts = self.handshakes.counts
+        metrics.watch("ecard_tls_handshakes_total", "TLS handshakes begun (connections accepted on the mTLS port)",
+                      lambda: counts()["begun"], counter=True)
+        metrics.watch("ecard_tls_handshakes_completed_total", "TLS handshakes that became a connection",
+                      lambda: counts()["completed"], counter=True)
+        metrics.watch("ecard_tls_handshake_failures_total",
+                      "TLS handshakes that failed: no connection within the handshake timeout (docs/operations.md)",
+                      lambda: counts()["failed"], counter=True)
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(  # its fetcher may answer None: "keep the current one"
@@ -82,6 +95,7 @@ class ServerTls:
 
     def configuration(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's question before each handshake: a new configuration once after a reload, else None."""
+        self.handshakes.began()
         with self._lock:
             pending, self._pending = self._pending, None
         return pending

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from ecard.errors import EcardError, PermissionDenied, Unauthenticated, Unavailable
 from ecard.keys import certificate_fingerprint as fingerprint_of
+from ecard_server import handshakes
 from ecard_server.core.caches import CacheMiss, CertificateDenyList, KeyRegistry, MerchantDirectory
 from ecard_server.core.principals import ADMIN, CHANNEL, MERCHANT, Principal
 
@@ -156,7 +157,7 @@ class Authorizer:
         self._keys = keys
         self._resolve = resolve
         self._deny = deny
-        self._proven = resolve is principal_from_certificate  # the operator's CA vouches for the principal
+        self.proven = resolve is principal_from_certificate  # the operator's CA vouches for the principal
 
     def caller(self, context: grpc.aio.ServicerContext) -> str:
         """The name a refused call's log line gives its caller (`refused_caller`), from memory only."""
@@ -165,7 +166,7 @@ class Authorizer:
         except Unauthenticated as exc:
             return NO_CALLER if exc.reason == "NO_PRINCIPAL" else UNKNOWN_CALLER
         try:
-            if self._proven or principal.kind == ADMIN:
+            if self.proven or principal.kind == ADMIN:
                 known = True
             elif principal.kind == MERCHANT:
                 known = self._merchants.get(principal.id, cached_only=True) is not None
@@ -215,7 +216,7 @@ class MethodAuthorization:
     """The guard's authorization layer for one method: the caller checked against the role table and
     set as the call's principal (`current_principal`). Public methods check nothing."""
 
-    __slots__ = ("_authorize", "_caller", "_kinds", "_method", "_recheck")
+    __slots__ = ("_authorize", "_caller", "_connected", "_kinds", "_method", "_recheck")
 
     def __init__(self, authorizer: Authorizer, method: str) -> None:
         self._method = method
@@ -223,6 +224,8 @@ class MethodAuthorization:
         self._authorize = authorizer.authorize
         self._recheck = authorizer.recheck
         self._caller = authorizer.caller
+        # Under mTLS each call tells the handshake tally that its connection's handshake completed.
+        self._connected = handshakes.call_seen if authorizer.proven else _nothing
 
     def recheck(self, context: grpc.aio.ServicerContext) -> None:
         """Each item of a request stream: the caller's certificate still trusted (public methods: nothing)."""
@@ -231,6 +234,7 @@ class MethodAuthorization:
 
     def check(self, context: grpc.aio.ServicerContext) -> None:
         """Where the method runs (on the loop for the inline hot path): a stale directory is reloaded."""
+        self._connected()
         if self._kinds is not None:
             try:
                 principal = self._authorize(self._method, self._kinds, context)
@@ -244,6 +248,7 @@ class MethodAuthorization:
     ) -> None:
         """On the loop, from the in-memory directories; a directory that must be reloaded is read
         through `run` (where the deployment's store reads may run)."""
+        self._connected()
         kinds = self._kinds
         if kinds is None:
             return
@@ -256,6 +261,10 @@ class MethodAuthorization:
             refused_caller.set(self._caller(context))
             raise
         current_principal.set(principal)
+
+
+def _nothing() -> None:
+    pass
 
 
 def scoped_id(requested: str) -> str:
