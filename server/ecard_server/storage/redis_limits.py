@@ -47,6 +47,30 @@ def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"rate limit store unavailable: {type(exc).__name__}", "LIMITS_UNAVAILABLE")
 
 
+class _Try:
+    """One try at Redis, as a `with` block: a pooled connection that died while Redis was away fails its
+    first use with a ConnectionError, so the first try's ConnectionError is swallowed (the caller's loop
+    tries again, on a new connection); any other Redis error, or the last try's, is Unavailable. Safe
+    for a lease (at worst it is taken twice: the caller is throttled a little early), unlike the nonce
+    store's SET NX, which never retries."""
+
+    def __init__(self, last: bool) -> None:
+        self._last = last
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
+        if exc is None or not isinstance(exc, _ERRORS):
+            return False
+        if isinstance(exc, redis.ConnectionError) and not self._last:
+            return True
+        raise _unavailable(exc) from exc
+
+
+_TRIES = (_Try(last=False), _Try(last=True))
+
+
 class RedisRateLeases:
     """Shared token buckets, one per principal, in the deployment's Redis namespace."""
 
@@ -63,34 +87,21 @@ class RedisRateLeases:
         granted, wait = reply
         return float(granted), float(wait)
 
-    # A pooled connection that died while Redis was away fails its first use with a ConnectionError: one
-    # more try, on a new connection, before failing closed. Safe for a lease (at worst it is taken twice:
-    # the caller is throttled a little early), unlike the nonce store's SET NX, which never retries.
     def lease(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
-        for attempt in (1, 2):
-            try:
+        for attempt in _TRIES:
+            with attempt:
                 return self._answer(self._script(keys=(self._prefix + key,), args=(need, extra, rate, burst)))
-            except redis.ConnectionError as exc:
-                if attempt == 2:
-                    raise _unavailable(exc) from exc
-            except _ERRORS as exc:
-                raise _unavailable(exc) from exc
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def lease_async(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
-        for attempt in (1, 2):
-            try:
+        for attempt in _TRIES:
+            with attempt:
                 if self._async_client is None:
                     self._async_client = connect_async(self._url, cluster=is_cluster(self._client))
                     self._async_script = self._async_client.register_script(_LEASE)
                 reply = await self._async_script(keys=(self._prefix + key,), args=(need, extra, rate, burst))
                 return self._answer(reply)
-            except redis.ConnectionError as exc:
-                if attempt == 2:
-                    raise _unavailable(exc) from exc
-            except _ERRORS as exc:
-                raise _unavailable(exc) from exc
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def aclose(self) -> None:
         client, self._async_client = self._async_client, None
