@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from ecard.testing import free_port
 from loadtest.rig.redis_cluster import RedisClusterRig
+from loadtest.rig.redis_server import RedisServer
 
 
 def _postgres_bin(name: str) -> str:
@@ -64,47 +64,15 @@ class OwnPostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class OwnRedis:
-    """redis-server on a free port, no persistence unless asked: a restart forgets every key."""
-
-    def __init__(self, *args: str) -> None:
-        self.folder = tempfile.mkdtemp(prefix="ecard-redis-")
-        self.port = free_port()
-        self.args = args
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+class OwnRedis(RedisServer):
+    """redis-server on a free port, no persistence unless asked: a restart forgets every key
+    (loadtest/rig/redis_server.py); the test FAILS when it cannot start."""
 
     def start(self) -> None:
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.folder, *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    pytest.fail(f"redis-server did not start on port {self.port}")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            super().start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
 @contextlib.contextmanager
@@ -123,7 +91,6 @@ def own_redis(*args: str) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.close()
-
 
 
 @contextlib.contextmanager
