@@ -3,6 +3,8 @@ daily loop (`make test-fast`) starts no `ecard serve` process.
 
 - `server`: one in-process server (fresh SQLite file) for the module; `world` (tests/conftest.py)
   seeds a fresh issuer, merchants and e-cards on it for each test.
+- `served`: a server on `db_url` (each backend) that `served.replica()` servers may join;
+  `replicable(**settings)` makes one with other settings (a module's own `served` fixture).
 - `pos_client`, `hospital_client`: world.pharmacy's (world.hospital's) client as the counter uses it,
   once through the sync PharmacyClient and once through the AsyncPharmacyClient (on an event loop of
   its own), behind one sync face: verify, settle, refund, get_settlement, get_verification...
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,6 +28,20 @@ from tests.helpers.inprocess import InProcessServer
 @pytest.fixture(scope="module")
 def server() -> Iterator[InProcessServer]:
     with InProcessServer() as running:
+        yield running
+
+
+@pytest.fixture
+def replicable(db_url: str, request: pytest.FixtureRequest) -> Callable[..., InProcessServer]:
+    """`replicable(**settings)`: InProcessServer.replicable on `db_url`, with the machine's Redis on
+    PostgreSQL (replicas share it, in a namespace of their own); SQLite needs none."""
+    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
+    return partial(InProcessServer.replicable, db_url, redis)
+
+
+@pytest.fixture
+def served(replicable: Callable[..., InProcessServer]) -> Iterator[InProcessServer]:
+    with replicable() as running:
         yield running
 
 

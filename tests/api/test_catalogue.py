@@ -9,8 +9,6 @@ a replica that has not heard of an import yet prices with it anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from ecard import DrugClass, InvalidArgument, PharmacyClient, catalogue_item, line_item
@@ -27,13 +25,6 @@ CATALOGUE = [
     catalogue_item("XA99", "withdrawn", A, 100, valid_to="2020-12-31"),
 ]
 START = 100_000
-
-
-@pytest.fixture
-def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
-    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
-    with InProcessServer.replicable(db_url, redis) as running:
-        yield running
 
 
 @pytest.fixture
@@ -108,10 +99,9 @@ def test_a_bad_item_refuses_the_whole_import(world: World, served: InProcessServ
 
 
 def test_a_new_version_takes_effect_on_every_replica(world: World, served: InProcessServer) -> None:
-    # A second server on the same database whose change notices are lost (its own Redis namespace), so
-    # it has not heard of the import below.
-    InProcessServer.skip_unless_replicable(served.db, served.redis)
-    with InProcessServer.replicable(served.db, served.redis) as replica, \
+    # A second server on the same database that hears none of the first's change notices, so it has not
+    # heard of the import below.
+    with served.deaf_replica() as replica, \
             PharmacyClient(replica.target, merchant_id=world.hospital_id) as other:
         first = settle(other, world, "rx-v1", [line("XB07", 1000)])
         with world.admin() as admin:

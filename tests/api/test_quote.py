@@ -9,7 +9,7 @@ basket, one merchant, one settlement; any replica settles it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,9 +34,8 @@ START = 100_000
 
 
 @pytest.fixture
-def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
-    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
-    with InProcessServer.replicable(db_url, redis, quote_window_s=60) as running:
+def served(replicable: Callable[..., InProcessServer]) -> Iterator[InProcessServer]:
+    with replicable(quote_window_s=60) as running:
         yield running
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -47,13 +47,6 @@ BASKET = [
     line_item("XC11", "vitamin C 100 mg x 100", C, 900),
 ]
 START = 100_000
-
-
-@pytest.fixture
-def served(db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
-    redis = None if db_url.startswith("sqlite") else request.getfixturevalue("redis_url")
-    with InProcessServer.replicable(db_url, redis) as running:
-        yield running
 
 
 @pytest.fixture

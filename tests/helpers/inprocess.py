@@ -66,6 +66,12 @@ class InProcessServer:
         self.skip_unless_replicable(self.db, self.redis)
         return InProcessServer(db=self.db, redis=self.redis, settings=self.settings.with_overrides(settings))
 
+    def deaf_replica(self, **settings: Any) -> InProcessServer:
+        """Another server on this one's database that hears none of its change notices: a Redis namespace
+        of its own. Skipped where `replica` is."""
+        self.skip_unless_replicable(self.db, self.redis)
+        return InProcessServer.replicable(self.db, self.redis, **settings)
+
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
