@@ -1,4 +1,13 @@
-"""The embedded default: one SQLite file in WAL mode, a connection per thread."""
+"""The embedded default: one SQLite file in WAL mode, a connection per thread for reads, one for writes.
+
+Writes commit in groups: the units of work (SqlStore.transaction) of this process run one at a time
+on the writer connection, each in a SAVEPOINT of one open transaction; a unit that finishes while
+others wait for the writer leaves the transaction open for them, and the last one commits it, so
+the synchronous=FULL commit (an fsync) is paid once for the group. No unit's `with` block returns
+before the commit that holds its writes: a settlement is acknowledged only once it survives a crash.
+A unit that fails is rolled back to its savepoint and leaves the others be; a failed commit fails
+every unit of the group (STORE_UNAVAILABLE: their retries find nothing written).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ecard_server.storage.sql import SqlStore
+
+MAX_GROUP = 64  # units of work at most in one commit
+
+
+class _Group:
+    """Units of work sharing one transaction of the writer connection, and the outcome of its commit."""
+
+    __slots__ = ("done", "error", "waiting")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.waiting = 0  # units done with their statements, waiting for the commit
+
+    def outcome(self) -> None:
+        """Waits for the group's commit; raises if it failed."""
+        self.done.wait()
+        if self.error is not None:
+            raise sqlite3.OperationalError(f"the group's commit failed: {self.error}") from self.error
 
 
 def _owner_only(path: str) -> None:
@@ -47,7 +75,10 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = threading.RLock()
+        self._writer = threading.Lock()  # held by the unit of work running on the writer connection
+        self._queued = 0  # units waiting for the writer (under _lock)
+        self._group: _Group | None = None  # the writer connection's open transaction, if any
+        self._write_conn: sqlite3.Connection | None = None
         self._instance: int | None = None  # a descriptor of the file holding its flock (hold_instance_lock)
         try:
             self._conn().execute("PRAGMA journal_mode=WAL")
@@ -62,49 +93,109 @@ class SqliteStore(SqlStore):
             raise ValueError(f"SQLite URL needs a path: sqlite:///relative.db or sqlite:////abs/path.db, not {url!r}")
         return cls(path[1:])
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged settlement survives a crash
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged settlement survives a crash
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+            conn = self._local.conn = self._connect()
         return conn
 
     @contextmanager
     def _transaction(self, *, pipelined: bool = False) -> Iterator[Any]:  # (no round trips to save)
         # Writers of this process queue on a lock, not in SQLite's busy handler: that one sleeps and
         # polls (1, 2, 5, 10 ms ...), so concurrent settlements would idle and pile up behind each other.
-        with self._writer:
-            conn = self._conn()
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+        with self._lock:
+            self._queued += 1
+        self._writer.acquire()
+        with self._lock:
+            self._queued -= 1
+        try:
+            if self._write_conn is None:
+                self._write_conn = self._connect()
+            conn = self._write_conn
+            if self._group is None:
+                conn.execute("BEGIN IMMEDIATE")
+                self._group = _Group()
+            group = self._group
+            conn.execute("SAVEPOINT unit")
+        except BaseException as exc:
+            self._close_group(exc)
+            raise
+        failure: BaseException | None = None
+        cur = conn.cursor()
+        try:
+            yield cur
+            conn.execute("RELEASE unit")
+        except BaseException as exc:
+            failure = exc
             try:
-                yield cur
-            except BaseException:
-                conn.rollback()
-                raise
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+            except sqlite3.Error as lost:  # SQLite ended the whole transaction (an I/O error, a full disk)
+                self._close_group(lost)
+                raise failure from None
+        finally:
+            cur.close()
+        if not conn.in_transaction:
+            self._close_group(failure or sqlite3.OperationalError("the transaction ended early"))
+        else:
+            with self._lock:
+                others = self._queued
+            if others and group.waiting < MAX_GROUP:  # one of them (or a later unit) commits
+                group.waiting += failure is None
+                self._writer.release()
             else:
-                conn.commit()
-            finally:
-                cur.close()
+                self._close_group(None)
+        if failure is not None:
+            raise failure
+        group.outcome()
+
+    def _close_group(self, failure: BaseException | None) -> None:
+        """Under the writer: commits the open transaction (rolls it back on `failure`), tells its units
+        the outcome, and lets the next unit in."""
+        group, self._group = self._group, None
+        try:
+            if group is not None:
+                conn = self._write_conn
+                assert conn is not None
+                try:
+                    if failure is None:
+                        conn.execute("COMMIT")
+                    elif conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    failure = exc
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                group.error = failure
+                group.done.set()
+        finally:
+            self._writer.release()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn().execute(sql, params).fetchall()
 
     def scrub_meta_value(self, name: str) -> None:
         """With secure_delete the freed page is zeroed; the checkpoint then empties the WAL that still held it."""
-        with self._writer:
-            conn = self._conn()
-            conn.execute("PRAGMA secure_delete=ON")
-            try:
-                super().scrub_meta_value(name)
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.execute("PRAGMA secure_delete=OFF")
+        with self.transaction() as cur:  # on the writer connection, as the delete
+            cur.execute("PRAGMA secure_delete=ON")
+        try:
+            super().scrub_meta_value(name)
+        finally:
+            with self.transaction() as cur:
+                cur.execute("PRAGMA secure_delete=OFF")
+        # Committed: the checkpoint (waiting out any writer in SQLite's busy handler) copies the zeroed
+        # page into the database file and truncates the WAL.
+        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def hold_instance_lock(self) -> bool:
         """Takes an exclusive flock(2) of the database file, held until `close` or the process's death;
@@ -127,6 +218,7 @@ class SqliteStore(SqlStore):
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        self._write_conn = None
         if self._instance is not None:
             os.close(self._instance)
             self._instance = None
