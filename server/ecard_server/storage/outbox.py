@@ -25,6 +25,13 @@ _NEXT_SEQ = (  # every channel's next number in one statement (one round trip, i
     "DO UPDATE SET last_seq = channel_event_heads.last_seq + 1 RETURNING issuer_id, last_seq"
 )
 _INSERT = "INSERT INTO channel_events (issuer_id, seq, kind, ecard_id, detail, created_at) VALUES "
+# Where a WITH may hold the numbering (PostgreSQL): numbers and events in one statement whose answer
+# nobody waits for, so a pipelined transaction sends it with its COMMIT, and the channels' head rows
+# stay locked for the commit only (not for a round trip to this process and back besides).
+_NUMBERED_INSERT = (
+    "WITH heads AS (" + _NEXT_SEQ + ") INSERT INTO channel_events (issuer_id, seq, kind, ecard_id, detail, "
+    "created_at) SELECT issuer_id, last_seq, ?, ?, ?, ? FROM heads"
+)
 
 
 class Outbox:
@@ -58,13 +65,22 @@ class Outbox:
             return
         payload = json.dumps(detail, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         ordered = sorted(issuers)
-        cur.execute(_NEXT_SEQ.format(values=", ".join(["(?, 1)"] * len(ordered))), ordered)
-        seqs = {issuer_id: int(seq) for issuer_id, seq in cur.fetchall()}
-        insert_rows(cur, _INSERT, "(?, ?, ?, ?, ?, ?)",
-                    [(issuer_id, seqs[issuer_id], kind, ecard_id, payload, now) for issuer_id in ordered])
+        values = ", ".join(["(?, 1)"] * len(ordered))
+        if self._store.writes_in_with:
+            cur.execute(_NUMBERED_INSERT.format(values=values), [*ordered, kind, ecard_id, payload, now])
+        else:
+            self._insert_numbered(cur, values, ordered, kind, ecard_id, payload, now)
         told = getattr(self._local, "told", None)
         if told is not None:
             told.update(issuers)
+
+    @staticmethod
+    def _insert_numbered(cur: Cursor, values: str, ordered: list[str], kind: str, ecard_id: str, payload: str,
+                         now: int) -> None:
+        cur.execute(_NEXT_SEQ.format(values=values), ordered)
+        seqs = {issuer_id: int(seq) for issuer_id, seq in cur.fetchall()}
+        insert_rows(cur, _INSERT, "(?, ?, ?, ?, ?, ?)",
+                    [(issuer_id, seqs[issuer_id], kind, ecard_id, payload, now) for issuer_id in ordered])
 
     # -- reads ------------------------------------------------------------------------------------
     def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = ()) -> list[ChannelEvent]:

@@ -190,6 +190,7 @@ class PostgresStore(SqlStore):
     backend = "postgresql"
     dialect: ClassVar[dict[str, str]] = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
     for_update = " FOR UPDATE"
+    writes_in_with = True
     # OperationalError covers a refused or lost connection, an admin shutdown, serialization failures
     # and deadlocks, and the pool's PoolTimeout/PoolClosed (its subclasses): all "try again later".
     transient_errors = (psycopg.OperationalError,)

@@ -63,6 +63,7 @@ class SqlStore:
     local = False  # every read stays on this host (core.ports.Store.local)
     dialect: ClassVar[dict[str, str]] = {}
     for_update = ""  # row lock suffix inside a transaction, where the backend has one
+    writes_in_with = False  # a WITH clause may hold an INSERT ... RETURNING (a data-modifying CTE)
     transient_errors: tuple[type[BaseException], ...] = ()
     unique_errors: tuple[type[BaseException], ...] = ()
     url = ""
