@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,6 @@ BASKET = [line_item(f"C{n:03d}", "", 0, 500 + 37 * n, 1 + n % 3) for n in range(
 # the reads under the locks, the accumulators and the balance, the rows with the channels' bindings,
 # the channels' numbered events with the COMMIT. One statement a round trip took 20.
 MOST_ROUND_TRIPS = 7
-
-
-@pytest.fixture
-def served(pg_url: str, redis_url: str) -> Iterator[InProcessServer]:
-    with InProcessServer.replicable(pg_url, redis_url) as running:
-        yield running
 
 
 class Traced:
@@ -74,7 +67,7 @@ class Traced:
         return trips
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_20_line_settle_takes_a_few_round_trips(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
     world = World.seed(served.target, cards=2, balance_fen=10**7)
     with world.admin() as admin:
