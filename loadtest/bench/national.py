@@ -17,6 +17,12 @@ in alternating rounds (bench.versus's client, 16 calls in flight):
 Each figure is Verify/s per server core, p50/p99, and the hit share the server's own counters
 (ecard_card_cache_hits_total / misses_total) saw during that stream's rounds; then the server's RSS.
 The database is dropped at the end, also on failure.
+
+The server runs with the benchmarks' capacity limits (bench.limits: one merchant flat out, not the
+default 1,000 calls/s per principal), and each drive's tokens are minted just before it, on every core,
+outside any timed second (no token is more than seconds old when used). Every token is fresh, for an
+active card bound to the token's issuer, so any answer but an accept (the warm-ups' included) is a fault:
+the run names them (a Verify reason, or a status and its ErrorInfo reason) and exits 1.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ import psycopg
 
 from ecard.testing import EcardServer, World, free_port
 from ecard.v1 import verifier_pb2_grpc
+from loadtest.bench.limits import capacity_config
 from loadtest.bench.run import closed_loop, cpu_model, mint_tokens, server_memory_mb
-from loadtest.bench.versus import CONCURRENCY, Target, drive, percentile_ms, verify_call
+from loadtest.bench.versus import CONCURRENCY, TOKENS_PER_SECOND, Target, drive, percentile_ms, verify_call
 from loadtest.bench.workers import PG_ADMIN_URL, REDIS_URL, FreshDatabase
 
 CHUNK = 1_000_000
@@ -83,17 +90,20 @@ def cache_counts(metrics_port: int) -> tuple[float, float]:
     return values.get("ecard_card_cache_hits_total", 0.0), values.get("ecard_card_cache_misses_total", 0.0)
 
 
-async def every_token_once(target: Target, count: int) -> None:
-    """Verifies `count` tokens of `target` (the hot set's cards, into the cache), however long it takes."""
+async def every_token_once(target: Target, count: int) -> int:
+    """Verifies `count` tokens of `target` (the hot set's cards, into the cache), however long it takes;
+    returns how many answers were not an accept."""
     async with grpc.aio.insecure_channel(target.address) as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
-        await closed_loop(verify_call(target, [stub, stub]), concurrency=CONCURRENCY, seconds=3600, limit=count)
+        phase = await closed_loop(verify_call(target, [stub, stub]), concurrency=CONCURRENCY, seconds=3600,
+                                  limit=count)
+    return phase.unexpected
 
 
 def run(cards: int, hot: int, rounds: int, seconds: float, out: Path) -> int:
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_core = (cores[0], cores[1]) if len(cores) >= 2 else (cores[0], cores[0])
-    budget = int(6_000 * (rounds * seconds + 1.5))  # tokens per stream: more than one core answers
+    per_drive = int(TOKENS_PER_SECOND * (seconds + 1.5))  # a drive: 1 s of warm-up, then `seconds` timed
     figures: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu_model()}", "cards": cards, "hot": hot,
                                "rounds": rounds, "seconds_per_phase": seconds, "concurrency": CONCURRENCY,
                                "load_average_before": os.getloadavg()[0]}
@@ -101,14 +111,16 @@ def run(cards: int, hot: int, rounds: int, seconds: float, out: Path) -> int:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ecard-national-") as tmp:
         url = stack.enter_context(FreshDatabase(os.environ.get("ECARD_BENCH_PG", PG_ADMIN_URL)))
         namespace = f"benchnat{uuid.uuid4().hex[:8]}"
-        config = Path(tmp) / "ecard.toml"
-        config.write_text(f'redis_namespace = "{namespace}"\ncard_cache_size = {max(2 * hot, 10_000)}\n')
+        # One merchant flat out: without the capacity limits its calls past principal_calls_per_s (1,000/s)
+        # would be refused RESOURCE_EXHAUSTED, as the warm stream's were once.
+        config = capacity_config(Path(tmp) / "ecard.toml", f'redis_namespace = "{namespace}"\n'
+                                 f'card_cache_size = {max(2 * hot, 10_000)}\n')
         metrics_port = free_port()
         mine = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {server_core})
         try:
             server = stack.enter_context(EcardServer(db=url, redis=REDIS_URL, extra_args=[
-                "--config", str(config), "--metrics-listen", f"127.0.0.1:{metrics_port}"]))
+                "--config", config, "--metrics-listen", f"127.0.0.1:{metrics_port}"]))
         finally:
             os.sched_setaffinity(0, mine)
         world = World.seed(server.target, cards=1, prefix=f"n{namespace[-6:]}")
@@ -123,26 +135,33 @@ def run(cards: int, hot: int, rounds: int, seconds: float, out: Path) -> int:
         def cold_ids(n: int) -> list[str]:
             return [ecard_id(rng.randint(1, cards)) for _ in range(n)]
 
-        streams = {
-            "cold": mint_tokens(world, cold_ids(budget), budget),
-            "half": [token for pair in zip(mint_tokens(world, hot_ids, budget // 2 + 1),
-                                           mint_tokens(world, cold_ids(budget // 2 + 1), budget // 2 + 1),
-                                           strict=True) for token in pair],
-            "warm": mint_tokens(world, hot_ids, budget),
-        }
+        def tokens_for(stream: str, n: int) -> list[str]:
+            """Fresh tokens of a stream, minted just before the drive that uses them (so none can have
+            expired, however slow the machine: they live 300 s)."""
+            if stream == "cold":
+                return mint_tokens(world, cold_ids(n), n)
+            if stream == "warm":
+                return mint_tokens(world, hot_ids, n)
+            half = n // 2 + 1
+            return [token for pair in zip(mint_tokens(world, hot_ids, half), mint_tokens(world, cold_ids(half), half),
+                                          strict=True) for token in pair]
+
         assert server.process is not None
-        os.sched_setaffinity(0, {client_core})
         metadata = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
-        targets = [Target(name, server.target, server.process.pid, metadata, iter(tokens))
-                   for name, tokens in streams.items()]
+        targets = [Target(name, server.target, server.process.pid, metadata, iter(()))
+                   for name in ("cold", "half", "warm")]
         # The hot set in the cache first (as a day's regulars would be), then the rounds; the hit share of
         # each stream is read from the server's counters around each of its rounds.
-        warm_up = Target("warm-up", server.target, server.process.pid, metadata,
-                         iter(mint_tokens(world, hot_ids, hot)))
-        asyncio.run(every_token_once(warm_up, hot))
+        warm_up = Target("warm-up", server.target, server.process.pid, metadata, iter(tokens_for("warm", hot)))
+        os.sched_setaffinity(0, {client_core})
+        figures["warm_up_unexpected"] = asyncio.run(every_token_once(warm_up, hot))
+        figures["warm_up_unexpected_answers"] = dict(warm_up.unexpected_answers)
         seen: dict[str, list[float]] = {t.name: [0.0, 0.0] for t in targets}
         for round_ in range(rounds):
             for target in targets[round_ % 3:] + targets[:round_ % 3]:
+                os.sched_setaffinity(0, mine)  # minting takes every core, and no clock runs
+                target.tokens = iter(tokens_for(target.name, per_drive))
+                os.sched_setaffinity(0, {client_core})
                 hits0, misses0 = cache_counts(metrics_port)
                 asyncio.run(drive([target], 1, seconds))
                 hits1, misses1 = cache_counts(metrics_port)
@@ -159,6 +178,7 @@ def run(cards: int, hot: int, rounds: int, seconds: float, out: Path) -> int:
             "cache_hit_share": round(hits / (hits + misses), 3) if hits + misses else 0.0,
             "server_cpu_share": round(target.cpu / target.seconds, 2) if target.seconds else 0.0,
             "unexpected": target.unexpected,
+            "unexpected_answers": dict(target.unexpected_answers),
         }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
@@ -170,7 +190,14 @@ def run(cards: int, hot: int, rounds: int, seconds: float, out: Path) -> int:
         print(f"  {name:5} cache hits {f['cache_hit_share']:6.1%}: {f['verify_per_s_per_core']:8.0f} Verify/s per core,"
               f" p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (server CPU {f['server_cpu_share']:.0%})")
     print(f"  server RSS {figures['server_rss_mb']} MB (peak {figures['server_peak_rss_mb']} MB)")
-    return 0 if all(figures[n]["unexpected"] == 0 for n in ("cold", "half", "warm")) else 1
+    odd = {name: figures[name]["unexpected_answers"] for name in ("cold", "half", "warm")
+           if figures[name]["unexpected"]}
+    if figures["warm_up_unexpected"]:
+        odd["warm-up"] = figures["warm_up_unexpected_answers"]
+    if odd:  # every token is fresh, for a known card, from a bound channel: anything but an accept is a fault
+        print(f"bench national: unexpected answers {odd}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

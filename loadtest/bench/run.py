@@ -182,9 +182,10 @@ async def closed_loop(
                 return
             start = time.perf_counter()
             try:
-                unexpected += await call(i)
+                odd = await call(i)  # not `unexpected += await ...`: that reads the sum before the await
             except grpc.RpcError:
-                unexpected += 1
+                odd = 1
+            unexpected += odd
             latencies.append(time.perf_counter() - start)
 
     with quiet_gc():
@@ -207,9 +208,10 @@ async def open_loop(
     async def one(i: int, scheduled: float) -> None:
         nonlocal unexpected
         try:
-            unexpected += await call(i)
+            odd = await call(i)  # read the sum after the await, or other calls' counts are lost
         except grpc.RpcError:
-            unexpected += 1
+            odd = 1
+        unexpected += odd
         histogram.record_value(max(int((loop.time() - scheduled) * 1e6), 1))
 
     with quiet_gc():

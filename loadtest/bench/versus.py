@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -41,6 +42,7 @@ from typing import Any
 
 import grpc.aio
 
+from ecard import from_grpc_error
 from ecard.testing import EcardServer, World, free_port, wait_healthy
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
@@ -68,6 +70,8 @@ class Target:
     seconds: float = 0.0
     cpu: float = 0.0
     unexpected: int = 0
+    unexpected_answers: collections.Counter[str] = field(default_factory=collections.Counter)
+    """What the unexpected answers were: a Verify reason, or a status code and its ErrorInfo reason."""
     latencies: list[float] = field(default_factory=list)
     round_rates: list[float] = field(default_factory=list)
 
@@ -199,7 +203,8 @@ async def drive(targets: list[Target], rounds: int, seconds: float) -> None:
         for target in targets:
             stubs = [verifier_pb2_grpc.VerifierStub(c) for c in channels[target.name]]
             call = verify_call(target, stubs)
-            await closed_loop(call, concurrency=CONCURRENCY, seconds=1.0, limit=10**9)  # connections, caches
+            warm_up = await closed_loop(call, concurrency=CONCURRENCY, seconds=1.0, limit=10**9)  # connections, caches
+            target.unexpected += warm_up.unexpected  # untimed, but an unexpected answer all the same
         for r in range(rounds):
             for target in targets[r % len(targets):] + targets[:r % len(targets)]:
                 stubs = [verifier_pb2_grpc.VerifierStub(c) for c in channels[target.name]]
@@ -223,8 +228,16 @@ def verify_call(target: Target, stubs: list[Any]) -> Callable[[int], Any]:
 
     async def call(i: int) -> int:
         request = verifier_pb2.VerifyRequest(token=next(tokens), purpose=purpose, request_id=f"b{i}")
-        answer = await stubs[i & 1].Verify(request, metadata=metadata, timeout=10)
-        return int(answer.reason != t.REASON_OK)
+        try:
+            answer = await stubs[i & 1].Verify(request, metadata=metadata, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            said = from_grpc_error(error).reason or ""
+            target.unexpected_answers[f"{error.code().name} {said}".strip()] += 1
+            return 1
+        if answer.reason != t.REASON_OK:
+            target.unexpected_answers[t.Reason.Name(answer.reason)] += 1
+            return 1
+        return 0
 
     return call
 
