@@ -1,6 +1,7 @@
 """A throwaway Redis Cluster on loopback: `masters` masters, each with one replica, as redis-server
 processes on free ports (no persistence, `cluster-node-timeout` 1000 ms, cluster bus on a free port of
 its own), joined by `redis-cli --cluster create`. Removed by `close` (also on a failed start).
+`add_replica` joins one more node as a master's replica, as an operator would after losing a node.
 RuntimeError when it cannot be started (redis-server or redis-cli missing, no agreement).
 Used by tests/cluster/test_redis_cluster_failover.py and `python -m loadtest.bench.workers --redis-cluster`."""
 
@@ -26,6 +27,13 @@ class RedisNode(RedisServer):
                          "--cluster-config-file", "nodes.conf", "--cluster-port", str(self.bus_port))
 
 
+def _redis_cli() -> str:
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli is not installed")
+    return cli
+
+
 class RedisClusterRig:
     def __init__(self, masters: int = 3) -> None:
         self.size = masters
@@ -33,10 +41,7 @@ class RedisClusterRig:
         try:
             for _ in range(2 * masters):
                 self.nodes.append(RedisNode())
-            cli = shutil.which("redis-cli")
-            if cli is None:
-                raise RuntimeError("redis-cli is not installed")
-            subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            subprocess.run([_redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                             "--cluster-replicas", "1", "--cluster-yes"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
             self.wait_ok()
@@ -68,6 +73,17 @@ class RedisClusterRig:
         """Until as many live nodes are masters as at the start (a dead master's replica was promoted)."""
         wait_for(lambda: len(self.masters()) >= self.size, "no replica was promoted", timeout)
         self.wait_ok(timeout)
+
+    def add_replica(self, master: RedisNode) -> RedisNode:
+        """A new redis-server joined as `master`'s replica (`redis-cli --cluster add-node --cluster-slave
+        --cluster-master-id`), as an operator attaches one to a master left without (docs/operations.md)."""
+        node = RedisNode()
+        self.nodes.append(node)  # closed with the others from now on, whatever happens next
+        master_id = master.client().execute_command("CLUSTER", "MYID")
+        subprocess.run([_redis_cli(), "--cluster", "add-node", f"127.0.0.1:{node.port}", f"127.0.0.1:{master.port}",
+                        "--cluster-slave", "--cluster-master-id", master_id.decode()],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        return node
 
     def close(self) -> None:
         for node in self.nodes:

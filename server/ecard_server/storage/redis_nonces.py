@@ -206,8 +206,8 @@ class RedisNonceStore:
         except _ERRORS as exc:
             self._refresh_slots()  # a moved slot or a dead master: the next call goes where the slot is now
             raise _unavailable(exc) from exc
-        if int(acknowledged) < 1:
-            raise Unavailable("nonce store unavailable: no replica acknowledged", "NONCE_STORE_UNAVAILABLE")
+        if int(acknowledged) < 1:  # its shard has no live replica: refused until one joins (docs/operations.md)
+            raise Unavailable("nonce store unavailable: no replica acknowledged", "NONCE_STORE_UNREPLICATED")
         return self._fresh(answer)
 
     @staticmethod
