@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import grpc.aio
+from collections.abc import Sequence
 
-from ecard import line_item
+import grpc.aio
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from ecard.v1 import settlement_pb2, settlement_pb2_grpc, wire
 from ecard_server.core.records import (
     VISIT_OPEN,
@@ -51,25 +53,34 @@ def refund_entry(refund: RefundRecord) -> settlement_pb2.RefundEntry:
     )
 
 
-def settlement_lines(record: SettlementRecord) -> list[settlement_pb2.SettlementLine]:
-    lines = [
-        settlement_pb2.SettlementLine(
+def add_lines(lines: RepeatedCompositeFieldContainer[settlement_pb2.SettlementLine], record: SettlementRecord) -> None:
+    """The record's lines with their shares and, where it kept them, how each was priced, each added in
+    place (a list handed to a message's constructor is copied line by line: a 20-line answer paid twice)."""
+    if not record.line_shares:  # a settlement stored before lines kept their shares
+        return
+    for n, (item, paid, back, quantity) in enumerate(zip(
+        record.items, record.line_shares, record.line_refunded, record.line_refunded_quantities, strict=True
+    )):
+        line = lines.add(
             code=item.code, quantity=item.quantity, amount_fen=item.amount_fen, fund_fen=paid.fund_fen,
             personal_account_fen=paid.account_fen, self_pay_fen=paid.self_pay_fen, refunded_quantity=quantity,
             fund_refunded_fen=back.fund_fen, personal_account_refunded_fen=back.account_fen,
             self_pay_refunded_fen=back.self_pay_fen,
         )
-        for item, paid, back, quantity in zip(
-            record.items, record.line_shares, record.line_refunded, record.line_refunded_quantities, strict=True
-        )
-    ] if record.line_shares else []
-    for line, priced in zip(lines, record.line_pricing, strict=False):  # none for older settlements
-        line.drug_class = wire(priced.drug_class)
-        line.covered_fen = priced.covered_fen
-        line.self_pay_first_fen = priced.self_pay_first_fen
-        line.over_limit_fen = priced.over_limit_fen
-        line.not_covered_fen = priced.not_covered_fen
-    return lines
+        if n < len(record.line_pricing):  # none for older settlements
+            priced = record.line_pricing[n]
+            line.drug_class = wire(priced.drug_class)
+            line.covered_fen = priced.covered_fen
+            line.self_pay_first_fen = priced.self_pay_first_fen
+            line.over_limit_fen = priced.over_limit_fen
+            line.not_covered_fen = priced.not_covered_fen
+
+
+def add_items(items: RepeatedCompositeFieldContainer[settlement_pb2.LineItem], basket: Sequence[LineItem]) -> None:
+    """A basket's lines as the POS gave them, added in place."""
+    for i in basket:
+        items.add(code=i.code, name=i.name, drug_class=wire(i.drug_class), unit_price_fen=i.unit_price_fen,
+                  quantity=i.quantity)
 
 
 def settlement_quote(quoted: Quoted) -> settlement_pb2.SettlementQuote:
@@ -78,17 +89,18 @@ def settlement_quote(quoted: Quoted) -> settlement_pb2.SettlementQuote:
     priced = SettlementRecord("", "", quote.merchant_id, 0, split.total_fen, 0, 0, 0, 0, quoted.items, 0, None,
                               line_shares=quoted.line_shares, line_refunded=nothing,
                               line_refunded_quantities=(0,) * len(nothing), line_pricing=split.lines)
-    return settlement_pb2.SettlementQuote(
+    message = settlement_pb2.SettlementQuote(
         quote_id=quoted.quote_id, expires_at=timestamp(quote.expires_at), total_fen=split.total_fen,
         fund_paid_fen=quote.shares.fund_fen, personal_account_paid_fen=quote.shares.account_fen,
         self_pay_fen=quote.shares.self_pay_fen, catalogue_version=quote.catalogue_version,
-        policy_version=quote.policy_version, lines=settlement_lines(priced),
-        personal_account_balance_fen=quote.balance_fen,
+        policy_version=quote.policy_version, personal_account_balance_fen=quote.balance_fen,
     )
+    add_lines(message.lines, priced)
+    return message
 
 
 def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementRecord:
-    return settlement_pb2.SettlementRecord(
+    message = settlement_pb2.SettlementRecord(
         settlement_id=record.settlement_id,
         ecard_id=record.ecard_id,
         merchant_id=record.merchant_id,
@@ -98,7 +110,6 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         personal_account_paid_fen=record.account_fen,
         self_pay_fen=record.self_pay_fen,
         personal_account_balance_fen=record.balance_after_fen,
-        items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in record.items],
         settled_at=timestamp(record.settled_at),
         refunded_at=timestamp(record.refunded_at),
         refunded_fen=record.refunded.total_fen,
@@ -106,7 +117,6 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         personal_account_refunded_fen=record.refunded.account_fen,
         self_pay_refunded_fen=record.refunded.self_pay_fen,
         refunds=[refund_entry(r) for r in record.refunds],
-        lines=settlement_lines(record),
         catalogue_version=record.catalogue_version,
         policy_version=record.policy_version,
         terminal_id=record.terminal_id,
@@ -114,6 +124,9 @@ def settlement_record(record: SettlementRecord) -> settlement_pb2.SettlementReco
         idempotency_key=record.idempotency_key,
         reversed_at=timestamp(record.reversed_at),
     )
+    add_items(message.items, record.items)
+    add_lines(message.lines, record)
+    return message
 
 
 def _whole_second_up(message: settlement_pb2.ListSettlementsRequest, field: str) -> int | None:
@@ -147,15 +160,16 @@ def settlement_totals(key: str, totals: Totals) -> settlement_pb2.SettlementTota
 
 
 def visit_message(visit: Visit, status: int) -> settlement_pb2.Visit:
-    return settlement_pb2.Visit(
+    message = settlement_pb2.Visit(
         visit_id=visit.visit_id, merchant_id=visit.merchant_id, ecard_id=visit.ecard_id, status=wire(status),
-        items=[line_item(i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity) for i in visit.items],
         total_fen=visit.total_fen, opened_at=timestamp(visit.opened_at), expires_at=timestamp(visit.expires_at),
         closed_at=timestamp(visit.closed_at if visit.closed_at is not None or status == VISIT_OPEN
                             else visit.expires_at),
         settlement_id=visit.settlement_id, terminal_id=visit.terminal_id, department=visit.department,
         idempotency_key=visit.idempotency_key,
     )
+    add_items(message.items, visit.items)
+    return message
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServicer):
