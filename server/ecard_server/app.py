@@ -30,7 +30,6 @@ from ecard.v1 import (
     verifier_pb2,
     verifier_pb2_grpc,
 )
-from ecard_server import tracing
 from ecard_server.config import Settings
 from ecard_server.core import events
 from ecard_server.core.admin import AdminService
@@ -404,10 +403,7 @@ def create_server(
     placement = Placement(pool, inline=deployment.hot_state_local)
     settings = deployment.settings
     limits = MessageLimits(max_batch=settings.max_batch)
-    server = grpc.aio.server(
-        options=transport_options(settings, limits, reuse_port=reuse_port),
-        interceptors=tracing.server_interceptors(),  # none unless OTEL_TRACES_EXPORTER asks (ecard_server.tracing)
-    )
+    server = grpc.aio.server(options=transport_options(settings, limits, reuse_port=reuse_port))
     registry = GuardedRegistry(
         server, authorizer, placement, RequestLog(settings.request_log_verify_ok_per_second,
                                               refused_per_second=settings.request_log_refused_per_second),

@@ -77,9 +77,51 @@ def test_every_rpc_is_a_span_with_its_store_calls_as_children(
     assert settle_line["trace_id"] == format(trace_id, "032x")
 
 
+def test_a_refused_call_is_an_error_span_and_an_unsampled_call_leaves_no_span_at_all(
+    pg_url: str, redis_url: str
+) -> None:
+    """The guard's span layer: the gRPC status on the span; a call the sampler drops is dropped whole (its
+    Redis and PostgreSQL calls are not sampled on their own as roots)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    exporter = InMemorySpanExporter()
+    sampled = {"on": True}
+
+    class Switch(ParentBased):  # the test's own sampler: on or off by the flag, children follow their parent
+        def __init__(self) -> None:
+            super().__init__(ALWAYS_ON)
+
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, **kw):  # type: ignore[no-untyped-def]
+            root = ALWAYS_ON if sampled["on"] else ALWAYS_OFF
+            return ParentBased(root).should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+    provider = TracerProvider(sampler=Switch())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert tracing.configure(provider)
+    try:
+        settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
+        with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
+            world = World.seed(server.target, cards=1)
+            with world.pharmacy() as pos:
+                exporter.clear()
+                with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                    pos.get_verification("no-such-request")
+                (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+                assert span.name == "/ecard.v1.Verifier/GetVerification"
+                assert span.attributes["rpc.grpc.status_code"] == 5 and not span.status.is_ok
+                assert span.attributes["rpc.service"] == "ecard.v1.Verifier"
+
+                sampled["on"] = False
+                exporter.clear()
+                assert pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT).verdict == Verdict.ACCEPTED
+                assert list(exporter.get_finished_spans()) == []
+    finally:
+        tracing.shutdown()
+
+
 def test_off_unless_the_environment_asks() -> None:
     assert not tracing.wanted({})
     assert not tracing.wanted({"OTEL_TRACES_EXPORTER": "none"})
     assert not tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
     assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp"})
-    assert not tracing.enabled() and tracing.server_interceptors() == []
+    assert not tracing.enabled() and tracing.server_spans("/ecard.v1.Verifier/Verify") is None

@@ -3,6 +3,7 @@
 Each concern has its own module; this one only composes them, in `GuardedRegistry.layers` (the one
 place to add a layer), and runs the result in the shape the method has:
 
+    tracing         tracing         the call's server span, when tracing is on (else no layer at all)
     authorization   rpc.auth        principal and role table (MethodAuthorization)
     parsing         rpc.parsing     the request read, bounded per method, only once the caller may call;
                                     too large or not parsing: INVALID_ARGUMENT
@@ -38,6 +39,7 @@ import grpc
 import grpc.aio
 
 from ecard.errors import EcardError
+from ecard_server import tracing
 from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
 from ecard_server.rpc.admission import admitted_by_nothing, admitted_by_nothing_async, limited, metered
@@ -114,6 +116,25 @@ class GuardedRegistry:
         def finished(status_name: str, seconds: float, outcome: object = None) -> None:
             counted(status_name, seconds, outcome.reason if isinstance(outcome, EcardError) else None)
             logged(status_name, seconds, outcome)
+
+        spans = tracing.server_spans(method)
+        if spans is not None:  # tracing on: the call's span around every other layer
+            span_begin, span_end = spans
+            untraced_enter, untraced_enter_async, untraced_finished = enter, enter_async, finished
+
+            def enter(context: Context) -> None:
+                span_begin(context)
+                untraced_enter(context)
+
+            async def enter_async(context: Context) -> None:
+                span_begin(context)
+                await untraced_enter_async(context)
+
+            def finished(status_name: str, seconds: float, outcome: object = None) -> None:
+                try:
+                    untraced_finished(status_name, seconds, outcome)
+                finally:
+                    span_end(status_name)
 
         failed = partial(crashes.as_error, method)
         charge_item = metered(self._admission, method) if self._admission is not None else None
