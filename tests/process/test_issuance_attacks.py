@@ -9,6 +9,7 @@ numbers answered CARD_NOT_ENROLLED, so the same channel could also list which nu
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ecard import (
 from ecard.testing import EcardServer, World
 from ecard.v1 import cards_pb2, cards_pb2_grpc
 from ecard.v1 import types_pb2 as t
+from tests.helpers.deployment import config_file
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -105,11 +107,14 @@ def test_unknown_and_mismatched_card_numbers_answer_the_same(server: EcardServer
     assert answers[0] == answers[1] and answers[0][1] == "IDENTITY_MISMATCH"
 
 
-def test_the_card_throttle_holds_across_channels_and_processes(tmp_path: Path) -> None:
-    """Two server processes on one database, three attacking channels taking turns: still 5 failures
-    for the card in all, then ISSUANCE_THROTTLED from either process."""
-    db = f"sqlite:///{tmp_path}/shared.db"
-    with EcardServer(db=db) as one, EcardServer(db=db) as two:
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_card_throttle_holds_across_channels_and_processes(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    """Two server processes on one database (replicas: PostgreSQL and Redis), three attacking channels
+    taking turns: still 5 failures for the card in all, then ISSUANCE_THROTTLED from either process."""
+    args = ["--config", config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")]
+    with EcardServer(db=pg_url, redis=redis_url, extra_args=args) as one, \
+            EcardServer(db=pg_url, redis=redis_url, extra_args=args) as two:
         world = World.seed(one.target, cards=1)
         card_no, name, idn = world.cards[0]
         evil = [attacker(world, f"evil{n}-{world.issuer_id[-8:]}") for n in range(3)]
