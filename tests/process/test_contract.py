@@ -26,8 +26,12 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
 
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
+    plugins = Path(sys.executable).parent  # mypy-protobuf's, as `make proto` runs them
     args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={tmp_path}",
-            f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *protos]
+            f"--grpc_python_out={tmp_path}",
+            f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}", f"--mypy_out=quiet:{tmp_path}",
+            f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}", f"--mypy_grpc_out=quiet:{tmp_path}",
+            *protos]
     assert protoc.main(args) == 0
     fresh = sorted(tmp_path.rglob("*_pb2*.py*"))
     assert fresh, "protoc generated nothing"
