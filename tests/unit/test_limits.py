@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecard import ResourceExhausted
+from ecard.errors import Unavailable
 from ecard_server.config import Settings
 from ecard_server.core.limits import Admission
 from ecard_server.core.principals import ADMIN, MERCHANT, Principal
@@ -140,3 +141,60 @@ def test_stream_items_are_charged_and_paced() -> None:
         return "admitted"
 
     assert asyncio.run(hopeless()) == "RATE_LIMITED"
+
+
+class FlakyLeases:
+    """Shared buckets (core.limits.RateLeases) in a dict, which can be made unreachable."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.tokens: dict[str, float] = {}
+
+    def lease(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
+        if self.down:
+            raise Unavailable("rate limit store unavailable: ConnectionError", "LIMITS_UNAVAILABLE")
+        left = self.tokens.setdefault(key, burst)
+        if left < need:
+            return 0.0, (need - left) / rate
+        granted = need + min(extra, left - need)
+        self.tokens[key] = left - granted
+        return granted, 0.0
+
+    async def lease_async(self, key: str, need: float, extra: float, rate: float, burst: float) -> tuple[float, float]:
+        return self.lease(key, need, extra, rate, burst)
+
+
+def entered(admission: Admission, who: Principal, calls: int, *, sync: bool = True) -> list[str | None]:
+    """The refusal reason (None: admitted) of `calls` calls, entered as a server thread (enter_sync) or
+    on the loop (enter_async) would, each left at once."""
+    import asyncio
+
+    reasons: list[str | None] = []
+    for _ in range(calls):
+        try:
+            if sync:
+                admission.enter_sync(who)
+            else:
+                asyncio.run(admission.enter_async(who))
+            admission.leave(who)
+            reasons.append(None)
+        except ResourceExhausted as exc:
+            reasons.append(exc.reason)
+    return reasons
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_an_unreachable_shared_bucket_limits_from_the_process_own_bucket(sync: bool) -> None:
+    """The shared store gone (Redis down, or the cluster master holding the bucket not yet replaced):
+    calls are still admitted, at the same rate and burst per process, instead of failing
+    LIMITS_UNAVAILABLE; once it answers again the shared bucket counts again."""
+    clock, leases = Clock(), FlakyLeases()
+    admission = Admission(rate=100, burst=4, leases=leases, clock=clock)
+    assert entered(admission, A, 5, sync=sync) == [None] * 4 + ["RATE_LIMITED"]  # the shared bucket
+    leases.down = True
+    clock.now += 1.0  # the local bucket is full: its burst, then the rate
+    assert entered(admission, B, 5, sync=sync) == [None] * 4 + ["RATE_LIMITED"]
+    clock.now += 0.011  # one call's worth at 100/s (and a little: float stamps)
+    assert entered(admission, B, 2, sync=sync) == [None, "RATE_LIMITED"]
+    leases.down = False
+    assert entered(admission, A, 1, sync=sync) == ["RATE_LIMITED"]  # the shared bucket, still spent

@@ -21,6 +21,12 @@ fiftieth of a second's rate, at least one call) and admits from its lease withou
 that finds its lease short waits for one more lease first. Tokens leased and not yet used are the only
 slack: at most one lease per process, so `--workers N` and replicas together hold the limit within a
 few per cent. Calls in flight are counted per process (they are this process's resources).
+
+When the shared store does not answer (Redis down, or the Redis Cluster master holding a principal's
+bucket gone until its replica is promoted), the limits do not fail the call: the process admits from
+a bucket of its own for that principal (same rate and burst), so the deployment's limit is at most the
+number of processes times the rate while it lasts, and single use, which does need the store, still
+fails closed on its own. The shared buckets are asked again at the next lease.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ecard.errors import ResourceExhausted
+from ecard.errors import ResourceExhausted, Unavailable
 from ecard_server.config import Settings
 from ecard_server.core.principals import ADMIN, Principal
 
@@ -100,6 +106,7 @@ class Admission:
         self._chunk = max(1.0, self._rate * LEASE_SECONDS)
         self._clock = clock
         self._accounts: dict[Principal, _Account] = {}
+        self._local: dict[Principal, _Account] = {}  # the buckets used while the shared ones are unreachable
         self._lock = threading.Lock()
 
     @classmethod
@@ -132,6 +139,10 @@ class Admission:
                 raise NeedLease(principal, cost - account.tokens)
             account.tokens -= cost
             return
+        self._take_from_bucket(account, cost)
+
+    def _take_from_bucket(self, account: _Account, cost: float) -> None:
+        """Takes `cost` from a bucket refilled at the rate (under the lock), or RATE_LIMITED taking nothing."""
         rate, burst = self._rate, self._burst
         now = self._clock()
         tokens = account.tokens + (now - account.stamp) * rate
@@ -172,11 +183,25 @@ class Admission:
         with self._lock:
             self._account(principal).tokens += granted
 
+    def _lend_locally(self, short: NeedLease) -> None:
+        """What `short` lacks from this process's own bucket of its principal (the shared store does not
+        answer), or RATE_LIMITED taking nothing."""
+        with self._lock:
+            local = self._local.get(short.principal)
+            if local is None:
+                local = self._local[short.principal] = _Account(self._burst, self._clock())
+            self._take_from_bucket(local, short.need)
+            self._account(short.principal).tokens += short.need
+
     async def refill(self, short: NeedLease) -> None:
-        """One lease from the shared bucket for what `short` lacks, or RATE_LIMITED (taking nothing)."""
+        """One lease from the shared bucket for what `short` lacks, or RATE_LIMITED (taking nothing);
+        from this process's own bucket while the shared one does not answer."""
         assert self._leases is not None
-        granted, wait = await self._leases.lease_async(
-            f"{short.principal}", short.need, self._chunk, self._rate, self._burst)
+        try:
+            granted, wait = await self._leases.lease_async(
+                f"{short.principal}", short.need, self._chunk, self._rate, self._burst)
+        except Unavailable:
+            return self._lend_locally(short)
         if not granted:
             raise _rate_limited(wait)
         self._credit(short.principal, granted)
@@ -184,7 +209,10 @@ class Admission:
     def refill_sync(self, short: NeedLease) -> None:
         """`refill` on a thread (a blocking round trip)."""
         assert self._leases is not None
-        granted, wait = self._leases.lease(f"{short.principal}", short.need, self._chunk, self._rate, self._burst)
+        try:
+            granted, wait = self._leases.lease(f"{short.principal}", short.need, self._chunk, self._rate, self._burst)
+        except Unavailable:
+            return self._lend_locally(short)
         if not granted:
             raise _rate_limited(wait)
         self._credit(short.principal, granted)
