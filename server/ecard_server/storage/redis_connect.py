@@ -28,8 +28,9 @@ from redis.retry import Retry
 
 from ecard_server.storage.urls import redacted
 
-ERRORS = (redis.RedisError, OSError)
-"""What a Redis call may raise when Redis cannot answer."""
+ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
+"""What a Redis call may raise when Redis cannot answer. RedisClusterException is not a RedisError: the
+cluster client raises it (SlotNotCoveredError) while a failover leaves slots without a master."""
 _ERRORS = ERRORS
 
 def describe(url: str) -> str:

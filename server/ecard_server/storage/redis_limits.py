@@ -15,9 +15,9 @@ import redis
 import redis.asyncio
 
 from ecard.errors import Unavailable
-from ecard_server.storage.redis_connect import connect, connect_async, is_cluster
+from ecard_server.storage.redis_connect import ERRORS, connect, connect_async, is_cluster
 
-_ERRORS = (redis.RedisError, OSError)
+_ERRORS = ERRORS
 
 # KEYS: the bucket. ARGV: need, extra, rate, burst. Returns {granted, wait_s} as strings.
 _LEASE = """

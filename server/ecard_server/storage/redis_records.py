@@ -23,9 +23,9 @@ import redis
 
 from ecard.errors import Unavailable
 from ecard_server.storage.group_commit import GroupCommit
-from ecard_server.storage.redis_connect import aclose_each, connect, connect_async, is_cluster
+from ecard_server.storage.redis_connect import ERRORS, aclose_each, connect, connect_async, is_cluster
 
-_ERRORS = (redis.RedisError, OSError)
+_ERRORS = ERRORS
 _EXPIRY = struct.Struct(">d")  # unix seconds, fractions included: the oldest record leaves first
 
 # Writes records in order. KEYS: each record's merchant hash and sorted set. ARGV: now, cap, ttl, then
