@@ -79,5 +79,8 @@ def test_a_capacity_search_writes_the_plot_beside_the_html_report(tmp_path: Path
         assert image.format == "PNG" and image.size == (800, 700)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 24) or []) > 50  # drawn, not blank
     report = json.loads((tmp_path / "capacity.report.json").read_text())
-    assert report["capacity"]["plot"] == str(plot) and len(report["capacity"]["steps"]) == 3
+    steps = report["capacity"]["steps"]
+    # 10, 30 and 50 visits/s; on a loaded machine a step may break first, and the search stops there.
+    assert report["capacity"]["plot"] == str(plot) and [s["arrival_rate"] for s in steps] == [10, 30, 50][:len(steps)]
+    assert len(steps) == 3 or not steps[-1]["held"], steps
     assert f"plot: {plot}" in (tmp_path / "capacity.report.txt").read_text()
