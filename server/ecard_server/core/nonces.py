@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from ecard_server.core.ports import NonceStore
+from ecard_server.core.ports import NonceStore, Store
 
 
 def nonce_key(issuer_id: str, nonce: bytes) -> bytes:
@@ -42,12 +42,6 @@ RUNNING_SINCE = "nonces_in_memory_since"
 SNAPSHOT = "nonces_in_memory_snapshot"
 
 
-class MetaValues(Protocol):
-    def meta_value(self, name: str) -> bytes | None: ...
-    def set_meta_value(self, name: str, value: bytes) -> None: ...
-    def scrub_meta_value(self, name: str) -> None: ...
-
-
 class RememberedNonces(Protocol):
     forgotten_until: float
 
@@ -55,26 +49,26 @@ class RememberedNonces(Protocol):
     def restore(self, blob: bytes) -> int: ...
 
 
-def remember_across_restarts(store: MetaValues, nonces: RememberedNonces, *, skew_s: int, now: float) -> bool:
+def remember_across_restarts(store: Store, nonces: RememberedNonces, *, skew_s: int, now: float) -> bool:
     """Takes over what the last process on `store` consumed: its snapshot after a clean stop; after a
     crash, `nonces.forgotten_until` = now + skew_s. Marks this process as running. True when the last
     process's nonces were lost (a crash)."""
     lost = store.meta_value(RUNNING_SINCE) is not None
+    blob = store.meta_value(SNAPSHOT)  # also left by a crash between a restore and its scrub
+    if blob and not lost:
+        try:
+            nonces.restore(blob)
+        except ValueError:  # unreadable: as good as lost
+            lost = True
     if lost:
         nonces.forgotten_until = now + skew_s
-    else:
-        blob = store.meta_value(SNAPSHOT)
-        if blob:
-            try:
-                nonces.restore(blob)
-            except ValueError:  # unreadable: as good as lost
-                nonces.forgotten_until, lost = now + skew_s, True
     store.set_meta_value(RUNNING_SINCE, str(int(now)).encode())
-    store.scrub_meta_value(SNAPSHOT)
+    if blob is not None:
+        store.scrub_meta_value(SNAPSHOT)
     return lost
 
 
-def save_for_restart(store: MetaValues, nonces: RememberedNonces) -> None:
+def save_for_restart(store: Store, nonces: RememberedNonces) -> None:
     """At a clean stop, once no call runs any more: the live nonces for the next process."""
     store.set_meta_value(SNAPSHOT, nonces.snapshot())
     store.scrub_meta_value(RUNNING_SINCE)

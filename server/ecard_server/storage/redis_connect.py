@@ -15,7 +15,8 @@ that deployments, and tests, can share one Redis.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -32,6 +33,7 @@ ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 """What a Redis call may raise when Redis cannot answer. RedisClusterException is not a RedisError: the
 cluster client raises it (SlotNotCoveredError) while a failover leaves slots without a master."""
 _ERRORS = ERRORS
+T = TypeVar("T")
 
 def describe(url: str) -> str:
     """host:port/db of a Redis URL (the socket's path for unix://), for messages (never the password)."""
@@ -121,16 +123,11 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
         )
     except ValueError as exc:
         raise ValueError(f"bad Redis URL {redacted(url)!r}: {redacted(str(exc), url)}") from None
-    try:
+    def clustered() -> bool:
         client.ping()
-        clustered = bool(client.info("cluster").get("cluster_enabled"))
-    except EvictingRedis as exc:
-        client.close()
-        raise ValueError(str(exc)) from None
-    except _ERRORS as exc:
-        client.close()
-        raise ValueError(f"cannot reach Redis at {describe(url)}: {redacted(str(exc), url)}") from None
-    if not clustered:
+        return bool(client.info("cluster").get("cluster_enabled"))
+
+    if not _checked_or_closed(client, clustered, url, "Redis"):
         return client
     client.close()
     try:
@@ -139,15 +136,21 @@ def connect(url: str, *, connect_timeout: float = 1.0, timeout: float = 1.0) -> 
         )
     except _ERRORS as exc:
         raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
+    _checked_or_closed(cluster, lambda: refuse_evicting_shards(cluster), url, "the Redis Cluster")
+    return cluster
+
+
+def _checked_or_closed(client: Any, check: Callable[[], T], url: str, what: str) -> T:
+    """`check()`'s answer; when it finds Redis evicting or unreachable, the client closed and ValueError
+    (one line)."""
     try:
-        refuse_evicting_shards(cluster)
+        return check()
     except EvictingRedis as exc:
-        cluster.close()
+        client.close()
         raise ValueError(str(exc)) from None
     except _ERRORS as exc:
-        cluster.close()
-        raise ValueError(f"cannot reach the Redis Cluster at {describe(url)}: {redacted(str(exc), url)}") from None
-    return cluster
+        client.close()
+        raise ValueError(f"cannot reach {what} at {describe(url)}: {redacted(str(exc), url)}") from None
 
 
 def refuse_evicting_shards(cluster: Any) -> None:
