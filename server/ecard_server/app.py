@@ -146,12 +146,13 @@ class Deployment:
             namespace = settings.redis_namespace
             try:
                 horizon = settings.max_token_lifetime_s + 2 * settings.clock_skew_s + 1
-                nonces = RedisNonceStore.from_url(redis_url, witness=store, namespace=namespace, horizon_s=horizon)
-                bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
                 records = RedisVerificationRecords(
                     redis_url, settings.verification_window_s, namespace,
                     per_merchant=settings.verification_records_per_merchant,
                 )
+                nonces = RedisNonceStore.from_url(redis_url, witness=store, namespace=namespace, horizon_s=horizon,
+                                                  records=records)
+                bus = RedisChangeBus.from_url(redis_url, namespace=namespace)
                 leases = RedisRateLeases(redis_url, namespace)
             except ValueError:
                 store.close()
@@ -159,7 +160,11 @@ class Deployment:
             deployment = cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
             deployment.rate_leases = leases
             return deployment
-        nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock), LocalChangeBus()
+        records = MemoryVerificationRecords(
+            settings.verification_window_s, settings.verification_records, clock,
+            per_merchant=settings.verification_records_per_merchant,
+        )
+        nonces, bus = MemoryNonceStore(settings.nonce_capacity, clock=clock, records=records), LocalChangeBus()
         try:
             if not single_instance and not store.hold_instance_lock():  # type: ignore[attr-defined]
                 raise ValueError(f"another ecard serve uses {store.url}: one process only without --redis")
@@ -171,10 +176,6 @@ class Deployment:
         except BaseException:
             store.close()
             raise
-        records = MemoryVerificationRecords(
-            settings.verification_window_s, settings.verification_records, clock,
-            per_merchant=settings.verification_records_per_merchant,
-        )
         deployment = cls.assemble(settings, store, bus, nonces, records=records, clock=clock, keyring=keyring)
         deployment.saves_nonces = True
         return deployment
@@ -240,7 +241,7 @@ class Deployment:
             statements=StatementService(store.statements, merchants),
             visits=VisitService(visits=store.visits, settlements=settlements, verifier=verifier, handles=handles,
                                 merchants=merchants, settings=settings, clock=clock),
-            records=records or MemoryVerificationRecords(
+            records=records if records is not None else MemoryVerificationRecords(
                 settings.verification_window_s, settings.verification_records, clock,
                 per_merchant=settings.verification_records_per_merchant,
             ),

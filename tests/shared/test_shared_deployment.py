@@ -602,3 +602,66 @@ def test_concurrent_consumptions_share_round_trips_and_answer_as_one_by_one(
     finally:
         store.close()
         records.close()
+
+
+@pytest.mark.redis
+def test_a_verify_keeps_its_answer_in_its_consumptions_script_call_only_when_fresh(
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
+) -> None:
+    """consume_async(keep=...) writes a Verify's answer to the verification records in the script call
+    that consumes its nonce (the records' own group commit is never used): kept when the nonce is
+    fresh, not for a replay nor behind a lost memory; a Redis that does not answer in time fails the call
+    closed (what the script did meanwhile stands, as for any consumption), a cut one too, with nothing
+    kept; a Redis that forgot the script (restarted) still answers; the connection heals."""
+    from ecard_server.storage.redis_records import RedisVerificationRecords
+
+    relay = tcp_proxy(redis_url)
+    records = RedisVerificationRecords(relay.url(redis_url), 60, namespace)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace, records=records)
+
+    async def on_the_loop() -> None:
+        expires = time.time() + 60
+        keys = [f"n{i % 10}".encode() for i in range(20)]  # each nonce twice: the second keeps nothing
+        fresh = await asyncio.gather(*(
+            store.consume_async(key, expires, ("m1", f"r{i}", f"answer{i}".encode())) for i, key in enumerate(keys)))
+        assert fresh == [True] * 10 + [False] * 10
+        group = store._group
+        assert group is not None and group.entries == 20 and group.flushes < 10 and records._group is None
+        assert await store.consume_async(b"without", expires)  # a call without a request_id keeps nothing
+
+        store._client.script_flush()  # as a restarted Redis: EVALSHA finds no script, EVAL runs it
+        assert await store.consume_async(b"after-flush", expires, ("m1", "r-flush", b"flushed"))
+
+        store._client.delete(f"{namespace}:nonces-since")  # a lost memory: refused, nothing kept
+        assert not await store.consume_async(b"behind-the-loss", expires, ("m1", "r-lost", b"lost"))
+
+        relay.hold("down")  # Redis's answers do not come back: Unavailable after the socket timeout
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await store.consume_async(b"held", time.time() + 3600, ("m1", "r-held", b"held"))
+        assert time.monotonic() - started < 3
+        relay.release()
+        relay.cut()
+        with pytest.raises(Unavailable):
+            await store.consume_async(b"cut", time.time() + 3600, ("m1", "r-cut", b"cut"))
+        relay.restore()
+        for _ in range(50):
+            try:
+                assert await store.consume_async(b"healed", time.time() + 3600, ("m1", "r-healed", b"healed"))
+                break
+            except Unavailable:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the asyncio connection did not heal")
+        await store.aclose()
+        await records.aclose()
+
+    try:
+        asyncio.run(on_the_loop())
+        assert [records.find("m1", f"r{i}") for i in range(20)] == [f"answer{i}".encode() for i in range(10)] + [
+            None] * 10
+        assert records.find("m1", "r-flush") == b"flushed" and records.find("m1", "r-healed") == b"healed"
+        assert [records.find("m1", r) for r in ("r-lost", "r-cut")] == [None, None]
+    finally:
+        store.close()
+        records.close()

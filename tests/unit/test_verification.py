@@ -167,6 +167,31 @@ def test_binding_status_comes_from_the_card_cache(env: Env) -> None:
     assert env.verify(env.mint()) == t.REASON_CHANNEL_NOT_BOUND
 
 
+def test_loop_verify_keeps_the_accepted_answer_only_when_the_nonce_was_fresh(env: Env) -> None:
+    """verify_token_async(keep=...) gets the accepted outcome before the nonce is consumed; the store
+    keeps what `keep` made of it in the verification records if the nonce was fresh, nothing when the
+    token was used before (the answer is then REPLAYED)."""
+    verifier, records = env.deployment.verifier, env.deployment.records
+    ask = dict(merchant_id="pharmacy-1", purpose=t.PURPOSE_IDENTITY, min_assurance=t.ASSURANCE_NONE)
+    token = env.mint()
+    assert env.verify(env.mint()) == t.REASON_OK  # the card is cached now
+    offered: list[str] = []
+
+    def keep(request_id: str):  # type: ignore[no-untyped-def]
+        def made(accepted):  # type: ignore[no-untyped-def]
+            assert accepted.reason == t.REASON_OK
+            offered.append(request_id)
+            return "pharmacy-1", request_id, accepted.verification_id.encode()
+        return made
+
+    first = asyncio.run(verifier.verify_token_async(token, **ask, keep=keep("first")))  # type: ignore[arg-type]
+    assert first is not None and first.reason == t.REASON_OK
+    assert records.find("pharmacy-1", "first") == first.verification_id.encode()
+    again = asyncio.run(verifier.verify_token_async(token, **ask, keep=keep("again")))  # type: ignore[arg-type]
+    assert again is not None and again.reason == t.REASON_REPLAYED
+    assert offered == ["first", "again"] and records.find("pharmacy-1", "again") is None
+
+
 def test_purpose_and_assurance(env: Env) -> None:
     assert env.verify(env.mint(purposes=[t.PURPOSE_IDENTITY]), t.PURPOSE_PAYMENT) == t.REASON_PURPOSE_NOT_ALLOWED
     pin = env.mint(assurance=t.ASSURANCE_PIN)

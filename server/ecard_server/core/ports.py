@@ -274,8 +274,10 @@ class NonceStore(Protocol):
         Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
         """
 
-    async def consume_async(self, key: bytes, expires_at: float) -> bool:
-        """`consume` for an event loop: it never blocks the loop (same answers, same errors)."""
+    async def consume_async(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
+        """`consume` for an event loop: it never blocks the loop (same answers, same errors). `keep`: a
+        Verify's accepted answer, kept in the deployment's VerificationRecords only if the nonce is
+        fresh (a store that keeps the records beside the nonces writes both at once)."""
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         """`consume` that remembers who spent the nonce (core.nonces.spender: a Settle's merchant and
@@ -285,6 +287,10 @@ class NonceStore(Protocol):
     def release(self, key: bytes) -> bool:
         """Forgets a consumption whose purpose failed for want of a store (a Settle whose transaction
         could not run), so the holder's code works again. True if it was forgotten; never raises."""
+
+
+KeptAnswer = tuple[str, str, bytes]
+"""What VerificationRecords.record keeps: merchant_id, request_id, the answer's bytes."""
 
 
 class VerificationRecords(Protocol):

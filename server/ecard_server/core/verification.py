@@ -25,7 +25,7 @@ from ecard_server.config import Settings
 from ecard_server.core.caches import CacheMiss, CardCache, CardSnapshot, KeyRegistry
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.nonces import consume_many, nonce_key
-from ecard_server.core.ports import NonceStore
+from ecard_server.core.ports import KeptAnswer, NonceStore
 from ecard_server.core.records import ACTIVE, CANCELLED, LOST
 
 _CARD_REASONS: dict[int, int] = {LOST: t.REASON_CARD_LOST, CANCELLED: t.REASON_CARD_CANCELLED}
@@ -136,11 +136,15 @@ class TokenVerifier:
         return self._used(passed, self._nonces.consume_as(passed.nonce_key, passed.nonce_expires_at, spender), now)
 
     async def verify_token_async(
-        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int
+        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int,
+        keep: Callable[[VerifyOutcome], KeptAnswer] | None = None,
     ) -> VerifyOutcome | None:
         """`verify_token` for an event loop: it never blocks. Keys and the card come from memory and the
         nonce is consumed through the store's `consume_async` (one awaited Redis round trip). None when
-        a store read is needed (a cache miss): run `verify_token` on a thread instead."""
+        a store read is needed (a cache miss): run `verify_token` on a thread instead. `keep`: given the
+        accepted outcome before the nonce is consumed, what the verification records keep of it; the
+        store keeps it with the consumption, only if the nonce is fresh (else the answer is REPLAYED
+        and nothing is kept)."""
         now = self._clock()
         try:
             passed = self._check(token, merchant_id, purpose, min_assurance, now, cached_only=True)
@@ -148,7 +152,12 @@ class TokenVerifier:
             return None
         if isinstance(passed, VerifyOutcome):
             return passed
-        return self._used(passed, await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at), now)
+        if keep is None:
+            return self._used(passed, await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at), now)
+        accepted = self._accept(passed, now)
+        if await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at, keep(accepted)):
+            return accepted
+        return VerifyOutcome(t.REASON_REPLAYED, passed.card)
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order

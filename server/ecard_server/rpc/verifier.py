@@ -26,7 +26,7 @@ from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
 from ecard_server.core.audit import AuditTrail
-from ecard_server.core.ports import VerificationRecords
+from ecard_server.core.ports import KeptAnswer, VerificationRecords
 from ecard_server.core.rules import validation
 from ecard_server.core.rules.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
@@ -203,18 +203,32 @@ class SharedVerifierServicer(VerifierServicer):
         fields = read_request(request, unary=unary)
         if fields is None:
             return _malformed(request)
+        request_id = fields.request_id
+        kept: list[verifier_pb2.VerifyResponse] = []
+
+        def keep(accepted: VerifyOutcome) -> KeptAnswer:  # the answer if the nonce is fresh, made before
+            response = fill_response(verifier_pb2.VerifyResponse(), request_id, accepted)
+            kept.append(response)
+            return merchant_id, request_id, response.SerializeToString()
+
         outcome = await self._verifier.verify_token_async(
-            fields.token, merchant_id=merchant_id, purpose=fields.purpose, min_assurance=fields.min_assurance
+            fields.token, merchant_id=merchant_id, purpose=fields.purpose, min_assurance=fields.min_assurance,
+            keep=keep if unary and request_id else None,
         )
-        if outcome is None:
+        if outcome is None:  # a cache miss: on the pool, then the record as the embedded servicer leaves it
             outcome = await self._placement.offload(self._outcome, fields, merchant_id)
-        response = self._answer(fields, merchant_id, outcome)
-        if unary and fields.request_id and outcome.reason == _OK:
-            try:
-                await self._records.record_async(merchant_id, fields.request_id, response.SerializeToString())
-            except Unavailable as exc:  # the verdict stands; only asking it back later would fail
-                event(log, "verification_not_recorded", merchant_id=merchant_id, error=exc.reason)
-        return response
+            response = self._answer(fields, merchant_id, outcome)
+            if unary and request_id and outcome.reason == _OK:
+                try:
+                    await self._records.record_async(merchant_id, request_id, response.SerializeToString())
+                except Unavailable as exc:  # the verdict stands; only asking it back later would fail
+                    event(log, "verification_not_recorded", merchant_id=merchant_id, error=exc.reason)
+            return response
+        if kept and outcome.reason == _OK:  # accepted: the answer kept with the consumption
+            metrics.verdict(_OK)
+            self._record(merchant_id, fields.terminal_id, outcome)
+            return kept[0]
+        return self._answer(fields, merchant_id, outcome)
 
     async def Verify(  # type: ignore[override]
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from heapq import heappush
 
 from ecard.errors import Unavailable
-from ecard_server.core.ports import Listener
+from ecard_server.core.ports import KeptAnswer, Listener, VerificationRecords
 
 
 class MemoryNonceStore:
@@ -33,9 +33,13 @@ class MemoryNonceStore:
 
     local = True
 
-    def __init__(self, capacity: int = 2_000_000, clock=time.time) -> None:
+    def __init__(
+        self, capacity: int = 2_000_000, clock=time.time, *, records: VerificationRecords | None = None
+    ) -> None:
+        """`records`: the VerificationRecords that consume_async keeps an answer in (its `keep`)."""
         self._capacity = capacity
         self._clock = clock
+        self._records = records
         self.forgotten_until = 0.0  # tokens issued at or before it may have been consumed unknown to this set
         self._expiry: dict[bytes, float] = {}
         self._spenders: dict[bytes, bytes] = {}  # who consumed a nonce, for those consumed by a Settle
@@ -60,8 +64,13 @@ class MemoryNonceStore:
             heappush(heap, (expires_at, key))
             return True
 
-    async def consume_async(self, key: bytes, expires_at: float) -> bool:
-        return self.consume(key, expires_at)  # a dictionary and a heap: nothing to wait for
+    async def consume_async(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
+        fresh = self.consume(key, expires_at)  # a dictionary and a heap: nothing to wait for
+        if fresh and keep is not None:
+            if self._records is None:
+                raise TypeError("consume_async(keep=...) needs a store made with its verification records")
+            self._records.record(*keep)
+        return fresh
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         with self._lock:

@@ -15,7 +15,8 @@ that deployments, and tests, can share one Redis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -158,6 +159,43 @@ def refuse_evicting_shards(cluster: Any) -> None:
     shards = cluster.info("memory", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
     for node, info in shards.items():
         refuse_eviction(info, str(node))
+
+
+class ScriptLine:
+    """A connection of its own for a caller that has at most one call in flight (a group commit's
+    flushes), on which a script call is one write and one read: none of the client's pool checkout,
+    retry wrapper, per-command bookkeeping and per-read timeout task, which cost about twice the call
+    itself (docs/performance.md, issue 18). Made from an asyncio client of `connect_async` (same
+    address, credentials and eviction check on every new connection). EVALSHA, then EVAL when Redis
+    does not know the script (it restarted). An answer later than the client's socket timeout, or any
+    error, closes the connection and raises (the next call opens a new one); Redis's errors are those
+    of ERRORS."""
+
+    def __init__(self, client: Any) -> None:
+        pool = client.connection_pool
+        self._timeout = pool.connection_kwargs.get("socket_timeout") or 1.0
+        # No socket timeout of the connection's own: `call` bounds the whole call (connect included).
+        self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+
+    async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The answer of `script` (a registered script: its `sha` and `script`) on KEYS and ARGV."""
+        connection = self._connection
+        try:
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(
+                    connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False)
+                try:
+                    return await connection.read_response()
+                except redis.exceptions.NoScriptError:
+                    await connection.send_packed_command(
+                        connection.pack_command("EVAL", script.script, len(keys), *keys, *args), check_health=False)
+                    return await connection.read_response()
+        except BaseException:
+            await connection.disconnect(nowait=True)  # an answer may still be on its way: never read it
+            raise
+
+    async def aclose(self) -> None:
+        await self._connection.disconnect()
 
 
 async def aclose_each(*holders: Any) -> None:

@@ -16,7 +16,10 @@ On the event loop (`consume_async`), the consumptions of concurrent calls are gr
 (storage.group_commit): while one script call is in flight the others queue, and the next one
 consumes all of them, in the order they came, exactly as one call each would (a nonce queued twice
 is fresh the first time only; the first to see the since-marker gone reports the loss). A Redis
-error fails every consumption of that script call closed.
+error fails every consumption of that script call closed. A Verify that carries a request_id gives its
+accepted answer with its consumption (`consume_async(keep=...)`, built before the nonce is consumed):
+the same script call writes it to the verification records (storage.redis_records) if, and only if, the
+nonce is fresh, so a Verify makes one round trip, not two.
 
 Redis Cluster: the nonces are spread over NONCE_BUCKETS hash tags `{<ns>:n<bucket>}`, each bucket with
 its own since-marker in the same slot (the memory-loss guard works per shard), and every consumption is
@@ -48,6 +51,7 @@ from ecard_server.storage.group_commit import GroupCommit
 from ecard_server.storage.redis_connect import (
     ERRORS,
     EvictingRedis,
+    ScriptLine,
     aclose_each,
     connect,
     connect_async,
@@ -56,6 +60,7 @@ from ecard_server.storage.redis_connect import (
     refuse_evicting_shards,
     refuse_eviction,
 )
+from ecard_server.storage.redis_records import KEEP_LUA, Record, RedisVerificationRecords
 
 log = logging.getLogger("ecard.redis")
 _ERRORS = ERRORS
@@ -82,11 +87,11 @@ class Witness(Protocol):
     def claim_meta_value(self, name: str, value: bytes, first: Any) -> bool: ...
 
 
-# Consumes nonces in order, as one call each would. KEYS: the since-key, then each nonce. ARGV: horizon,
-# now, then each nonce's expiry and value ('1', or a Settle's spender). Answers, one per nonce: 1 fresh
-# (or consumed before by this same spender); 0 used, or live before what this Redis remembers; 2 as 0,
-# and the loss of memory was seen just now (by the first nonce only: it set the marker for the rest).
-_CONSUME = """
+# Consumes nonces in order, as one call each would. KEYS[1]: the since-key; ARGV[1], ARGV[2]: horizon and
+# now. consume(key, expiry, value) ('1', or a Settle's spender) answers 1 fresh (or consumed before by this
+# same spender); 0 used, or live before what this Redis remembers; 2 as 0, and the loss of memory was seen
+# just now (by the first nonce only: it set the marker for the rest).
+_CONSUME_LUA = """
 local since = redis.call('GET', KEYS[1])
 local lost = 0
 if not since then
@@ -95,25 +100,56 @@ if not since then
   lost = 2
 end
 local remembered_after = tonumber(since) + tonumber(ARGV[1])
-local answers = {}
-for i = 2, #KEYS do
-  local expiry, value = ARGV[2 * i - 1], ARGV[2 * i]
+local function consume(key, expiry, value)
   local answer = 0
   if tonumber(expiry) <= remembered_after then
     answer = lost
-  elseif redis.call('SET', KEYS[i], value, 'NX', 'EXAT', expiry) then
+  elseif redis.call('SET', key, value, 'NX', 'EXAT', expiry) then
     answer = 1
-  elseif value ~= '1' and redis.call('GET', KEYS[i]) == value then
+  elseif value ~= '1' and redis.call('GET', key) == value then
     answer = 1
   end
-  answers[i - 1] = answer
   lost = 0
+  return answer
+end
+"""
+
+# KEYS: the since-key, then each nonce. ARGV: horizon, now, then each nonce's expiry and value. Answers,
+# one per nonce.
+_CONSUME = _CONSUME_LUA + """
+local answers = {}
+for i = 2, #KEYS do
+  answers[i - 1] = consume(KEYS[i], ARGV[2 * i - 1], ARGV[2 * i])
+end
+return answers
+"""
+
+# A Verify's consumption with the record of its answer (redis_records.KEEP_LUA), written only when the
+# nonce was fresh. KEYS: the since-key, then each nonce, followed by its record's two keys when it keeps
+# one. ARGV: horizon, now, the records' now, cap and ttl, then per nonce its expiry, value, whether it
+# keeps a record ('1' or '0') and that record's id, kept and expiry. Answers, one per nonce.
+_CONSUME_KEEPING = _CONSUME_LUA + KEEP_LUA + """
+local now, cap, ttl = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local answers, k, a = {}, 2, 6
+while k <= #KEYS do
+  local answer = consume(KEYS[k], ARGV[a], ARGV[a + 1])
+  if ARGV[a + 2] == '1' then
+    if answer == 1 then
+      keep(KEYS[k + 1], KEYS[k + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], now, cap, ttl)
+    end
+    k, a = k + 3, a + 6
+  else
+    k, a = k + 1, a + 3
+  end
+  answers[#answers + 1] = answer
 end
 return answers
 """
 
 Consumption = tuple[bytes, int, bytes]
 """One nonce to consume: its key in Redis, its expiry (whole unix seconds), the value it is set to."""
+Keeping = tuple[bytes, int, bytes, Record | None]
+"""A consumption of the event loop's group commit, with the record kept if its nonce is fresh."""
 
 
 class RedisNonceStore:
@@ -131,9 +167,10 @@ class RedisNonceStore:
 
     def __init__(
         self, client: Any, namespace: str = "ecard", *, witness: Witness, url: str | None = None,
-        horizon_s: int = 361,
+        horizon_s: int = 361, records: RedisVerificationRecords | None = None,
     ) -> None:
         self._client = client
+        self._records = records  # where consume_async keeps a Verify's answer (its `keep`)
         self._cluster = is_cluster(client)
         self._namespace = namespace
         self._prefix = f"{namespace}:nonce:".encode()
@@ -143,9 +180,10 @@ class RedisNonceStore:
         self._horizon = horizon_s
         self._url = url
         self._async_client: redis.asyncio.Redis | None = None
-        self._async_script: Any = None
-        self._group: GroupCommit[Consumption] | None = None
+        self._line: ScriptLine | None = None
+        self._group: GroupCommit[Keeping] | None = None
         self._script = client.register_script(_CONSUME)
+        self._keeping_script = client.register_script(_CONSUME_KEEPING)
         self._evicting: str | None = None  # why, while ping_async finds that Redis may evict keys
 
         markers = [self._bucket_keys(b)[1] for b in range(self.NONCE_BUCKETS)] if self._cluster else [self._since_key]
@@ -217,11 +255,12 @@ class RedisNonceStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, witness: Witness, namespace: str = "ecard", horizon_s: int = 361
+        cls, url: str, *, witness: Witness, namespace: str = "ecard", horizon_s: int = 361,
+        records: RedisVerificationRecords | None = None,
     ) -> RedisNonceStore:
         client = connect(url)
         try:
-            return cls(client, namespace, witness=witness, url=url, horizon_s=horizon_s)
+            return cls(client, namespace, witness=witness, url=url, horizon_s=horizon_s, records=records)
         except BaseException:
             client.close()
             raise
@@ -262,26 +301,54 @@ class RedisNonceStore:
             if self._url is None:
                 raise TypeError("the asyncio calls need a store made by RedisNonceStore.from_url")
             client = self._async_client = connect_async(self._url)
-            self._async_script = client.register_script(_CONSUME)
+            self._line = ScriptLine(client)
             self._group = GroupCommit(self._send, failed=_failed)
         return client
 
-    async def _send(self, consumptions: Sequence[Consumption]) -> list[Any]:
-        """One flush of the group commit: every queued consumption in one script call."""
+    async def _send(self, consumptions: Sequence[Keeping]) -> list[Any]:
+        """One flush of the group commit: every queued consumption, and the records of those that keep
+        one, in one script call."""
         if self._evicting is not None:
             raise EvictingRedis(self._evicting)
-        keys, args = self._script_input(self._since_key, consumptions)
-        return list(await self._async_script(keys=keys, args=args))
+        assert self._line is not None
+        records = self._records
+        if records is None:
+            keys, args = self._script_input(self._since_key, [entry[:3] for entry in consumptions])
+            return list(await self._line.call(self._script, keys, args))
+        keys = [self._since_key]
+        now = time.time()
+        head, add = records.keep_input(now)
+        args = [self._horizon, int(now), *head]
+        for key, expiry, value, kept in consumptions:
+            keys.append(key)
+            if kept is None:
+                args += (expiry, value, 0)
+            else:
+                args += (expiry, value, 1)
+                add(kept, keys, args)
+        return list(await self._line.call(self._keeping_script, keys, args))
 
-    async def consume_async(self, key: bytes, expires_at: float) -> bool:
-        """`consume` on the event loop, group-committed with the other calls' consumptions."""
+    async def consume_async(self, key: bytes, expires_at: float, keep: Record | None = None) -> bool:
+        """`consume` on the event loop, group-committed with the other calls' consumptions. `keep`
+        (merchant_id, request_id, answer): kept in the verification records this store was made with,
+        only if the nonce is fresh, by the same script call (on a cluster, where they are in other
+        slots: right after it, and a record that cannot be written leaves the verdict as it is)."""
+        if keep is not None and self._records is None:
+            raise TypeError("consume_async(keep=...) needs a store made with its verification records")
         if self._cluster:  # the node clients of the blocking cluster client carry the WAIT
-            return await asyncio.to_thread(self._consume_on_cluster, key, expires_at)
+            fresh = await asyncio.to_thread(self._consume_on_cluster, key, expires_at)
+            if fresh and keep is not None:
+                assert self._records is not None
+                try:
+                    await self._records.record_async(*keep)
+                except Unavailable as exc:
+                    event(log, "verification_not_recorded", merchant_id=keep[0], error=exc.reason)
+            return fresh
         if self._evicting is not None:
             raise _unavailable(EvictingRedis(self._evicting))
         self._aclient()
         assert self._group is not None
-        return self._fresh(await self._group.submit((self._prefix + key, _expiry(expires_at), b"1")))
+        return self._fresh(await self._group.submit((self._prefix + key, _expiry(expires_at), b"1", keep)))
 
     async def ping_async(self) -> None:
         """Whether Redis answers and still never evicts (readiness probes it twice a second), on the
@@ -315,8 +382,9 @@ class RedisNonceStore:
 
     async def aclose(self) -> None:
         """Closes the group commit and the asyncio client, on the loop that made them."""
-        group, client, self._group, self._async_client = self._group, self._async_client, None, None
-        await aclose_each(group, client)
+        group, line, client = self._group, self._line, self._async_client
+        self._group, self._line, self._async_client = None, None, None
+        await aclose_each(group, line, client)
 
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         """`consume` of each (key, expires_at) in one round trip (one script call, in order, so a key

@@ -16,25 +16,23 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
 from ecard.errors import Unavailable
 from ecard_server.storage.group_commit import GroupCommit
-from ecard_server.storage.redis_connect import ERRORS, aclose_each, connect, connect_async, is_cluster
+from ecard_server.storage.redis_connect import ERRORS, ScriptLine, aclose_each, connect, connect_async, is_cluster
 
 _ERRORS = ERRORS
 _EXPIRY = struct.Struct(">d")  # unix seconds, fractions included: the oldest record leaves first
 
-# Writes records in order. KEYS: each record's merchant hash and sorted set. ARGV: now, cap, ttl, then
-# each record's request_id, expiry||answer, expiry.
-_RECORD = """
-local now, cap, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-for r = 1, #KEYS / 2 do
-  local records, ages = KEYS[2 * r - 1], KEYS[2 * r]
-  local id, kept, expiry = ARGV[3 * r + 1], ARGV[3 * r + 2], ARGV[3 * r + 3]
+# One record: KEEP_LUA defines keep(records, ages, id, kept, expiry, now, cap, ttl), which writes it, drops
+# that merchant's expired records and, past `cap`, its oldest (also run by redis_nonces' consume script,
+# which keeps a Verify's record with its consumption).
+KEEP_LUA = """
+local function keep(records, ages, id, kept, expiry, now, cap, ttl)
   local gone = redis.call('ZRANGEBYSCORE', ages, '-inf', now)
   if #gone > 0 then
     redis.call('ZREMRANGEBYSCORE', ages, '-inf', now)
@@ -50,6 +48,15 @@ for r = 1, #KEYS / 2 do
   redis.call('HSET', records, id, kept)
   redis.call('EXPIRE', records, ttl)
   redis.call('EXPIRE', ages, ttl)
+end
+"""
+
+# Writes records in order. KEYS: each record's merchant hash and sorted set. ARGV: now, cap, ttl, then
+# each record's request_id, expiry||answer, expiry.
+_RECORD = KEEP_LUA + """
+local now, cap, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for r = 1, #KEYS / 2 do
+  keep(KEYS[2 * r - 1], KEYS[2 * r], ARGV[3 * r + 1], ARGV[3 * r + 2], ARGV[3 * r + 3], now, cap, ttl)
 end
 return #KEYS / 2
 """
@@ -73,7 +80,8 @@ class RedisVerificationRecords:
         self._client = connect(url)
         self._script = self._client.register_script(_RECORD)
         self._async_client: redis.asyncio.Redis | None = None
-        self._async_script: Any = None
+        self._async_script: Any = None  # on a cluster
+        self._line: ScriptLine | None = None  # elsewhere: the group commit's flushes
         self._group: GroupCommit[Record] | None = None
         self._cluster = is_cluster(self._client)
         self._records = f"{namespace}:verification:".encode()
@@ -85,16 +93,26 @@ class RedisVerificationRecords:
         tag = b"{" + merchant_id.encode() + b"}"  # one hash slot per merchant (Redis Cluster)
         return self._records + tag, self._ages + tag
 
-    def _script_input(self, records: Sequence[Record]) -> tuple[list[bytes], list[Any]]:
-        """The record script's KEYS and ARGV for `records`."""
-        now = time.time()
+    def keep_input(self, now: float) -> tuple[list[Any], Callable[[Record, list[bytes], list[Any]], None]]:
+        """What KEEP_LUA's callers send for records written at `now`: the ARGV of `now, cap, ttl`, and a
+        function that adds one record's two keys and three arguments (id, kept, expiry) to KEYS and ARGV."""
         expiry = now + self._ttl
         stamp, expiry_text = _EXPIRY.pack(expiry), repr(expiry)
+        keys_of = self._keys
+
+        def add(record: Record, keys: list[bytes], args: list[Any]) -> None:
+            merchant_id, request_id, answer = record
+            keys += keys_of(merchant_id)
+            args += (request_id.encode(), stamp + answer, expiry_text)
+
+        return [repr(now), self._cap, self._ttl], add
+
+    def _script_input(self, records: Sequence[Record]) -> tuple[list[bytes], list[Any]]:
+        """The record script's KEYS and ARGV for `records`."""
         keys: list[bytes] = []
-        args: list[Any] = [repr(now), self._cap, self._ttl]
-        for merchant_id, request_id, answer in records:
-            keys.extend(self._keys(merchant_id))
-            args.extend((request_id.encode(), stamp + answer, expiry_text))
+        args, add = self.keep_input(time.time())
+        for record in records:
+            add(record, keys, args)
         return keys, args
 
     def record(self, merchant_id: str, request_id: str, answer: bytes) -> None:
@@ -105,23 +123,28 @@ class RedisVerificationRecords:
             raise _unavailable(exc) from exc
 
     async def _send(self, records: Sequence[Record]) -> list[Any]:
-        """One script call for `records` (the group commit's flush, or one record on a cluster)."""
+        """One script call for `records` (the group commit's flush)."""
+        assert self._line is not None
         keys, args = self._script_input(records)
-        await self._async_script(keys=keys, args=args)
+        await self._line.call(self._script, keys, args)
         return [None] * len(records)
 
     async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
         """`record` on the event loop, group-committed with the other calls' records (not on a cluster)."""
         if self._async_client is None:
             self._async_client = connect_async(self._url, cluster=self._cluster)
-            self._async_script = self._async_client.register_script(_RECORD)
-            self._group = GroupCommit(self._send, failed=_failed)
+            if self._cluster:
+                self._async_script = self._async_client.register_script(_RECORD)
+            else:
+                self._line = ScriptLine(self._async_client)
+                self._group = GroupCommit(self._send, failed=_failed)
         record = (merchant_id, request_id, answer)
-        if self._group is not None and not self._cluster:
+        if self._group is not None:
             await self._group.submit(record)
             return
         try:
-            await self._send([record])
+            keys, args = self._script_input([record])
+            await self._async_script(keys=keys, args=args)
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -139,8 +162,9 @@ class RedisVerificationRecords:
 
     async def aclose(self) -> None:
         """Closes the group commit and the asyncio client, on the loop that made them."""
-        group, client, self._group, self._async_client = self._group, self._async_client, None, None
-        await aclose_each(group, client)
+        group, line, client = self._group, self._line, self._async_client
+        self._group, self._line, self._async_client = None, None, None
+        await aclose_each(group, line, client)
 
     def close(self) -> None:
         self._client.close()
