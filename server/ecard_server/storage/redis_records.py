@@ -145,7 +145,9 @@ class RedisVerificationRecords:
         try:
             keys, args = self._script_input([record])
             await self._async_script(keys=keys, args=args)
-        except _ERRORS as exc:
+        except (*_ERRORS, AttributeError) as exc:
+            # AttributeError: redis-py's asyncio cluster client, when a failover closes a connection under
+            # a call, writes to the closed connection's writer (None). Redis did not answer all the same.
             raise _unavailable(exc) from exc
 
     def find(self, merchant_id: str, request_id: str) -> bytes | None:
