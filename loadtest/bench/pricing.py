@@ -13,6 +13,10 @@ the machine's Redis, a namespace of its own, deleted afterwards) and one load pr
                           while its holder's balance and accumulators do not move, and the load's
                           holders settle many times a second.
     quote20_vs_settle3, settle20_vs_settle3   the ratios, measured in the same run
+    *_client_cores, *_server_cores   CPU the load process and the server used in each timed phase, in
+                          cores (the machine has os.cpu_count()): a load process near 1.0 is the
+                          limit itself (one Python thread), and the rate says as much about it as
+                          about the server
 
     python -m loadtest.bench.pricing [--seconds S] [--backends sqlite,postgresql] [--out FILE]
 
@@ -40,9 +44,9 @@ from ecard.testing import EcardServer, World
 from ecard.v1 import settlement_pb2
 from ecard.v1 import types_pb2 as t
 from loadtest.bench.limits import capacity_config
-from loadtest.bench.run import Load, closed_loop, mint_tokens, request
+from loadtest.bench.run import Load, Phase, closed_loop, mint_tokens, request
 from loadtest.bench.versus import delete_namespace
-from loadtest.bench.workers import PG_ADMIN_URL, REDIS_URL, FreshDatabase
+from loadtest.bench.workers import PG_ADMIN_URL, REDIS_URL, FreshDatabase, cpu_seconds
 
 CATALOGUE_ITEMS = 100_000
 CLASSES = (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C)
@@ -71,7 +75,19 @@ async def verified(load: Load, tokens: Iterator[str], count: int) -> list[str]:
     return handles
 
 
-async def measure(target: str, world: World, seconds: float, figures: dict[str, Any]) -> None:
+async def timed(name: str, phase: Any, server_pid: int, figures: dict[str, Any]) -> Phase:
+    """Runs a closed_loop phase; records its rate, p99 and the CPU the load process and the server used."""
+    client0, server0 = time.process_time(), cpu_seconds(server_pid)
+    result: Phase = await phase
+    if result.seconds:
+        figures[f"{name}_client_cores"] = round((time.process_time() - client0) / result.seconds, 2)
+        figures[f"{name}_server_cores"] = round((cpu_seconds(server_pid) - server0) / result.seconds, 2)
+    figures[f"{name}_rate"], figures[f"{name}_p99_ms"] = result.rate, result.percentile_ms(0.99)
+    figures["unexpected"] = figures.get("unexpected", 0) + result.unexpected
+    return result
+
+
+async def measure(target: str, server_pid: int, world: World, seconds: float, figures: dict[str, Any]) -> None:
     budget = int(seconds * 2_500) + 200
     tokens = iter(mint_tokens(world, world.ecard_ids, budget * 2))
     load = Load(target, world.hospital_id)
@@ -86,9 +102,8 @@ async def measure(target: str, world: World, seconds: float, figures: dict[str, 
             return int(sum((record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen))
                        != record.total_fen)
 
-        phase = await closed_loop(settle3, concurrency=CONCURRENCY, seconds=seconds, limit=len(handles))
-        figures["settle3_rate"], figures["settle3_p99_ms"] = phase.rate, phase.percentile_ms(0.99)
-        figures["unexpected"] = phase.unexpected
+        await timed("settle3", closed_loop(settle3, concurrency=CONCURRENCY, seconds=seconds, limit=len(handles)),
+                    server_pid, figures)
 
         started = time.perf_counter()
         with AdminClient(target) as admin:
@@ -108,9 +123,8 @@ async def measure(target: str, world: World, seconds: float, figures: dict[str, 
                        != answer.total_fen)
 
         await closed_loop(quote20, concurrency=CONCURRENCY, seconds=0.5, limit=10**9)  # the catalogue is loaded
-        phase = await closed_loop(quote20, concurrency=CONCURRENCY, seconds=seconds, limit=10**9)
-        figures["quote20_rate"], figures["quote20_p99_ms"] = phase.rate, phase.percentile_ms(0.99)
-        figures["unexpected"] += phase.unexpected
+        await timed("quote20", closed_loop(quote20, concurrency=CONCURRENCY, seconds=seconds, limit=10**9),
+                    server_pid, figures)
 
         settle_handles = handles[64:]
 
@@ -120,15 +134,19 @@ async def measure(target: str, world: World, seconds: float, figures: dict[str, 
                 metadata=load.metadata, timeout=10)
             return int(len(record.lines) != 20 or not record.catalogue_version)
 
-        phase = await closed_loop(settle20, concurrency=CONCURRENCY, seconds=seconds, limit=len(settle_handles))
-        figures["settle20_rate"], figures["settle20_p99_ms"] = phase.rate, phase.percentile_ms(0.99)
-        figures["unexpected"] += phase.unexpected
+        phase = await timed("settle20", closed_loop(settle20, concurrency=CONCURRENCY, seconds=seconds,
+                                                    limit=len(settle_handles)), server_pid, figures)
         if phase.calls >= len(settle_handles):
             figures["settle20_note"] = "ran out of verifications: the rate is a lower bound"
     finally:
         await load.close()
     figures["quote20_vs_settle3"] = figures["quote20_rate"] / figures["settle3_rate"]
     figures["settle20_vs_settle3"] = figures["settle20_rate"] / figures["settle3_rate"]
+
+
+def pid_of(server: EcardServer) -> int:
+    assert server.process is not None
+    return server.process.pid
 
 
 def bench_backend(backend: str, seconds: float) -> dict[str, Any]:
@@ -138,7 +156,7 @@ def bench_backend(backend: str, seconds: float) -> dict[str, Any]:
             config = capacity_config(Path(tmp) / "bench.toml")
             with EcardServer(extra_args=["--config", config]) as server:
                 world = World.seed(server.target, cards=200, balance_fen=10**9)
-                asyncio.run(measure(server.target, world, seconds, figures))
+                asyncio.run(measure(server.target, pid_of(server), world, seconds, figures))
             return figures
         namespace = f"ecard-bench-pricing-{uuid.uuid4().hex[:8]}"
         config = capacity_config(Path(tmp) / "bench.toml", f'redis_namespace = "{namespace}"\n')
@@ -147,7 +165,7 @@ def bench_backend(backend: str, seconds: float) -> dict[str, Any]:
                                                                 extra_args=["--config", config]) as server:
                 world = World.seed(server.target, cards=200, balance_fen=10**9)
                 time.sleep(1.0)  # change notices reach the server's caches
-                asyncio.run(measure(server.target, world, seconds, figures))
+                asyncio.run(measure(server.target, pid_of(server), world, seconds, figures))
         finally:
             delete_namespace(namespace)
     return figures
@@ -169,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({figures['quote20_vs_settle3']:.2f}x)  settle20 {figures['settle20_rate']:7.0f}/s "
               f"({figures['settle20_vs_settle3']:.2f}x)  import 100k {figures['import_100k_s']:.1f} s  "
               f"unexpected {figures['unexpected']}")
+        print(" " * 12 + "cores, load process/server: " + "  ".join(
+            f"{name} {figures.get(f'{name}_client_cores', 0):.2f}/{figures.get(f'{name}_server_cores', 0):.2f}"
+            for name in ("settle3", "quote20", "settle20")))
         failed += [f"{backend} {name} {figures[name]:.0f} < {goal}" for name, goal in GOALS.items()
                    if figures[name] < goal]
         if figures["import_100k_s"] > 10:
