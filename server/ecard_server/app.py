@@ -43,6 +43,7 @@ from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.identity import IdentityHasher, derive_key, mask_name
 from ecard_server.core.limits import Admission, RateLeases
 from ecard_server.core.nonces import remember_across_restarts, save_for_restart
+from ecard_server.core.notices import NoticePublisher
 from ecard_server.core.ports import ChangeBus, NonceStore, Store, VerificationRecords
 from ecard_server.core.records import NO_CATALOGUE
 from ecard_server.core.rules.benefits import NO_POLICY
@@ -99,6 +100,7 @@ class Deployment:
     usage: UsageService
     counter: CounterBindingService
     upkeep: OutboxUpkeep
+    notices: NoticePublisher  # the channels' notices, published off the committing caller's thread
     clock: Callable[[], float]
     rate_leases: RateLeases | None = None  # the rate limits' buckets, shared in Redis (None: per process)
     saves_nonces: bool = False  # nonces in this process only: saved at close for the next (core.nonces)
@@ -208,10 +210,13 @@ class Deployment:
         for listener in (keys.on_change, merchants.on_change, card_cache.on_change, signals.on_change,
                          denied.on_change, catalogue.on_change, benefits.on_change):
             bus.subscribe(listener)
-        # Once a transaction that wrote channel events commits, their streams on every replica wake.
+        # Once a transaction that wrote channel events commits, their streams on every replica wake:
+        # from the publisher's thread, so that the Settle that committed does not wait for Redis.
+        notices = NoticePublisher(bus)
+
         def told(issuers: Iterable[str]) -> None:
             for issuer_id in issuers:
-                bus.publish(events.CHANNEL_EVENTS, issuer_id)
+                notices.publish(events.CHANNEL_EVENTS, issuer_id)
 
         store.outbox.on_committed = told
         handles = VerificationHandles(keyring.handle_keys(), window_s=settings.verification_window_s, now=int(clock()))
@@ -249,6 +254,7 @@ class Deployment:
             usage=UsageService(store, store.usage, trail, clock),
             counter=CounterBindingService(store, trail, settings, clock),
             upkeep=OutboxUpkeep(store.outbox, settings, clock, counter=store),
+            notices=notices,
             clock=clock,
         )
 
@@ -275,6 +281,7 @@ class Deployment:
         self.upkeep.close()
         self.channel_events.signals.close()
         self.audit.close()
+        self.notices.close()
         self.bus.close()
         for holder in (self.nonces, self.records, self.rate_leases):
             close = getattr(holder, "close", None)
