@@ -9,7 +9,7 @@ in helpers/; `make test-fast` runs unit/ and api/, `make test` everything.
   isolated set of issuer, merchants and e-cards on it for each test.
 - `pg_url` / `redis_url`: the real PostgreSQL and Redis of the machine (ECARD_TEST_PG, ECARD_TEST_REDIS).
   A test that asks for them FAILS when the service is down: CI must prove the shared deployment.
-  `pg_module_url` is one fresh database for a whole module.
+  `pg_module_url` is one fresh database for a whole module (`pg_module_databases()` one more at each call).
 - `tcp_proxy(url)`: a loopback relay in this process (tests.helpers.proxy.TcpProxy) between a server
   under test and PostgreSQL or Redis. `cut()` and `restore()` it to play an outage without stopping
   the machine's shared services.
@@ -74,6 +74,14 @@ def pg_module_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database shared by the tests of one module."""
     with fresh_pg_database() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_databases() -> Iterator[Callable[[], str]]:
+    """`pg_module_databases()`: one more fresh PostgreSQL database at each call, for module-scoped
+    fixtures that need more than `pg_module_url`; all dropped at the end of the module."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(fresh_pg_database())
 
 
 def reachable_redis() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,7 +44,18 @@ START = 100_000
 PATIENT = ClientOptions(timeout=30.0, retry=RetryConfig(max_attempts=1))
 
 
-@pytest.fixture
+# One server per backend for the module, not one per test: every test seeds a world of its own (its own
+# issuer, merchants and cards, so its own settlements, ledger rows and audit events), and what is tested is
+# reversal, not a fresh server.
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The module's database on each backend: a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('reversal')}/ecard.db"
+    return str(request.getfixturevalue("pg_module_url"))
+
+
+@pytest.fixture(scope="module")
 def served(db_url: str) -> Iterator[EcardServer]:
     with EcardServer(db=db_url) as running:
         yield running
@@ -89,8 +99,8 @@ def test_a_settlement_is_refunded_in_full_once_and_its_key_answers_the_same(
         # the Settle retried with its key: the first record as it now stands, nothing moves
         assert pos.settle(BASKET, idempotency_key="R-1", token=token) == done
         assert balance(world) == START
-    with world.admin() as admin:
-        [event] = list(admin.audit_events(kind="REVERSAL"))
+    with world.admin() as admin:  # the server is the module's: this world's merchant's events
+        [event] = [e for e in admin.audit_events(kind="REVERSAL") if e.actor == f"merchant:{world.hospital_id}"]
     assert event.actor == f"merchant:{world.hospital_id}" and "key=R-1" in event.detail
 
 
@@ -182,35 +192,44 @@ def held_settle(relayed: PharmacyClient, proxy: TcpProxy, world: World, key: str
     return thread, answers
 
 
-@pytest.fixture(params=["one replica", "two replicas"])
-def pair(request: pytest.FixtureRequest, db_url: str, tcp_proxy: Callable[[str], TcpProxy], tmp_path: Path) -> Iterator[
-        tuple[World, PharmacyClient, PharmacyClient, TcpProxy]]:
-    """A world, a POS whose calls go through a relay to replica A, and a POS straight to A or to B."""
+@pytest.fixture(scope="module", params=["one replica", "two replicas"])
+def replicas(request: pytest.FixtureRequest, db_url: str, served: EcardServer,
+             pg_module_databases: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[EcardServer, EcardServer, str]]:
+    """Replica A, replica B (A itself for "one replica") and their database, for the module."""
     # Replicas of one PostgreSQL database share their nonces in Redis (PostgreSQL alone is one process;
     # SQLite without Redis is one server too: a second is refused).
-    if request.param == "two replicas" and db_url.startswith("sqlite"):
+    if request.param == "one replica":
+        yield served, served, db_url
+        return
+    if db_url.startswith("sqlite"):
         pytest.skip("SQLite without Redis is one server: replicas need PostgreSQL and Redis")
-    redis = None if request.param == "one replica" else request.getfixturevalue("redis_url")
-    args = ["--config", config_file(tmp_path, f"ecard-test-{uuid.uuid4().hex[:12]}")] if redis else []
-    with EcardServer(db=db_url, redis=redis, extra_args=args) as a:
-        second = EcardServer(db=db_url, redis=redis, extra_args=args) if request.param == "two replicas" else None
-        try:
-            b = second.start() if second else a
-            world = World.seed(a.target, cards=1, balance_fen=START)
-            proxy = tcp_proxy(f"tcp://{a.target}")
-            with PharmacyClient(f"127.0.0.1:{proxy.port}", merchant_id=world.hospital_id, options=PATIENT) as relayed, \
-                    PharmacyClient(b.target, merchant_id=world.hospital_id) as direct:
-                relayed.reverse_settlement(f"warm-{uuid.uuid4().hex}")  # the relayed connection is up
-                yield world, relayed, direct, proxy
-        finally:
-            if second:
-                second.stop()
+    url = pg_module_databases()  # not the database of `served`, the one process there without Redis
+    redis = str(request.getfixturevalue("redis_module_url"))
+    folder = tmp_path_factory.mktemp("replicas")
+    args = ["--config", config_file(folder, f"ecard-test-{uuid.uuid4().hex[:12]}")]
+    with EcardServer(db=url, redis=redis, extra_args=args) as a, EcardServer(db=url, redis=redis, extra_args=args) as b:
+        yield a, b, url
+
+
+@pytest.fixture
+def pair(replicas: tuple[EcardServer, EcardServer, str], tcp_proxy: Callable[[str], TcpProxy]) -> Iterator[
+        tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]]:
+    """A world of its own, a POS whose calls go through a relay to replica A, a POS straight to A or to
+    B, and the database."""
+    a, b, url = replicas
+    world = World.seed(a.target, cards=1, balance_fen=START)
+    proxy = tcp_proxy(f"tcp://{a.target}")
+    with PharmacyClient(f"127.0.0.1:{proxy.port}", merchant_id=world.hospital_id, options=PATIENT) as relayed, \
+            PharmacyClient(b.target, merchant_id=world.hospital_id) as direct:
+        relayed.reverse_settlement(f"warm-{uuid.uuid4().hex}")  # the relayed connection is up
+        yield world, relayed, direct, proxy, url
 
 
 def test_a_settle_held_until_after_its_reversal_never_settles(
-    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy], db_url: str
+    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy = pair
+    world, relayed, direct, proxy, db_url = pair
     thread, answers = held_settle(relayed, proxy, world, "H-1", "up")
     assert not direct.reverse_settlement("H-1").settled
     proxy.release()
@@ -222,9 +241,9 @@ def test_a_settle_held_until_after_its_reversal_never_settles(
 
 
 def test_a_settle_whose_answer_is_held_is_settled_then_refunded(
-    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy], db_url: str
+    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy = pair
+    world, relayed, direct, proxy, db_url = pair
     thread, answers = held_settle(relayed, proxy, world, "H-2", "down")
     for _ in range(500):  # the server may send other frames first: wait for the settlement itself
         if any(r.idempotency_key == "H-2" for r in direct.list_settlements()):
@@ -242,9 +261,9 @@ def test_a_settle_whose_answer_is_held_is_settled_then_refunded(
 
 
 def test_released_settles_racing_their_reversals_end_one_way_or_the_other(
-    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy], db_url: str
+    pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy = pair
+    world, relayed, direct, proxy, db_url = pair
     seen = set()
     for n in range(12):
         key = f"H-race-{n}"
