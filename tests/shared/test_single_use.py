@@ -30,6 +30,7 @@ from ecard import (
     line_item,
 )
 from ecard.testing import EcardServer, World, shared_secret_file
+from ecard_server.storage.postgres import INSTANCE_LOCK
 from ecard_server.storage.redis_nonces import RedisNonceStore
 from ecard_server.storage.redis_records import RedisVerificationRecords
 from ecard_server.storage.sqlite import SqliteStore
@@ -353,6 +354,18 @@ def _settle_through_a_crash(a: EcardServer, b: EcardServer, pg_url: str) -> None
         assert assert_account_equals_ledger(store, on_b) == 10_000_000 - 123 * len(attempted)
 
 
+def _instance_lock_held(url: str) -> bool:
+    """Whether a session holds the database's single-instance advisory lock (pg_locks shows a 64-bit
+    key as its high and low 32 bits)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                           "AND classid = %s AND objid = %s AND objsubid = 1",
+                           (INSTANCE_LOCK >> 32, INSTANCE_LOCK & 0xFFFFFFFF)).fetchone()
+    return bool(row and row[0])
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_the_single_instance_lock_is_taken_again_after_postgresql_restarts(tmp_path: Path) -> None:
@@ -362,7 +375,7 @@ def test_the_single_instance_lock_is_taken_again_after_postgresql_restarts(tmp_p
         world = World.seed(first.target, cards=1)
         pg.stop()
         pg.start()
-        time.sleep(3)
+        until(lambda: _instance_lock_held(pg.url) or None, within=5.0, what="the lock taken again")
         second = _serve("--db", pg.url, "--single-instance", "--secret-file", shared_secret_file())
         assert second.returncode == 2 and "another ecard serve --single-instance holds" in second.stderr
         assert _verdict(first, world, world.mint(0, ttl_seconds=TTL_S)) == Reason.OK
