@@ -56,11 +56,17 @@ def run_shell(block: Block, code: str, workdir: Path, target: str) -> None:
     assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
-def run_document(document: Path, server: EcardServer, workdir: Path) -> None:
-    """A document's runnable blocks, in order, in `workdir` (the demo loaded, as `make run` leaves it)."""
+def runnable_blocks(document: Path) -> list[Block]:
+    """The blocks of `document` to run; the test is skipped (before any server starts) when there is none."""
     runnable = [b for b in blocks(document) if b.marker != "skip"]
     if not runnable:
         pytest.skip(f"{document.name} has no runnable code block")
+    return runnable
+
+
+def run_document(document: Path, server: EcardServer, workdir: Path) -> None:
+    """A document's runnable blocks, in order, in `workdir` (the demo loaded, as `make run` leaves it)."""
+    runnable = runnable_blocks(document)
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / ".venv").exists():
         activate_script(workdir)
@@ -94,6 +100,7 @@ def test_a_guide_pasted_twice_on_one_server(document: Path, tmp_path: Path, monk
     run them once (an idempotency key reused for another basket, a card issued already): each run on a
     server of its own (the shared one has run the guide already), once in a fresh folder, once again."""
     monkeypatch.chdir(tmp_path)
+    runnable_blocks(document)  # a document with nothing to run needs no server of its own
     with EcardServer() as server:
         run_document(document, server, tmp_path / "first")
         run_document(document, server, tmp_path / "second")
