@@ -20,10 +20,21 @@ from tests.helpers.inprocess import InProcessServer
 INT64_MAX = 2**63 - 1
 
 
+# One server per backend for the module, not one per test: each test seeds a world of its own (its
+# own card and merchants), and what is tested is the ceiling, not a fresh server.
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    if request.param == "sqlite":
+        db = f"sqlite:///{tmp_path_factory.mktemp('ceiling')}/ecard.db"
+    else:
+        db = str(request.getfixturevalue("pg_module_url"))
+    with InProcessServer(db=db) as running:
+        yield running
+
+
 @pytest.fixture
-def world(db_url: str) -> Iterator[World]:
-    with InProcessServer(db=db_url) as served:
-        yield World.seed(served.target, cards=1, balance_fen=1_000)
+def world(served: InProcessServer) -> World:
+    return World.seed(served.target, cards=1, balance_fen=1_000)
 
 
 def balance(world: World) -> int:
