@@ -136,7 +136,8 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
 
 
 def trace_id() -> str:
-    """The current span's trace id (32 hex digits), or "" outside a recorded span."""
+    """The current span's trace id (32 hex digits), or "" when no span is current. An unsampled call has
+    one too (its caller's, or the one its sampler was asked about): the till's log lines can be matched."""
     from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
