@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import contextvars
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,72 +70,6 @@ class Collector:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-VERIFY = "/ecard.v1.Verifier/Verify"
-
-
-class _CallMetadata:
-    """What the span layer reads of a call (its metadata), as the bench's client sends it: no traceparent."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
-
-
-def layer_cost(calls: int = 20_000) -> float:
-    """The span layer alone in this process (tracing.server_spans' begin and end as the guard calls them,
-    each call in a context of its own), with the sampler of OTEL_TRACES_SAMPLER and a BatchSpanProcessor
-    whose exporter encodes each batch as the OTLP exporter does and drops it: CPU microseconds per call,
-    the export thread's included. Sets this process's tracer provider: run it in a process of its own."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    from ecard_server import tracing
-
-    class Encoding(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            encode_spans(spans).SerializeToString()
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()  # the sampler: OTEL_TRACES_SAMPLER
-    provider.add_span_processor(BatchSpanProcessor(Encoding(), max_queue_size=calls))  # none dropped: all paid
-    tracing.configure(provider)
-    spans = tracing.server_spans(VERIFY)
-    assert spans is not None
-    begin, end = spans
-    context = _CallMetadata((("x-ecard-principal", "merchant:bench"),))
-
-    def call() -> None:
-        begin(context)
-        end("OK")
-
-    def nothing() -> None:
-        pass
-
-    best = float("inf")
-    for _ in range(3):  # the least of three: the layer's cost, not the machine's other load
-        start = time.process_time()
-        for _ in range(calls):
-            contextvars.copy_context().run(nothing)
-        empty = time.process_time() - start
-        start = time.process_time()
-        for _ in range(calls):
-            contextvars.copy_context().run(call)
-        provider.force_flush()
-        best = min(best, (time.process_time() - start - empty) / calls * 1e6)
-    tracing.shutdown()
-    return best
-
-
-def measure_layer(sampler: str, arg: str) -> float:
-    env = {**os.environ, "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": arg}
-    done = subprocess.run([sys.executable, "-m", "loadtest.bench.tracing_cost", "--layer-only"], env=env,
-                          capture_output=True, text=True, timeout=600, check=True)
-    return float(done.stdout.split()[-1])
 
 
 def run(rounds: int, seconds: float, out: Path, samplers: list[tuple[str, str]]) -> int:
@@ -211,13 +142,6 @@ def run(rounds: int, seconds: float, out: Path, samplers: list[tuple[str, str]])
               f"{f['server_cpu_us_per_call']:4.0f} us CPU/call  ({collector.requests} exports)")
         print(f"  {'':42} traced / untraced = {ratio:.3f} (median of the rounds; pooled {pooled:.3f}; "
               f"CPU per call {cpu_ratio:.3f}x) (goal >= {GOAL}): {'held' if held else 'MISSED'}")
-    print("  the span layer alone, in a loop in a process of its own (CPU per call, the export thread's included):")
-    for name, sampler, arg in configurations:
-        cost = measure_layer(sampler, arg)
-        share = cost / untraced["server_cpu_us_per_call"] if untraced["server_cpu_us_per_call"] else 0.0
-        figures[name]["span_layer_us_per_call"] = cost
-        figures[name]["span_layer_vs_untraced_cpu_per_call"] = share
-        print(f"  {name:42} {cost:5.1f} us a call: {100 * share:.1f} % of the untraced server's CPU per Verify")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     return 0 if held_all[0] else 1
@@ -232,12 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="OTEL_TRACES_SAMPLER[:OTEL_TRACES_SAMPLER_ARG] of a traced server; repeat for more "
                              "(the first one decides the exit status); default: "
                              + " and ".join(f"{s}:{a}" for s, a in SAMPLERS))
-    parser.add_argument("--layer-only", action="store_true", help="print only the span layer's CPU us per call "
-                        "in this process (the sampler: OTEL_TRACES_SAMPLER)")
     args = parser.parse_args(argv)
-    if args.layer_only:
-        print(f"{layer_cost():.2f}")
-        return 0
     samplers = [(s.partition(":")[0], s.partition(":")[2] or "1") for s in args.sampler] if args.sampler else SAMPLERS
     return run(args.rounds, args.seconds, args.out, samplers)
 

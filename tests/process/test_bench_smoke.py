@@ -69,3 +69,26 @@ def test_events_bench_reports_delivery_and_lag(tmp_path: Path) -> None:
     assert figures["events_received"] == figures["events_expected"] > 0
     assert figures["events_lost"] == figures["events_repeated"] == 0
     assert {"lag_p50_ms", "lag_p99_ms", "delivered_events_per_s", "change_call_p99_ms"} <= set(figures)
+
+
+@pytest.mark.slow
+def test_tracing_bench_reports_each_sampler(tmp_path: Path) -> None:
+    """`make bench`'s tracing part, small: every traced server exported spans to the receiver, every call
+    was answered OK, and each sampler's ratio is the median of the rounds' (one a round)."""
+    from loadtest.bench.tracing_cost import GOAL
+
+    out = tmp_path / "tracing.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench.tracing_cost", "--rounds", "2", "--seconds", "0.3",
+         "--sampler", "parentbased_traceidratio:0.05", "--sampler", "always_on", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    ratio, every = figures["traced parentbased_traceidratio 0.05"], figures["traced always_on 1"]
+    said = result.stdout[-2000:] + result.stderr[-2000:]
+    for traced in (ratio, every):
+        assert traced["export_requests"] > 0 and traced["unexpected"] == 0, said
+        assert len(traced["round_ratios"]) == 2, (traced["round_rates"], figures["untraced"]["round_rates"])
+    assert figures["untraced"]["unexpected"] == 0, said
+    assert result.returncode == (0 if ratio["traced_vs_untraced"] >= GOAL else 1), said
