@@ -67,6 +67,7 @@ from ecard_server.rpc.parsing import MessageLimits
 from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
+from ecard_server.rpc.threaded import ThreadedServer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
@@ -312,7 +313,7 @@ SERVICE_NAMES = (
 class BoundServer:
     """A gRPC server with every ecard service on a bound port, not yet started."""
 
-    server: grpc.aio.Server
+    server: grpc.Server  # grpc's thread-pool server (rpc.threaded), its async work on the loop that made it
     port: int
     pool: futures.ThreadPoolExecutor
     health: health.aio.HealthServicer
@@ -320,13 +321,14 @@ class BoundServer:
     tls: ServerTls | None = None  # reloaded on SIGHUP (ecard_server.serving)
     health_server: grpc.aio.Server | None = None  # plaintext, the health service alone (--health-listen)
     health_port: int = 0
+    readers: futures.ThreadPoolExecutor | None = None  # where streams' request messages are waited for
     on_drain: tuple[Callable[[], None], ...] = ()
     """Called as the drain starts: endless streams (WatchEvents) end, so that their clients move on."""
 
     async def start(self) -> None:
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await self.server.start()
+        self.server.start()
         if self.health_server is not None:
             await self.health_server.start()
 
@@ -340,13 +342,19 @@ class BoundServer:
         await self.health.enter_graceful_shutdown()
         for begin in self.on_drain:
             begin()
-        await self.server.stop(grace)
+        stopped = self.server.stop(grace)
+        await asyncio.to_thread(stopped.wait)
         if self.health_server is not None:
             await self.health_server.stop(0)
         # Waited for off the loop: a pool thread reading a client stream may still need the loop once.
         await asyncio.to_thread(self.pool.shutdown, wait=True)
+        if self.readers is not None:
+            self.readers.shutdown(wait=False)
 
 
+CALL_THREADS = 512
+"""Handler threads of the server (made as calls need them): each long stream (WatchEvents, health's
+Watch) holds one while it lasts, a unary call only while it runs."""
 DEV_PRINCIPALS_UNDER_TLS = ("--dev-principals is for plaintext on loopback; under mTLS the principal is the "
                             "certificate's")
 KEEPALIVE = (
@@ -388,13 +396,15 @@ def create_server(
     dev_principals: bool = False,
     health_address: str | None = None,
 ) -> BoundServer:
-    """Every ecard service on a grpc.aio server (to be called on its event loop), and the port it bound.
+    """Every ecard service on grpc's thread-pool server, its async work on the event loop this is called
+    on (rpc.threaded), and the port it bound.
 
-    Blocking work runs on a pool of `max_workers` threads; Verify runs on the event loop when the
-    deployment keeps its hot-path state in this process (see rpc.guard). Plaintext is allowed only on a
-    loopback address; anything else needs mTLS. On plaintext the principal comes from the metadata only
-    with `dev_principals` (development); without it every ecard call is UNAUTHENTICATED and only health
-    and reflection answer. Raises ValueError with a one-line reason when the address cannot be used.
+    A unary call runs on its handler thread (an async method's coroutine on the loop, the thread
+    waiting); streams run on the loop. Other blocking work runs on a pool of `max_workers` threads.
+    Plaintext is allowed only on a loopback address; anything else needs mTLS. On plaintext the principal
+    comes from the metadata only with `dev_principals` (development); without it every ecard call is
+    UNAUTHENTICATED and only health and reflection answer. Raises ValueError with a one-line reason when
+    the address cannot be used.
     """
     if tls is None and not is_loopback(address):
         raise ValueError(
@@ -411,11 +421,17 @@ def create_server(
     placement = Placement(pool, inline=deployment.hot_state_local)
     settings = deployment.settings
     limits = MessageLimits(max_batch=settings.max_batch)
-    server = grpc.aio.server(options=transport_options(settings, limits, reuse_port=reuse_port))
+    loop = asyncio.get_running_loop()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-call"),
+        options=transport_options(settings, limits, reuse_port=reuse_port),
+    )
+    readers = futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-read")
     registry = GuardedRegistry(
-        server, authorizer, placement, RequestLog(settings.request_log_verify_ok_per_second,
-                                              refused_per_second=settings.request_log_refused_per_second),
-        Admission.from_settings(settings, deployment.rate_leases), limits,
+        ThreadedServer(server, loop, readers), authorizer, placement,
+        RequestLog(settings.request_log_verify_ok_per_second,
+                   refused_per_second=settings.request_log_refused_per_second),
+        Admission.from_settings(settings, deployment.rate_leases), limits, loop=loop,
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(
@@ -446,8 +462,9 @@ def create_server(
         port = 0
     if port == 0:
         pool.shutdown(wait=False)
+        readers.shutdown(wait=False)
         raise ValueError(f"cannot listen on {address}: address in use or not available")
-    bound = BoundServer(server, port, pool, health_servicer, names, server_tls,
+    bound = BoundServer(server, port, pool, health_servicer, names, server_tls, readers=readers,
                         on_drain=(deployment.channel_events.signals.close,))
     if health_address:  # for probes that cannot present a client certificate (kubelet, grpc_health_probe)
         bound.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])

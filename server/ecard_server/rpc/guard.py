@@ -17,7 +17,13 @@ place to add a layer), and runs the result in the shape the method has:
     registry = GuardedRegistry(server, authorizer, placement, admission)
     verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, registry)  # instead of the server
 
-Every call is admitted on the event loop (authorization from memory, a stale directory read through
+On ecard's server (grpc's thread-pool server, rpc.threaded) a method with a unary request and answer
+gets the threaded runner: every layer above, and the method, on the call's handler thread (an async
+method's coroutine on the event loop, the thread waiting for it); the bounded read is the same,
+after authorization (rpc.parsing.read_bounded). Streams, and every call of a grpc.aio server, get the
+runners below, on the loop.
+
+On the loop, every call is admitted (authorization from memory, a stale directory read through
 the placement) before its method runs, so its principal is set in the call's own context and the
 pool thread that runs a plain method inherits it. A unary request is read by the guard itself, after
 authorization (rpc.parsing.bounded_reader): an unauthenticated caller's bytes are never parsed. The
@@ -28,6 +34,7 @@ the read of its request, then is admitted and run in one Python call.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -44,10 +51,19 @@ from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
 from ecard_server.rpc.admission import admitted_by_nothing, admitted_by_nothing_async, limited, metered
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
-from ecard_server.rpc.parsing import BATCH_METHOD, MessageLimits, Reader, bounded_reader, handler_like, lazily_read
+from ecard_server.rpc.parsing import (
+    BATCH_METHOD,
+    MessageLimits,
+    Reader,
+    bounded_parser,
+    bounded_reader,
+    handler_like,
+    lazily_read,
+    read_bounded,
+)
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
 from ecard_server.rpc.request_log import RequestLog
-from ecard_server.rpc.status import abort
+from ecard_server.rpc.status import abort, abort_threaded
 
 __all__ = ["GuardedRegistry", "Layers", "Placement", "hot_path"]
 _perf = time.perf_counter
@@ -75,11 +91,14 @@ class GuardedRegistry:
     handler is wrapped once, then registered on the real server."""
 
     def __init__(
-        self, server: grpc.aio.Server, authorizer: Authorizer, placement: Placement,
+        self, server: Any, authorizer: Authorizer, placement: Placement,
         request_log: RequestLog | None = None, admission: Admission | None = None,
-        limits: MessageLimits | None = None,
+        limits: MessageLimits | None = None, *, loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        """`loop`: the server is grpc's thread-pool server (rpc.threaded.ThreadedServer) and this is the
+        event loop its async work runs on; a unary method then gets the threaded runner."""
         self._server = server
+        self._loop = loop
         self._limits = limits or MessageLimits()
         self._authorizer = authorizer
         self._placement = placement
@@ -167,6 +186,11 @@ class GuardedRegistry:
             most = self._limits.max_batch if method == BATCH_METHOD else None
             read = bounded_reader(method, handler.request_deserializer, limit, most_fields=most)
         runner: Callable[..., Any]
+        loop = self._loop
+        if loop is not None and not handler.request_streaming and not handler.response_streaming:
+            parse = bounded_parser(method, handler.request_deserializer, limit,
+                                   most_fields=self._limits.max_batch if method == BATCH_METHOD else None)
+            return lazily_read(handler, _threaded(layers, behavior, parse, loop))
         if inspect.isasyncgenfunction(behavior):
             runner = _streaming_out(layers, behavior, read, placement.offload)
         elif placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior) and read:
@@ -280,3 +304,42 @@ def _streaming_out(
         finished("OK", _perf() - start, None)
 
     return stream_out
+
+
+def _threaded(
+    layers: Layers, behavior: Callable[..., Any], parse: Callable[[Any], Any], loop: asyncio.AbstractEventLoop
+) -> Callable[..., Any]:
+    """A unary method on a handler thread of the sync server (rpc.threaded): the caller authorized
+    (a stale directory reloaded right here), its request read and parsed bounded only then, admitted
+    (a lease of the shared bucket waited for here), and the method run here, or, when it is async, on
+    the loop while this thread waits for it."""
+    enter, admit, finished, failed = layers.enter, layers.admit, layers.finished, layers.failed
+    awaited = inspect.iscoroutinefunction(behavior)
+    on_loop = asyncio.run_coroutine_threadsafe
+
+    def threaded(requests: Any, context: Any) -> Any:
+        start = _perf()
+        try:
+            enter(context)
+            request = read_bounded(requests, parse)
+            admit(request, context)
+            if awaited:
+                future = on_loop(behavior(request, context), loop)
+                context.add_callback(future.cancel)  # the call ended first: it stops waiting there
+                response = future.result()
+            else:
+                response = behavior(request, context)
+        except concurrent.futures.CancelledError:
+            finished("CANCELLED", _perf() - start, None)
+            raise
+        except Exception as exc:
+            error = failed(exc)
+            finished(error.status_name, _perf() - start, error)
+            abort_threaded(context, error)
+        if not context.is_active():  # the caller went away or its deadline passed while it ran
+            finished("CANCELLED", _perf() - start, None)
+            return response
+        finished("OK", _perf() - start, response)
+        return response
+
+    return threaded

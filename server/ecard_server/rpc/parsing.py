@@ -13,7 +13,7 @@ batch of a million empty items costs no parse), and a large message is parsed of
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,35 +98,52 @@ Offload = Callable[..., Awaitable[Any]]
 Reader = Callable[[grpc.aio.ServicerContext, Offload], Awaitable[Any]]
 
 
-def bounded_reader(
+def bounded_parser(
     method: str, deserialize: Callable[[bytes], Any] | None, limit: int, *, most_fields: int | None = None
-) -> Reader:
-    """Reads the one request message of a lazily read unary call: at most `limit` bytes, at most
-    `most_fields` top-level fields when given, parsed (on `offload` when large) or refused."""
+) -> Callable[[Any], Any]:
+    """What the one request message of a lazily read unary call goes through once read (bytes, or
+    grpc.aio.EOF when none came): at most `limit` bytes, at most `most_fields` top-level fields when
+    given, parsed or refused."""
     if deserialize is None:
         raise TypeError(f"{method}: no request deserializer")
     name = method.rsplit("/", 1)[-1]
     malformed = f"{name}: the request is not a valid message"
 
-    def parse(data: bytes) -> Any:
-        try:
-            return deserialize(data)
-        except Exception:
-            raise InvalidArgument(malformed, "MALFORMED_REQUEST") from None
-
-    async def read(context: grpc.aio.ServicerContext, offload: Offload) -> Any:
-        data = await context.read()
+    def parse(data: Any) -> Any:
         if not isinstance(data, bytes):
             raise InvalidArgument(f"{name}: no request message", "MALFORMED_REQUEST")
         if len(data) > limit:
             raise _too_large(method, len(data), limit)
         if most_fields is not None and not fields_at_most(data, most_fields):
             raise InvalidArgument(f"a batch holds at most {most_fields} requests", "BATCH_TOO_LARGE")
-        if len(data) > PARSE_ON_LOOP_BYTES:
+        try:
+            return deserialize(data)
+        except Exception:
+            raise InvalidArgument(malformed, "MALFORMED_REQUEST") from None
+
+    return parse
+
+
+def bounded_reader(
+    method: str, deserialize: Callable[[bytes], Any] | None, limit: int, *, most_fields: int | None = None
+) -> Reader:
+    """Reads the one request message of a lazily read unary call on the event loop (`bounded_parser`;
+    parsed on `offload` when large)."""
+    parse = bounded_parser(method, deserialize, limit, most_fields=most_fields)
+
+    async def read(context: grpc.aio.ServicerContext, offload: Offload) -> Any:
+        data = await context.read()
+        if isinstance(data, bytes) and PARSE_ON_LOOP_BYTES < len(data) <= limit:
             return await offload(parse, data)
         return parse(data)
 
     return read
+
+
+def read_bounded(requests: Iterator[Any], parse: Callable[[Any], Any]) -> Any:
+    """On a handler thread of the sync server: the one request message of a lazily read unary call,
+    read only now (the caller already authorized) and put through `parse` (bounded_parser)."""
+    return parse(next(requests, None))
 
 
 def tolerant(

@@ -1,10 +1,12 @@
 """Where a call's work runs: on the event loop, or on the pool of threads for blocking work.
 
-The server is grpc.aio: one event loop takes every call. A plain (not async) servicer method runs
+The server is grpc's thread-pool server (rpc.threaded): a unary call runs whole on its handler thread,
+an async method's coroutine on the one event loop. What the guard runs on the loop (streams, through
+rpc.threaded.LoopContext; or every call, on a grpc.aio server) places a plain (not async) method
 
 - on the event loop itself when it is marked `@hot_path` and the deployment keeps every piece of
-  hot-path state in this process (`Placement.inline`): Verify is then one Python call between the
-  transport's read and write, with no thread hop;
+  hot-path state in this process (`Placement.inline`): a VerifyStream item is then one Python call,
+  with no thread hop;
 - on the pool otherwise (settlement and admin writes, VerifyBatch's milliseconds of signatures, and
   the `@hot_path` ones of a deployment on Redis or PostgreSQL, which have async methods for their
   hot path instead: see rpc.verifier).

@@ -30,4 +30,11 @@ async def abort(context: grpc.aio.ServicerContext, exc: EcardError) -> None:
     await context.abort(status.code, status.details, (*(context.trailing_metadata() or ()), *status.trailing_metadata))
 
 
+def abort_threaded(context: grpc.ServicerContext, exc: EcardError) -> None:
+    """`abort` on a handler thread of the sync server (raises, as its abort does)."""
+    status = to_status(exc)
+    context.set_trailing_metadata((*(context.trailing_metadata() or ()), *status.trailing_metadata))  # type: ignore[attr-defined]
+    context.abort(status.code, status.details)
+
+
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT
