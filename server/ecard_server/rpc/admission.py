@@ -23,6 +23,7 @@ Admit = Callable[[Any, grpc.aio.ServicerContext], None]
 AdmitAsync = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 Finished = Callable[[str, float, object], None]
 ChargeItem = Callable[[], Awaitable[None]]
+ChargeItemSync = Callable[[], None]
 
 # What a call costs of its caller's rate when it is admitted, by method (default one call): a batch
 # costs its items; a stream nothing at its start, since each of its items is charged (ITEM_COSTS).
@@ -82,5 +83,18 @@ def metered(admission: Admission, method: str) -> ChargeItem | None:
 
     async def charge_item() -> None:
         await charge(principal_of(), cost)
+
+    return charge_item
+
+
+def metered_sync(admission: Admission, method: str) -> ChargeItemSync | None:
+    """`metered` for a stream run on its handler thread (the wait for its turn blocks that thread)."""
+    cost = ITEM_COSTS.get(method)
+    if cost is None:
+        return None
+    charge, principal_of = admission.charge_sync, current_principal.get
+
+    def charge_item() -> None:
+        charge(principal_of(), cost)
 
     return charge_item

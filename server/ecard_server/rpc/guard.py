@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeAlias, cast
@@ -49,7 +50,13 @@ from ecard.errors import EcardError
 from ecard_server import tracing
 from ecard_server.core.limits import Admission
 from ecard_server.rpc import crashes, metrics
-from ecard_server.rpc.admission import admitted_by_nothing, admitted_by_nothing_async, limited, metered
+from ecard_server.rpc.admission import (
+    admitted_by_nothing,
+    admitted_by_nothing_async,
+    limited,
+    metered,
+    metered_sync,
+)
 from ecard_server.rpc.auth import Authorizer, MethodAuthorization
 from ecard_server.rpc.parsing import (
     BATCH_METHOD,
@@ -60,6 +67,7 @@ from ecard_server.rpc.parsing import (
     handler_like,
     lazily_read,
     read_bounded,
+    tolerant,
 )
 from ecard_server.rpc.placement import Placement, blocking_requests, hot_path, is_hot_path
 from ecard_server.rpc.request_log import RequestLog
@@ -69,6 +77,7 @@ __all__ = ["GuardedRegistry", "Layers", "Placement", "hot_path"]
 _perf = time.perf_counter
 Context: TypeAlias = grpc.aio.ServicerContext
 Items: TypeAlias = Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]
+ItemsSync: TypeAlias = Callable[[Iterator[Any], Any], Iterator[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class Layers:
     failed: Callable[[BaseException], EcardError]  # the error a raised exception answers with
     items: Items | None = None  # each item of a request stream, as it is read: the caller checked
     # again (a certificate denied since the stream began ends it) and the item charged (admission)
+    items_sync: ItemsSync | None = None  # the same, for a stream run on its handler thread
 
 
 class GuardedRegistry:
@@ -166,13 +176,23 @@ class GuardedRegistry:
                     await charge_item()
                 yield request
 
+        charge_item_sync = metered_sync(self._admission, method) if self._admission is not None else None
+
+        def items_sync(requests: Iterator[Any], context: Any) -> Iterator[Any]:
+            for request in requests:
+                recheck(context)
+                if charge_item_sync is not None:
+                    charge_item_sync()
+                yield request
+
         admit: Callable[[Any, Context], None] = admitted_by_nothing
         admit_async: Callable[[Any, Context], Awaitable[None]] = admitted_by_nothing_async
         finished_all: Callable[[str, float, object], None] = finished
         if self._admission is not None:
             admit, admit_async, finished_all = limited(self._admission, method, finished)
         return Layers(enter=enter, enter_async=enter_async, admit=admit, admit_async=admit_async,
-                      finished=finished_all, failed=failed, items=items)
+                      finished=finished_all, failed=failed, items=items,
+                      items_sync=items_sync)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         behavior: Callable[..., Any] = cast(Callable[..., Any], handler.unary_unary or handler.unary_stream
@@ -191,6 +211,10 @@ class GuardedRegistry:
             parse = bounded_parser(method, handler.request_deserializer, limit,
                                    most_fields=self._limits.max_batch if method == BATCH_METHOD else None)
             return lazily_read(handler, _threaded(layers, behavior, parse, loop))
+        if loop is not None and handler.request_streaming and inspect.isgeneratorfunction(behavior):
+            # a stream answered by a plain generator (the embedded VerifyStream): all on its handler thread
+            return handler_like(method, handler, _threaded_stream(layers, behavior, tolerant(
+                handler.request_deserializer, method, limit)), limit)
         if inspect.isasyncgenfunction(behavior):
             runner = _streaming_out(layers, behavior, read, placement.offload)
         elif placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior) and read:
@@ -343,3 +367,53 @@ def _threaded(
         return response
 
     return threaded
+
+
+def _threaded_stream(
+    layers: Layers, behavior: Callable[..., Iterator[Any]], parse: Callable[[bytes], Any]
+) -> Callable[..., Iterator[Any]]:
+    """A request stream answered by a plain generator, on its handler thread of the sync server
+    (rpc.threaded): the caller authorized and the call admitted before any message is read; each
+    message parsed bounded as the method reads it, the caller checked again and the item charged; every
+    step in the call's own context (the thread serves other calls after it)."""
+    enter, admit, finished, failed, items = layers.enter, layers.admit, layers.finished, layers.failed, \
+        layers.items_sync
+    assert items is not None
+
+    def run(requests: Iterator[bytes], context: Any) -> Iterator[Any]:
+        start = _perf()
+        try:
+            enter(context)
+            admit(None, context)
+            yield from behavior(items(map(parse, requests), context), context)
+        except GeneratorExit:  # the server stopped asking for answers: the call ended first
+            finished("CANCELLED", _perf() - start, None)
+            raise
+        except grpc.RpcError:  # the request stream: the caller went away
+            finished("CANCELLED", _perf() - start, None)
+            return
+        except Exception as exc:
+            error = failed(exc)
+            finished(error.status_name, _perf() - start, error)
+            abort_threaded(context, error)
+        finished("OK", _perf() - start, None)
+
+    def threaded_stream(requests: Iterator[bytes], context: Any) -> Iterator[Any]:
+        own = contextvars.Context()
+        return _in_context(own, own.run(run, requests, context))
+
+    return threaded_stream
+
+
+def _in_context(own: contextvars.Context, responses: Iterator[Any]) -> Iterator[Any]:
+    """`responses`, each step run in `own` (a generator runs in its caller's context otherwise)."""
+    step = own.run
+    try:
+        while True:
+            try:
+                response = step(next, responses)
+            except StopIteration:
+                return
+            yield response
+    finally:
+        step(responses.close)  # type: ignore[attr-defined]

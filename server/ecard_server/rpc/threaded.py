@@ -7,10 +7,12 @@ grpc's sync server carries a unary call for ~55 us less CPU than grpc.aio on thi
   handler thread, with the guard's threaded runner (rpc.guard): authorized, its request read bounded,
   admitted, run; an async method (the shared deployment's Verify, awaiting Redis through the group
   commit) has its coroutine run on the loop while the handler thread waits for it;
-- a streaming method (VerifyStream, WatchEvents, EnrollCards, health's Watch, reflection): the guard's
-  grpc.aio runner, unchanged, run on the loop through `LoopContext`, which gives it the grpc.aio
-  context it expects over the handler thread's call: each request message read on a reader thread, each
-  response handed to the handler thread to send.
+- a request stream answered by a plain generator (the embedded deployment's VerifyStream): on its
+  handler thread, like a unary call (the guard's threaded stream runner);
+- any other streaming method (the shared VerifyStream, WatchEvents, EnrollCards, health's Watch,
+  reflection): the guard's grpc.aio runner, unchanged, run on the loop through `LoopContext`, which
+  gives it the grpc.aio context it expects over the handler thread's call: each request message read
+  on a reader thread, each response handed to the handler thread to send.
 
 `ThreadedServer` takes the place of the grpc.aio server in GuardedRegistry: it registers each guarded
 handler on the sync server, bridged to the loop when its behavior is async. Every call runs in a
@@ -165,7 +167,9 @@ class ThreadedServer:
                                         or handler.stream_unary or handler.stream_stream)
         parse = handler.request_deserializer  # request messages come as bytes: parsed where they are read
         loop, readers = self._loop, self._readers
-        if handler.response_streaming:  # an async generator, or a coroutine writing with context.write
+        on_the_loop = inspect.isasyncgenfunction(behavior) or inspect.iscoroutinefunction(behavior)
+        if handler.response_streaming and on_the_loop:  # an async generator, or a coroutine writing with
+            # context.write
 
             def streamed(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
                 on_loop = LoopContext(context, requests, loop, readers)

@@ -1,9 +1,9 @@
 """Verifier servicer: unary, stream and batch share one path, the core's TokenVerifier.
 
-Verify and each VerifyStream item run on the event loop: all of it when the deployment keeps its
-hot-path state in this process (VerifierServicer), all but the Redis round trip, which is awaited,
-when nonces are in Redis (SharedVerifierServicer); a call that misses a cache runs on the pool. A batch
-always runs on the pool.
+Verify and each VerifyStream item run on the call's handler thread when the deployment keeps its
+hot-path state in this process (VerifierServicer); when nonces are in Redis (SharedVerifierServicer)
+they run on the event loop, all but the Redis round trip, which is awaited, and a call that misses a
+cache runs on the pool (rpc.threaded). A batch runs on its handler thread.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
 An accepted unary Verify that carries a request_id leaves its answer in the verification records, for
 GetVerification (a POS whose Verify timed out asks it back there instead of verifying again). A
@@ -16,7 +16,7 @@ nonce store, exactly as the items would be one after another.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import NamedTuple
 
 import grpc.aio
@@ -149,12 +149,13 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
             raise NotFound("no Verify of this merchant finished under this request_id", "VERIFICATION_NOT_FOUND")
         return verifier_pb2.VerifyResponse.FromString(found)
 
-    async def VerifyStream(
-        self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
-        run, verify = self._placement.run, self._verify
-        async for request in request_iterator:
-            yield await run(verify, request, own_id(request.merchant_id), False)
+    def VerifyStream(  # type: ignore[override]
+        self, request_iterator: Iterator[verifier_pb2.VerifyRequest], context: grpc.ServicerContext
+    ) -> Iterator[verifier_pb2.VerifyResponse]:
+        """On the stream's handler thread, each item as it is read (rpc.guard's threaded stream)."""
+        verify = self._verify
+        for request in request_iterator:
+            yield verify(request, own_id(request.merchant_id), False)
 
     def VerifyBatch(
         self, request: verifier_pb2.VerifyBatchRequest, context: grpc.aio.ServicerContext
@@ -235,7 +236,7 @@ class SharedVerifierServicer(VerifierServicer):
     ) -> verifier_pb2.VerifyResponse:
         return await self._verify_async(request, own_id(request.merchant_id), True)
 
-    async def VerifyStream(
+    async def VerifyStream(  # type: ignore[override]  # on the loop: each item may await Redis
         self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
         verify = self._verify_async
