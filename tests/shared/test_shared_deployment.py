@@ -665,3 +665,35 @@ def test_a_verify_keeps_its_answer_in_its_consumptions_script_call_only_when_fre
     finally:
         store.close()
         records.close()
+
+
+@pytest.mark.redis
+def test_the_first_verify_after_a_dropped_connection_is_answered(
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
+) -> None:
+    """The group commit's connection closed by the other end while idle (a Redis restart, a relay
+    dropping it): the next consumption is answered on a new connection, not failed (it was UNAVAILABLE,
+    so every worker's first Verify after each Redis restart failed); a Redis that stays away still fails
+    it closed."""
+    relay = tcp_proxy(redis_url)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
+
+    async def on_the_loop() -> None:
+        expires = time.time() + 60
+        assert await store.consume_async(b"before", expires)
+        for round_ in range(3):
+            relay.cut()
+            relay.restore()
+            assert await store.consume_async(f"after-{round_}".encode(), expires)
+            assert not await store.consume_async(f"after-{round_}".encode(), expires)
+        relay.cut()
+        with pytest.raises(Unavailable):
+            await store.consume_async(b"gone", expires)
+        relay.restore()
+        assert await store.consume_async(b"back", expires)
+        await store.aclose()
+
+    try:
+        asyncio.run(on_the_loop())
+    finally:
+        store.close()

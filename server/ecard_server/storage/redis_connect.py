@@ -178,21 +178,38 @@ class ScriptLine:
         self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
 
     async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The answer of `script` (a registered script: its `sha` and `script`) on KEYS and ARGV."""
+        """The answer of `script` (a registered script: its `sha` and `script`) on KEYS and ARGV.
+
+        A connection made earlier that turns out closed by the other end (Redis restarted, or a relay
+        between dropped it while idle) is made again once, within the same time bound: the first call
+        after every Redis restart would fail otherwise. Sent again, a consumption fails closed at worst
+        (a nonce the first attempt consumed before the connection broke answers "used")."""
         connection = self._connection
         try:
             async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(
-                    connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False)
+                reused = connection.is_connected
                 try:
-                    return await connection.read_response()
-                except redis.exceptions.NoScriptError:
-                    await connection.send_packed_command(
-                        connection.pack_command("EVAL", script.script, len(keys), *keys, *args), check_health=False)
-                    return await connection.read_response()
+                    return await self._evaluate(connection, script, keys, args)
+                except redis.exceptions.ConnectionError:
+                    if not reused:
+                        raise
+                    await connection.disconnect(nowait=True)
+                    return await self._evaluate(connection, script, keys, args)
         except BaseException:
             await connection.disconnect(nowait=True)  # an answer may still be on its way: never read it
             raise
+
+    @staticmethod
+    async def _evaluate(connection: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """EVALSHA, then EVAL when Redis does not know the script."""
+        await connection.send_packed_command(
+            connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False)
+        try:
+            return await connection.read_response()
+        except redis.exceptions.NoScriptError:
+            await connection.send_packed_command(
+                connection.pack_command("EVAL", script.script, len(keys), *keys, *args), check_health=False)
+            return await connection.read_response()
 
     async def aclose(self) -> None:
         await self._connection.disconnect()
