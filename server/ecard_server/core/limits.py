@@ -244,27 +244,15 @@ class Admission:
                 return int(refused.metadata["retry_after_ms"]) / 1000
         return 0.0
 
-    def charge_sync(self, principal: Principal, cost: int = 1, *, max_wait_s: float = MAX_STREAM_WAIT_S) -> None:
-        """`charge` on a thread (a stream run on its handler thread): a blocking lease round trip, a
-        blocking wait for its turn."""
+    def charged_at_once(self, principal: Principal, cost: int = 1) -> bool:
+        """Takes `cost` for an item of an admitted call when that needs neither a wait nor a lease of the
+        shared bucket (True); otherwise takes nothing (False: `charge` it)."""
         if principal.kind == ADMIN or not self._rate:
-            return
-        waited = 0.0
-        while True:
-            try:
-                wait = self._charge_now(principal, cost)
-            except NeedLease as short:
-                try:
-                    self.refill_sync(short)
-                    continue
-                except ResourceExhausted as refused:
-                    wait = int(refused.metadata["retry_after_ms"]) / 1000
-            if not wait:
-                return
-            if waited + wait > max_wait_s:
-                raise _rate_limited(wait)
-            time.sleep(wait)
-            waited += wait
+            return True
+        try:
+            return not self._charge_now(principal, cost)
+        except NeedLease:
+            return False
 
     async def charge(self, principal: Principal, cost: int = 1, *, max_wait_s: float = MAX_STREAM_WAIT_S) -> None:
         """Charges one item of a stream (its call was admitted): waits for its turn when the rate is

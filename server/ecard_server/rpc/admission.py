@@ -9,6 +9,7 @@ the call, wherever it ends, gives back exactly what its start took.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -87,14 +88,17 @@ def metered(admission: Admission, method: str) -> ChargeItem | None:
     return charge_item
 
 
-def metered_sync(admission: Admission, method: str) -> ChargeItemSync | None:
-    """`metered` for a stream run on its handler thread (the wait for its turn blocks that thread)."""
+def metered_sync(admission: Admission, method: str, loop: asyncio.AbstractEventLoop) -> ChargeItemSync | None:
+    """`metered` for a stream run on its handler thread: an item taken at once stays on the thread; one
+    that waits for its turn or for a lease is charged on `loop`, the thread waiting for it."""
     cost = ITEM_COSTS.get(method)
     if cost is None:
         return None
-    charge, principal_of = admission.charge_sync, current_principal.get
+    at_once, charge, principal_of = admission.charged_at_once, admission.charge, current_principal.get
 
     def charge_item() -> None:
-        charge(principal_of(), cost)
+        principal = principal_of()
+        if not at_once(principal, cost):
+            asyncio.run_coroutine_threadsafe(charge(principal, cost), loop).result()
 
     return charge_item

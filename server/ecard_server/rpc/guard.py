@@ -176,7 +176,9 @@ class GuardedRegistry:
                     await charge_item()
                 yield request
 
-        charge_item_sync = metered_sync(self._admission, method) if self._admission is not None else None
+        charge_item_sync = None  # (a stream on a handler thread is only run by the thread-pool server)
+        if self._admission is not None and self._loop is not None:
+            charge_item_sync = metered_sync(self._admission, method, self._loop)
 
         def items_sync(requests: Iterator[Any], context: Any) -> Iterator[Any]:
             for request in requests:
@@ -330,6 +332,13 @@ def _streaming_out(
     return stream_out
 
 
+def _failed_threaded(layers: Layers, context: Any, exc: Exception, start: float) -> None:
+    """`_failed` on a handler thread of the sync server (raises, as its abort does)."""
+    error = layers.failed(exc)
+    layers.finished(error.status_name, _perf() - start, error)
+    abort_threaded(context, error)
+
+
 def _threaded(
     layers: Layers, behavior: Callable[..., Any], parse: Callable[[Any], Any], loop: asyncio.AbstractEventLoop
 ) -> Callable[..., Any]:
@@ -337,7 +346,7 @@ def _threaded(
     (a stale directory reloaded right here), its request read and parsed bounded only then, admitted
     (a lease of the shared bucket waited for here), and the method run here, or, when it is async, on
     the loop while this thread waits for it."""
-    enter, admit, finished, failed = layers.enter, layers.admit, layers.finished, layers.failed
+    enter, admit, finished = layers.enter, layers.admit, layers.finished
     awaited = inspect.iscoroutinefunction(behavior)
     on_loop = asyncio.run_coroutine_threadsafe
 
@@ -357,9 +366,7 @@ def _threaded(
             finished("CANCELLED", _perf() - start, None)
             raise
         except Exception as exc:
-            error = failed(exc)
-            finished(error.status_name, _perf() - start, error)
-            abort_threaded(context, error)
+            _failed_threaded(layers, context, exc, start)
         if not context.is_active():  # the caller went away or its deadline passed while it ran
             finished("CANCELLED", _perf() - start, None)
             return response
@@ -376,8 +383,7 @@ def _threaded_stream(
     (rpc.threaded): the caller authorized and the call admitted before any message is read; each
     message parsed bounded as the method reads it, the caller checked again and the item charged; every
     step in the call's own context (the thread serves other calls after it)."""
-    enter, admit, finished, failed, items = layers.enter, layers.admit, layers.finished, layers.failed, \
-        layers.items_sync
+    enter, admit, finished, items = layers.enter, layers.admit, layers.finished, layers.items_sync
     assert items is not None
 
     def run(requests: Iterator[bytes], context: Any) -> Iterator[Any]:
@@ -393,9 +399,7 @@ def _threaded_stream(
             finished("CANCELLED", _perf() - start, None)
             return
         except Exception as exc:
-            error = failed(exc)
-            finished(error.status_name, _perf() - start, error)
-            abort_threaded(context, error)
+            _failed_threaded(layers, context, exc, start)
         finished("OK", _perf() - start, None)
 
     def threaded_stream(requests: Iterator[bytes], context: Any) -> Iterator[Any]:
