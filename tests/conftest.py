@@ -107,6 +107,15 @@ def redis_module_url() -> str:
     return reachable_redis()
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`db_url` for a module whose tests share one server per backend (each test seeds a world of its
+    own): a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('module')}/ecard.db"
+    return str(request.getfixturevalue("pg_module_url"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """The same test on each backend: a fresh SQLite file, then a fresh PostgreSQL database."""

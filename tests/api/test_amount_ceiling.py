@@ -22,13 +22,9 @@ INT64_MAX = 2**63 - 1
 
 # One server per backend for the module, not one per test: each test seeds a world of its own (its
 # own card and merchants), and what is tested is the ceiling, not a fresh server.
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
-    if request.param == "sqlite":
-        db = f"sqlite:///{tmp_path_factory.mktemp('ceiling')}/ecard.db"
-    else:
-        db = str(request.getfixturevalue("pg_module_url"))
-    with InProcessServer(db=db) as running:
+@pytest.fixture(scope="module")
+def served(module_db_url: str) -> Iterator[InProcessServer]:
+    with InProcessServer(db=module_db_url) as running:
         yield running
 
 

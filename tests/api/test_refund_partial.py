@@ -52,13 +52,6 @@ START = 100_000
 # One server per backend for the module, not one per test: every test seeds a world of its own (its own
 # merchants and card, so its own settlements and refunds), and what is tested is refunds, not a fresh
 # server. The upgrade test makes its own old database (`db_url`).
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('refunds')}/ecard.db"
-    return str(request.getfixturevalue("pg_module_url"))
-
-
 @pytest.fixture(scope="module")
 def served(module_db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
     """What tests/api/conftest.py's `served` is (replicas may join it), for the module."""

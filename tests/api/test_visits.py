@@ -40,13 +40,9 @@ OPEN = settlement_pb2.VISIT_STATUS_OPEN
 
 # One server per backend for the module, not one per test: every test seeds a world of its own (its own
 # hospital, pharmacy and cards, so its own visits), and what is tested is visits, not a fresh server.
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
-    if request.param == "sqlite":
-        db = f"sqlite:///{tmp_path_factory.mktemp('visits')}/ecard.db"
-    else:
-        db = str(request.getfixturevalue("pg_module_url"))
-    with InProcessServer(db=db, settings=Settings(visit_ttl_s=3)) as running:
+@pytest.fixture(scope="module")
+def served(module_db_url: str) -> Iterator[InProcessServer]:
+    with InProcessServer(db=module_db_url, settings=Settings(visit_ttl_s=3)) as running:
         yield running
 
 

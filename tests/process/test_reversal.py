@@ -47,17 +47,9 @@ PATIENT = ClientOptions(timeout=30.0, retry=RetryConfig(max_attempts=1))
 # One server per backend for the module, not one per test: every test seeds a world of its own (its own
 # issuer, merchants and cards, so its own settlements, ledger rows and audit events), and what is tested is
 # reversal, not a fresh server.
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The module's database on each backend: a fresh SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('reversal')}/ecard.db"
-    return str(request.getfixturevalue("pg_module_url"))
-
-
 @pytest.fixture(scope="module")
-def served(db_url: str) -> Iterator[EcardServer]:
-    with EcardServer(db=db_url) as running:
+def served(module_db_url: str) -> Iterator[EcardServer]:
+    with EcardServer(db=module_db_url) as running:
         yield running
 
 
@@ -77,13 +69,13 @@ def fund_net(db_url: str, merchant_id: str) -> int:
 
 
 def test_a_settlement_is_refunded_in_full_once_and_its_key_answers_the_same(
-    served: EcardServer, db_url: str
+    served: EcardServer, module_db_url: str
 ) -> None:
     world = World.seed(served.target, cards=1, balance_fen=START)
     with world.hospital() as pos:
         token = world.mint(0)
         record = pos.settle(BASKET, idempotency_key="R-1", token=token, terminal_id="till-1")
-        assert balance(world) < START and fund_net(db_url, world.hospital_id) == record.fund_paid_fen > 0
+        assert balance(world) < START and fund_net(module_db_url, world.hospital_id) == record.fund_paid_fen > 0
         first = pos.reverse_settlement("R-1", terminal_id="till-2", operator_id="op-7")
         assert first.settled and first.settlement.settlement_id == record.settlement_id
         done = first.settlement
@@ -93,7 +85,7 @@ def test_a_settlement_is_refunded_in_full_once_and_its_key_answers_the_same(
         assert entry.reversal and entry.idempotency_key == "reversal:R-1" and entry.terminal_id == "till-2"
         assert (entry.fund_fen, entry.personal_account_fen, entry.self_pay_fen) == (
             record.fund_paid_fen, record.personal_account_paid_fen, record.self_pay_fen)
-        assert balance(world) == START and fund_net(db_url, world.hospital_id) == 0
+        assert balance(world) == START and fund_net(module_db_url, world.hospital_id) == 0
         again = pos.reverse_settlement("R-1")
         assert again.settlement == done and again.reversed_at == first.reversed_at
         # the Settle retried with its key: the first record as it now stands, nothing moves
@@ -104,7 +96,7 @@ def test_a_settlement_is_refunded_in_full_once_and_its_key_answers_the_same(
     assert event.actor == f"merchant:{world.hospital_id}" and "key=R-1" in event.detail
 
 
-def test_a_key_with_nothing_settled_is_barred_for_good(served: EcardServer, db_url: str) -> None:
+def test_a_key_with_nothing_settled_is_barred_for_good(served: EcardServer, module_db_url: str) -> None:
     world = World.seed(served.target, cards=1, balance_fen=START)
     with world.pharmacy() as pos:
         reversal = pos.reverse_settlement("R-lost")
@@ -116,7 +108,7 @@ def test_a_key_with_nothing_settled_is_barred_for_good(served: EcardServer, db_u
             assert refused.value.reason == "REVERSED"
         assert pos.reverse_settlement("R-lost").reversed_at == reversal.reversed_at
         assert list(pos.list_settlements()) == []
-    assert balance(world) == START and fund_net(db_url, world.pharmacy_id) == 0
+    assert balance(world) == START and fund_net(module_db_url, world.pharmacy_id) == 0
 
 
 def test_a_partly_refunded_settlement_gives_back_the_rest(served: EcardServer) -> None:
@@ -193,16 +185,16 @@ def held_settle(relayed: PharmacyClient, proxy: TcpProxy, world: World, key: str
 
 
 @pytest.fixture(scope="module", params=["one replica", "two replicas"])
-def replicas(request: pytest.FixtureRequest, db_url: str, served: EcardServer,
+def replicas(request: pytest.FixtureRequest, module_db_url: str, served: EcardServer,
              pg_module_databases: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[EcardServer, EcardServer, str]]:
     """Replica A, replica B (A itself for "one replica") and their database, for the module."""
     # Replicas of one PostgreSQL database share their nonces in Redis (PostgreSQL alone is one process;
     # SQLite without Redis is one server too: a second is refused).
     if request.param == "one replica":
-        yield served, served, db_url
+        yield served, served, module_db_url
         return
-    if db_url.startswith("sqlite"):
+    if module_db_url.startswith("sqlite"):
         pytest.skip("SQLite without Redis is one server: replicas need PostgreSQL and Redis")
     url = pg_module_databases()  # not the database of `served`, the one process there without Redis
     redis = str(request.getfixturevalue("redis_module_url"))
@@ -229,7 +221,7 @@ def pair(replicas: tuple[EcardServer, EcardServer, str], tcp_proxy: Callable[[st
 def test_a_settle_held_until_after_its_reversal_never_settles(
     pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy, db_url = pair
+    world, relayed, direct, proxy, module_db_url = pair
     thread, answers = held_settle(relayed, proxy, world, "H-1", "up")
     assert not direct.reverse_settlement("H-1").settled
     proxy.release()
@@ -237,13 +229,13 @@ def test_a_settle_held_until_after_its_reversal_never_settles(
     [answer] = answers
     assert isinstance(answer, FailedPrecondition) and answer.reason == "REVERSED"
     assert outcome(direct, world, "H-1") == "never"
-    assert balance(world) == START and fund_net(db_url, world.hospital_id) == 0
+    assert balance(world) == START and fund_net(module_db_url, world.hospital_id) == 0
 
 
 def test_a_settle_whose_answer_is_held_is_settled_then_refunded(
     pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy, db_url = pair
+    world, relayed, direct, proxy, module_db_url = pair
     thread, answers = held_settle(relayed, proxy, world, "H-2", "down")
     for _ in range(500):  # the server may send other frames first: wait for the settlement itself
         if any(r.idempotency_key == "H-2" for r in direct.list_settlements()):
@@ -257,13 +249,13 @@ def test_a_settle_whose_answer_is_held_is_settled_then_refunded(
     assert isinstance(answer, settlement_pb2.SettlementRecord) and answer.settlement_id == (
         reversal.settlement.settlement_id)
     assert outcome(direct, world, "H-2") == "refunded"
-    assert balance(world) == START and fund_net(db_url, world.hospital_id) == 0
+    assert balance(world) == START and fund_net(module_db_url, world.hospital_id) == 0
 
 
 def test_released_settles_racing_their_reversals_end_one_way_or_the_other(
     pair: tuple[World, PharmacyClient, PharmacyClient, TcpProxy, str]
 ) -> None:
-    world, relayed, direct, proxy, db_url = pair
+    world, relayed, direct, proxy, module_db_url = pair
     seen = set()
     for n in range(12):
         key = f"H-race-{n}"
@@ -289,5 +281,5 @@ def test_released_settles_racing_their_reversals_end_one_way_or_the_other(
             assert not reversed_.settled
         else:
             assert isinstance(answer, settlement_pb2.SettlementRecord) and reversed_.settled
-        assert balance(world) == START and fund_net(db_url, world.hospital_id) == 0
+        assert balance(world) == START and fund_net(module_db_url, world.hospital_id) == 0
     assert seen <= {"never", "refunded"}
