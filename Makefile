@@ -64,13 +64,20 @@ typecheck: install  ## mypy: the SDK (client/) --strict, the server as pyproject
 	$(VENV)/bin/mypy --strict client/ecard
 	$(VENV)/bin/mypy server/ecard_server
 
-test: install  ## every test, PostgreSQL and Redis included (they fail when those are down)
+# The tests start `ecard` (and loadtest) as child processes hundreds of times: compiled once here, each
+# one reads the bytecode instead of compiling the sources again (it writes none where
+# PYTHONDONTWRITEBYTECODE is set). Only what changed since the last run is compiled again.
+.PHONY: bytecode
+bytecode: install
+	@$(PY) -m compileall -q client/ecard server/ecard_server loadtest >/dev/null
+
+test: bytecode  ## every test, PostgreSQL and Redis included (they fail when those are down)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install  ## the daily loop: tests/unit and tests/api (servers in the test process; no PostgreSQL, Redis or child process)
+test-fast: bytecode  ## the daily loop: tests/unit and tests/api (servers in the test process; no PostgreSQL, Redis or child process)
 	$(PY) -m pytest tests/unit tests/api -m "not postgres and not redis" $(PYTEST_ARGS)
 
-test-embedded: install  ## only what needs no PostgreSQL or Redis (a laptop)
+test-embedded: bytecode  ## only what needs no PostgreSQL or Redis (a laptop)
 	$(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
 
 run: install-server  ## the server on $(LISTEN) with demo data (SQLite in var/); Ctrl-C stops it

@@ -10,6 +10,9 @@ in helpers/; `make test-fast` runs unit/ and api/, `make test` everything.
 - `pg_url` / `redis_url`: the real PostgreSQL and Redis of the machine (ECARD_TEST_PG, ECARD_TEST_REDIS).
   A test that asks for them FAILS when the service is down: CI must prove the shared deployment.
   `pg_module_url` is one fresh database for a whole module (`pg_module_databases()` one more at each call).
+  These databases are copies of a template holding the current migrations (tests.helpers.pg_template:
+  made once, named by a hash of the migrations); `pg_empty_url` / `empty_db_url` are empty ones, for the
+  tests of migrating itself.
 - `tcp_proxy(url)`: a loopback relay in this process (tests.helpers.proxy.TcpProxy) between a server
   under test and PostgreSQL or Redis. `cut()` and `restore()` it to play an outage without stopping
   the machine's shared services.
@@ -43,9 +46,13 @@ def world(server: EcardServer) -> World:
 
 
 @contextlib.contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards; FAILS the test when PostgreSQL is down."""
+def fresh_pg_database(*, migrated: bool = True) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; FAILS the test when PostgreSQL is down. `migrated`:
+    a copy of the template at the current schema (what `ecard serve` would make of an empty one), else
+    empty."""
     import psycopg
+
+    from tests.helpers.pg_template import migrated_template
 
     name = f"ecard_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -53,7 +60,8 @@ def fresh_pg_database() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        template = f' TEMPLATE "{migrated_template(admin, PG_ADMIN_URL)}"' if migrated else ""
+        admin.execute(f'CREATE DATABASE "{name}"{template}')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
@@ -64,14 +72,21 @@ def fresh_pg_database() -> Iterator[str]:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    """A fresh PostgreSQL database at the current schema for this test, dropped afterwards."""
     with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_empty_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (no schema) for this test, dropped afterwards."""
+    with fresh_pg_database(migrated=False) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def pg_module_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database shared by the tests of one module."""
+    """A fresh PostgreSQL database at the current schema, shared by the tests of one module."""
     with fresh_pg_database() as url:
         yield url
 
@@ -122,6 +137,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/ecard.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """`db_url` with nothing in it yet (no schema): for the tests of migrating."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ecard.db"
+    return request.getfixturevalue("pg_empty_url")
 
 
 @pytest.fixture

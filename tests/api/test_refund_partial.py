@@ -51,7 +51,7 @@ START = 100_000
 
 # One server per backend for the module, not one per test: every test seeds a world of its own (its own
 # merchants and card, so its own settlements and refunds), and what is tested is refunds, not a fresh
-# server. The upgrade test makes its own old database (`db_url`).
+# server. The upgrade test makes its own old database (`empty_db_url`).
 @pytest.fixture(scope="module")
 def served(module_db_url: str, request: pytest.FixtureRequest) -> Iterator[InProcessServer]:
     """What tests/api/conftest.py's `served` is (replicas may join it), for the module."""
@@ -335,12 +335,14 @@ def test_concurrent_line_refunds_and_one_key_from_many_threads(world: World) -> 
         assert balance(world) == START - again.personal_account_paid_fen + final.personal_account_refunded_fen
 
 
-def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refunds_made_before_partial_refunds_survive_the_upgrade(
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A database of schema 3 (one whole refund per settlement) served by this version: its refunds
     stay refunds, their keys still answer, and its other settlements can be refunded in part."""
     items = '[["XA01","a",1,1000,1],["XC11","c",3,1000,1]]'
     monkeypatch.setattr(sql, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 3])
-    store = open_store(db_url)
+    store = open_store(empty_db_url)
     try:
         assert store.migrate() == 3
         with store.transaction() as cur:
@@ -364,7 +366,10 @@ def test_refunds_made_before_partial_refunds_survive_the_upgrade(db_url: str, mo
     finally:
         store.close()
     monkeypatch.undo()
-    with InProcessServer(db=db_url) as upgraded, PharmacyClient(upgraded.target, merchant_id="old-hospital") as pos:
+    with (
+        InProcessServer(db=empty_db_url) as upgraded,
+        PharmacyClient(upgraded.target, merchant_id="old-hospital") as pos,
+    ):
         old = pos.get_settlement("S-REFUNDED")
         assert old.status == SettlementStatus.REFUNDED and refunded(old) == paid(old) == (500, 500, 1000)
         (entry_,) = old.refunds

@@ -55,13 +55,13 @@ def test_migrate_twice_is_a_no_op(db_url: str, store: SqlStore) -> None:
 
 
 @pytest.mark.postgres
-def test_stores_opened_at_once_migrate_once(pg_url: str) -> None:
-    """Workers starting together all migrate the same fresh database (the advisory lock)."""
+def test_stores_opened_at_once_migrate_once(pg_empty_url: str) -> None:
+    """Workers starting together all migrate the same empty database (the advisory lock)."""
     barrier = threading.Barrier(4)
 
     def start(_: int) -> SqlStore:
         barrier.wait()
-        return open_store(pg_url)
+        return open_store(pg_empty_url)
 
     with ThreadPoolExecutor(4) as pool:
         stores = list(pool.map(start, range(4)))
