@@ -26,9 +26,15 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from ecard.testing import EcardServer, World
 from tests.helpers.proxy import TcpProxy, tcp_proxies
+
+# Hypothesis fails an example that takes over 200 ms by default: a timing, not a property, and a loaded
+# machine (CI beside other work, 2 cores) makes any example that slow now and then. No deadline.
+settings.register_profile("ecard", deadline=None)
+settings.load_profile("ecard")
 
 PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
