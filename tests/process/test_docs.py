@@ -34,6 +34,10 @@ from tests.helpers.docs import DOC_ADDRESS, Block, blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# A document's blocks start `ecard` once per command (docs/operations.md: 22, three times over in this
+# module). On a loaded machine (load average 20 on 2 cores, 19:00 UTC 3 Dec 2026) operations.md took over
+# pytest's default 120 s and was failed by the timeout, not by a block; each block keeps its own 120 s.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
