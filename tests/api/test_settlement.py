@@ -84,10 +84,11 @@ def store(server: InProcessServer) -> Iterator[SqlStore]:
         yield opened
 
 
-@pytest.fixture
-def served(db_url: str) -> Iterator[InProcessServer]:
-    """A server on each backend: SQLite, then PostgreSQL."""
-    with InProcessServer(db=db_url) as running:
+@pytest.fixture(scope="module")
+def served(module_db_url: str) -> Iterator[InProcessServer]:
+    """A server on each backend, SQLite then PostgreSQL, for the module: each test seeds a world of its
+    own (its own merchants and cards, so its own settlements, keys and ledger rows)."""
+    with InProcessServer(db=module_db_url) as running:
         yield running
 
 

@@ -27,9 +27,12 @@ BASKETS = [
 ]
 
 
-@pytest.fixture
-def served(db_url: str) -> Iterator[InProcessServer]:
-    with InProcessServer(db=db_url) as running:
+# One server per backend for the module, not one per test: every test seeds a world of its own (its own
+# merchants, so its own listings and day totals); the operator's day, over every merchant of the server,
+# is checked for adding up, whoever else settled that day.
+@pytest.fixture(scope="module")
+def served(module_db_url: str) -> Iterator[InProcessServer]:
+    with InProcessServer(db=module_db_url) as running:
         yield running
 
 
