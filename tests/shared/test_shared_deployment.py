@@ -7,7 +7,6 @@ the machine's shared PostgreSQL and Redis. Every server of this module uses its 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -428,37 +427,27 @@ def test_released_nonce_is_fresh_again_and_release_never_raises(
 
 
 @pytest.mark.redis
-def test_loop_and_thread_consumption_share_one_answer_and_fail_closed(
+def test_group_committed_and_batch_consumption_share_one_answer_and_fail_closed(
     redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
 ) -> None:
-    """consume_async (the event loop's asyncio client) and consume (a thread's) see each other's nonces;
-    a cut Redis is Unavailable for both, and both heal."""
+    """consume (the group commit's own connection) and consume_many (the blocking client's pool) see
+    each other's nonces; a cut Redis is Unavailable for both, and both heal."""
     relay = tcp_proxy(redis_url)
     store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
-
-    async def on_the_loop() -> None:
+    try:
         expires = time.time() + 60
-        assert await store.consume_async(b"n1", expires)
-        assert not await store.consume_async(b"n1", expires)
+        assert store.consume(b"n1", expires)
         assert not store.consume(b"n1", expires)
-        assert store.consume(b"n2", expires)
-        assert not await store.consume_async(b"n2", expires)
+        assert store.consume_many([(b"n1", expires), (b"n2", expires)]) == [False, True]
+        assert not store.consume(b"n2", expires)
         relay.cut()
         with pytest.raises(Unavailable):
-            await store.consume_async(b"n3", expires)
+            store.consume(b"n3", expires)
+        with pytest.raises(Unavailable):
+            store.consume_many([(b"n3", expires)])
         relay.restore()
-        for _ in range(50):
-            try:
-                assert await store.consume_async(b"n3", expires)
-                break
-            except Unavailable:
-                await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the asyncio client did not heal")
-        await store.aclose()
-
-    try:
-        asyncio.run(on_the_loop())
+        assert until(lambda: _consumes(store, b"n3"), within=5, what="the group commit's connection healed")[0]
+        assert store.consume_many([(b"n3", expires), (b"n4", expires)]) == [False, True]
     finally:
         store.close()
 
@@ -562,109 +551,129 @@ def test_deferred_notice_is_published_after_the_comeback(
         heard_direct.wait_for((events.CARD, "changed-while-cut"), within=5)
 
 
+def _at_once(calls: list[Callable[[], T]]) -> list[T | BaseException]:
+    """Each call on a thread of its own, all released together; what each answered or raised, in order."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T | BaseException:
+        start.wait()
+        try:
+            return call()
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(calls)) as threads:
+        return list(threads.map(run, calls))
+
+
 @pytest.mark.redis
 def test_concurrent_consumptions_share_round_trips_and_answer_as_one_by_one(
     redis_url: str, namespace: str, witness: SqliteStore
 ) -> None:
-    """consume_async of concurrent calls is group-committed: fewer script calls than consumptions, each
-    nonce fresh once (a nonce consumed twice in one flush: the first only), a lost memory reported once
-    and every live token refused behind it; the verification records of concurrent calls likewise."""
-    from ecard_server.storage.redis_records import RedisVerificationRecords
-
+    """consume of concurrent threads is group-committed: fewer script calls than consumptions, each
+    nonce fresh exactly once (its two threads may meet in one script call), a lost memory reported once
+    and every live token refused behind it."""
     store = RedisNonceStore.from_url(redis_url, witness=witness, namespace=namespace)
-    records = RedisVerificationRecords(redis_url, 60, namespace)
-
-    async def on_the_loop() -> None:
+    try:
         expires = time.time() + 60
-        keys = [f"n{i % 40}".encode() for i in range(80)]  # each nonce twice
-        fresh = await asyncio.gather(*(store.consume_async(key, expires) for key in keys))
-        assert fresh == [True] * 40 + [False] * 40
+        keys = [f"n{i % 40}".encode() for i in range(80)]  # each nonce twice, from two threads
+        fresh = _at_once([lambda key=key: store.consume(key, expires) for key in keys])
+        assert all(type(answer) is bool for answer in fresh)
+        assert [fresh[i] + fresh[i + 40] for i in range(40)] == [1] * 40
         group = store._group
-        assert group is not None and group.entries == 80 and group.flushes < 10
-        assert not any(await asyncio.gather(*(store.consume_async(key, expires) for key in keys[:5])))
+        assert group is not None and group.entries == 80 and group.flushes < 80
+        assert not any(_at_once([lambda key=key: store.consume(key, expires) for key in keys[:5]]))
 
         store._client.delete(f"{namespace}:nonces-since")  # as a Redis restarted without persistence
-        answers = await asyncio.gather(*(store.consume_async(f"m{i}".encode(), expires) for i in range(10)))
-        assert not any(answers)
+        answers = _at_once([lambda i=i: store.consume(f"m{i}".encode(), expires) for i in range(10)])
+        assert answers == [False] * 10
         assert store._client.get(f"{namespace}:nonces-since") is not None
-
-        await asyncio.gather(*(records.record_async(f"merchant{i % 3}", f"r{i}", f"answer{i}".encode())
-                               for i in range(30)))
-        assert records._group is not None and records._group.entries == 30 and records._group.flushes < 10
-        await store.aclose()
-        await records.aclose()
-
-    try:
-        asyncio.run(on_the_loop())
-        assert [records.find(f"merchant{i % 3}", f"r{i}") for i in range(30)] == [
-            f"answer{i}".encode() for i in range(30)]
-        assert records.find("merchant1", "r0") is None  # r0 is merchant0's
     finally:
         store.close()
-        records.close()
 
 
 @pytest.mark.redis
 def test_a_verify_keeps_its_answer_in_its_consumptions_script_call_only_when_fresh(
     redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
 ) -> None:
-    """consume_async(keep=...) writes a Verify's answer to the verification records in the script call
-    that consumes its nonce (the records' own group commit is never used): kept when the nonce is
-    fresh, not for a replay nor behind a lost memory; a Redis that does not answer in time fails the call
-    closed (what the script did meanwhile stands, as for any consumption), a cut one too, with nothing
-    kept; a Redis that forgot the script (restarted) still answers; the connection heals."""
+    """consume(keep=...) writes a Verify's answer to the verification records in the script call that
+    consumes its nonce: kept when the nonce is fresh, not for a replay nor behind a lost memory; a Redis
+    that does not answer in time fails the call closed (what the script did meanwhile stands, as for
+    any consumption), a cut one too, with nothing kept; a Redis that forgot the script (restarted)
+    still answers; the connection heals."""
     from ecard_server.storage.redis_records import RedisVerificationRecords
 
     relay = tcp_proxy(redis_url)
     records = RedisVerificationRecords(relay.url(redis_url), 60, namespace)
     store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace, records=records)
-
-    async def on_the_loop() -> None:
+    try:
         expires = time.time() + 60
-        keys = [f"n{i % 10}".encode() for i in range(20)]  # each nonce twice: the second keeps nothing
-        fresh = await asyncio.gather(*(
-            store.consume_async(key, expires, ("m1", f"r{i}", f"answer{i}".encode())) for i, key in enumerate(keys)))
-        assert fresh == [True] * 10 + [False] * 10
+        keys = [f"n{i % 10}".encode() for i in range(20)]  # each nonce twice: the replay keeps nothing
+        fresh = _at_once([lambda i=i, key=key: store.consume(key, expires, ("m1", f"r{i}", f"answer{i}".encode()))
+                          for i, key in enumerate(keys)])
+        assert [fresh[i] + fresh[i + 10] for i in range(10)] == [1] * 10
         group = store._group
-        assert group is not None and group.entries == 20 and group.flushes < 10 and records._group is None
-        assert await store.consume_async(b"without", expires)  # a call without a request_id keeps nothing
+        assert group is not None and group.entries == 20 and group.flushes < 20
+        assert store.consume(b"without", expires)  # a call without a request_id keeps nothing
 
         store._client.script_flush()  # as a restarted Redis: EVALSHA finds no script, EVAL runs it
-        assert await store.consume_async(b"after-flush", expires, ("m1", "r-flush", b"flushed"))
+        assert store.consume(b"after-flush", expires, ("m1", "r-flush", b"flushed"))
 
         store._client.delete(f"{namespace}:nonces-since")  # a lost memory: refused, nothing kept
-        assert not await store.consume_async(b"behind-the-loss", expires, ("m1", "r-lost", b"lost"))
+        assert not store.consume(b"behind-the-loss", expires, ("m1", "r-lost", b"lost"))
 
         relay.hold("down")  # Redis's answers do not come back: Unavailable after the socket timeout
         started = time.monotonic()
         with pytest.raises(Unavailable):
-            await store.consume_async(b"held", time.time() + 3600, ("m1", "r-held", b"held"))
+            store.consume(b"held", time.time() + 3600, ("m1", "r-held", b"held"))
         assert time.monotonic() - started < 3
         relay.release()
         relay.cut()
         with pytest.raises(Unavailable):
-            await store.consume_async(b"cut", time.time() + 3600, ("m1", "r-cut", b"cut"))
+            store.consume(b"cut", time.time() + 3600, ("m1", "r-cut", b"cut"))
         relay.restore()
-        for _ in range(50):
-            try:
-                assert await store.consume_async(b"healed", time.time() + 3600, ("m1", "r-healed", b"healed"))
-                break
-            except Unavailable:
-                await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the asyncio connection did not heal")
-        await store.aclose()
-        await records.aclose()
+        assert until(lambda: _consumes_keeping(store, b"healed", ("m1", "r-healed", b"healed")), within=5,
+                     what="the group commit's connection healed")[0]
 
-    try:
-        asyncio.run(on_the_loop())
-        assert [records.find("m1", f"r{i}") for i in range(20)] == [f"answer{i}".encode() for i in range(10)] + [
-            None] * 10
+        assert [records.find("m1", f"r{i}") for i in range(20)] == [
+            f"answer{i}".encode() if fresh[i] else None for i in range(20)]
         assert records.find("m1", "r-flush") == b"flushed" and records.find("m1", "r-healed") == b"healed"
         assert [records.find("m1", r) for r in ("r-lost", "r-cut")] == [None, None]
     finally:
         store.close()
         records.close()
+
+
+@pytest.mark.redis
+def test_a_redis_that_does_not_answer_fails_every_call_of_its_script_call_closed(
+    redis_url: str, namespace: str, witness: SqliteStore, tcp_proxy: Callable[[str], Any]
+) -> None:
+    """Threads whose consumptions wait behind a script call that gets no answer: that call and every one
+    queued behind it are Unavailable (none accepted), within about two socket timeouts; then the line
+    heals."""
+    relay = tcp_proxy(redis_url)
+    store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
+    try:
+        assert store.consume(b"warm", time.time() + 60)  # the group commit's connection is open
+        relay.hold("up")  # what is sent does not reach Redis
+        started = time.monotonic()
+        answers = _at_once([lambda i=i: store.consume(f"held-{i}".encode(), time.time() + 60) for i in range(12)])
+        assert all(isinstance(answer, Unavailable) for answer in answers), answers
+        assert time.monotonic() - started < 5
+        group = store._group
+        assert group is not None and group.flushes < 13
+        relay.cut()
+        relay.restore()
+        assert until(lambda: _consumes(store, b"healed"), within=5, what="the group commit's connection healed")[0]
+    finally:
+        store.close()
+
+
+def _consumes_keeping(store: RedisNonceStore, key: bytes, keep: tuple[str, str, bytes]) -> bool | None:
+    try:
+        return store.consume(key, time.time() + 3600, keep)
+    except Unavailable:
+        return None
 
 
 @pytest.mark.redis
@@ -677,23 +686,18 @@ def test_the_first_verify_after_a_dropped_connection_is_answered(
     it closed."""
     relay = tcp_proxy(redis_url)
     store = RedisNonceStore.from_url(relay.url(redis_url), witness=witness, namespace=namespace)
-
-    async def on_the_loop() -> None:
+    try:
         expires = time.time() + 60
-        assert await store.consume_async(b"before", expires)
+        assert store.consume(b"before", expires)
         for round_ in range(3):
             relay.cut()
             relay.restore()
-            assert await store.consume_async(f"after-{round_}".encode(), expires)
-            assert not await store.consume_async(f"after-{round_}".encode(), expires)
+            assert store.consume(f"after-{round_}".encode(), expires)
+            assert not store.consume(f"after-{round_}".encode(), expires)
         relay.cut()
         with pytest.raises(Unavailable):
-            await store.consume_async(b"gone", expires)
+            store.consume(b"gone", expires)
         relay.restore()
-        assert await store.consume_async(b"back", expires)
-        await store.aclose()
-
-    try:
-        asyncio.run(on_the_loop())
+        assert store.consume(b"back", expires)
     finally:
         store.close()

@@ -3,7 +3,6 @@ change of a good token, and the first failing check is the one reported."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -147,7 +146,7 @@ def test_channel_not_bound(env: Env) -> None:
 
 def test_binding_status_comes_from_the_card_cache(env: Env) -> None:
     """A suspended binding is refused from memory: after the change notice, one reload of the card, then
-    every Verify a cache hit (and the event loop's verify answers without asking for a thread)."""
+    every Verify a cache hit."""
     cache, cards, bank = env.deployment.card_cache, env.deployment.cards, Principal(CHANNEL, "bank")
     assert env.verify(env.mint()) == t.REASON_OK
     cards.suspend_binding(bank, env.ecard_id, "")
@@ -155,11 +154,8 @@ def test_binding_status_comes_from_the_card_cache(env: Env) -> None:
     assert env.verify(env.mint()) == t.REASON_CHANNEL_SUSPENDED  # the notice dropped the entry: one reload
     assert cache.misses == misses + 1
     hits = cache.hits
-    for _ in range(5):
+    for _ in range(6):
         assert env.verify(env.mint()) == t.REASON_CHANNEL_SUSPENDED
-    outcome = asyncio.run(env.deployment.verifier.verify_token_async(
-        env.mint(), merchant_id="pharmacy-1", purpose=t.PURPOSE_IDENTITY, min_assurance=t.ASSURANCE_NONE))
-    assert outcome is not None and outcome.reason == t.REASON_CHANNEL_SUSPENDED
     assert (cache.misses, cache.hits) == (misses + 1, hits + 6)
     cards.resume_binding(bank, env.ecard_id, "")
     assert env.verify(env.mint()) == t.REASON_OK
@@ -167,8 +163,8 @@ def test_binding_status_comes_from_the_card_cache(env: Env) -> None:
     assert env.verify(env.mint()) == t.REASON_CHANNEL_NOT_BOUND
 
 
-def test_loop_verify_keeps_the_accepted_answer_only_when_the_nonce_was_fresh(env: Env) -> None:
-    """verify_token_async(keep=...) gets the accepted outcome before the nonce is consumed; the store
+def test_verify_keeps_the_accepted_answer_only_when_the_nonce_was_fresh(env: Env) -> None:
+    """verify_token(keep=...) gets the accepted outcome before the nonce is consumed; the store
     keeps what `keep` made of it in the verification records if the nonce was fresh, nothing when the
     token was used before (the answer is then REPLAYED)."""
     verifier, records = env.deployment.verifier, env.deployment.records
@@ -184,11 +180,11 @@ def test_loop_verify_keeps_the_accepted_answer_only_when_the_nonce_was_fresh(env
             return "pharmacy-1", request_id, accepted.verification_id.encode()
         return made
 
-    first = asyncio.run(verifier.verify_token_async(token, **ask, keep=keep("first")))  # type: ignore[arg-type]
-    assert first is not None and first.reason == t.REASON_OK
+    first = verifier.verify_token(token, **ask, keep=keep("first"))  # type: ignore[arg-type]
+    assert first.reason == t.REASON_OK
     assert records.find("pharmacy-1", "first") == first.verification_id.encode()
-    again = asyncio.run(verifier.verify_token_async(token, **ask, keep=keep("again")))  # type: ignore[arg-type]
-    assert again is not None and again.reason == t.REASON_REPLAYED
+    again = verifier.verify_token(token, **ask, keep=keep("again"))  # type: ignore[arg-type]
+    assert again.reason == t.REASON_REPLAYED
     assert offered == ["first", "again"] and records.find("pharmacy-1", "again") is None
 
 
@@ -312,19 +308,3 @@ def test_a_token_spent_by_a_settle_passes_again_for_that_settle_only(env: Env) -
     assert verifier.spend_token(token, spender=spender("ph2", "k1"), **spend).reason == t.REASON_REPLAYED
     assert env.verify(token, t.PURPOSE_MEDICAL_SETTLEMENT, t.ASSURANCE_PIN) == t.REASON_REPLAYED
 
-
-def test_loop_verify_answers_from_memory_or_asks_for_a_thread(env: Env) -> None:
-    """verify_token_async never reads the store: a cache miss answers None and consumes nothing; from
-    memory it gives verify_token's answers, single use included."""
-    verifier = env.deployment.verifier
-    ask = dict(merchant_id="pharmacy-1", purpose=t.PURPOSE_IDENTITY, min_assurance=t.ASSURANCE_NONE)
-    first, second = env.mint(), env.mint()
-    assert asyncio.run(verifier.verify_token_async(first, **ask)) is None  # the card is not cached yet
-    assert env.deployment.card_cache.hit_ratio == 0.0
-    assert env.verify(first) == t.REASON_OK  # nothing was consumed; the thread's read fills the cache
-    outcome = asyncio.run(verifier.verify_token_async(second, **ask))
-    assert outcome is not None and outcome.reason == t.REASON_OK and outcome.verification_id
-    assert asyncio.run(verifier.verify_token_async(second, **ask)).reason == t.REASON_REPLAYED  # type: ignore[union-attr]
-    assert env.verify(second) == t.REASON_REPLAYED
-    env.add_issuer("another-bank")  # the key registry must be reloaded: a store read
-    assert asyncio.run(verifier.verify_token_async(env.mint(), **ask)) is None

@@ -268,16 +268,13 @@ class NonceStore(Protocol):
         """Consumption never leaves this process (nothing to await): Verify may run whole on the loop."""
         ...
 
-    def consume(self, key: bytes, expires_at: float) -> bool:
-        """Marks `key` used until `expires_at` (unix seconds). True if it was not used before.
+    def consume(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
+        """Marks `key` used until `expires_at` (unix seconds). True if it was not used before. `keep`: a
+        Verify's accepted answer, kept in the deployment's VerificationRecords only if the nonce is
+        fresh (a store that keeps the records beside the nonces writes both at once).
 
         Raises ecard.errors.Unavailable when the store cannot answer: the caller must fail closed.
         """
-
-    async def consume_async(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
-        """`consume` for an event loop: it never blocks the loop (same answers, same errors). `keep`: a
-        Verify's accepted answer, kept in the deployment's VerificationRecords only if the nonce is
-        fresh (a store that keeps the records beside the nonces writes both at once)."""
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         """`consume` that remembers who spent the nonce (core.nonces.spender: a Settle's merchant and
@@ -305,9 +302,6 @@ class VerificationRecords(Protocol):
     def record(self, merchant_id: str, request_id: str, answer: bytes) -> None:
         """Keeps `answer` for (merchant_id, request_id), replacing an earlier one. Raises
         ecard.errors.Unavailable when the store cannot be written."""
-
-    async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
-        """`record` for an event loop: never blocks it."""
 
     def find(self, merchant_id: str, request_id: str) -> bytes | None:
         """The answer kept for (merchant_id, request_id), or None. Raises ecard.errors.Unavailable."""

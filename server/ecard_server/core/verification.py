@@ -22,7 +22,7 @@ from ecard.token import TokenFormatError, parse_token_fields
 from ecard.v1 import token_pb2
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
-from ecard_server.core.caches import CacheMiss, CardCache, CardSnapshot, KeyRegistry
+from ecard_server.core.caches import CardCache, CardSnapshot, KeyRegistry
 from ecard_server.core.handles import VerificationHandles
 from ecard_server.core.nonces import consume_many, nonce_key
 from ecard_server.core.ports import KeptAnswer, NonceStore
@@ -114,14 +114,24 @@ class TokenVerifier:
         # (core.nonces.remember_across_restarts): they are refused as REPLAYED. 0 for a shared store.
         self._forgotten_until: float = getattr(nonces, "forgotten_until", 0.0)
 
-    def verify_token(self, token: str, *, merchant_id: str, purpose: int, min_assurance: int) -> VerifyOutcome:
+    def verify_token(
+        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int,
+        keep: Callable[[VerifyOutcome], KeptAnswer] | None = None,
+    ) -> VerifyOutcome:
         """The verdict on one token for one merchant. Raises ecard.errors.Unavailable (fail closed)
-        when the card store or nonce store cannot answer."""
+        when the card store or nonce store cannot answer. `keep`: given the accepted outcome before the
+        nonce is consumed, what the verification records keep of it; the nonce store keeps it with the
+        consumption, only if the nonce is fresh (else the answer is REPLAYED and nothing is kept)."""
         now = self._clock()
         passed = self._check(token, merchant_id, purpose, min_assurance, now)
         if isinstance(passed, VerifyOutcome):
             return passed
-        return self._used(passed, self._nonces.consume(passed.nonce_key, passed.nonce_expires_at), now)
+        if keep is None:
+            return self._used(passed, self._nonces.consume(passed.nonce_key, passed.nonce_expires_at), now)
+        accepted = self._accept(passed, now)
+        if self._nonces.consume(passed.nonce_key, passed.nonce_expires_at, keep(accepted)):
+            return accepted
+        return VerifyOutcome(t.REASON_REPLAYED, passed.card)
 
     def spend_token(
         self, token: str, *, merchant_id: str, purpose: int, min_assurance: int, spender: bytes
@@ -134,30 +144,6 @@ class TokenVerifier:
         if isinstance(passed, VerifyOutcome):
             return passed
         return self._used(passed, self._nonces.consume_as(passed.nonce_key, passed.nonce_expires_at, spender), now)
-
-    async def verify_token_async(
-        self, token: str, *, merchant_id: str, purpose: int, min_assurance: int,
-        keep: Callable[[VerifyOutcome], KeptAnswer] | None = None,
-    ) -> VerifyOutcome | None:
-        """`verify_token` for an event loop: it never blocks. Keys and the card come from memory and the
-        nonce is consumed through the store's `consume_async` (one awaited Redis round trip). None when
-        a store read is needed (a cache miss): run `verify_token` on a thread instead. `keep`: given the
-        accepted outcome before the nonce is consumed, what the verification records keep of it; the
-        store keeps it with the consumption, only if the nonce is fresh (else the answer is REPLAYED
-        and nothing is kept)."""
-        now = self._clock()
-        try:
-            passed = self._check(token, merchant_id, purpose, min_assurance, now, cached_only=True)
-        except CacheMiss:
-            return None
-        if isinstance(passed, VerifyOutcome):
-            return passed
-        if keep is None:
-            return self._used(passed, await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at), now)
-        accepted = self._accept(passed, now)
-        if await self._nonces.consume_async(passed.nonce_key, passed.nonce_expires_at, keep(accepted)):
-            return accepted
-        return VerifyOutcome(t.REASON_REPLAYED, passed.card)
 
     def verify_tokens(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome]:
         """Verdicts on a batch, in order, each exactly as `verify_token` would give it in that order
@@ -181,18 +167,17 @@ class TokenVerifier:
         return claims is not None and self._nonces.release(nonce_key(claims.issuer_id, claims.nonce))
 
     def _check(
-        self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float, cached_only: bool = False
+        self, token: str, merchant_id: str, purpose: int, min_assurance: int, now: float
     ) -> VerifyOutcome | Passed:
-        """Every check but single use, in the contract's order: a rejection, or what consumption needs.
-        With `cached_only`, raises CacheMiss instead of reading the store."""
+        """Every check but single use, in the contract's order: a rejection, or what consumption needs."""
         try:
             fields = parse_token_fields(token)
         except TokenFormatError as exc:
             return _BARE[exc.reason]
         issuer_id = fields.issuer_id
-        entry = self._keys.get(issuer_id, fields.kid, cached_only=cached_only)
+        entry = self._keys.get(issuer_id, fields.kid)
         if entry is None:
-            known = self._keys.has_issuer(issuer_id, cached_only=cached_only)
+            known = self._keys.has_issuer(issuer_id)
             return _BARE[t.REASON_UNKNOWN_KEY if known else t.REASON_UNKNOWN_ISSUER]
         key = entry.key
         if key.revoked:
@@ -210,7 +195,7 @@ class TokenVerifier:
             return _BARE[t.REASON_LIFETIME_TOO_LONG]
         if not entry.check(fields.signature, fields.signed_bytes):
             return _BARE[t.REASON_BAD_SIGNATURE]
-        card = self._cards.get(fields.ecard_id, cached_only=cached_only)
+        card = self._cards.get(fields.ecard_id)
         if card is None:
             return _BARE[t.REASON_CARD_UNKNOWN]
         if card.status != ACTIVE:

@@ -5,11 +5,11 @@ grpc's sync server carries a unary call for ~55 us less CPU than grpc.aio on thi
 
 - a method with a unary request and a unary response (Verify and every plain read or write): on its
   handler thread, with the guard's threaded runner (rpc.guard): authorized, its request read bounded,
-  admitted, run; an async method (the shared deployment's Verify, awaiting Redis through the group
-  commit) has its coroutine run on the loop while the handler thread waits for it;
-- a request stream answered by a plain generator (the embedded deployment's VerifyStream): on its
+  admitted, run; an async method (health's Check) has its coroutine run on the loop while the handler
+  thread waits for it;
+- a request stream answered by a plain generator (VerifyStream): on its
   handler thread, like a unary call (the guard's threaded stream runner);
-- any other streaming method (the shared VerifyStream, WatchEvents, EnrollCards, health's Watch,
+- any other streaming method (WatchEvents, EnrollCards, health's Watch,
   reflection): the guard's grpc.aio runner, unchanged, run on the loop through `LoopContext`, which
   gives it the grpc.aio context it expects over the handler thread's call: each request message read
   on a reader thread, each response handed to the handler thread to send.

@@ -1,9 +1,9 @@
 """Verifier servicer: unary, stream and batch share one path, the core's TokenVerifier.
 
-Verify and each VerifyStream item run on the call's handler thread when the deployment keeps its
-hot-path state in this process (VerifierServicer); when nonces are in Redis (SharedVerifierServicer)
-they run on the event loop, all but the Redis round trip, which is awaited, and a call that misses a
-cache runs on the pool (rpc.threaded). A batch runs on its handler thread.
+Verify and each VerifyStream item run on the call's handler thread (rpc.threaded), in every
+deployment; when nonces are in Redis (SharedVerifierServicer) the thread consumes the nonce itself,
+group-committed with other threads' consumptions (storage.group_commit). A batch runs on its handler
+thread.
 Answers are filled in place (a batch's inside its response message), so no message is built twice.
 An accepted unary Verify that carries a request_id leaves its answer in the verification records, for
 GetVerification (a POS whose Verify timed out asks it back there instead of verifying again). A
@@ -15,13 +15,12 @@ nonce store, exactly as the items would be one after another.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import grpc.aio
 
-from ecard.errors import NotFound, Unavailable
+from ecard.errors import NotFound
 from ecard.v1 import types_pb2 as t
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 from ecard_server.config import Settings
@@ -30,12 +29,10 @@ from ecard_server.core.ports import KeptAnswer, VerificationRecords
 from ecard_server.core.rules import validation
 from ecard_server.core.rules.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
-from ecard_server.logs import event
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
 from ecard_server.rpc.placement import Placement, hot_path
 
-log = logging.getLogger("ecard.verifier")
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
 
@@ -193,18 +190,21 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
 
 
 class SharedVerifierServicer(VerifierServicer):
-    """For a deployment whose nonces are in Redis: Verify and each stream item still run on the event
-    loop, with keys and cards from memory and the nonce consumed by an awaited Redis round trip; a
-    call that misses a cache is moved to the pool whole (its store read would block the loop)."""
+    """For a deployment whose nonces are in Redis (or whose store is not in this process): Verify and
+    VerifyStream run on their handler threads as the embedded servicer's do; an accepted unary Verify
+    that carries a request_id hands its answer to the nonce store with its consumption, which keeps it
+    in the same Redis script call (group-committed with other threads' calls), only if the nonce is
+    fresh."""
 
-    async def _verify_async(
+    def _verify(
         self, request: verifier_pb2.VerifyRequest, merchant_id: str, unary: bool
     ) -> verifier_pb2.VerifyResponse:
-        """`_verify` on the event loop: the Redis round trip awaited, a cache miss read on the pool."""
         fields = read_request(request, unary=unary)
         if fields is None:
             return _malformed(request)
         request_id = fields.request_id
+        if not (unary and request_id):
+            return self._answer(fields, merchant_id, self._outcome(fields, merchant_id))
         kept: list[verifier_pb2.VerifyResponse] = []
 
         def keep(accepted: VerifyOutcome) -> KeptAnswer:  # the answer if the nonce is fresh, made before
@@ -212,33 +212,12 @@ class SharedVerifierServicer(VerifierServicer):
             kept.append(response)
             return merchant_id, request_id, response.SerializeToString()
 
-        outcome = await self._verifier.verify_token_async(
+        outcome = self._verifier.verify_token(
             fields.token, merchant_id=merchant_id, purpose=fields.purpose, min_assurance=fields.min_assurance,
-            keep=keep if unary and request_id else None,
+            keep=keep,
         )
-        if outcome is None:  # a cache miss: on the pool, then the record as the embedded servicer leaves it
-            outcome = await self._placement.offload(self._outcome, fields, merchant_id)
-            response = self._answer(fields, merchant_id, outcome)
-            if unary and request_id and outcome.reason == _OK:
-                try:
-                    await self._records.record_async(merchant_id, request_id, response.SerializeToString())
-                except Unavailable as exc:  # the verdict stands; only asking it back later would fail
-                    event(log, "verification_not_recorded", merchant_id=merchant_id, error=exc.reason)
-            return response
         if kept and outcome.reason == _OK:  # accepted: the answer kept with the consumption
             metrics.verdict(_OK)
             self._record(merchant_id, fields.terminal_id, outcome)
             return kept[0]
         return self._answer(fields, merchant_id, outcome)
-
-    async def Verify(  # type: ignore[override]
-        self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
-    ) -> verifier_pb2.VerifyResponse:
-        return await self._verify_async(request, own_id(request.merchant_id), True)
-
-    async def VerifyStream(  # type: ignore[override]  # on the loop: each item may await Redis
-        self, request_iterator: AsyncIterator[verifier_pb2.VerifyRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[verifier_pb2.VerifyResponse]:
-        verify = self._verify_async
-        async for request in request_iterator:
-            yield await verify(request, own_id(request.merchant_id), False)

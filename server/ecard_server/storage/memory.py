@@ -36,7 +36,7 @@ class MemoryNonceStore:
     def __init__(
         self, capacity: int = 2_000_000, clock=time.time, *, records: VerificationRecords | None = None
     ) -> None:
-        """`records`: the VerificationRecords that consume_async keeps an answer in (its `keep`)."""
+        """`records`: the VerificationRecords that consume keeps an answer in (its `keep`)."""
         self._capacity = capacity
         self._clock = clock
         self._records = records
@@ -49,7 +49,7 @@ class MemoryNonceStore:
     def __len__(self) -> int:
         return len(self._expiry)
 
-    def consume(self, key: bytes, expires_at: float) -> bool:
+    def consume(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
         with self._lock:
             now = self._clock()
             heap, expiry = self._heap, self._expiry
@@ -62,15 +62,11 @@ class MemoryNonceStore:
                 raise Unavailable("nonce store is full", "NONCE_STORE_FULL")
             expiry[key] = expires_at
             heappush(heap, (expires_at, key))
-            return True
-
-    async def consume_async(self, key: bytes, expires_at: float, keep: KeptAnswer | None = None) -> bool:
-        fresh = self.consume(key, expires_at)  # a dictionary and a heap: nothing to wait for
-        if fresh and keep is not None:
+        if keep is not None:
             if self._records is None:
-                raise TypeError("consume_async(keep=...) needs a store made with its verification records")
+                raise TypeError("consume(keep=...) needs a store made with its verification records")
             self._records.record(*keep)
-        return fresh
+        return True
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         with self._lock:
@@ -210,9 +206,6 @@ class MemoryVerificationRecords:
                 self._count -= 1
             if not own:
                 del self._records[merchant_id]
-
-    async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
-        self.record(merchant_id, request_id, answer)  # a dictionary: nothing to wait for
 
     def find(self, merchant_id: str, request_id: str) -> bytes | None:
         with self._lock:

@@ -15,7 +15,6 @@ that deployments, and tests, can share one Redis.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -163,61 +162,109 @@ def refuse_evicting_shards(cluster: Any) -> None:
 
 class ScriptLine:
     """A connection of its own for a caller that has at most one call in flight (a group commit's
-    flushes), on which a script call is one write and one read: none of the client's pool checkout,
-    retry wrapper, per-command bookkeeping and per-read timeout task, which cost about twice the call
-    itself (docs/performance.md, issue 18). Made from an asyncio client of `connect_async` (same
-    address, credentials and eviction check on every new connection). EVALSHA, then EVAL when Redis
-    does not know the script (it restarted). An answer later than the client's socket timeout, or any
-    error, closes the connection and raises (the next call opens a new one); Redis's errors are those
-    of ERRORS."""
+    leader), on which a script call is one write and one read of RESP done here: none of the client's
+    pool checkout, retry wrapper, per-command bookkeeping, argument encoder and reply parser, which cost
+    about twice the call itself (docs/performance.md, issue 18). The connection is made by redis-py,
+    from a blocking client of `connect` (same address, credentials, timeouts and eviction check on every
+    new connection). EVALSHA, then EVAL when Redis does not know the script (it restarted). A read that
+    waits longer than the client's socket timeout, or any error, closes the connection and raises (the
+    next call opens a new one); Redis's errors are those of ERRORS. Script answers are integers or
+    arrays of integers (what the consume scripts return); anything else is a ResponseError."""
 
     def __init__(self, client: Any) -> None:
         pool = client.connection_pool
-        self._timeout = pool.connection_kwargs.get("socket_timeout") or 1.0
-        # No socket timeout of the connection's own: `call` bounds the whole call (connect included).
-        self._connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        self._connection = pool.connection_class(**pool.connection_kwargs)
 
-    async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The answer of `script` (a registered script: its `sha` and `script`) on KEYS and ARGV.
 
         A connection made earlier that turns out closed by the other end (Redis restarted, or a relay
-        between dropped it while idle) is made again once, within the same time bound: the first call
-        after every Redis restart would fail otherwise. Sent again, a consumption fails closed at worst
-        (a nonce the first attempt consumed before the connection broke answers "used")."""
+        between dropped it while idle) is made again once: the first call after every Redis restart
+        would fail otherwise. Sent again, a consumption fails closed at worst (a nonce the first attempt
+        consumed before the connection broke answers "used")."""
         connection = self._connection
         try:
-            async with asyncio.timeout(self._timeout):
-                reused = connection.is_connected
-                try:
-                    return await self._evaluate(connection, script, keys, args)
-                except redis.exceptions.ConnectionError:
-                    if not reused:
-                        raise
-                    await connection.disconnect(nowait=True)
-                    return await self._evaluate(connection, script, keys, args)
+            reused = connection._sock is not None
+            try:
+                return self._evaluate(script, keys, args)
+            except redis.exceptions.ConnectionError:
+                if not reused:
+                    raise
+                connection.disconnect()
+                return self._evaluate(script, keys, args)
         except BaseException:
-            await connection.disconnect(nowait=True)  # an answer may still be on its way: never read it
+            connection.disconnect()  # an answer may still be on its way: never read it
             raise
 
-    @staticmethod
-    async def _evaluate(connection: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def _evaluate(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """EVALSHA, then EVAL when Redis does not know the script."""
-        await connection.send_packed_command(
-            connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False)
+        answer = self._round_trip(_command(b"EVALSHA", script.sha, keys, args))
+        if answer is _NO_SCRIPT:
+            answer = self._round_trip(_command(b"EVAL", script.script, keys, args))
+            if answer is _NO_SCRIPT:
+                raise redis.exceptions.ResponseError("NOSCRIPT after EVAL")
+        return answer
+
+    def _round_trip(self, command: bytes) -> Any:
+        connection = self._connection
+        if connection._sock is None:
+            connection.connect()  # redis-py's handshake and the eviction check (`_checked`)
+        sock = connection._sock
         try:
-            return await connection.read_response()
-        except redis.exceptions.NoScriptError:
-            await connection.send_packed_command(
-                connection.pack_command("EVAL", script.script, len(keys), *keys, *args), check_health=False)
-            return await connection.read_response()
+            sock.sendall(command)
+            data = sock.recv(65536)
+            while True:
+                if not data:
+                    raise redis.exceptions.ConnectionError("Connection closed by server.")
+                answer = _reply(data)
+                if answer is not _INCOMPLETE:
+                    return answer
+                more = sock.recv(65536)
+                data = data + more if more else b""
+        except TimeoutError:  # socket.timeout: the client's socket timeout passed
+            raise redis.exceptions.TimeoutError("Timeout reading from Redis") from None
+        except OSError as exc:
+            raise redis.exceptions.ConnectionError(f"Error while talking to Redis: {exc}") from None
 
-    async def aclose(self) -> None:
-        await self._connection.disconnect()
+    def close(self) -> None:
+        self._connection.disconnect()
 
 
-async def aclose_each(*holders: Any) -> None:
-    """Awaits `aclose()` of each holder given (None: skipped), in order: a group commit before the
-    asyncio client its flushes use."""
-    for holder in holders:
-        if holder is not None:
-            await holder.aclose()
+_NO_SCRIPT, _INCOMPLETE = object(), object()
+
+
+def _command(name: bytes, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    """The RESP of `name script len(keys) *keys *args`, each argument encoded as redis-py does (bytes as
+    they are, str as UTF-8, a number as its repr)."""
+    items = [name, script, len(keys), *keys, *args]
+    parts = [b"*%d\r\n" % len(items)]
+    add = parts.append
+    for item in items:
+        if type(item) is not bytes:
+            item = (item if type(item) is str else repr(item)).encode()
+        add(b"$%d\r\n%b\r\n" % (len(item), item))
+    return b"".join(parts)
+
+
+def _reply(data: bytes) -> Any:
+    """A script's whole answer in `data` (an integer, or an array of integers), _NO_SCRIPT, or
+    _INCOMPLETE while more is to come; a Redis error, or any other kind of answer, is a ResponseError."""
+    if not data.endswith(b"\r\n"):
+        return _INCOMPLETE
+    kind = data[:1]
+    if kind == b":":
+        return int(data[1:-2])
+    if kind == b"*":
+        lines = data.split(b"\r\n")
+        count = int(lines[0][1:])
+        if len(lines) < count + 2:
+            return _INCOMPLETE
+        if len(lines) > count + 2 or any(line[:1] != b":" for line in lines[1:-1]):
+            raise redis.exceptions.ResponseError("unexpected answer to a script call")
+        return [int(line[1:]) for line in lines[1:-1]]
+    if kind == b"-":
+        message = data[1:-2].decode(errors="replace")
+        if message.startswith("NOSCRIPT"):
+            return _NO_SCRIPT
+        raise redis.exceptions.ResponseError(message)
+    raise redis.exceptions.ResponseError("unexpected answer to a script call")

@@ -12,21 +12,23 @@ always means "Redis lost its memory". The witness is written once, at start: nev
 A Settle by token consumes with its spender (merchant and idempotency key) as the value (`consume_as`):
 the same Settle retried after a crash finds its own consumption, not a replay.
 
-On the event loop (`consume_async`), the consumptions of concurrent calls are group-committed
-(storage.group_commit): while one script call is in flight the others queue, and the next one
-consumes all of them, in the order they came, exactly as one call each would (a nonce queued twice
-is fresh the first time only; the first to see the since-marker gone reports the loss). A Redis
-error fails every consumption of that script call closed. A Verify that carries a request_id gives its
-accepted answer with its consumption (`consume_async(keep=...)`, built before the nonce is consumed):
-the same script call writes it to the verification records (storage.redis_records) if, and only if, the
-nonce is fresh, so a Verify makes one round trip, not two.
+The consumptions of concurrent calls are group-committed across their threads (storage.group_commit:
+the first waiting call leads a script call for every consumption queued so far, on a connection of the
+store's own, redis_connect.ScriptLine; the others wait, and the next leader takes what queued
+meanwhile), in the order they came, exactly as one call each would (a nonce queued twice is fresh the
+first time only; the first to see the since-marker gone reports the loss). A Redis error or timeout
+fails every consumption of that script call closed. A Verify that carries a request_id gives its
+accepted answer with its consumption (`consume(keep=...)`, built before the nonce is consumed): the same
+script call writes it to the verification records (storage.redis_records) if, and only if, the nonce is
+fresh, so a Verify makes one round trip, not two.
 
 Redis Cluster: the nonces are spread over NONCE_BUCKETS hash tags `{<ns>:n<bucket>}`, each bucket with
 its own since-marker in the same slot (the memory-loss guard works per shard), and every consumption is
 followed, on the same connection to that slot's master, by `WAIT 1 <ms>`: a consumption no replica
 acknowledged is Unavailable (fail closed), so a nonce that reached a master but not its replica is never
 accepted, and a promoted replica knows every nonce that was. A shard without a live replica refuses
-Verify until one (re)joins. (On a cluster each consumption is its own call: no group commit.)
+Verify until one (re)joins. (On a cluster each consumption is its own call, and a Verify's record is
+written right after it: no group commit.)
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from ecard_server.storage.redis_connect import (
     ERRORS,
     EvictingRedis,
     ScriptLine,
-    aclose_each,
     connect,
     connect_async,
     describe,
@@ -149,14 +150,15 @@ return answers
 Consumption = tuple[bytes, int, bytes]
 """One nonce to consume: its key in Redis, its expiry (whole unix seconds), the value it is set to."""
 Keeping = tuple[bytes, int, bytes, Record | None]
-"""A consumption of the event loop's group commit, with the record kept if its nonce is fresh."""
+"""A consumption of the group commit, with the record kept if its nonce is fresh."""
 
 
 class RedisNonceStore:
     """Consumed nonces in Redis, each kept until its token could no longer pass the time checks.
 
-    Threads use one blocking client; the server's event loop uses an asyncio client of the same URL
-    (`consume_async`, group-committed), made on the loop that first needs it and closed by `aclose`. `horizon_s`: how
+    Threads consume through the group commit, on the store's own connection (one script call at a time),
+    and use the blocking client for the rest; readiness's `ping_async` uses an asyncio client of the same
+    URL, made on the loop that first needs it and closed by `aclose`. `horizon_s`: how
     long after its expiry (as given to consume) a token consumed before a loss of Redis's memory could
     still be live: the server's max token lifetime plus twice its clock skew.
     """
@@ -170,7 +172,7 @@ class RedisNonceStore:
         horizon_s: int = 361, records: RedisVerificationRecords | None = None,
     ) -> None:
         self._client = client
-        self._records = records  # where consume_async keeps a Verify's answer (its `keep`)
+        self._records = records  # where consume keeps a Verify's answer (its `keep`)
         self._cluster = is_cluster(client)
         self._namespace = namespace
         self._prefix = f"{namespace}:nonce:".encode()
@@ -179,9 +181,9 @@ class RedisNonceStore:
         self._refresh_lock = threading.Lock()
         self._horizon = horizon_s
         self._url = url
-        self._async_client: redis.asyncio.Redis | None = None
-        self._line: ScriptLine | None = None
-        self._group: GroupCommit[Keeping] | None = None
+        self._async_client: redis.asyncio.Redis | None = None  # readiness's probe, on the event loop
+        self._line: ScriptLine | None = None if self._cluster else ScriptLine(client)
+        self._group: GroupCommit[Keeping] | None = None if self._cluster else GroupCommit(self._send, failed=_failed)
         self._script = client.register_script(_CONSUME)
         self._keeping_script = client.register_script(_CONSUME_KEEPING)
         self._evicting: str | None = None  # why, while ping_async finds that Redis may evict keys
@@ -265,56 +267,49 @@ class RedisNonceStore:
             client.close()
             raise
 
-    def _consume_here(self, consumptions: Sequence[Consumption]) -> list[Any]:
-        """The consume script on the blocking client (not a cluster): its answers, in order."""
-        if self._evicting is not None:
-            raise EvictingRedis(self._evicting)
-        keys, args = self._script_input(self._since_key, consumptions)
-        return list(self._script(keys=keys, args=args))
-
     def _fresh(self, answer: Any) -> bool:
         if answer == 2:
             event(log, "nonce_memory_lost", level=logging.WARNING, refusing_for_s=self._horizon)
         return answer == 1
 
-    def consume(self, key: bytes, expires_at: float) -> bool:
+    def consume(self, key: bytes, expires_at: float, keep: Record | None = None) -> bool:
+        """Group-committed with the other threads' consumptions. `keep` (merchant_id, request_id,
+        answer): kept in the verification records this store was made with, only if the nonce is fresh,
+        by the same script call (on a cluster, where they are in other slots: right after it, and a
+        record that cannot be written leaves the verdict as it is)."""
+        if keep is not None and self._records is None:
+            raise TypeError("consume(keep=...) needs a store made with its verification records")
         if self._cluster:
-            return self._consume_on_cluster(key, expires_at)
-        try:
-            (answer,) = self._consume_here([(self._prefix + key, _expiry(expires_at), b"1")])
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
-        return self._fresh(answer)
+            fresh = self._consume_on_cluster(key, expires_at)
+            if fresh and keep is not None:
+                assert self._records is not None
+                try:
+                    self._records.record(*keep)
+                except Unavailable as exc:
+                    event(log, "verification_not_recorded", merchant_id=keep[0], error=exc.reason)
+            return fresh
+        return self._submit(key, expires_at, b"1", keep)
 
     def consume_as(self, key: bytes, expires_at: float, spender: bytes) -> bool:
         if self._cluster:
             return self._consume_on_cluster(key, expires_at, spender)
-        try:
-            (answer,) = self._consume_here([(self._prefix + key, _expiry(expires_at), spender)])
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
-        return self._fresh(answer)
+        return self._submit(key, expires_at, spender, None)
 
-    def _aclient(self) -> redis.asyncio.Redis:
-        client = self._async_client
-        if client is None:
-            if self._url is None:
-                raise TypeError("the asyncio calls need a store made by RedisNonceStore.from_url")
-            client = self._async_client = connect_async(self._url)
-            self._line = ScriptLine(client)
-            self._group = GroupCommit(self._send, failed=_failed)
-        return client
+    def _submit(self, key: bytes, expires_at: float, value: bytes, keep: Record | None) -> bool:
+        if self._evicting is not None:
+            raise _unavailable(EvictingRedis(self._evicting))
+        assert self._group is not None
+        return self._fresh(self._group.submit((self._prefix + key, _expiry(expires_at), value, keep)))
 
-    async def _send(self, consumptions: Sequence[Keeping]) -> list[Any]:
+    def _send(self, consumptions: Sequence[Keeping]) -> list[Any]:
         """One flush of the group commit: every queued consumption, and the records of those that keep
         one, in one script call."""
         if self._evicting is not None:
             raise EvictingRedis(self._evicting)
-        assert self._line is not None
         records = self._records
-        if records is None:
+        if records is None or all(entry[3] is None for entry in consumptions):
             keys, args = self._script_input(self._since_key, [entry[:3] for entry in consumptions])
-            return list(await self._line.call(self._script, keys, args))
+            return self._call(self._script, keys, args)
         keys = [self._since_key]
         now = time.time()
         head, add = records.keep_input(now)
@@ -326,29 +321,20 @@ class RedisNonceStore:
             else:
                 args += (expiry, value, 1)
                 add(kept, keys, args)
-        return list(await self._line.call(self._keeping_script, keys, args))
+        return self._call(self._keeping_script, keys, args)
 
-    async def consume_async(self, key: bytes, expires_at: float, keep: Record | None = None) -> bool:
-        """`consume` on the event loop, group-committed with the other calls' consumptions. `keep`
-        (merchant_id, request_id, answer): kept in the verification records this store was made with,
-        only if the nonce is fresh, by the same script call (on a cluster, where they are in other
-        slots: right after it, and a record that cannot be written leaves the verdict as it is)."""
-        if keep is not None and self._records is None:
-            raise TypeError("consume_async(keep=...) needs a store made with its verification records")
-        if self._cluster:  # the node clients of the blocking cluster client carry the WAIT
-            fresh = await asyncio.to_thread(self._consume_on_cluster, key, expires_at)
-            if fresh and keep is not None:
-                assert self._records is not None
-                try:
-                    await self._records.record_async(*keep)
-                except Unavailable as exc:
-                    event(log, "verification_not_recorded", merchant_id=keep[0], error=exc.reason)
-            return fresh
-        if self._evicting is not None:
-            raise _unavailable(EvictingRedis(self._evicting))
-        self._aclient()
-        assert self._group is not None
-        return self._fresh(await self._group.submit((self._prefix + key, _expiry(expires_at), b"1", keep)))
+    def _call(self, script: Any, keys: list[bytes], args: list[Any]) -> list[Any]:
+        """`script` on the store's own line (the group commit has one flush in flight at a time)."""
+        assert self._line is not None
+        return list(self._line.call(script, keys, args))
+
+    def _aclient(self) -> redis.asyncio.Redis:
+        client = self._async_client
+        if client is None:
+            if self._url is None:
+                raise TypeError("ping_async needs a store made by RedisNonceStore.from_url")
+            client = self._async_client = connect_async(self._url)
+        return client
 
     async def ping_async(self) -> None:
         """Whether Redis answers and still never evicts (readiness probes it twice a second), on the
@@ -381,10 +367,10 @@ class RedisNonceStore:
         self._evicting = None
 
     async def aclose(self) -> None:
-        """Closes the group commit and the asyncio client, on the loop that made them."""
-        group, line, client = self._group, self._line, self._async_client
-        self._group, self._line, self._async_client = None, None, None
-        await aclose_each(group, line, client)
+        """Closes readiness's asyncio client, on the loop that made it."""
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
 
     def consume_many(self, items: Sequence[tuple[bytes, float]]) -> list[bool]:
         """`consume` of each (key, expires_at) in one round trip (one script call, in order, so a key
@@ -394,7 +380,9 @@ class RedisNonceStore:
         if self._cluster:  # one round trip per nonce: each waits for its own shard's replica
             return [self._consume_on_cluster(key, expires_at) for key, expires_at in items]
         try:
-            answers = self._consume_here([(self._prefix + key, _expiry(expires_at), b"1") for key, expires_at in items])
+            keys, args = self._script_input(
+                self._since_key, [(self._prefix + key, _expiry(expires_at), b"1") for key, expires_at in items])
+            answers = self._script(keys=keys, args=args)
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
         return [self._fresh(answer) for answer in answers]
@@ -428,4 +416,6 @@ class RedisNonceStore:
                 "maxmemory": float(memory.get("maxmemory", 0))}
 
     def close(self) -> None:
+        if self._line is not None:
+            self._line.close()
         self._client.close()

@@ -5,10 +5,9 @@ request_id -> expiry and answer) and `<namespace>:verification-age:{<merchant>}`
 by expiry). One script writes a record, drops that merchant's expired ones and, past `per_merchant`, its
 own oldest: no merchant's records can push out another's, and since Redis runs with noeviction
 (storage.redis_connect) none can push out a nonce either; both keys expire with their youngest record.
-Threads use a blocking client, the event loop an asyncio one (made on the loop that first needs it,
-closed by `aclose`), on which the records of concurrent calls are group-committed (storage.group_commit:
-one script call writes all the records queued while the one before was in flight; not on a cluster,
-where each merchant's keys are in a slot of their own). Any Redis error is Unavailable.
+A Verify's record is written by the script call that consumes its nonce (storage.redis_nonces, with
+KEEP_LUA below), group-committed with the other calls'; `record` writes one on its own (on a Redis
+Cluster, where each merchant's keys are in a slot of their own). Any Redis error is Unavailable.
 """
 
 from __future__ import annotations
@@ -19,11 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
-
 from ecard.errors import Unavailable
-from ecard_server.storage.group_commit import GroupCommit
-from ecard_server.storage.redis_connect import ERRORS, ScriptLine, aclose_each, connect, connect_async, is_cluster
+from ecard_server.storage.redis_connect import ERRORS, connect
 
 _ERRORS = ERRORS
 _EXPIRY = struct.Struct(">d")  # unix seconds, fractions included: the oldest record leaves first
@@ -69,21 +65,10 @@ def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"verification records unavailable: {type(exc).__name__}", "RECORDS_UNAVAILABLE")
 
 
-def _failed(exc: BaseException) -> BaseException:
-    """What each call of a failed group commit raises: Unavailable for Redis's errors."""
-    return _unavailable(exc) if isinstance(exc, _ERRORS) else exc
-
-
 class RedisVerificationRecords:
     def __init__(self, url: str, ttl_s: float, namespace: str = "ecard", *, per_merchant: int = 50_000) -> None:
-        self._url = url
         self._client = connect(url)
         self._script = self._client.register_script(_RECORD)
-        self._async_client: redis.asyncio.Redis | None = None
-        self._async_script: Any = None  # on a cluster
-        self._line: ScriptLine | None = None  # elsewhere: the group commit's flushes
-        self._group: GroupCommit[Record] | None = None
-        self._cluster = is_cluster(self._client)
         self._records = f"{namespace}:verification:".encode()
         self._ages = f"{namespace}:verification-age:".encode()
         self._ttl = max(1, math.ceil(ttl_s))
@@ -122,34 +107,6 @@ class RedisVerificationRecords:
         except _ERRORS as exc:
             raise _unavailable(exc) from exc
 
-    async def _send(self, records: Sequence[Record]) -> list[Any]:
-        """One script call for `records` (the group commit's flush)."""
-        assert self._line is not None
-        keys, args = self._script_input(records)
-        await self._line.call(self._script, keys, args)
-        return [None] * len(records)
-
-    async def record_async(self, merchant_id: str, request_id: str, answer: bytes) -> None:
-        """`record` on the event loop, group-committed with the other calls' records (not on a cluster)."""
-        if self._async_client is None:
-            self._async_client = connect_async(self._url, cluster=self._cluster)
-            if self._cluster:
-                self._async_script = self._async_client.register_script(_RECORD)
-            else:
-                self._line = ScriptLine(self._async_client)
-                self._group = GroupCommit(self._send, failed=_failed)
-        record = (merchant_id, request_id, answer)
-        if self._group is not None:
-            await self._group.submit(record)
-            return
-        try:
-            keys, args = self._script_input([record])
-            await self._async_script(keys=keys, args=args)
-        except (*_ERRORS, AttributeError) as exc:
-            # AttributeError: redis-py's asyncio cluster client, when a failover closes a connection under
-            # a call, writes to the closed connection's writer (None). Redis did not answer all the same.
-            raise _unavailable(exc) from exc
-
     def find(self, merchant_id: str, request_id: str) -> bytes | None:
         try:
             found = self._client.hget(self._keys(merchant_id)[0], request_id.encode())
@@ -161,12 +118,6 @@ class RedisVerificationRecords:
         if len(data) < _EXPIRY.size or _EXPIRY.unpack_from(data)[0] <= time.time():
             return None
         return bytes(data[_EXPIRY.size:])
-
-    async def aclose(self) -> None:
-        """Closes the group commit and the asyncio client, on the loop that made them."""
-        group, line, client = self._group, self._line, self._async_client
-        self._group, self._line, self._async_client = None, None, None
-        await aclose_each(group, line, client)
 
     def close(self) -> None:
         self._client.close()
