@@ -6,8 +6,9 @@ OTEL_TRACES_SAMPLER and its argument; OTEL_RESOURCE_ATTRIBUTES). Then:
 
 - every RPC is a server span, opened by the guard's first layer and closed by its last (`server_spans`:
   the method's name, `rpc.*` attributes, the gRPC status), the child of the caller's span when the call
-  carries a W3C `traceparent` (the SDK sends one); an unsampled call pays for the sampler's answer and
-  for making that answer current (its children are not sampled either), nothing more;
+  carries a W3C `traceparent` (the SDK sends one); with the standard samplers a call that is not sampled
+  is decided before the SDK is asked and pays for a trace id, a non-recording span and making it current
+  (its children are not sampled either), nothing more;
 - every PostgreSQL statement, SQLite statement and Redis command it makes is a child span (psycopg,
   sqlite3 and redis instrumentations), also from the thread pool (the guard runs blocking work in a
   copy of the call's context);
@@ -98,12 +99,20 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
     """The server span of each call of `method` ("/package.Service/Method"), for the guard: `begin(context)`
     at the call's start opens it (the parent: the trace context in the call's metadata) and makes it
     current, in the call's own context; `end(status_name)` at its end ("OK", "NOT_FOUND", ...) sets the
-    status and closes it. None when tracing is off."""
+    status and closes it. None when tracing is off.
+
+    A call the sampler drops is decided before the SDK is asked (`_dropping`): with the standard samplers
+    (`parentbased_*`, `traceidratio`, `always_*`, OTEL_TRACES_SAMPLER's) the decision is a function of
+    the trace id and the caller's sampled flag, so the layer draws the trace id itself and, for a call
+    that is not sampled, makes the span the SDK would make (a NonRecordingSpan of that trace id: the
+    caller's when it sent one, with its trace state, else the drawn one) without the SDK's sampler
+    results and checks; a sampled call's span is the SDK's, made with the trace id the decision was
+    taken on. Any other sampler (a subclass, a custom one) is asked by the SDK for every call."""
     if not _enabled:
         return None
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
     tracer = _provider.get_tracer("ecard_server")
     service, name = method.lstrip("/").rsplit("/", 1)
@@ -112,12 +121,48 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
     extract, attach, detach = propagate.extract, otel_context.attach, otel_context.detach
     in_context, start, set_call = trace.set_span_in_context, tracer.start_span, _call.set
     codes = {code.name: code.value[0] for code in grpc.StatusCode}
+    rule = _dropping(_provider.sampler)
+    kind = SpanKind.SERVER
 
-    def begin(context: Any) -> None:
+    def sdk_begin(context: Any) -> None:  # every decision the SDK's
         carrier = {key: value for key, value in context.invocation_metadata() or () if key in fields}
         parent = extract(carrier) if carrier else None
-        span = start(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        span = start(method, context=parent, kind=kind, attributes=attributes)
         set_call((span, attach(in_context(span, parent))))
+
+    if rule is None:
+        begin = sdk_begin
+    else:
+        drops_root, follows_parent = rule
+        ids = _provider.id_generator
+        new_trace_id, new_span_id = ids.generate_trace_id, ids.generate_span_id
+        unsampled = TraceFlags(TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else TraceFlags.DEFAULT)
+        drawn_set = _drawn.set
+        tracer.id_generator = _Drawn(ids)  # this tracer's root spans take the trace id drawn below
+        current_span = trace.get_current_span
+
+        def begin(context: Any) -> None:
+            carrier = {key: value for key, value in context.invocation_metadata() or () if key in fields}
+            parent = None
+            if carrier:  # the caller's trace context
+                parent = extract(carrier)
+                caller = current_span(parent).get_span_context()
+                if caller.is_valid:  # parentbased_*: its sampled flag decides; traceidratio: its trace id
+                    if caller.trace_flags.sampled if follows_parent else not drops_root(caller.trace_id):
+                        span = start(method, context=parent, kind=kind, attributes=attributes)
+                    else:
+                        span = NonRecordingSpan(SpanContext(
+                            caller.trace_id, new_span_id(), False,
+                            TraceFlags(caller.trace_flags & TraceFlags.RANDOM_TRACE_ID), caller.trace_state))
+                    set_call((span, attach(in_context(span, parent))))
+                    return
+            trace_id = new_trace_id()
+            if drops_root(trace_id):
+                span = NonRecordingSpan(SpanContext(trace_id, new_span_id(), False, unsampled))
+            else:
+                drawn_set(trace_id)
+                span = start(method, context=parent, kind=kind, attributes=attributes)
+            set_call((span, attach(in_context(span, parent))))
 
     def end(status_name: str) -> None:
         call = _call.get()
@@ -135,12 +180,69 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
     return begin, end
 
 
+_drawn: contextvars.ContextVar[int] = contextvars.ContextVar("ecard_drawn_trace_id", default=0)
+
+
+class _Drawn:
+    """The id generator of the layer's tracer: a root span's trace id is the one the layer drew and
+    decided on (`_drawn`, set in the call's context just before), span ids the provider's."""
+
+    def __init__(self, ids: Any) -> None:
+        self._ids = ids
+        self.generate_span_id = ids.generate_span_id
+        self.is_trace_id_random = ids.is_trace_id_random
+
+    def generate_trace_id(self) -> int:
+        trace_id = _drawn.get()
+        if trace_id:
+            _drawn.set(0)
+            return trace_id
+        return int(self._ids.generate_trace_id())
+
+
+def _dropping(sampler: Any) -> tuple[Callable[[int], bool], bool] | None:
+    """For a sampler whose decision is known from the trace id and the caller's flag, the standard ones
+    OTEL_TRACES_SAMPLER names (classes of the SDK's whose `should_sample` is the SDK's own): (whether a
+    call with no caller's trace context, of that trace id, is dropped; whether a caller's sampled flag
+    decides instead). None for any other sampler (the SDK asks it for every call)."""
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler, TraceIdRatioBased
+
+    def own(candidate: Any, cls: Any) -> bool:  # an instance of cls deciding as cls does
+        return isinstance(candidate, cls) and bool(type(candidate).should_sample is cls.should_sample)
+
+    def static(candidate: Any) -> Decision | None:
+        return candidate._decision if own(candidate, StaticSampler) else None  # type: ignore[no-any-return]
+
+    def root_rule(root: Any) -> Callable[[int], bool] | None:
+        if static(root) is Decision.DROP:
+            return lambda trace_id: True
+        if static(root) is Decision.RECORD_AND_SAMPLE:
+            return lambda trace_id: False
+        if own(root, TraceIdRatioBased):
+            limit, bound = TraceIdRatioBased.TRACE_ID_LIMIT, root.bound
+            return lambda trace_id: trace_id & limit >= bound
+        return None
+
+    if own(sampler, ParentBased):
+        remote = (static(sampler._remote_parent_sampled), static(sampler._remote_parent_not_sampled))
+        if remote != (Decision.RECORD_AND_SAMPLE, Decision.DROP):
+            return None
+        rule = root_rule(sampler._root)
+        return None if rule is None else (rule, True)
+    rule = root_rule(sampler)
+    return None if rule is None else (rule, False)
+
+
 def trace_id() -> str:
     """The current span's trace id (32 hex digits), or "" when no span is current. An unsampled call has
     one too (its caller's, or the one its sampler was asked about): the till's log lines can be matched."""
-    from opentelemetry import trace
+    call = _call.get()
+    if call is not None:  # the call's span, as the guard's layer opened it
+        context = call[0].get_span_context()
+    else:
+        from opentelemetry import trace
 
-    context = trace.get_current_span().get_span_context()
+        context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else ""
 
 

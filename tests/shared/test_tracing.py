@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -113,10 +114,109 @@ def test_a_refused_call_is_an_error_span_and_an_unsampled_call_leaves_no_span_at
 
                 sampled["on"] = False
                 exporter.clear()
+                switched = time.time_ns()  # a span begun before (a background notice's PUBLISH) may end after
                 assert pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT).verdict == Verdict.ACCEPTED
-                assert list(exporter.get_finished_spans()) == []
+                assert [s.name for s in exporter.get_finished_spans() if (s.start_time or 0) >= switched] == []
     finally:
         tracing.shutdown()
+
+
+def logged_trace_ids(caplog: pytest.LogCaptureFixture, method: str) -> list[str]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ecard.requests"]
+    return [line["trace_id"] for line in lines if line.get("method") == method]
+
+
+def test_the_sampler_decided_before_the_sdk_keeps_its_decisions_and_the_callers(
+    pg_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """parentbased_traceidratio (what operations.md tells production to run), decided by the layer before
+    the SDK is asked (tracing._dropping): a root call is recorded exactly when the trace id it drew is under
+    the ratio's bound (the SDK's span takes the trace id the decision was made on), an unrecorded one still
+    has a trace id in its log line; a caller's sampled traceparent makes the call a recorded child with
+    its Redis calls under it, an unsampled one leaves no span and its trace id in the log line."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBasedTraceIdRatio, TraceIdRatioBased
+
+    ratio = TraceIdRatioBased(0.5)  # the root of what OTEL_TRACES_SAMPLER_ARG=0.5 makes below
+
+    class ByTurns(RandomIdGenerator):  # trace ids under the ratio's bound and over it, by turns
+        drawn = 0
+
+        def generate_trace_id(self) -> int:
+            self.drawn += 1
+            return self.drawn << 64 | (1 if self.drawn % 2 else ratio.bound + 1)
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(0.5), id_generator=ByTurns())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert tracing.configure(provider)
+    try:
+        settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
+        with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
+            world = World.seed(server.target, cards=1)
+            caplog.set_level(logging.INFO, logger="ecard.requests")
+            with world.pharmacy() as pos:
+                exporter.clear()
+                caplog.clear()
+                for _ in range(24):
+                    with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                        pos.get_verification("no-such-request")
+                recorded = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans()
+                            if s.kind == SpanKind.SERVER}
+                logged = logged_trace_ids(caplog, "GetVerification")
+                assert len(logged) == 24 and all(len(t) == 32 and int(t, 16) for t in logged)
+                # every other call (a background root span's draw may shift the turns once or twice): a
+                # sampled call whose span drew a second trace id would be dropped by its sampler, by turns
+                assert recorded <= set(logged) and 8 <= len(recorded) <= 16, len(recorded)
+                for trace_id in logged:
+                    under = int(trace_id, 16) & ratio.TRACE_ID_LIMIT < ratio.bound
+                    assert under == (trace_id in recorded), trace_id
+
+                for till_sampler, recorded_child in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
+                    till = TracerProvider(sampler=till_sampler).get_tracer("till")  # the till's own sampler
+                    exporter.clear()
+                    caplog.clear()
+                    with till.start_as_current_span("checkout") as checkout:
+                        answer = pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT)
+                        assert answer.verdict == Verdict.ACCEPTED
+                        with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                            pos.get_verification("no-such-request")
+                    caller = checkout.get_span_context()
+                    spans = list(exporter.get_finished_spans())
+                    servers = [s for s in spans if s.kind == SpanKind.SERVER]
+                    assert logged_trace_ids(caplog, "GetVerification") == [format(caller.trace_id, "032x")]
+                    if not recorded_child:
+                        assert spans == [], [s.name for s in spans]
+                        continue
+                    assert {s.name for s in servers} == {"/ecard.v1.Verifier/Verify",
+                                                         "/ecard.v1.Verifier/GetVerification"}
+                    for span in servers:
+                        assert span.context.trace_id == caller.trace_id
+                        assert span.parent is not None and span.parent.span_id == caller.span_id
+                    verify = next(s for s in servers if s.name == "/ecard.v1.Verifier/Verify")
+                    assert any(s.attributes.get("db.system") == "redis" for s in descendants(spans, verify))
+    finally:
+        tracing.shutdown()
+
+
+@pytest.mark.parametrize("name", ["parentbased_traceidratio", "traceidratio", "parentbased_always_off",
+                                  "parentbased_always_on", "always_off", "always_on"])
+def test_every_sampler_the_environment_names_is_decided_before_the_sdk(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The samplers OTEL_TRACES_SAMPLER makes take the layer's own decision (the SDK's sampler is not asked
+    for a call it drops); one that decides otherwise (a subclass of its own) is left to the SDK."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.05")
+    assert tracing._dropping(TracerProvider().sampler) is not None
+
+    class Own(ParentBased):
+        def should_sample(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return super().should_sample(*args, **kwargs)
+
+    assert tracing._dropping(Own(ALWAYS_ON)) is None
 
 
 def test_off_unless_the_environment_asks() -> None:
