@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,13 +28,14 @@ from ecard import (
     physical_cards,
     public_key_pem,
 )
-from ecard.testing import World
+from ecard.testing import World, shared_secret_file
 from ecard.v1 import cards_pb2
 from ecard_server.app import Deployment
 from ecard_server.config import Settings
 from ecard_server.core.admin import EnrollInput
 from ecard_server.core.assurance import Statement
 from ecard_server.core.principals import CHANNEL, MERCHANT, Principal
+from ecard_server.keyring import SecretSource
 from ecard_server.storage import open_store
 from tests.helpers.inprocess import InProcessServer
 
@@ -162,10 +162,12 @@ def test_the_outbox_holds_no_identity_numbers_or_full_names(world: World, server
 
 
 # -- upkeep: key expiry warnings and pruning, on the core with a clock ------------------------------
-def test_key_expiry_is_told_once_and_old_events_are_pruned(tmp_path: Path) -> None:
+def test_key_expiry_is_told_once_and_old_events_are_pruned(db_url: str) -> None:
     now = [1_800_000_000.0]
     settings = Settings(channel_event_upkeep_s=0, key_expiry_warning_s=86_400, channel_event_retention_s=3600)
-    deployment = Deployment.open(settings, f"sqlite:///{tmp_path}/ecard.db", clock=lambda: now[0])
+    shared = not db_url.startswith("sqlite")  # PostgreSQL: this process alone, with the tests' secret file
+    deployment = Deployment.open(settings, db_url, clock=lambda: now[0], single_instance=shared,
+                                 secrets=SecretSource.for_database(db_url, shared_secret_file() if shared else None))
     try:
         admin, outbox = deployment.admin, deployment.store.outbox
         admin.upsert_issuer("bank", "Bank")

@@ -340,11 +340,17 @@ def test_verification_id_expires(tmp_path: Path) -> None:
         world = World.seed(server.target, cards=1)
         with world.pharmacy() as pos:
             handle = verification_id(pos, world.mint(0))
+            in_time = verification_id(pos, world.mint(0))
+            settled = pos.settle(BASKET, idempotency_key="in-time", verification_id=in_time)
             time.sleep(2.2)
             with pytest.raises(FailedPrecondition) as expired:
                 pos.settle(BASKET, idempotency_key="late", verification_id=handle)
+            # A retry of the Settle made in time is still answered with its record once its
+            # verification expired (the key is looked up when the verification cannot be used).
+            retried = pos.settle(BASKET, idempotency_key="in-time", verification_id=in_time)
         assert expired.value.reason == "VERIFICATION_EXPIRED"
-        assert balance(world) == 100_000
+        assert retried == settled
+        assert balance(world) == 100_000 - settled.personal_account_paid_fen
 
 
 # -- refunds ----------------------------------------------------------------------------------------

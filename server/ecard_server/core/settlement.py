@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
-from ecard.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from ecard.errors import EcardError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ecard.v1 import types_pb2 as t
 from ecard_server.config import Settings
 from ecard_server.core.nonces import spender
@@ -130,23 +130,29 @@ class SettlementService:
         split = pricing.split
         request_hash = settle_hash(request)
         key = request.idempotency_key
-        # A retry is answered before its credential is looked at: the token is spent by then.
-        earlier = self._replay(merchant_id, key, request_hash)
-        if earlier is not None:
-            return earlier
         quote = None
-        if request.quote_id:  # the quote spent the credential; the basket must be the quoted one
-            quote = self._quotes.open(request.quote_id, merchant_id=merchant_id, now=int(self._clock()))
-            if quote.basket != basket_digest(request.items, request.skip_personal_account):
-                raise InvalidArgument("the basket is not the one quoted", "QUOTE_MISMATCH")
-            if (split.catalogue_version, split.policy_version) != (quote.catalogue_version, quote.policy_version):
-                raise FailedPrecondition("the catalogue or the policy changed since the quote: quote again",
-                                         "QUOTE_STALE")
-            ecard_id, nonce, used_reason = quote.ecard_id, quote.nonce, quote.used_reason
-        elif request.verification_id:
-            ecard_id, nonce, _ = self._open_verification(merchant_id, request.verification_id)
-            used_reason = "VERIFICATION_USED"
+        if request.quote_id or request.verification_id:
+            # Opening a quote or a verification spends nothing, and the ledger answers a retry from its
+            # first record under the key's lock: the key is looked up first only when the credential
+            # cannot be used (expired since, the catalogue changed since the quote...), so that a retry
+            # is still answered with what it settled (one read less for every first Settle).
+            try:
+                if request.quote_id:  # the quote spent the credential; the basket must be the quoted one
+                    quote = self._open_quote(merchant_id, request, split)
+                    ecard_id, nonce, used_reason = quote.ecard_id, quote.nonce, quote.used_reason
+                else:
+                    ecard_id, nonce, _ = self._open_verification(merchant_id, request.verification_id)
+                    used_reason = "VERIFICATION_USED"
+            except EcardError:
+                earlier = self._replay(merchant_id, key, request_hash)
+                if earlier is not None:
+                    return earlier
+                raise
         else:
+            # A retry is answered before its token is looked at: the token is spent by then.
+            earlier = self._replay(merchant_id, key, request_hash)
+            if earlier is not None:
+                return earlier
             outcome = self._verifier.spend_token(
                 request.token, merchant_id=merchant_id, purpose=t.PURPOSE_MEDICAL_SETTLEMENT,
                 min_assurance=t.ASSURANCE_PIN, spender=spender(merchant_id, key),
@@ -201,6 +207,15 @@ class SettlementService:
                 # was settled, so the holder's code is given back for the window's retry.
                 self._verifier.release(outcome)
             raise
+
+    def _open_quote(self, merchant_id: str, request: SettleInput, split: Split) -> Quote:
+        quote = self._quotes.open(request.quote_id, merchant_id=merchant_id, now=int(self._clock()))
+        if quote.basket != basket_digest(request.items, request.skip_personal_account):
+            raise InvalidArgument("the basket is not the one quoted", "QUOTE_MISMATCH")
+        if (split.catalogue_version, split.policy_version) != (quote.catalogue_version, quote.policy_version):
+            raise FailedPrecondition("the catalogue or the policy changed since the quote: quote again",
+                                     "QUOTE_STALE")
+        return quote
 
     def price(self, merchant_id: str, items: Sequence[LineItem]) -> Split:
         """A basket priced as Settle prices it at this merchant (InvalidArgument for an unknown item)."""

@@ -240,22 +240,24 @@ class SqlLedger:
     def _settle(self, cur: Cursor, draft: Draft, now: int) -> SettlementRecord:
         # 0. Lock the Settle's key (before the card): a reversal of the key waits for this Settle, or it for
         #    the reversal.
-        self._store.lock_key(cur, "settle", draft.merchant_id, draft.idempotency_key)
-        # 1. Lock the card that holds the e-card (the account), and read its status and balance.
-        select_card = f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?{self._store.for_update}"
-        cur.execute(select_card, (draft.ecard_id,))
+        # 1. Then lock the card that holds the e-card (the account), and read its status and balance (one
+        #    statement with the key's lock where the backend can).
+        select_card = f"SELECT {mapper.ACCOUNT.select} FROM cards WHERE ecard_id = ?"
+        self._store.select_locked_under_key(cur, ("settle", draft.merchant_id, draft.idempotency_key), select_card,
+                                            (draft.ecard_id,))
         row = cur.fetchone()
         if row is None:
             # Waited on a card row whose e-card a replacement just moved (PostgreSQL rechecks the locked
             # row and drops it): a new statement sees the e-card on its new card.
-            cur.execute(select_card, (draft.ecard_id,))
+            cur.execute(select_card + self._store.for_update, (draft.ecard_id,))
             row = cur.fetchone()
         account = mapper.ACCOUNT.named(row) if row is not None else None
         # 2. What the rules decide on, read under the locks in one statement (one round trip): whether the
         #    key served a Settle (answered from its first record) or was reversed, whether this credential
         #    settled before, the current catalogue and policy versions, the year's accumulators.
         year = year_of(now)
-        state = settle_state(cur, draft, "" if account is None else account["card_no"], year)
+        state = settle_state(cur, draft, "" if account is None else account["card_no"], year,
+                             self._store.aggregate_text)
         if state.key_used:
             earlier = self._first_answer(
                 self._select_settlement(cur, "WHERE s.merchant_id = ? AND s.idempotency_key = ?",
@@ -313,7 +315,7 @@ class SqlLedger:
         # 5. What the settlement leaves besides: its audit row and the channels' event.
         write_audit(cur, audit.settled(now, draft, shares))
         self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
-                          shares, after, now, merchant_name=state.merchant_name)
+                          shares, after, now, merchant_name=state.merchant_name, channels=state.channels)
         nothing = (Shares(0, 0, 0),) * len(draft.items)
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
@@ -489,9 +491,11 @@ class SqlLedger:
         return Reversal(record, now)
 
     def _money_event(self, cur: Cursor, ecard_id: str, kind: str, settlement_id: str, merchant_id: str,
-                     shares: Shares, balance_after: int, now: int, *, merchant_name: str | None = None) -> None:
+                     shares: Shares, balance_after: int, now: int, *, merchant_name: str | None = None,
+                     channels: Sequence[str] | None = None) -> None:
         """The channels' SETTLED or REFUNDED event: merchant, amounts, balance after; no one's identity.
-        `merchant_name`: the merchant's display name when the caller read it already ("" for none)."""
+        `merchant_name`: the merchant's display name when the caller read it already ("" for none);
+        `channels`: the e-card's bound channels, likewise."""
         if merchant_name is None:
             cur.execute("SELECT display_name FROM merchants WHERE merchant_id = ?", (merchant_id,))
             named = cur.fetchone()
@@ -500,7 +504,7 @@ class SqlLedger:
             "settlement_id": settlement_id, "merchant_id": merchant_id, "merchant_name": merchant_name,
             "total_fen": shares.total_fen, "fund_fen": shares.fund_fen, "account_fen": shares.account_fen,
             "self_pay_fen": shares.self_pay_fen, "balance_fen": balance_after,
-        }, now)
+        }, now, channels=channels)
 
     def fund_ledger_total(self, settlement_id: str) -> int:
         """What the fund has paid for a settlement, net of refunds."""
@@ -525,6 +529,7 @@ class SettleState(NamedTuple):
     policy_version: str  # "" none imported
     accumulated: Accumulated  # the card's for the year
     merchant_name: str  # for the channels' event ("" for an unknown merchant)
+    channels: tuple[str, ...]  # the channels bound to the e-card (told of the settlement)
 
 
 _SETTLE_STATE = (
@@ -535,20 +540,23 @@ _SETTLE_STATE = (
     "(SELECT COALESCE(MAX(version), 0) FROM benefit_policies), "
     "(SELECT deductible_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
     "(SELECT fund_fen FROM benefit_accumulators WHERE card_no = ? AND year = ?), "
-    "(SELECT display_name FROM merchants WHERE merchant_id = ?)"
+    "(SELECT display_name FROM merchants WHERE merchant_id = ?), "
+    "(SELECT {aggregate}(issuer_id, ' ') FROM ecard_channels WHERE ecard_id = ?)"  # ids hold no space
 )
 
 
-def settle_state(cur: Cursor, draft: Draft, card_no: str, year: int) -> SettleState:
+def settle_state(cur: Cursor, draft: Draft, card_no: str, year: int, aggregate: str) -> SettleState:
     """In one statement (one round trip), under the Settle's locks: its key, its credential, the current
-    catalogue and policy versions, the card's accumulators for the year, the merchant's name."""
+    catalogue and policy versions, the card's accumulators for the year, the merchant's name, the
+    e-card's channels. `aggregate`: the backend's SQL aggregate joining texts (Transactions.aggregate_text)."""
     key = (draft.merchant_id, draft.idempotency_key)
-    cur.execute(_SETTLE_STATE, (*key, *key, draft.ecard_id, draft.verification_nonce, card_no, year, card_no, year,
-                                draft.merchant_id))
-    key_used, reversed_, used, catalogue, policy, deductible, fund, name = cur.fetchone()
+    cur.execute(_SETTLE_STATE.format(aggregate=aggregate), (*key, *key, draft.ecard_id, draft.verification_nonce,
+                                                            card_no, year, card_no, year, draft.merchant_id,
+                                                            draft.ecard_id))
+    key_used, reversed_, used, catalogue, policy, deductible, fund, name, channels = cur.fetchone()
     return SettleState(bool(key_used), bool(reversed_), bool(used), str(catalogue) if catalogue else "",
                        f"b{policy}" if policy else "", Accumulated(deductible or 0, fund or 0),
-                       "" if name is None else name)
+                       "" if name is None else name, tuple(channels.split(" ")) if channels else ())
 
 
 def accumulators(cur: Cursor, card_no: str, year: int) -> Accumulated:

@@ -425,4 +425,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "account_refunded_fen, self_pay_refunded_fen, reversed_at, reversed_fen)",
         ],
     ),
+    (
+        18,
+        [
+            # PostgreSQL numbers a channel's events after they commit (storage.outbox): a Settle writes
+            # its event unnumbered, in the order of `written` (a sequence), and never takes the channel's
+            # head row, so settlements of cards bound to one channel commit side by side. A reader (or
+            # the upkeep) numbers the committed ones in one short transaction holding the head row.
+            "-- only postgresql\nALTER TABLE channel_events ADD COLUMN written BIGSERIAL",
+            "-- only postgresql\nALTER TABLE channel_events DROP CONSTRAINT channel_events_pkey",
+            "-- only postgresql\nALTER TABLE channel_events ALTER COLUMN seq DROP NOT NULL",
+            "-- only postgresql\nALTER TABLE channel_events ADD PRIMARY KEY (written)",
+            "-- only postgresql\nCREATE UNIQUE INDEX channel_events_numbered ON channel_events (issuer_id, seq)",
+            "-- only postgresql\nCREATE INDEX channel_events_unnumbered ON channel_events (issuer_id, written) "
+            "WHERE seq IS NULL",
+        ],
+    ),
 ]

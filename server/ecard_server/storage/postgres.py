@@ -59,6 +59,11 @@ def pyformat(sql: str) -> str:
     return _PLACEHOLDER.sub(_pyformat_token, sql)
 
 
+def _key_number(parts: Sequence[str]) -> int:
+    """The advisory lock of a name: 63 bits of its SHA-256."""
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big") >> 1
+
+
 def describe(url: str) -> str:
     """host:port/dbname of a URL, for messages (never the password)."""
     try:
@@ -191,6 +196,10 @@ class PostgresStore(SqlStore):
     dialect: ClassVar[dict[str, str]] = {"blob": "BYTEA", "serial": "BIGSERIAL PRIMARY KEY"}
     for_update = " FOR UPDATE"
     writes_in_with = True
+    # A channel's events are numbered after they commit (storage.outbox): no head row held by a Settle
+    # through its commit, so settlements of cards bound to one channel commit side by side.
+    numbers_after_commit = True
+    aggregate_text = "string_agg"
     # OperationalError covers a refused or lost connection, an admin shutdown, serialization failures
     # and deadlocks, and the pool's PoolTimeout/PoolClosed (its subclasses): all "try again later".
     transient_errors = (psycopg.OperationalError,)
@@ -283,8 +292,13 @@ class PostgresStore(SqlStore):
     def lock_key(self, cur: Any, *parts: str) -> None:
         """A transaction-level advisory lock on 63 bits of the name's SHA-256 (two names that share
         them only wait for each other)."""
-        digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-        cur.execute("SELECT pg_advisory_xact_lock(?)", (int.from_bytes(digest[:8], "big") >> 1,))
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (_key_number(parts),))
+
+    def select_locked_under_key(self, cur: Any, parts: Sequence[str], sql: str, params: Sequence[Any]) -> None:
+        """One statement: the key's lock is a one-time filter evaluated before the scan starts, so it is
+        taken first (whether a row matches or not), then the rows' locks."""
+        cur.execute(f"WITH key_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(?)) {sql} "
+                    f"AND EXISTS (SELECT 1 FROM key_lock){self.for_update}", (_key_number(parts), *params))
 
     def hold_instance_lock(self) -> bool:
         """Takes the database's single-instance advisory lock on a connection of its own, held until

@@ -25,7 +25,7 @@ class EventWriter(Protocol):
     """The slice of the channels' outbox (storage.outbox.Outbox) that a transaction writes through."""
 
     def write(self, cur: Cursor, ecard_id: str, kind: str, detail: dict[str, Any], now: int, *,
-              also: Sequence[str] = (), bound: bool = True) -> None: ...
+              also: Sequence[str] = (), bound: bool = True, channels: Sequence[str] | None = None) -> None: ...
 
 
 class Transactions(Protocol):
@@ -37,6 +37,8 @@ class Transactions(Protocol):
     def unique_errors(self) -> tuple[type[BaseException], ...]: ...
     @property
     def writes_in_with(self) -> bool: ...  # a WITH clause may hold an INSERT ... RETURNING (PostgreSQL)
+    @property
+    def numbers_after_commit(self) -> bool: ...  # channel events are numbered once committed (storage.outbox)
     def transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Cursor]: ...
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def once_more_on_conflict(self, write: Callable[[], T]) -> T: ...
@@ -44,6 +46,9 @@ class Transactions(Protocol):
     @property
     def outbox(self) -> EventWriter: ...
     def lock_key(self, cur: Cursor, *parts: str) -> None: ...  # a lock on a name, until the transaction ends
+    def select_locked_under_key(self, cur: Cursor, parts: Sequence[str], sql: str, params: Sequence[Any]) -> None: ...
+    @property
+    def aggregate_text(self) -> str: ...  # the SQL aggregate joining texts with a separator
 
 
 def insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -64,6 +64,8 @@ class SqlStore:
     dialect: ClassVar[dict[str, str]] = {}
     for_update = ""  # row lock suffix inside a transaction, where the backend has one
     writes_in_with = False  # a WITH clause may hold an INSERT ... RETURNING (a data-modifying CTE)
+    aggregate_text = "group_concat"  # (expression, separator) -> the texts joined: SQLite's; PostgreSQL's string_agg
+    numbers_after_commit = False  # channel events are numbered once committed, not by their writer (outbox)
     transient_errors: tuple[type[BaseException], ...] = ()
     unique_errors: tuple[type[BaseException], ...] = ()
     url = ""
@@ -92,6 +94,12 @@ class SqlStore:
     def lock_key(self, cur: Cursor, *parts: str) -> None:
         """Holds a lock on the name `parts` until the transaction ends, where write transactions do not
         already run one at a time (SQLite's do: BEGIN IMMEDIATE)."""
+
+    def select_locked_under_key(self, cur: Cursor, parts: Sequence[str], sql: str, params: Sequence[Any]) -> None:
+        """`lock_key(*parts)`, then `sql` (a SELECT ending in its WHERE) with the row lock suffix: in one
+        statement where the backend can (PostgreSQL: one round trip, not two)."""
+        self.lock_key(cur, *parts)
+        cur.execute(sql + self.for_update, params)
 
     def close(self) -> None:
         raise NotImplementedError
