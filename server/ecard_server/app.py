@@ -67,7 +67,7 @@ from ecard_server.rpc.parsing import MessageLimits
 from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
-from ecard_server.rpc.threaded import ThreadedServer
+from ecard_server.rpc.threaded import HOT_THREADS, HotPool, ThreadedServer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
@@ -322,6 +322,7 @@ class BoundServer:
     health_server: grpc.aio.Server | None = None  # plaintext, the health service alone (--health-listen)
     health_port: int = 0
     readers: futures.ThreadPoolExecutor | None = None  # where streams' request messages are waited for
+    hot: futures.ThreadPoolExecutor | None = None  # where hot methods' calls run (rpc.threaded.HotPool)
     on_drain: tuple[Callable[[], None], ...] = ()
     """Called as the drain starts: endless streams (WatchEvents) end, so that their clients move on."""
 
@@ -350,6 +351,8 @@ class BoundServer:
         await asyncio.to_thread(self.pool.shutdown, wait=True)
         if self.readers is not None:
             self.readers.shutdown(wait=False)
+        if self.hot is not None:
+            self.hot.shutdown(wait=False)
 
 
 CALL_THREADS = 512
@@ -427,8 +430,9 @@ def create_server(
         options=transport_options(settings, limits, reuse_port=reuse_port),
     )
     readers = futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-read")
+    hot = HotPool(HOT_THREADS, CALL_THREADS)
     registry = GuardedRegistry(
-        ThreadedServer(server, loop, readers), authorizer, placement,
+        ThreadedServer(server, loop, readers, hot), authorizer, placement,
         RequestLog(settings.request_log_verify_ok_per_second,
                    refused_per_second=settings.request_log_refused_per_second),
         Admission.from_settings(settings, deployment.rate_leases), limits, loop=loop,
@@ -463,8 +467,9 @@ def create_server(
     if port == 0:
         pool.shutdown(wait=False)
         readers.shutdown(wait=False)
+        hot.shutdown(wait=False)
         raise ValueError(f"cannot listen on {address}: address in use or not available")
-    bound = BoundServer(server, port, pool, health_servicer, names, server_tls, readers=readers,
+    bound = BoundServer(server, port, pool, health_servicer, names, server_tls, readers=readers, hot=hot,
                         on_drain=(deployment.channel_events.signals.close,))
     if health_address:  # for probes that cannot present a client certificate (kubelet, grpc_health_probe)
         bound.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])

@@ -212,7 +212,10 @@ class GuardedRegistry:
         if loop is not None and not handler.request_streaming and not handler.response_streaming:
             parse = bounded_parser(method, handler.request_deserializer, limit,
                                    most_fields=self._limits.max_batch if method == BATCH_METHOD else None)
-            return lazily_read(handler, _threaded(layers, behavior, parse, loop))
+            threaded = _threaded(layers, behavior, parse, loop)
+            if placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior):
+                hot_path(threaded)  # from memory only: rpc.threaded runs it on its hot pool
+            return lazily_read(handler, threaded)
         if loop is not None and handler.request_streaming and inspect.isgeneratorfunction(behavior):
             # a stream answered by a plain generator (the embedded VerifyStream): all on its handler thread
             return handler_like(method, handler, _threaded_stream(layers, behavior, tolerant(

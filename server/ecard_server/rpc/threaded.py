@@ -18,6 +18,15 @@ grpc's sync server carries a unary call for ~55 us less CPU than grpc.aio on thi
 handler on the sync server, bridged to the loop when its behavior is async. Every call runs in a
 fresh contextvars.Context (its principal and request id are its own, not the previous call's on the
 same thread).
+
+A call of a method the guard marks hot (`rpc.placement.hot_path`: the embedded deployment's Verify and
+GetVerification, which only compute from memory) runs on a pool of its own, `HotPool`, of HOT_THREADS
+threads rather than on one of the server's many: calls beyond that wait in the pool's queue, and a
+thread that ends a call takes the next one without sleeping, instead of each call waking a thread of
+its own that then contends for the GIL (docs/performance.md, issue 18: fewer context switches and less
+CPU per call). A thread of that pool can still wait, for its call's request message (read after
+authorization, rpc.parsing); when the pool's queue stops moving (an authorized caller's streams that
+never send their message hold every thread) it grows, doubling, up to the server's CALL_THREADS.
 """
 
 from __future__ import annotations
@@ -26,13 +35,17 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
+import itertools
 import queue
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 import grpc
 import grpc.aio
+
+from ecard_server.rpc.placement import is_hot_path
 
 _END = object()
 _AHEAD = 8  # responses of a stream produced on the loop ahead of the handler thread's sending
@@ -143,15 +156,69 @@ class LoopContext:
         self._context.add_callback(ended)
 
 
+HOT_THREADS = 4
+"""Threads of the hot pool while its queue moves: with the GIL, one process computes on about one core,
+so a few threads keep it busy; 4 and 8 carried the same Verify rate, 4 with the fewest context switches
+(docs/performance.md, issue 18)."""
+STALL_S = 0.2
+"""How often the hot pool looks at its queue: a queue that held calls and started none for that long
+has every thread waiting (for request messages), and the pool doubles."""
+
+
+class HotPool(concurrent.futures.ThreadPoolExecutor):
+    """The pool of hot methods' calls: `threads` threads, doubled (up to `most`) whenever calls waited in
+    its queue for STALL_S and none started, so callers that hold threads with requests they never send
+    cannot stall the others beyond about a second (that takes `most` such calls, as on the server's own
+    pool). Grows through ThreadPoolExecutor's `_max_workers` and `_adjust_thread_count` (CPython's own
+    growth, as `submit` uses it); its threads, like the server's, stay until the pool is shut down."""
+
+    def __init__(self, threads: int, most: int, *, stall_s: float = STALL_S) -> None:
+        super().__init__(max_workers=threads, thread_name_prefix="ecard-hot")
+        self.most = most
+        self._starts = itertools.count(1).__next__
+        self._started = 0  # the number of the last call started (only compared, never summed)
+        self._ended = threading.Event()
+        threading.Thread(target=self._watch, args=(stall_s,), name="ecard-hot-watch", daemon=True).start()
+
+    @property
+    def threads(self) -> int:
+        """How many threads the pool may run now."""
+        return self._max_workers  # type: ignore[attr-defined,no-any-return]
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        return super().submit(self._started_now, fn, args, kwargs)
+
+    def _started_now(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self._started = self._starts()
+        return fn(*args, **kwargs)
+
+    def _watch(self, stall_s: float) -> None:
+        seen = self._started
+        while not self._ended.wait(stall_s):
+            started, queued = self._started, self._work_queue.qsize()  # type: ignore[attr-defined]
+            if queued and started == seen and self._max_workers < self.most:  # type: ignore[attr-defined]
+                with self._shutdown_lock:  # type: ignore[attr-defined]
+                    self._max_workers = min(self.most, self._max_workers * 2)  # type: ignore[attr-defined]
+                    for _ in range(queued):  # as `submit` does for each queued call: a thread for it
+                        self._adjust_thread_count()  # type: ignore[attr-defined]
+            seen = started
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._ended.set()
+        super().shutdown(wait, cancel_futures=cancel_futures)
+
+
 class ThreadedServer:
-    """A grpc.server (thread pool) that GuardedRegistry registers on as it would on a grpc.aio server."""
+    """A grpc.server (thread pool) that GuardedRegistry registers on as it would on a grpc.aio server;
+    hot methods' calls run on `hot` (HotPool)."""
 
     def __init__(
-        self, server: grpc.Server, loop: asyncio.AbstractEventLoop, readers: Executor
+        self, server: grpc.Server, loop: asyncio.AbstractEventLoop, readers: Executor, hot: HotPool | None = None
     ) -> None:
         self.server = server
         self._loop = loop
         self._readers = readers
+        self.hot = hot
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         self.server.add_generic_rpc_handlers(handlers)
@@ -190,6 +257,9 @@ class ThreadedServer:
 
         def fresh(requests: Any, context: grpc.ServicerContext) -> Any:
             return contextvars.Context().run(run, requests, context)
+
+        if run is behavior and is_hot_path(behavior) and self.hot is not None:
+            fresh.experimental_thread_pool = self.hot  # type: ignore[attr-defined]  # grpc's pool per handler
 
         if handler.request_streaming:
             make = grpc.stream_stream_rpc_method_handler if handler.response_streaming \
