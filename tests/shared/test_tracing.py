@@ -132,8 +132,8 @@ def test_the_sampler_decided_before_the_sdk_keeps_its_decisions_and_the_callers(
     """parentbased_traceidratio (what operations.md tells production to run), decided by the layer before
     the SDK is asked (tracing._dropping): a root call is recorded exactly when the trace id it drew is under
     the ratio's bound (the SDK's span takes the trace id the decision was made on), an unrecorded one still
-    has a trace id in its log line; a caller's sampled traceparent makes the call a recorded child, an
-    unsampled one leaves no span and its trace id in the log line."""
+    has a trace id in its log line; a caller's sampled traceparent makes the call a recorded child with
+    its Redis calls under it, an unsampled one leaves no span and its trace id in the log line."""
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBasedTraceIdRatio, TraceIdRatioBased
 
@@ -193,6 +193,8 @@ def test_the_sampler_decided_before_the_sdk_keeps_its_decisions_and_the_callers(
                     for span in servers:
                         assert span.context.trace_id == caller.trace_id
                         assert span.parent is not None and span.parent.span_id == caller.span_id
+                    verify = next(s for s in servers if s.name == "/ecard.v1.Verifier/Verify")
+                    assert any(s.attributes.get("db.system") == "redis" for s in descendants(spans, verify))
     finally:
         tracing.shutdown()
 
