@@ -11,7 +11,9 @@ OTEL_TRACES_SAMPLER and its argument; OTEL_RESOURCE_ATTRIBUTES). Then:
   (its children are not sampled either), nothing more;
 - every PostgreSQL statement, SQLite statement and Redis command it makes is a child span (psycopg,
   sqlite3 and redis instrumentations), also from the thread pool (the guard runs blocking work in a
-  copy of the call's context);
+  copy of the call's context); the nonce consumption's script call, sent on a connection the redis
+  instrumentation does not see and group-committed with other calls', is the child span `EVALSHA` of
+  each call it consumes for (`redis_span`: the span is the call's wait for it);
 - the request log's line of the call carries its `trace_id`.
 
 Off, nothing of this is imported and no call pays for it: the guard adds no layer. `configure` runs
@@ -238,6 +240,46 @@ def _dropping(sampler: Any) -> tuple[Callable[[int], bool], bool] | None:
         return None if rule is None else (rule, True)
     rule = root_rule(sampler)
     return None if rule is None else (rule, False)
+
+
+class _Nothing:
+    """The context manager of a store call that makes no span (tracing off, or the call not sampled)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
+
+
+def redis_span(command: str, peer: tuple[str, int] | None = None) -> Any:
+    """A Redis call the redis instrumentation does not see (a script sent on a connection of the store's
+    own, storage.redis_connect.ScriptLine) as the current call's child span, named and attributed as that
+    instrumentation names its spans (`db.system` redis, `db.statement` the command): a context manager
+    around the call, or around the wait for it when another thread sends it (a group commit). Nothing
+    when tracing is off or the current span is not recording (an unsampled call's children are not
+    sampled either)."""
+    if not _enabled:
+        return _NOTHING
+    call = _call.get()
+    if call is not None:
+        span = call[0]
+    else:
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+    if not span.is_recording():
+        return _NOTHING
+    from opentelemetry.trace import SpanKind
+
+    attributes: dict[str, Any] = {"db.system": "redis", "db.statement": command}
+    if peer is not None:
+        attributes["net.peer.name"], attributes["net.peer.port"] = peer
+    return _provider.get_tracer("ecard_server").start_as_current_span(
+        command.split(" ", 1)[0], kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def trace_id() -> str:

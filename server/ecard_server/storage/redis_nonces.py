@@ -62,6 +62,7 @@ from ecard_server.storage.redis_connect import (
     refuse_eviction,
 )
 from ecard_server.storage.redis_records import KEEP_LUA, Record, RedisVerificationRecords
+from ecard_server.tracing import redis_span
 
 log = logging.getLogger("ecard.redis")
 _ERRORS = ERRORS
@@ -183,6 +184,8 @@ class RedisNonceStore:
         self._url = url
         self._async_client: redis.asyncio.Redis | None = None  # readiness's probe, on the event loop
         self._line: ScriptLine | None = None if self._cluster else ScriptLine(client)
+        where = {} if self._cluster else client.connection_pool.connection_kwargs
+        self._peer = (str(where.get("host", "")), int(where.get("port", 0))) if "host" in where else None
         self._group: GroupCommit[Keeping] | None = None if self._cluster else GroupCommit(self._send, failed=_failed)
         self._script = client.register_script(_CONSUME)
         self._keeping_script = client.register_script(_CONSUME_KEEPING)
@@ -299,7 +302,9 @@ class RedisNonceStore:
         if self._evicting is not None:
             raise _unavailable(EvictingRedis(self._evicting))
         assert self._group is not None
-        return self._fresh(self._group.submit((self._prefix + key, _expiry(expires_at), value, keep)))
+        with redis_span("EVALSHA consume", self._peer):  # the call's wait for its script call (maybe another thread's)
+            answer = self._group.submit((self._prefix + key, _expiry(expires_at), value, keep))
+        return self._fresh(answer)
 
     def _send(self, consumptions: Sequence[Keeping]) -> list[Any]:
         """One flush of the group commit: every queued consumption, and the records of those that keep
