@@ -97,13 +97,6 @@ def enabled() -> bool:
     return _enabled
 
 
-def tracer(name: str) -> Any:
-    """A tracer of the provider `configure` set (for spans the instrumentations cannot see: a Redis line
-    of ecard's own); only while tracing is on."""
-    assert _provider is not None
-    return _provider.get_tracer(name)
-
-
 def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], None]] | None:
     """The server span of each call of `method` ("/package.Service/Method"), for the guard: `begin(context)`
     at the call's start opens it (the parent: the trace context in the call's metadata) and makes it

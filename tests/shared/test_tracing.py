@@ -78,6 +78,36 @@ def test_every_rpc_is_a_span_with_its_store_calls_as_children(
     assert settle_line["trace_id"] == format(trace_id, "032x")
 
 
+def test_each_verify_of_a_group_committed_consumption_has_its_own_redis_span(
+    traced: tuple[TracerProvider, InMemorySpanExporter], pg_url: str, redis_url: str,
+) -> None:
+    """Concurrent Verify calls share script calls (storage.group_commit: one thread sends the others'
+    nonces with its own), yet each call's trace shows its nonce consumption as its own Redis child, not
+    only the trace of the call that happened to send it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider, exporter = traced
+    calls = 24
+    settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
+    with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
+        world = World.seed(server.target, cards=calls)
+        tokens = [world.mint(i) for i in range(calls)]
+        exporter.clear()
+        till = provider.get_tracer("till")
+        with world.pharmacy() as pos, ThreadPoolExecutor(max_workers=calls) as pool:
+            def checkout(token: str) -> Verdict:
+                with till.start_as_current_span("checkout"):
+                    return pos.verify(token, purpose=Purpose.MEDICAL_SETTLEMENT).verdict
+
+            assert list(pool.map(checkout, tokens)) == [Verdict.ACCEPTED] * calls
+    spans = list(exporter.get_finished_spans())
+    verifies = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "/ecard.v1.Verifier/Verify"]
+    assert len(verifies) == calls
+    for verify in verifies:
+        consumptions = [s for s in descendants(spans, verify) if s.attributes.get("db.system") == "redis"
+                        and s.attributes.get("db.statement") == "EVALSHA consume"]
+        assert len(consumptions) == 1, [(s.name, dict(s.attributes or {})) for s in descendants(spans, verify)]
+
 def test_a_refused_call_is_an_error_span_and_an_unsampled_call_leaves_no_span_at_all(
     pg_url: str, redis_url: str
 ) -> None:

@@ -27,7 +27,6 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ecard_server import tracing
 from ecard_server.storage.urls import redacted
 
 ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
@@ -182,18 +181,8 @@ class ScriptLine:
         A connection made earlier that turns out closed by the other end (Redis restarted, or a relay
         between dropped it while idle) is made again once: the first call after every Redis restart
         would fail otherwise. Sent again, a consumption fails closed at worst (a nonce the first attempt
-        consumed before the connection broke answers "used"). With tracing on, a client span of its own
-        (redis-py's instrumentation does not see this line), the child of the call leading the flush."""
-        if tracing.enabled():
-            from opentelemetry import trace
-
-            with tracing.tracer(__name__).start_as_current_span(
-                "EVALSHA", kind=trace.SpanKind.CLIENT, attributes={"db.system": "redis", "db.statement": "EVALSHA"},
-            ):
-                return self._call(script, keys, args)
-        return self._call(script, keys, args)
-
-    def _call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        consumed before the connection broke answers "used"). redis-py's instrumentation does not see
+        this line: its caller makes the span (tracing.redis_span)."""
         connection = self._connection
         try:
             reused = connection._sock is not None
