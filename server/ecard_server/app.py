@@ -439,7 +439,7 @@ def create_server(
     )
     servicer = VerifierServicer if placement.inline else SharedVerifierServicer
     verifier_pb2_grpc.add_VerifierServicer_to_server(
-        servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings, placement), registry
+        servicer(deployment.verifier, deployment.audit, deployment.records, deployment.settings), registry
     )
     cards_pb2_grpc.add_CardsServicer_to_server(
         CardsServicer(deployment.cards, deployment.channel_events, deployment.usage, deployment.counter,

@@ -99,10 +99,8 @@ class KeyRegistry:
             self._refresh()
         return issuer_id in self._disabled
 
-    def get(self, issuer_id: str, kid: str, *, cached_only: bool = False) -> KeyEntry | None:
+    def get(self, issuer_id: str, kid: str) -> KeyEntry | None:
         if self._generation != self._loaded_generation:
-            if cached_only:
-                raise CacheMiss
             self._refresh()
         return self._keys.get((issuer_id, kid))
 

@@ -217,7 +217,7 @@ class GuardedRegistry:
                 hot_path(threaded)  # from memory only: rpc.threaded runs it on its hot pool
             return lazily_read(handler, threaded)
         if loop is not None and handler.request_streaming and inspect.isgeneratorfunction(behavior):
-            # a stream answered by a plain generator (the embedded VerifyStream): all on its handler thread
+            # a stream answered by a plain generator (VerifyStream): all on its handler thread
             return handler_like(method, handler, _threaded_stream(layers, behavior, tolerant(
                 handler.request_deserializer, method, limit)), limit)
         if inspect.isasyncgenfunction(behavior):

@@ -31,7 +31,7 @@ from ecard_server.core.rules.validation import verify_request_error
 from ecard_server.core.verification import TokenVerifier, VerifyItem, VerifyOutcome
 from ecard_server.rpc import metrics
 from ecard_server.rpc.auth import own_id
-from ecard_server.rpc.placement import Placement, hot_path
+from ecard_server.rpc.placement import hot_path
 
 _ACCEPTED, _REJECTED, _OK = t.VERDICT_ACCEPTED, t.VERDICT_REJECTED, t.REASON_OK
 _MALFORMED = VerifyOutcome(t.REASON_MALFORMED)  # a batch item that fails read_request (not audited)
@@ -94,10 +94,8 @@ def _malformed(request: verifier_pb2.VerifyRequest) -> verifier_pb2.VerifyRespon
 class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
     def __init__(
         self, verifier: TokenVerifier, audit: AuditTrail, records: VerificationRecords, settings: Settings,
-        placement: Placement,
     ) -> None:
         self._verifier = verifier
-        self._placement = placement
         self._audit = audit
         self._records = records
         self._max_batch = settings.max_batch
