@@ -23,6 +23,7 @@ connect), and after a fork.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 from collections.abc import Callable
@@ -235,17 +236,7 @@ def _dropping(sampler: Any) -> tuple[Callable[[int], bool], bool] | None:
     return None if rule is None else (rule, False)
 
 
-class _Nothing:
-    """The context manager of a store call that makes no span (tracing off, or the call not sampled)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NOTHING = _Nothing()
+_NOTHING = contextlib.nullcontext()  # a store call that makes no span (tracing off, or the call not sampled)
 
 
 def redis_span(command: str, peer: tuple[str, int] | None = None) -> Any:

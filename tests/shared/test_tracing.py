@@ -4,6 +4,7 @@ trace id. (Off, the default, is every other test.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -30,11 +31,24 @@ def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with configured(provider):
+        yield provider, exporter
+
+
+@contextlib.contextmanager
+def configured(provider: TracerProvider) -> Iterator[None]:
+    """Tracing on with `provider` for the block, off after it (also on failure)."""
     assert tracing.configure(provider)
     try:
-        yield provider, exporter
+        yield
     finally:
         tracing.shutdown()
+
+
+def shared_server(pg_url: str, redis_url: str) -> InProcessServer:
+    """An in-process server on PostgreSQL and Redis, its Redis keys under a namespace of its own."""
+    return InProcessServer(db=pg_url, redis=redis_url,
+                           settings=Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}"))
 
 
 def descendants(spans: list[ReadableSpan], root: ReadableSpan) -> list[ReadableSpan]:
@@ -51,8 +65,7 @@ def test_every_rpc_is_a_span_with_its_store_calls_as_children(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     provider, exporter = traced
-    settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
-    with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
+    with shared_server(pg_url, redis_url) as server:
         world = World.seed(server.target, cards=1)
         exporter.clear()
         caplog.set_level(logging.INFO, logger="ecard.requests")
@@ -88,8 +101,7 @@ def test_each_verify_of_a_group_committed_consumption_has_its_own_redis_span(
 
     provider, exporter = traced
     calls = 24
-    settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
-    with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
+    with shared_server(pg_url, redis_url) as server:
         world = World.seed(server.target, cards=calls)
         tokens = [world.mint(i) for i in range(calls)]
         exporter.clear()
@@ -107,6 +119,7 @@ def test_each_verify_of_a_group_committed_consumption_has_its_own_redis_span(
         consumptions = [s for s in descendants(spans, verify) if s.attributes.get("db.system") == "redis"
                         and s.attributes.get("db.statement") == "EVALSHA consume"]
         assert len(consumptions) == 1, [(s.name, dict(s.attributes or {})) for s in descendants(spans, verify)]
+
 
 def test_a_refused_call_is_an_error_span_and_an_unsampled_call_leaves_no_span_at_all(
     pg_url: str, redis_url: str
@@ -128,27 +141,22 @@ def test_a_refused_call_is_an_error_span_and_an_unsampled_call_leaves_no_span_at
 
     provider = TracerProvider(sampler=Switch())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert tracing.configure(provider)
-    try:
-        settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
-        with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
-            world = World.seed(server.target, cards=1)
-            with world.pharmacy() as pos:
-                exporter.clear()
-                with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
-                    pos.get_verification("no-such-request")
-                (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
-                assert span.name == "/ecard.v1.Verifier/GetVerification"
-                assert span.attributes["rpc.grpc.status_code"] == 5 and not span.status.is_ok
-                assert span.attributes["rpc.service"] == "ecard.v1.Verifier"
+    with configured(provider), shared_server(pg_url, redis_url) as server:
+        world = World.seed(server.target, cards=1)
+        with world.pharmacy() as pos:
+            exporter.clear()
+            with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                pos.get_verification("no-such-request")
+            (span,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+            assert span.name == "/ecard.v1.Verifier/GetVerification"
+            assert span.attributes["rpc.grpc.status_code"] == 5 and not span.status.is_ok
+            assert span.attributes["rpc.service"] == "ecard.v1.Verifier"
 
-                sampled["on"] = False
-                exporter.clear()
-                switched = time.time_ns()  # a span begun before (a background notice's PUBLISH) may end after
-                assert pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT).verdict == Verdict.ACCEPTED
-                assert [s.name for s in exporter.get_finished_spans() if (s.start_time or 0) >= switched] == []
-    finally:
-        tracing.shutdown()
+            sampled["on"] = False
+            exporter.clear()
+            switched = time.time_ns()  # a span begun before (a background notice's PUBLISH) may end after
+            assert pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT).verdict == Verdict.ACCEPTED
+            assert [s.name for s in exporter.get_finished_spans() if (s.start_time or 0) >= switched] == []
 
 
 def logged_trace_ids(caplog: pytest.LogCaptureFixture, method: str) -> list[str]:
@@ -179,54 +187,49 @@ def test_the_sampler_decided_before_the_sdk_keeps_its_decisions_and_the_callers(
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBasedTraceIdRatio(0.5), id_generator=ByTurns())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert tracing.configure(provider)
-    try:
-        settings = Settings(redis_namespace=f"ecard-test-{uuid.uuid4().hex[:12]}")
-        with InProcessServer(db=pg_url, redis=redis_url, settings=settings) as server:
-            world = World.seed(server.target, cards=1)
-            caplog.set_level(logging.INFO, logger="ecard.requests")
-            with world.pharmacy() as pos:
+    with configured(provider), shared_server(pg_url, redis_url) as server:
+        world = World.seed(server.target, cards=1)
+        caplog.set_level(logging.INFO, logger="ecard.requests")
+        with world.pharmacy() as pos:
+            exporter.clear()
+            caplog.clear()
+            for _ in range(24):
+                with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                    pos.get_verification("no-such-request")
+            recorded = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans()
+                        if s.kind == SpanKind.SERVER}
+            logged = logged_trace_ids(caplog, "GetVerification")
+            assert len(logged) == 24 and all(len(t) == 32 and int(t, 16) for t in logged)
+            # every other call (a background root span's draw may shift the turns once or twice): a
+            # sampled call whose span drew a second trace id would be dropped by its sampler, by turns
+            assert recorded <= set(logged) and 8 <= len(recorded) <= 16, len(recorded)
+            for trace_id in logged:
+                under = int(trace_id, 16) & ratio.TRACE_ID_LIMIT < ratio.bound
+                assert under == (trace_id in recorded), trace_id
+
+            for till_sampler, recorded_child in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
+                till = TracerProvider(sampler=till_sampler).get_tracer("till")  # the till's own sampler
                 exporter.clear()
                 caplog.clear()
-                for _ in range(24):
+                with till.start_as_current_span("checkout") as checkout:
+                    answer = pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT)
+                    assert answer.verdict == Verdict.ACCEPTED
                     with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
                         pos.get_verification("no-such-request")
-                recorded = {format(s.context.trace_id, "032x") for s in exporter.get_finished_spans()
-                            if s.kind == SpanKind.SERVER}
-                logged = logged_trace_ids(caplog, "GetVerification")
-                assert len(logged) == 24 and all(len(t) == 32 and int(t, 16) for t in logged)
-                # every other call (a background root span's draw may shift the turns once or twice): a
-                # sampled call whose span drew a second trace id would be dropped by its sampler, by turns
-                assert recorded <= set(logged) and 8 <= len(recorded) <= 16, len(recorded)
-                for trace_id in logged:
-                    under = int(trace_id, 16) & ratio.TRACE_ID_LIMIT < ratio.bound
-                    assert under == (trace_id in recorded), trace_id
-
-                for till_sampler, recorded_child in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
-                    till = TracerProvider(sampler=till_sampler).get_tracer("till")  # the till's own sampler
-                    exporter.clear()
-                    caplog.clear()
-                    with till.start_as_current_span("checkout") as checkout:
-                        answer = pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT)
-                        assert answer.verdict == Verdict.ACCEPTED
-                        with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
-                            pos.get_verification("no-such-request")
-                    caller = checkout.get_span_context()
-                    spans = list(exporter.get_finished_spans())
-                    servers = [s for s in spans if s.kind == SpanKind.SERVER]
-                    assert logged_trace_ids(caplog, "GetVerification") == [format(caller.trace_id, "032x")]
-                    if not recorded_child:
-                        assert spans == [], [s.name for s in spans]
-                        continue
-                    assert {s.name for s in servers} == {"/ecard.v1.Verifier/Verify",
-                                                         "/ecard.v1.Verifier/GetVerification"}
-                    for span in servers:
-                        assert span.context.trace_id == caller.trace_id
-                        assert span.parent is not None and span.parent.span_id == caller.span_id
-                    verify = next(s for s in servers if s.name == "/ecard.v1.Verifier/Verify")
-                    assert any(s.attributes.get("db.system") == "redis" for s in descendants(spans, verify))
-    finally:
-        tracing.shutdown()
+                caller = checkout.get_span_context()
+                spans = list(exporter.get_finished_spans())
+                servers = [s for s in spans if s.kind == SpanKind.SERVER]
+                assert logged_trace_ids(caplog, "GetVerification") == [format(caller.trace_id, "032x")]
+                if not recorded_child:
+                    assert spans == [], [s.name for s in spans]
+                    continue
+                assert {s.name for s in servers} == {"/ecard.v1.Verifier/Verify",
+                                                     "/ecard.v1.Verifier/GetVerification"}
+                for span in servers:
+                    assert span.context.trace_id == caller.trace_id
+                    assert span.parent is not None and span.parent.span_id == caller.span_id
+                verify = next(s for s in servers if s.name == "/ecard.v1.Verifier/Verify")
+                assert any(s.attributes.get("db.system") == "redis" for s in descendants(spans, verify))
 
 
 @pytest.mark.parametrize("name", ["parentbased_traceidratio", "traceidratio", "parentbased_always_off",
