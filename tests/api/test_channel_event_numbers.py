@@ -6,16 +6,21 @@ after they commit (storage.outbox); SQLite as they are written."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 
-from ecard import DrugClass, line_item
+from ecard import ChannelEventKind, ChannelEvents, DrugClass, line_item
 from ecard.testing import World
+from ecard.v1 import cards_pb2
+from ecard_server.core import events as notices
 from ecard_server.core.records import KEY_EXPIRING, SETTLED_EVENT, ChannelEvent
+from ecard_server.storage import open_store
 from tests.helpers.inprocess import InProcessServer
 
 PILL = line_item("A001", "amoxicillin", DrugClass.A, 100)
@@ -97,3 +102,72 @@ def test_a_failed_transaction_leaves_no_event_and_no_gap(served: InProcessServer
     events = store.outbox.page(channel, 0, 100)
     assert [(e.seq, e.detail["kid"]) for e in events] == [(1, "k1"), (2, "k4")]
     assert store.outbox.bounds(channel) == (1, 2)
+
+
+class Stream:
+    """A channel's WatchEvents stream (the SDK's ChannelEvents) read on an event loop of its own."""
+
+    def __init__(self, target: str, issuer_id: str) -> None:
+        self.got: list[cards_pb2.ChannelEvent] = []
+        self._arrived = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stream", daemon=True)
+        self._thread.start()
+        self._reading = asyncio.run_coroutine_threadsafe(self._read(target, issuer_id), self._loop)
+
+    async def _read(self, target: str, issuer_id: str) -> None:
+        async with ChannelEvents(target, issuer_id=issuer_id) as stream:
+            async for event in stream:
+                with self._arrived:
+                    self.got.append(event)
+                    self._arrived.notify_all()
+
+    def has(self, count: int, within: float = 30.0) -> bool:
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.got) >= count, within)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._reading.cancel)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@pytest.mark.postgres
+def test_a_stream_woken_by_a_notice_reads_on_while_a_numberer_holds_the_channels_head(
+        pg_url: str, redis_url: str) -> None:
+    """A notice says the channel's numbered events grew: the stream reads them at once, and leaves an
+    unnumbered event to the numbering that is under way (the notice's sender numbers what committed
+    since, and tells again) instead of numbering it itself, behind the head row that numbering holds.
+    (Before: every read that saw an unnumbered event numbered the channel and waited for the head.)
+    The stream's own poll, which would number, is an hour: only the notices wake it here."""
+    with InProcessServer.replicable(pg_url, redis_url, channel_event_poll_ms=3_600_000) as served:
+        assert served.deployment is not None
+        world = World.seed(served.target, cards=1)
+        channel = world.issuer_id
+        _, last = served.deployment.store.outbox.bounds(channel)  # the seeding's events, numbered
+        stream = Stream(served.target, channel)
+        other = open_store(pg_url)  # another replica's writes: its numbering thread tells nobody
+        try:
+            assert stream.has(last)
+
+            def tell(n: int) -> None:
+                with other.transaction() as cur:
+                    other.outbox.write(cur, "", KEY_EXPIRING, {"kid": f"k{n}", "not_after": n}, n, also=(channel,),
+                                       bound=False)
+
+            tell(1)
+            other.outbox.number((channel,))  # numbered, its stream not yet told
+            with psycopg.connect(pg_url) as numbering:  # a numbering round under way: the head row held
+                numbering.execute("SELECT 1 FROM channel_event_heads WHERE issuer_id = %s FOR UPDATE", (channel,))
+                tell(2)  # committed; waits for its number behind the head
+                served.deployment.bus.publish(notices.CHANNEL_EVENTS, channel)  # the notice of tell(1)
+                assert stream.has(last + 1), "the stream waited for the head row held by another numbering"
+                numbering.rollback()
+            other.outbox.number((channel,))
+            served.deployment.bus.publish(notices.CHANNEL_EVENTS, channel)  # the notice of tell(2)
+            assert stream.has(last + 2)
+            told = [(e.cursor, e.kind) for e in stream.got[last:]]
+            assert told == [(last + 1, ChannelEventKind.KEY_EXPIRING), (last + 2, ChannelEventKind.KEY_EXPIRING)]
+        finally:
+            stream.close()
+            other.close()

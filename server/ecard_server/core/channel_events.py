@@ -57,8 +57,9 @@ class ChannelEventService:
         self._trail.record(audit.events_watched(int(self._clock()), str(caller), issuer_id, after))
         return issuer_id
 
-    def page(self, issuer_id: str, after: int, kinds: tuple[str, ...] = ()) -> list[ChannelEvent]:
-        return self._outbox.page(issuer_id, after, PAGE, kinds)
+    def page(self, issuer_id: str, after: int, kinds: tuple[str, ...] = (), *, number: bool = True
+             ) -> list[ChannelEvent]:
+        return self._outbox.page(issuer_id, after, PAGE, kinds, number=number)
 
 
 class OutboxUpkeep:

@@ -178,8 +178,11 @@ class ChannelOutbox(Protocol):
     on_committed: Callable[[Iterable[str]], None] | None
     """Called with the channels told, after each transaction that told any commits."""
 
-    def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = ()) -> list[ChannelEvent]:
-        """A channel's events numbered above `after`, in order, at most `limit` (of `kinds` only, if any)."""
+    def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = (), *,
+             number: bool = True) -> list[ChannelEvent]:
+        """A channel's events numbered above `after`, in order, at most `limit` (of `kinds` only, if any).
+        `number`: where events are numbered after their commit, number the channel's committed ones
+        first when one waits (else read past it: a notice said its numbering is under way)."""
         ...
 
     def bounds(self, issuer_id: str) -> tuple[int, int]:

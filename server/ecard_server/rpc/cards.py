@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import grpc.aio
@@ -78,22 +79,27 @@ class CardsServicer(cards_pb2_grpc.CardsServicer):
         self, request: cards_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cards_pb2.ChannelEvent]:
         """The channel's events after the cursor, then each as it is written (woken by change notices,
-        read at least every poll interval), until the caller goes or the server drains."""
+        read at least every poll interval), until the caller goes or the server drains. A read woken by
+        a notice takes the numbered events only (their numbering thread tells again once it numbered
+        what committed since); the first read and a poll's number what waits (storage.outbox)."""
         service, offload = self._events, self._placement.offload
         signals = service.signals
         kinds = event_kinds(request.kinds)
         issuer_id = await offload(service.open, current_principal.get(), request.issuer_id, request.after)
-        cursor = request.after
+        cursor, number = request.after, True
         async with signals.waiter(events.CHANNEL_EVENTS, issuer_id) as wake:
             while not signals.closing:
                 wake.clear()  # before the read: a notice during it wakes the next wait at once
-                batch = await offload(service.page, issuer_id, cursor, kinds)
+                batch = await offload(functools.partial(service.page, issuer_id, cursor, kinds, number=number))
                 for stored in batch:
                     yield channel_event(stored)
                     cursor = stored.seq
+                number = False
                 if len(batch) < PAGE and not signals.closing:
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         await asyncio.wait_for(wake.wait(), service.poll_s)
+                    except TimeoutError:
+                        number = True
 
     def StartCounterBinding(self, request: cards_pb2.StartCounterBindingRequest, context: grpc.aio.ServicerContext
                             ) -> cards_pb2.CounterBinding:

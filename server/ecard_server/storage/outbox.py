@@ -10,17 +10,20 @@ event still to commit:
   numbered once committed, by `number`: one short transaction that locks the channels' head rows and
   numbers each channel's committed unnumbered events in `written` order. The writing process's
   numbering thread does it right after the commit (for every channel told meanwhile, in one
-  transaction) and then wakes the channels' streams; a reader that finds an unnumbered event numbers
-  its channel too (`page`, `bounds`: the writer may have died in between), and the upkeep does before
-  it prunes. A Settle so never waits for another's
-  commit, and the numbers stay dense (a rolled-back event was never numbered), unique (the head row),
-  visible all at once (one transaction) and in an order consistent with the commits: an event
-  committed before another was written gets the smaller `written` and so the smaller number; events
-  of one card are written one after another under the card's row lock.
+  transaction) and then wakes the channels' streams. A stream woken so reads the numbered events only
+  (`page(number=False)`): what committed since is the numbering thread's next round, and a reader
+  numbering it too would queue behind that round's head rows (and hold a pooled connection while
+  it waits). A stream's first read and its reads on its own every poll interval number the channel
+  when they find an unnumbered event (`page`, `bounds`: the writer may have died before numbering),
+  and the upkeep does before it prunes. A Settle so never waits for another's commit, and the numbers
+  stay dense (a rolled-back event was never numbered), unique (the head row), visible all at once
+  (one transaction) and in an order consistent with the commits: an event committed before another
+  was written gets the smaller `written` and so the smaller number; events of one card are written
+  one after another under the card's row lock.
 
-Once the transaction commits, the channels told are handed to the store's notice hook (the change
-bus), which wakes their open streams on every replica; a stream also polls, so a lost notice delays,
-never loses.
+Once the transaction commits (on PostgreSQL: once the numbering thread numbered its events), the
+channels told are handed to the store's notice hook (the change bus), which wakes their open streams
+on every replica; a stream also polls, so a lost notice delays, never loses.
 """
 
 from __future__ import annotations
@@ -119,12 +122,13 @@ class Outbox:
                 channels, self._waiting = self._waiting, set()
             try:
                 self.number(channels)
-            except EcardError as exc:  # the store is down: readers and the upkeep number them later
+            except EcardError as exc:  # the store is down: the streams' polls and the upkeep number them later
                 event(log, "event_numbering_deferred", level=logging.WARNING, error=str(exc))
-            except Exception as exc:  # the thread goes on: readers and the upkeep number them too
+            except Exception as exc:  # the thread goes on: the streams' polls and the upkeep number them too
                 event(log, "event_numbering_failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-            if self.on_committed is not None:
-                self.on_committed(channels)  # the streams woken now read them numbered
+            else:  # told only once numbered: a stream woken by a notice reads numbered events, numbers none
+                if self.on_committed is not None:
+                    self.on_committed(channels)
 
     def write(self, cur: Cursor, ecard_id: str, kind: str, detail: dict[str, Any], now: int, *,
               also: Sequence[str] = (), bound: bool = True, channels: Sequence[str] | None = None) -> None:
@@ -184,22 +188,23 @@ class Outbox:
 
     # -- reads ------------------------------------------------------------------------------------
     def page(self, issuer_id: str, after: int, limit: int, kinds: Sequence[str] = (), *,
-             numbered: bool = False) -> list[ChannelEvent]:
-        """Up to `limit` events after the cursor `after`, in order. Where events are numbered after
-        commit, the same statement tells whether one waits for its number: then the channel is numbered
-        and read again (the writer's numbering thread has usually done it already)."""
+             number: bool = True) -> list[ChannelEvent]:
+        """Up to `limit` numbered events after the cursor `after`, in order. Where events are numbered
+        after commit and `number` is set, the same statement tells whether one waits for its number:
+        then the channel is numbered and read again. A stream woken by a notice reads with `number`
+        unset: the numbering thread that sent it numbers what committed since, and tells again."""
         only = f" AND kind IN ({', '.join('?' * len(kinds))})" if kinds else ""
         sql = (f"SELECT {mapper.CHANNEL_EVENT.select} FROM channel_events WHERE issuer_id = ? AND seq > ?{only} "
                f"ORDER BY seq LIMIT {int(limit)}")
         params: tuple[Any, ...] = (issuer_id, after, *kinds)
-        if self._store.numbers_after_commit and not numbered:
+        if self._store.numbers_after_commit and number:
             sql = (f"({sql}) UNION ALL (SELECT {mapper.CHANNEL_EVENT.select} FROM channel_events "
                    f"WHERE issuer_id = ? AND seq IS NULL LIMIT 1)")
             params = (*params, issuer_id)
         rows = self._store.rows(sql, params)
         if any(row[0] is None for row in rows):  # CHANNEL_EVENT's first column: seq
             self.number((issuer_id,))
-            return self.page(issuer_id, after, limit, kinds, numbered=True)
+            return self.page(issuer_id, after, limit, kinds, number=False)
         return [mapper.channel_event(issuer_id, row) for row in rows]
 
     def bounds(self, issuer_id: str) -> tuple[int, int]:
