@@ -10,6 +10,9 @@ server is the shared deployment (streams woken through Redis), in its own Redis 
     lag        from the moment the change was sent to the moment its event reached a channel's stream
                (the change's own call included, and its wait when the writes fall behind), per
                delivered event: p50, p99, max; beside it the change calls' own latency
+    delivery   from the change call's answer to its event's arrival (0 when the event came first): the
+               streams' own part of the lag, which the writes' queue on a loaded machine does not hide
+    server ms per change   the server's CPU over the changes' phase, per change made
     delivered  events received / events expected; lost (expected, never received) and repeated
 
     python -m loadtest.bench.events [--rate 1000] [--seconds 10] [--channels 22] [--bindings 4]
@@ -48,6 +51,7 @@ from ecard import (
 )
 from ecard.testing import EcardServer, fake_holder
 from ecard.v1 import cards_pb2, cards_pb2_grpc, types_pb2
+from loadtest.bench.workers import cpu_seconds
 
 DEFAULT_BINDINGS = 8
 
@@ -78,10 +82,12 @@ def seed(target: str, channels: int, cards: int, bindings: int) -> tuple[list[st
 
 
 async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: float, seconds: float,
-                  bindings: int) -> dict[str, Any]:
+                  bindings: int, server_pid: int) -> dict[str, Any]:
     changes_per_s = rate / bindings
     total_changes = int(changes_per_s * seconds)
     sent: dict[str, list[float]] = defaultdict(list)  # per card: when each of its changes was sent
+    answered: dict[str, list[float]] = defaultdict(list)  # per card: when each of its changes was answered
+    arrived: list[tuple[str, int, float]] = []  # (card, its change's index, when its event reached a stream)
     seen: dict[tuple[str, str], int] = defaultdict(int)  # per (channel, card): status events received
     lag = HdrHistogram(1, 60_000_000, 3)  # microseconds
     acked = HdrHistogram(1, 60_000_000, 3)  # the change calls' own latency
@@ -106,6 +112,7 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
                 times = sent[event.ecard_id]
                 if n < len(times):
                     lag.record_value(max(1, int((now - times[n]) * 1e6)))
+                    arrived.append((event.ecard_id, n, now))
                 received += 1
 
     readies = [asyncio.Event() for _ in issuers]
@@ -130,13 +137,14 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
             sent[ecard_id].append(began)
             try:
                 await method(ref, metadata=metadata, timeout=10)
-                acked.record_value(max(1, int((time.perf_counter() - began) * 1e6)))
+                answered[ecard_id].append(time.perf_counter())
+                acked.record_value(max(1, int((answered[ecard_id][-1] - began) * 1e6)))
                 lost_card[ecard_id] = not lost_card[ecard_id]
             except grpc.RpcError:
                 sent[ecard_id].pop()
                 failures += 1
 
-    start = time.perf_counter()
+    start, server_cpu = time.perf_counter(), cpu_seconds(server_pid)
     tasks = []
     for n in range(total_changes):
         delay = start + n / changes_per_s - time.perf_counter()
@@ -145,6 +153,7 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
         tasks.append(asyncio.ensure_future(change(n)))
     await asyncio.gather(*tasks)
     produce_s = time.perf_counter() - start
+    server_cpu = cpu_seconds(server_pid) - server_cpu
     made = sum(len(v) for v in sent.values())
     deadline = time.perf_counter() + 30
     while received < made * bindings and time.perf_counter() < deadline:
@@ -154,6 +163,10 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
     await channel.close()
+    delivery = HdrHistogram(1, 60_000_000, 3)
+    for ecard_id, n, now in arrived:
+        if n < len(answered[ecard_id]):
+            delivery.record_value(max(1, int((now - answered[ecard_id][n]) * 1e6)))
     return {
         "channels": len(issuers),
         "rate_asked_events_per_s": rate,
@@ -172,6 +185,9 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
         "lag_max_ms": lag.get_max_value() / 1000,
         "change_call_p50_ms": acked.get_value_at_percentile(50) / 1000,
         "change_call_p99_ms": acked.get_value_at_percentile(99) / 1000,
+        "delivery_p50_ms": delivery.get_value_at_percentile(50) / 1000,
+        "delivery_p99_ms": delivery.get_value_at_percentile(99) / 1000,
+        "server_ms_per_change": round(server_cpu * 1000 / max(made, 1), 2),
         "bindings_per_card": bindings,
         "store": "",
     }
@@ -185,7 +201,9 @@ def run(rate: float, seconds: float, channels: int, bindings: int, out: Path, db
         config.write_text(f'redis_namespace = "ecard-bench-events-{uuid.uuid4().hex[:8]}"\n')
         with EcardServer(db=db, redis=redis, extra_args=["--config", str(config)]) as server:
             issuers, ecard_ids = seed(server.target, channels, cards, bindings)
-            figures = asyncio.run(measure(server.target, issuers, ecard_ids, rate, seconds, bindings))
+            assert server.process is not None
+            figures = asyncio.run(measure(server.target, issuers, ecard_ids, rate, seconds, bindings,
+                                          server.process.pid))
     figures["store"] = "postgresql+redis" if db and db.startswith("postgresql") else "sqlite"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

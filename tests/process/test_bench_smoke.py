@@ -68,7 +68,9 @@ def test_events_bench_reports_delivery_and_lag(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert figures["events_received"] == figures["events_expected"] > 0
     assert figures["events_lost"] == figures["events_repeated"] == 0
-    assert {"lag_p50_ms", "lag_p99_ms", "delivered_events_per_s", "change_call_p99_ms"} <= set(figures)
+    assert {"lag_p50_ms", "lag_p99_ms", "delivered_events_per_s", "change_call_p99_ms", "delivery_p50_ms",
+            "delivery_p99_ms", "server_ms_per_change"} <= set(figures)
+    assert figures["server_ms_per_change"] > 0
 
 
 @pytest.mark.slow
