@@ -33,7 +33,8 @@ import grpc
 
 _enabled = False
 _provider: Any = None  # the TracerProvider configure was given or made (OpenTelemetry's global is set once)
-_call: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("ecard_span", default=None)
+# the current call's (span, context token, whether the span records), set by the guard's span layer
+_call: contextvars.ContextVar[tuple[Any, Any, bool] | None] = contextvars.ContextVar("ecard_span", default=None)
 
 
 def wanted(environ: dict[str, str] | None = None) -> bool:
@@ -109,78 +110,103 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
     the trace id and the caller's sampled flag, so the layer draws the trace id itself and, for a call
     that is not sampled, makes the span the SDK would make (a NonRecordingSpan of that trace id: the
     caller's when it sent one, with its trace state, else the drawn one) without the SDK's sampler
-    results and checks; a sampled call's span is the SDK's, made with the trace id the decision was
-    taken on. Any other sampler (a subclass, a custom one) is asked by the SDK for every call."""
+    results and checks, and makes it current with one ContextVar set (`_context_var`); at its end nothing
+    is set on it or ended, the context is reset. A sampled call's span is the SDK's, made with the trace
+    id the decision was taken on. Any other sampler (a subclass, a custom one) is asked by the SDK for
+    every call."""
     if not _enabled:
         return None
-    from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
+    from opentelemetry.context import Context
     from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
     tracer = _provider.get_tracer("ecard_server")
     service, name = method.lstrip("/").rsplit("/", 1)
     attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
     fields = frozenset(propagate.get_global_textmap().fields)
-    extract, attach, detach = propagate.extract, otel_context.attach, otel_context.detach
-    in_context, start, set_call = trace.set_span_in_context, tracer.start_span, _call.set
+    extract, in_context, start, set_call = propagate.extract, trace.set_span_in_context, tracer.start_span, _call.set
+    attach, detach, current = _context_var()
     codes = {code.name: code.value[0] for code in grpc.StatusCode}
     rule = _dropping(_provider.sampler)
     kind = SpanKind.SERVER
 
+    def caller_context(context: Any) -> Any:
+        """The trace context in the call's metadata (extracted), or None when it carries none."""
+        metadata = context.invocation_metadata() or ()
+        for key, _ in metadata:
+            if key in fields:
+                return extract({key: value for key, value in metadata if key in fields})
+        return None
+
     def sdk_begin(context: Any) -> None:  # every decision the SDK's
-        carrier = {key: value for key, value in context.invocation_metadata() or () if key in fields}
-        parent = extract(carrier) if carrier else None
+        parent = caller_context(context)
         span = start(method, context=parent, kind=kind, attributes=attributes)
-        set_call((span, attach(in_context(span, parent))))
+        set_call((span, attach(in_context(span, parent)), True))
 
     if rule is None:
         begin = sdk_begin
     else:
-        drops_root, follows_parent = rule
+        bound, follows_parent = rule
+        limit = _TRACE_ID_LIMIT
         ids = _provider.id_generator
         new_trace_id, new_span_id = ids.generate_trace_id, ids.generate_span_id
         unsampled = TraceFlags(TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else TraceFlags.DEFAULT)
         drawn_set = _drawn.set
         tracer.id_generator = _Drawn(ids)  # this tracer's root spans take the trace id drawn below
         current_span = trace.get_current_span
+        span_key = next(iter(in_context(NonRecordingSpan(SpanContext(1, 1, False)), Context())))
 
         def begin(context: Any) -> None:
-            carrier = {key: value for key, value in context.invocation_metadata() or () if key in fields}
-            parent = None
-            if carrier:  # the caller's trace context
-                parent = extract(carrier)
+            parent = caller_context(context)
+            if parent is not None:  # the caller's trace context
                 caller = current_span(parent).get_span_context()
                 if caller.is_valid:  # parentbased_*: its sampled flag decides; traceidratio: its trace id
-                    if caller.trace_flags.sampled if follows_parent else not drops_root(caller.trace_id):
+                    if caller.trace_flags.sampled if follows_parent else caller.trace_id & limit < bound:
                         span = start(method, context=parent, kind=kind, attributes=attributes)
+                        set_call((span, attach(in_context(span, parent)), True))
                     else:
                         span = NonRecordingSpan(SpanContext(
                             caller.trace_id, new_span_id(), False,
                             TraceFlags(caller.trace_flags & TraceFlags.RANDOM_TRACE_ID), caller.trace_state))
-                    set_call((span, attach(in_context(span, parent))))
+                        set_call((span, attach(in_context(span, parent)), False))
                     return
             trace_id = new_trace_id()
-            if drops_root(trace_id):
+            if trace_id & limit >= bound:  # dropped: the span the SDK would make, made current as it would
                 span = NonRecordingSpan(SpanContext(trace_id, new_span_id(), False, unsampled))
+                set_call((span, attach(Context({**(current() if parent is None else parent), span_key: span})), False))
             else:
                 drawn_set(trace_id)
                 span = start(method, context=parent, kind=kind, attributes=attributes)
-            set_call((span, attach(in_context(span, parent))))
+                set_call((span, attach(in_context(span, parent)), True))
 
     def end(status_name: str) -> None:
         call = _call.get()
         if call is None:
             return
-        span, token = call
+        span, token, recording = call
         set_call(None)
-        if span.is_recording():
+        if recording:  # (a span that does not record has nothing to set or end)
             span.set_attribute("rpc.grpc.status_code", codes.get(status_name, 2))
             if status_name != "OK":
                 span.set_status(Status(StatusCode.ERROR, status_name))
-        span.end()
+            span.end()
         detach(token)
 
     return begin, end
+
+
+def _context_var() -> tuple[Callable[[Any], Any], Callable[[Any], None], Callable[[], Any]]:
+    """(attach, detach, get_current) of OpenTelemetry's current context. With its default runtime context
+    (a ContextVar) those are the ContextVar's own set, reset and get, not the API's wrappers around them:
+    three Python calls fewer a call. Another runtime context (OTEL_PYTHON_CONTEXT) gets the API's."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, contextvars.ContextVar):
+        return var.set, var.reset, var.get
+    return otel_context.attach, otel_context.detach, otel_context.get_current
 
 
 _drawn: contextvars.ContextVar[int] = contextvars.ContextVar("ecard_drawn_trace_id", default=0)
@@ -203,10 +229,14 @@ class _Drawn:
         return int(self._ids.generate_trace_id())
 
 
-def _dropping(sampler: Any) -> tuple[Callable[[int], bool], bool] | None:
+_TRACE_ID_LIMIT = (1 << 64) - 1  # the SDK's TraceIdRatioBased.TRACE_ID_LIMIT: a ratio decides on the low 64 bits
+
+
+def _dropping(sampler: Any) -> tuple[int, bool] | None:
     """For a sampler whose decision is known from the trace id and the caller's flag, the standard ones
-    OTEL_TRACES_SAMPLER names (classes of the SDK's whose `should_sample` is the SDK's own): (whether a
-    call with no caller's trace context, of that trace id, is dropped; whether a caller's sampled flag
+    OTEL_TRACES_SAMPLER names (classes of the SDK's whose `should_sample` is the SDK's own): (the bound: a
+    call with no caller's trace context is sampled exactly when its trace id's low 64 bits are under it,
+    as TraceIdRatioBased decides; 0 for always_off, 2**64 for always_on; whether a caller's sampled flag
     decides instead). None for any other sampler (the SDK asks it for every call)."""
     from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler, TraceIdRatioBased
 
@@ -216,24 +246,23 @@ def _dropping(sampler: Any) -> tuple[Callable[[int], bool], bool] | None:
     def static(candidate: Any) -> Decision | None:
         return candidate._decision if own(candidate, StaticSampler) else None  # type: ignore[no-any-return]
 
-    def root_rule(root: Any) -> Callable[[int], bool] | None:
+    def root_bound(root: Any) -> int | None:
         if static(root) is Decision.DROP:
-            return lambda trace_id: True
+            return 0
         if static(root) is Decision.RECORD_AND_SAMPLE:
-            return lambda trace_id: False
-        if own(root, TraceIdRatioBased):
-            limit, bound = TraceIdRatioBased.TRACE_ID_LIMIT, root.bound
-            return lambda trace_id: trace_id & limit >= bound
+            return _TRACE_ID_LIMIT + 1
+        if own(root, TraceIdRatioBased) and TraceIdRatioBased.TRACE_ID_LIMIT == _TRACE_ID_LIMIT:
+            return int(root.bound)
         return None
 
     if own(sampler, ParentBased):
         remote = (static(sampler._remote_parent_sampled), static(sampler._remote_parent_not_sampled))
         if remote != (Decision.RECORD_AND_SAMPLE, Decision.DROP):
             return None
-        rule = root_rule(sampler._root)
-        return None if rule is None else (rule, True)
-    rule = root_rule(sampler)
-    return None if rule is None else (rule, False)
+        bound = root_bound(sampler._root)
+        return None if bound is None else (bound, True)
+    bound = root_bound(sampler)
+    return None if bound is None else (bound, False)
 
 
 _NOTHING = contextlib.nullcontext()  # a store call that makes no span (tracing off, or the call not sampled)
@@ -250,13 +279,13 @@ def redis_span(command: str, peer: tuple[str, int] | None = None) -> Any:
         return _NOTHING
     call = _call.get()
     if call is not None:
-        span = call[0]
+        if not call[2]:
+            return _NOTHING
     else:
         from opentelemetry import trace
 
-        span = trace.get_current_span()
-    if not span.is_recording():
-        return _NOTHING
+        if not trace.get_current_span().is_recording():
+            return _NOTHING
     from opentelemetry.trace import SpanKind
 
     attributes: dict[str, Any] = {"db.system": "redis", "db.statement": command}
