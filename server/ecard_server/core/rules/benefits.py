@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
 from ecard.errors import InvalidArgument
 from ecard.v1 import types_pb2 as t
+from ecard_server.core.rules.allocation import times_half_up
 from ecard_server.core.rules.catalogue import CHINA
 from ecard_server.core.rules.validation import MAX_AMOUNT_FEN
 
@@ -83,7 +83,7 @@ def year_of(unix_seconds: float) -> int:
 def fund_and_deductible(covered_fen: int, benefit: Benefit, accumulated: Accumulated) -> tuple[int, int]:
     """(fund, toward_deductible) of a covered amount, given the year's accumulators (see above)."""
     toward = max(0, min(covered_fen, benefit.deductible_fen - accumulated.deductible_fen))
-    fund = math.floor((covered_fen - toward) * benefit.fund_ratio + Fraction(1, 2))
+    fund = times_half_up(covered_fen - toward, benefit.fund_ratio)
     return max(0, min(fund, benefit.yearly_cap_fen - accumulated.fund_fen)), toward
 
 

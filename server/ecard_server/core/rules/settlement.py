@@ -48,7 +48,7 @@ from ecard_server.core.records import (
     Shares,
     Split,
 )
-from ecard_server.core.rules.allocation import allocate
+from ecard_server.core.rules.allocation import allocate, times_half_up
 from ecard_server.core.rules.benefits import (
     DEFAULT_CATEGORY,
     NO_ACCUMULATION,
@@ -205,11 +205,9 @@ def line_shares(items: Sequence[LineItem], split: Split, paid: Shares) -> tuple[
     (nothing covered) is all self-pay, and no line's account part exceeds its covered part."""
     covered = split.line_covered_fen
     fund = allocate(paid.fund_fen, covered)
-    rest = [c - f for c, f in zip(covered, fund, strict=True)]
-    account = allocate(paid.account_fen, rest)
-    return tuple(
-        Shares(f, a, item.amount_fen - f - a) for item, f, a in zip(items, fund, account, strict=True)
-    )
+    account = allocate(paid.account_fen, [c - f for c, f in zip(covered, fund, strict=True)])
+    return tuple([Shares(f, a, item.unit_price_fen * item.quantity - f - a)
+                  for item, f, a in zip(items, fund, account, strict=True)])
 
 
 def shares(split: Split, balance_fen: int, *, skip_personal_account: bool) -> Shares:
@@ -249,27 +247,48 @@ class SettlementPolicy:
         ratio = self.fund_ratio.get(merchant_kind)
         if ratio is None:
             raise FailedPrecondition("the merchant's kind has no fund ratio", "MERCHANT_KIND_UNKNOWN")
+        entries = catalogue.items if catalogue.version else None
         classes, within = [], []  # per line: its class, and its amount within the price limit
+        total = within_b = 0
+        any_b = False
         for number, item in enumerate(items, start=1):
-            drug_class, limit = self._priced(number, item, catalogue, day, merchant_kind)
-            classes.append(drug_class)
-            within.append(min(item.unit_price_fen, limit or item.unit_price_fen) * item.quantity)
-        class_b = [w if c == t.DRUG_CLASS_B else 0 for c, w in zip(classes, within, strict=True)]
-        covered_b = allocate(round_half_up(sum(class_b) * (1 - self.class_b_self_pay_ratio)), class_b)
-        lines = []
-        for item, drug_class, inside, share_b in zip(items, classes, within, covered_b, strict=True):
-            over = item.amount_fen - inside
-            if drug_class == t.DRUG_CLASS_A:
-                lines.append(LinePricing(drug_class, inside, 0, over, 0))
-            elif drug_class == t.DRUG_CLASS_B:
-                lines.append(LinePricing(drug_class, share_b, inside - share_b, over, 0))
+            price, declared = item.unit_price_fen, item.drug_class
+            entry = None if entries is None else entries.get(item.code)
+            # The common line is one lookup: an item valid every day, its class not declared or the same.
+            # Anything else (no catalogue, unknown, a validity window, a mismatch) is _priced's to decide.
+            if entry is not None and not entry.valid_from and not entry.valid_to and declared in (0, entry.drug_class):
+                drug_class, limit = entry.drug_class, entry.price_limit_fen
             else:
-                lines.append(LinePricing(drug_class, 0, 0, over, inside))
-        line_covered = tuple(line.covered_fen for line in lines)
+                drug_class, limit = self._priced(number, item, catalogue, day, merchant_kind)
+            inside = (limit if limit and price > limit else price) * item.quantity  # min(price, limit or price)
+            classes.append(drug_class)
+            within.append(inside)
+            total += price * item.quantity
+            if drug_class == t.DRUG_CLASS_B:
+                within_b += inside
+                any_b = True
+        covered_b = allocate(times_half_up(within_b, self._class_b_covered),
+                             [w if c == t.DRUG_CLASS_B else 0 for c, w in zip(classes, within, strict=True)]) \
+            if any_b else None
+        lines, line_covered = [], []
+        for n, (item, drug_class, inside) in enumerate(zip(items, classes, within, strict=True)):
+            over = item.unit_price_fen * item.quantity - inside
+            if drug_class == t.DRUG_CLASS_A:
+                line = LinePricing(drug_class, inside, 0, over, 0)
+            elif drug_class == t.DRUG_CLASS_B:
+                share_b = covered_b[n]  # type: ignore[index]  # allocated: a line is class B
+                line = LinePricing(drug_class, share_b, inside - share_b, over, 0)
+            else:
+                line = LinePricing(drug_class, 0, 0, over, inside)
+            lines.append(line)
+            line_covered.append(line.covered_fen)
         covered = sum(line_covered)
-        total = sum(item.amount_fen for item in items)
-        return Split(total, covered, round_half_up(covered * ratio), line_covered, tuple(lines),
+        return Split(total, covered, times_half_up(covered, ratio), tuple(line_covered), tuple(lines),
                      catalogue.version, self.version)
+
+    @cached_property
+    def _class_b_covered(self) -> Fraction:
+        return 1 - self.class_b_self_pay_ratio
 
     def _priced(self, number: int, item: LineItem, catalogue: Catalogue, day: str, kind: int) -> tuple[int, int]:
         """A line's class and unit price limit (0: none): the catalogue's, or without one the POS's. An
