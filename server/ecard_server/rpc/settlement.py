@@ -58,22 +58,22 @@ def add_lines(lines: RepeatedCompositeFieldContainer[settlement_pb2.SettlementLi
     place (a list handed to a message's constructor is copied line by line: a 20-line answer paid twice)."""
     if not record.line_shares:  # a settlement stored before lines kept their shares
         return
+    pricing = record.line_pricing  # empty for older settlements
     for n, (item, paid, back, quantity) in enumerate(zip(
         record.items, record.line_shares, record.line_refunded, record.line_refunded_quantities, strict=True
     )):
-        line = lines.add(
+        # Every field in the one call (each assignment afterwards would be a call of its own).
+        priced = {} if n >= len(pricing) else {
+            "drug_class": wire(pricing[n].drug_class), "covered_fen": pricing[n].covered_fen,
+            "self_pay_first_fen": pricing[n].self_pay_first_fen, "over_limit_fen": pricing[n].over_limit_fen,
+            "not_covered_fen": pricing[n].not_covered_fen,
+        }
+        lines.add(
             code=item.code, quantity=item.quantity, amount_fen=item.amount_fen, fund_fen=paid.fund_fen,
             personal_account_fen=paid.account_fen, self_pay_fen=paid.self_pay_fen, refunded_quantity=quantity,
             fund_refunded_fen=back.fund_fen, personal_account_refunded_fen=back.account_fen,
-            self_pay_refunded_fen=back.self_pay_fen,
+            self_pay_refunded_fen=back.self_pay_fen, **priced,
         )
-        if n < len(record.line_pricing):  # none for older settlements
-            priced = record.line_pricing[n]
-            line.drug_class = wire(priced.drug_class)
-            line.covered_fen = priced.covered_fen
-            line.self_pay_first_fen = priced.self_pay_first_fen
-            line.over_limit_fen = priced.over_limit_fen
-            line.not_covered_fen = priced.not_covered_fen
 
 
 def add_items(items: RepeatedCompositeFieldContainer[settlement_pb2.LineItem], basket: Sequence[LineItem]) -> None:

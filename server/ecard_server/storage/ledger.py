@@ -38,6 +38,7 @@ from ecard_server.core.rules.benefits import (
     deductible_back,
     year_of,
 )
+from ecard_server.core.rules.compact import compact_json
 from ecard_server.core.rules.idempotency import same_request
 from ecard_server.core.rules.refunds import plan_refund
 from ecard_server.core.rules.settlement import Draft, RefundDraft, ReversalDraft, refuse_reversed
@@ -287,11 +288,10 @@ class SqlLedger:
         # Each line with the shares that paid it and how it was priced: [code, name, class as the POS gave
         # it, unit price, quantity, fund, account, self-pay, priced class, covered, self-pay-first, over the
         # limit, not covered].
-        items = json.dumps(
+        items = compact_json(
             [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity, p.fund_fen, p.account_fen, p.self_pay_fen,
               x.drug_class, x.covered_fen, x.self_pay_first_fen, x.over_limit_fen, x.not_covered_fen]
              for i, p, x in zip(draft.items, line_paid, draft.split.lines, strict=True)],
-            ensure_ascii=False, separators=(",", ":"),
         )
         cur.execute(
             "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, card_no, "

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ecard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from ecard_server.core.records import LineItem, Shares
 from ecard_server.core.rules.benefits import Accumulated
+from ecard_server.core.rules.compact import compact_ascii_json, compact_json
 
 PREFIX = "q1."
 _MAC_BYTES = 16
@@ -61,7 +62,7 @@ class Quote:
 
 def basket_digest(items: Sequence[LineItem], skip_personal_account: bool) -> bytes:
     form = [[i.code, i.drug_class, i.unit_price_fen, i.quantity] for i in items], skip_personal_account
-    return hashlib.sha256(json.dumps(form, separators=(",", ":")).encode()).digest()[:16]
+    return hashlib.sha256(compact_ascii_json(form).encode()).digest()[:16]
 
 
 class QuoteSeal:
@@ -77,11 +78,10 @@ class QuoteSeal:
         return hashlib.blake2b(payload, key=key, digest_size=_MAC_BYTES).digest()
 
     def seal(self, quote: Quote) -> str:
-        payload = json.dumps(
+        payload = compact_json(
             [quote.merchant_id, quote.ecard_id, quote.nonce.hex(), quote.used_reason, quote.basket.hex(),
              quote.shares.fund_fen, quote.shares.account_fen, quote.shares.self_pay_fen, quote.balance_fen,
              quote.catalogue_version, quote.policy_version, quote.expires_at, *quote.accumulated],
-            ensure_ascii=False, separators=(",", ":"),
         ).encode()
         body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
         mac = base64.urlsafe_b64encode(self._mac(self._keys[0], payload)).rstrip(b"=").decode()

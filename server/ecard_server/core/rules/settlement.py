@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -56,6 +55,7 @@ from ecard_server.core.rules.benefits import (
     Benefit,
     fund_and_deductible,
 )
+from ecard_server.core.rules.compact import compact_json
 from ecard_server.core.rules.quotes import Quote
 
 _HALF = Fraction(1, 2)
@@ -315,7 +315,7 @@ class SettlementPolicy:
 
 
 def _digest(form: object) -> bytes:
-    return hashlib.sha256(json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode()).digest()
+    return hashlib.sha256(compact_json(form).encode()).digest()
 
 
 def settle_hash(request: SettleInput) -> bytes:
