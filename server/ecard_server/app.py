@@ -67,7 +67,13 @@ from ecard_server.rpc.parsing import MessageLimits
 from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
-from ecard_server.rpc.threaded import HOT_THREADS, HOT_THREADS_WAITING, HotPool, ThreadedServer, without_wakeup_preemption
+from ecard_server.rpc.threaded import (
+    HOT_THREADS,
+    HOT_THREADS_WAITING,
+    HotPool,
+    ThreadedServer,
+    without_wakeup_preemption,
+)
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
