@@ -67,13 +67,7 @@ from ecard_server.rpc.parsing import MessageLimits
 from ecard_server.rpc.placement import Placement
 from ecard_server.rpc.request_log import RequestLog
 from ecard_server.rpc.settlement import SettlementServicer
-from ecard_server.rpc.threaded import (
-    HOT_THREADS,
-    HOT_THREADS_WAITING,
-    HotPool,
-    ThreadedServer,
-    without_wakeup_preemption,
-)
+from ecard_server.rpc.threaded import HOT_THREADS, HotPool, ThreadedServer
 from ecard_server.rpc.verifier import SharedVerifierServicer, VerifierServicer
 from ecard_server.storage import open_store
 from ecard_server.storage.memory import LocalChangeBus, MemoryNonceStore, MemoryVerificationRecords
@@ -432,12 +426,11 @@ def create_server(
     limits = MessageLimits(max_batch=settings.max_batch)
     loop = asyncio.get_running_loop()
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-call",
-                                   initializer=without_wakeup_preemption),
+        futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-call"),
         options=transport_options(settings, limits, reuse_port=reuse_port),
     )
     readers = futures.ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="ecard-read")
-    hot = HotPool(HOT_THREADS if placement.inline else HOT_THREADS_WAITING, CALL_THREADS)
+    hot = HotPool(HOT_THREADS, CALL_THREADS)
     registry = GuardedRegistry(
         ThreadedServer(server, loop, readers, hot), authorizer, placement,
         RequestLog(settings.request_log_verify_ok_per_second,

@@ -24,9 +24,7 @@ def _never_sent(release: threading.Event) -> Iterator[bytes]:
     yield b""  # a generator that sends nothing: the call's headers go, its message never does
 
 
-def test_calls_that_never_send_their_request_do_not_stall_verify(served: InProcessServer) -> None:
-    """Embedded (SQLite) and shared (PostgreSQL + Redis): both run Verify on the hot pool."""
-    server, world = served, World.seed(served.target, cards=3)
+def test_calls_that_never_send_their_request_do_not_stall_verify(server: InProcessServer, world: World) -> None:
     release = threading.Event()
     principal = (("x-ecard-principal", f"merchant:{world.pharmacy_id}"),)
     with grpc.insecure_channel(server.target) as channel:

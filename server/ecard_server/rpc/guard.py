@@ -213,8 +213,8 @@ class GuardedRegistry:
             parse = bounded_parser(method, handler.request_deserializer, limit,
                                    most_fields=self._limits.max_batch if method == BATCH_METHOD else None)
             threaded = _threaded(layers, behavior, parse, loop)
-            if is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior):
-                hot_path(threaded)  # Verify, GetVerification: rpc.threaded runs it on its hot pool
+            if placement.inline and is_hot_path(behavior) and not inspect.iscoroutinefunction(behavior):
+                hot_path(threaded)  # from memory only: rpc.threaded runs it on its hot pool
             return lazily_read(handler, threaded)
         if loop is not None and handler.request_streaming and inspect.isgeneratorfunction(behavior):
             # a stream answered by a plain generator (VerifyStream): all on its handler thread

@@ -29,8 +29,7 @@ _HOT = "_ecard_hot_path"
 
 def hot_path(method: _F) -> _F:
     """Marks a servicer method that touches only in-memory state when the deployment keeps its hot-path
-    state in this process: it may then run on the event loop (it must not block there). On the
-    thread-pool server (rpc.threaded) its calls run on the hot pool, in every deployment."""
+    state in this process: it may then run on the event loop. It must not block otherwise."""
     setattr(method, _HOT, True)
     return method
 

@@ -19,12 +19,12 @@ handler on the sync server, bridged to the loop when its behavior is async. Ever
 fresh contextvars.Context (its principal and request id are its own, not the previous call's on the
 same thread).
 
-A call of a method the guard marks hot (`rpc.placement.hot_path`: Verify and GetVerification) runs on
-a pool of its own, `HotPool`, of HOT_THREADS threads (HOT_THREADS_WAITING where they wait for Redis: a
-shared deployment) rather than on one of the server's many: calls beyond that wait in the pool's
-queue, and a thread that ends a call takes the next one without sleeping, instead of each call waking
-a thread of its own that then contends for the GIL (docs/performance.md, issue 18: fewer context
-switches and less CPU per call). A thread of that pool can still wait, for its call's request message (read after
+A call of a method the guard marks hot (`rpc.placement.hot_path`: the embedded deployment's Verify and
+GetVerification, which only compute from memory) runs on a pool of its own, `HotPool`, of HOT_THREADS
+threads rather than on one of the server's many: calls beyond that wait in the pool's queue, and a
+thread that ends a call takes the next one without sleeping, instead of each call waking a thread of
+its own that then contends for the GIL (docs/performance.md, issue 18: fewer context switches and less
+CPU per call). A thread of that pool can still wait, for its call's request message (read after
 authorization, rpc.parsing); when the pool's queue stops moving (an authorized caller's streams that
 never send their message hold every thread) it grows, doubling, up to the server's CALL_THREADS.
 """
@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import inspect
 import itertools
-import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -158,30 +156,10 @@ class LoopContext:
         self._context.add_callback(ended)
 
 
-def without_wakeup_preemption() -> None:
-    """The calling thread's scheduling policy becomes SCHED_BATCH (Linux; elsewhere, or where it is not
-    allowed, nothing changes): when another thread wakes it, it does not take the core from the thread
-    that woke it, and waits for that thread's turn to end or for it to block. The initializer of the
-    threads that run calls (every one of them needs the GIL): on one core, a handler thread woken by
-    grpc's poller (a call to run, its request message come) or by a consumption's group commit used to
-    preempt the thread that holds the GIL, find the GIL held and sleep again: two context switches per
-    wake-up (docs/performance.md, issue 18)."""
-    set_policy = getattr(os, "sched_setscheduler", None)
-    if set_policy is None:
-        return
-    with contextlib.suppress(OSError):
-        set_policy(0, os.SCHED_BATCH, os.sched_param(0))  # pid 0: this thread (policies are per thread)
-
-
 HOT_THREADS = 4
 """Threads of the hot pool while its queue moves: with the GIL, one process computes on about one core,
 so a few threads keep it busy; 4 and 8 carried the same Verify rate, 4 with the fewest context switches
 (docs/performance.md, issue 18)."""
-HOT_THREADS_WAITING = 8
-"""Threads of the hot pool of a deployment whose Verify consumes its nonce in Redis: a thread waits for
-its consumption's group commit (storage.group_commit) and holds its place meanwhile, so more threads
-keep the core busy; 4 left it idle while they all waited, 8 used fewer context switches and less CPU a
-call than grpc's own pool (docs/performance.md, issue 18)."""
 STALL_S = 0.2
 """How often the hot pool looks at its queue: a queue that held calls and started none for that long
 has every thread waiting (for request messages), and the pool doubles."""
@@ -195,7 +173,7 @@ class HotPool(concurrent.futures.ThreadPoolExecutor):
     growth, as `submit` uses it); its threads, like the server's, stay until the pool is shut down."""
 
     def __init__(self, threads: int, most: int, *, stall_s: float = STALL_S) -> None:
-        super().__init__(max_workers=threads, thread_name_prefix="ecard-hot", initializer=without_wakeup_preemption)
+        super().__init__(max_workers=threads, thread_name_prefix="ecard-hot")
         self.most = most
         self._starts = itertools.count(1).__next__
         self._started = 0  # the number of the last call started (only compared, never summed)
