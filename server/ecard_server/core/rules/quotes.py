@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,8 +61,11 @@ class Quote:
                                      "QUOTE_STALE")
 
 
+_DIGESTED_LINE = operator.attrgetter("code", "drug_class", "unit_price_fen", "quantity")
+
+
 def basket_digest(items: Sequence[LineItem], skip_personal_account: bool) -> bytes:
-    form = [[i.code, i.drug_class, i.unit_price_fen, i.quantity] for i in items], skip_personal_account
+    form = list(map(_DIGESTED_LINE, items)), skip_personal_account  # each line a tuple, written as a list
     return hashlib.sha256(compact_ascii_json(form).encode()).digest()[:16]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -318,6 +319,9 @@ def _digest(form: object) -> bytes:
     return hashlib.sha256(compact_json(form).encode()).digest()
 
 
+_HASHED_LINE = operator.attrgetter("code", "name", "drug_class", "unit_price_fen", "quantity")
+
+
 def settle_hash(request: SettleInput) -> bytes:
     """The request's identity for idempotency: same key and same hash is the same Settle."""
     kind = "verification_id" if request.verification_id else "quote_id" if request.quote_id else "token"
@@ -325,7 +329,7 @@ def settle_hash(request: SettleInput) -> bytes:
         "settle",
         kind,
         request.verification_id or request.quote_id or request.token,
-        [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity] for i in request.items],
+        list(map(_HASHED_LINE, request.items)),  # each line a tuple, written as the list it was
         request.skip_personal_account,
     ])  # not the till nor the cashier: the same basket resent from another till is the same Settle
 
