@@ -1,6 +1,6 @@
-"""core.records.quick_init: the per-line records (LineItem, LinePricing, Shares) built through their slot
-descriptors are the frozen dataclasses they were: same fields and signature, frozen, equal and hashed by
-value."""
+"""core.records.quick_init: the records built through their slot descriptors (LineItem, LinePricing,
+Shares per basket line; Split, SettleInput, SettlementRecord, Draft, Quote per call) are the frozen
+dataclasses they were: same fields, signature and defaults, frozen, equal and hashed by value."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from ecard_server.core.records import LineItem, LinePricing, Shares, quick_init
+from ecard_server.core.records import LineItem, LinePricing, SettleInput, SettlementRecord, Shares, Split, quick_init
 
 
 @pytest.mark.parametrize("record", [
@@ -31,14 +31,43 @@ def test_a_quick_record_is_the_frozen_dataclass_it_was(record: object) -> None:
         type(record)(*values[:-1])  # every field is required
 
 
-def test_quick_init_takes_only_required_fields() -> None:
+def test_quick_init_keeps_defaults_and_refuses_what_it_cannot_make() -> None:
+    @quick_init
     @dataclasses.dataclass(frozen=True, slots=True)
     class WithDefault:
         a: int
-        b: int = 0
+        b: tuple[int, ...] = ()
+        c: str = "c"
 
-    with pytest.raises(TypeError, match="required fields only"):
-        quick_init(WithDefault)
+    assert WithDefault(1) == WithDefault(1, (), "c") and WithDefault(1, c="x").c == "x"
+    assert dataclasses.replace(WithDefault(1, (2,)), c="y") == WithDefault(1, (2,), "y")
+    with pytest.raises(TypeError):
+        WithDefault()  # type: ignore[call-arg]
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithFactory:
+        a: list[int] = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithPostInit:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (WithFactory, WithPostInit):
+        with pytest.raises(TypeError, match="quick_init takes"):
+            quick_init(cls)
+
+
+def test_a_record_with_defaults_is_the_dataclass_it_was() -> None:
+    record = SettlementRecord("S1", "E1", "M1", 1, 100, 60, 30, 10, 900, (), 1_700_000_000, None)
+    assert record.refunded == Shares(0, 0, 0) and record.line_shares == () and record.reversed_at is None
+    assert dataclasses.replace(record, terminal_id="T1") == SettlementRecord(
+        "S1", "E1", "M1", 1, 100, 60, 30, 10, 900, (), 1_700_000_000, None, terminal_id="T1")
+    assert SettleInput("k", ()).quote_id == "" and Split(10, 5, 3).lines == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.total_fen = 1  # type: ignore[misc]
 
 
 def test_shares_total() -> None:

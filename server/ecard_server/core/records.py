@@ -32,18 +32,29 @@ _Record = TypeVar("_Record")
 
 
 def quick_init(cls: type[_Record]) -> type[_Record]:
-    """A frozen, slotted dataclass of required fields, given an __init__ that fills its slots through
-    their descriptors: the frozen dataclass's own calls object.__setattr__ per field, about ten times the
-    cost, which a record made per basket line pays 60 times a Quote or Settle. Same signature, still
-    frozen (assignment raises FrozenInstanceError), equal and hashed by value as before."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    if any(f.default is not MISSING or f.default_factory is not MISSING for f in fields(cls)):  # type: ignore[arg-type]
-        raise TypeError(f"{cls.__name__}: quick_init takes required fields only")
-    space = {f"_set_{name}": vars(cls)[name].__set__ for name in names}
-    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
-    exec(f"def __init__(self, {', '.join(names)}):\n{body}", space)  # as dataclasses makes its own
+    """A frozen, slotted dataclass given an __init__ that fills its slots through their descriptors: the
+    frozen dataclass's own calls object.__setattr__ per field, about ten times the cost, which the
+    records made per basket line pay 60 times a Quote or Settle (and a Draft or a record 19 to 25 times
+    each). Same signature and defaults, still frozen (assignment raises FrozenInstanceError), equal and
+    hashed by value; dataclasses.replace goes through it too. Fields with a default factory, keyword-only
+    or init=False fields and a __post_init__ are refused (TypeError): nothing here needs them."""
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: quick_init takes no __post_init__")
+    space: dict[str, Any] = {}
+    params, body = [], []
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not MISSING or not f.init or f.kw_only:
+            raise TypeError(f"{cls.__name__}.{f.name}: quick_init takes plain positional fields only")
+        space[f"_set_{f.name}"] = vars(cls)[f.name].__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            space[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})\n")
+    exec(f"def __init__(self, {', '.join(params)}):\n{''.join(body)}", space)  # as dataclasses makes its own
     init = space["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
@@ -169,6 +180,7 @@ class LinePricing:
     not_covered_fen: int  # class C
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Split:
     """What the policy makes of a basket before the account is looked at."""
@@ -194,6 +206,7 @@ class Shares:
         return self.fund_fen + self.account_fen + self.self_pay_fen
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SettleInput:
     """A Settle (or a Quote: no idempotency_key, no quote_id) request in domain terms: exactly one of
@@ -209,6 +222,7 @@ class SettleInput:
     operator_id: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SettlementRecord:
     settlement_id: str

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ecard.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from ecard_server.core.records import LineItem, Shares
+from ecard_server.core.records import LineItem, Shares, quick_init
 from ecard_server.core.rules.benefits import Accumulated
 from ecard_server.core.rules.compact import compact_ascii_json, compact_json
 
@@ -38,6 +38,7 @@ _MAC_BYTES = 16
 MAX_QUOTE_ID = 2048
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     merchant_id: str

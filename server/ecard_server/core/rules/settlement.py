@@ -47,6 +47,7 @@ from ecard_server.core.records import (
     SettleInput,
     Shares,
     Split,
+    quick_init,
 )
 from ecard_server.core.rules.allocation import allocate, times_half_up
 from ecard_server.core.rules.benefits import (
@@ -67,6 +68,7 @@ class StalePricing(FailedPrecondition):
     meanwhile, and this process had not heard of it yet): the service prices it again."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Draft:
     """A checked, priced settlement, ready for the store's one transaction."""
