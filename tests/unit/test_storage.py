@@ -257,6 +257,16 @@ def test_audit_rows_are_insert_only(store: SqlStore) -> None:
     assert len(store.audit_events()) == 2
 
 
+def test_an_audit_batch_keeps_every_row_as_written_and_in_order(store: SqlStore) -> None:
+    """A batch past the multi-row INSERT's hundred rows, with text that COPY's format escapes (tab,
+    newline, backslash, quotes, \\N, non-ASCII): each row reads back exactly, in the batch's order."""
+    awkward = ["tab\there", "line\nbreak", "back\\slash \\N", "it's \"quoted\"", "药店 张*", "", "\\."]
+    rows = [(1_700_000_000 + n, "VERIFY", f"merchant:{awkward[n % 7]}", f"E{n}", f"{awkward[(n + 3) % 7]} {n}")
+            for n in range(250)]
+    store.append_audit(rows)
+    assert store.audit_events("VERIFY") == rows
+
+
 # -- PostgreSQL: a database that goes away --------------------------------------------------------
 @pytest.mark.postgres
 def test_postgres_down_is_unavailable_and_heals(pg_url: str, tcp_proxy: Callable[..., object]) -> None:

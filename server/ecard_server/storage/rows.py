@@ -65,7 +65,9 @@ def insert_rows(cur: Cursor, head: str, values: str, rows: Sequence[Sequence[Any
         cur.execute(head + ", ".join([values] * len(rest)), [v for row in rest for v in row])
 
 
-_AUDIT_HEAD = "INSERT INTO audit (at, kind, actor, subject, detail) VALUES "
+AUDIT_COLUMNS = "audit (at, kind, actor, subject, detail)"
+"""The audit table and the columns of an AuditEvent, in its order."""
+_AUDIT_HEAD = f"INSERT INTO {AUDIT_COLUMNS} VALUES "
 _AUDIT_VALUES = "(?, ?, ?, ?, ?)"
 
 
