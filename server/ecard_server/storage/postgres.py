@@ -286,9 +286,9 @@ class PostgresStore(SqlStore):
         unit.finish(commit=True)
 
     def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        """Writes a batch of audit rows in one transaction, by COPY: psycopg formats each row in C, where
-        the multi-row INSERTs (storage.rows) took ~100 k instructions of Python a row, the largest cost of
-        the shared Verify over the embedded one (docs/performance.md, issue 18)."""
+        """Writes a batch of audit rows in one transaction, by COPY: psycopg formats each row in C, about a
+        third of the CPU a row of the multi-row INSERTs (storage.rows) at the writer's usual batches
+        (docs/performance.md, issue 18)."""
         if events:
             with self.transaction() as cur:
                 cast(_Unit, cur).copy_rows(AUDIT_COLUMNS, events)
