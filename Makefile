@@ -71,8 +71,15 @@ typecheck: install  ## mypy: the SDK (client/) --strict, the server as pyproject
 bytecode: install
 	@$(PY) -m compileall -q client/ecard server/ecard_server loadtest >/dev/null
 
+# `make test` in two parts: every test not marked `serial` on $(TEST_WORKERS) pytest-xdist workers (a module's
+# tests on one worker, with its module-scoped servers: --dist loadscope), then the `serial` ones (timing and
+# load tests) one at a time, alone. Each part prints its own summary; a part that selects nothing (exit 5:
+# PYTEST_ARGS chose only the other kind) is no failure, both selecting nothing is.
+TEST_WORKERS ?= 2
 test: bytecode  ## every test, PostgreSQL and Redis included (they fail when those are down)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest --part parallel -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS); parallel=$$?; \
+	$(PY) -m pytest --part serial $(PYTEST_ARGS); serial=$$?; \
+	case "$$parallel $$serial" in "0 0"|"0 5"|"5 0") exit 0;; "5 5") exit 5;; *) exit 1;; esac
 
 test-fast: bytecode  ## the daily loop: tests/unit and tests/api (servers in the test process; no PostgreSQL, Redis or child process)
 	$(PY) -m pytest tests/unit tests/api -m "not postgres and not redis" $(PYTEST_ARGS)

@@ -13,6 +13,8 @@ in helpers/; `make test-fast` runs unit/ and api/, `make test` everything.
   These databases are copies of a template holding the current migrations (tests.helpers.pg_template:
   made once, named by a hash of the migrations); `pg_empty_url` / `empty_db_url` are empty ones, for the
   tests of migrating itself.
+- `--part parallel|serial` (what `make test` passes): only the tests not marked `serial` (run on pytest-xdist
+  workers), or only those marked `serial` (timing and load tests, run alone afterwards).
 - `tcp_proxy(url)`: a loopback relay in this process (tests.helpers.proxy.TcpProxy) between a server
   under test and PostgreSQL or Redis. `cut()` and `restore()` it to play an outage without stopping
   the machine's shared services.
@@ -38,6 +40,26 @@ settings.load_profile("ecard")
 
 PG_ADMIN_URL = os.environ.get("ECARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ECARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--part", choices=("parallel", "serial"),
+        help="`make test` runs the tests in two parts: 'parallel', every test not marked serial (on pytest-xdist "
+             "workers), then 'serial', the tests marked serial, one at a time with nothing beside them",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    part = config.getoption("--part")
+    if part is None:
+        return
+    serial = [item.get_closest_marker("serial") is not None for item in items]
+    keep = [item for item, alone in zip(items, serial, strict=True) if alone == (part == "serial")]
+    drop = [item for item, alone in zip(items, serial, strict=True) if alone != (part == "serial")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="module")

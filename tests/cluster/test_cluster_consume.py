@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.serial]  # compares two latencies: alone
 
 
 def test_cluster_consume_times_the_wait_hop_and_leaves_nothing_behind(redis_url: str) -> None:

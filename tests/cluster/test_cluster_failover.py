@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.netns, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.netns, pytest.mark.slow, pytest.mark.serial]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,7 +18,7 @@ from loadtest.rig.ha import PatroniCluster
 from loadtest.rig.ha_demo import PRICE_FEN, Counters, settle_through_failover
 from tests.helpers.deployment import config_file
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(240)]
 BALANCE_FEN = 10_000_000
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from loadtest.bench.run import GOALS
 
+pytestmark = pytest.mark.serial  # the benches load both cores: not beside tests that time themselves
+
 
 @pytest.mark.slow
 def test_bench_writes_every_figure_and_ratio(tmp_path: Path) -> None:

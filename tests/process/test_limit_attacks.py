@@ -17,6 +17,7 @@ from ecard import ResourceExhausted, verify_request
 from ecard.testing import EcardServer, World
 from ecard.v1 import types_pb2 as t
 
+pytestmark = pytest.mark.serial  # rates against a 100/s limit: alone
 RATE, BURST = 100, 50
 
 

@@ -133,6 +133,7 @@ def test_run_time_syntax() -> None:
 
 # -- seeding --------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.serial
 def test_seeding_enrolls_100000_cards_well_under_a_minute(server: EcardServer, tmp_path: Path) -> None:
     started = time.perf_counter()
     seed = seed_deployment(server.target, cards=100_000, ecards=20, lost_ecards=2, log=lambda line: None)
@@ -155,6 +156,7 @@ def report_of(prefix: Path) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(90)
 def test_smoke_run_passes_the_slo_with_every_scenario_and_no_wrong_verdict(tmp_path: Path) -> None:
     """What `make loadtest` does, shorter: its own server on loopback, seeded, 25 s of load, stopped."""
@@ -188,6 +190,7 @@ def test_smoke_run_passes_the_slo_with_every_scenario_and_no_wrong_verdict(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(90)
 def test_gate_fails_naming_the_threshold_set_below_the_run_on_the_master(server: EcardServer, tmp_path: Path) -> None:
     """Distributed (a master and one worker): the config file sets p50 below any checkout, the command line
@@ -315,6 +318,7 @@ def accept_everything(server: EcardServer) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(90)
 def test_a_server_that_accepts_everything_fails_the_run_for_wrong_verdicts(
     accept_everything: str, tmp_path: Path

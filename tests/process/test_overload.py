@@ -21,7 +21,7 @@ from ecard._rpc_errors import from_grpc_error
 from ecard.testing import EcardServer, World
 from ecard.v1 import verifier_pb2, verifier_pb2_grpc
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # a p99 within 2x: alone
 LIMITS = {"principal_calls_per_s": 200, "principal_burst": 200, "principal_max_in_flight": 2}
 FLOOD_RATE, FLOOD_BATCH = 200, 100  # VerifyBatch calls per second and items per call: 20,000 signatures/s
 VICTIM_CALLS, VICTIM_RATE = 450, 150  # a busy pharmacy's counters, within its limit

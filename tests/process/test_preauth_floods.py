@@ -26,7 +26,7 @@ import pytest
 from ecard import Purpose, Reason
 from ecard.testing import EcardServer, World
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # CPU and p99 bounds: alone
 ATTACKS = Path(__file__).resolve().parents[1] / "helpers" / "h2_attacks.py"
 RSS_CEILING_MB = 64  # above the server's RSS before the flood
 VICTIM_CALLS, VICTIM_RATE = 300, 150

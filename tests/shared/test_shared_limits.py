@@ -19,7 +19,7 @@ from ecard.v1 import types_pb2 as t
 from tests.helpers.deployment import children_of
 from tests.helpers.polling import until
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.serial]  # rates within 10 %: alone
 RATE, BURST, SECONDS = 100, 50, 3.0
 
 
