@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import ClassVar
 
+import gevent
+
 from ecard import (
     Assurance,
     FailedPrecondition,
@@ -29,6 +31,9 @@ from loadtest.harness.slo import WrongAnswer
 from loadtest.pacing import ScheduledUser
 
 VERDICT_REQUEST_TYPE = "verdict"
+# The holders in a visit at this process's counters (MerchantCounter.holder): e-card -> visits, visit -> e-cards.
+_IN_A_VISIT: dict[str, int] = {}
+_TAKEN: dict[object, list[str]] = {}
 
 class MerchantCounter(ScheduledUser):
     """Abstract: one counter at a seeded merchant (`merchant_kind`), with one PharmacyClient (one channel)."""
@@ -49,9 +54,30 @@ class MerchantCounter(ScheduledUser):
 
     # -- the holder's side ------------------------------------------------------------------------
     def holder(self) -> tuple[str, TokenSigner]:
-        """A holder who can pay (e-card not lost), and one of the channel apps their e-card is bound to."""
-        ecard_id, bound = self.rng.choice(self.seed.usable)
+        """A holder who can pay (e-card not lost), and one of the channel apps their e-card is bound to.
+
+        A person stands at one counter at a time: the holder is none whose visit at a counter of this
+        process is under way (taken here for the calling visit, given back when it ends: `visit_ended`).
+        Two visits of one holder at once would make the second's quote stale (QUOTE_STALE: the account or
+        the year's benefits changed since the quote), a refusal right for the platform and a failed RPC
+        for the SLO that real counters do not meet at that rate. Eight draws that all meet a holder in a
+        visit (about as many visits under way as holders) take the eighth anyway."""
+        usable, busy = self.seed.usable, _IN_A_VISIT
+        for _ in range(8):
+            ecard_id, bound = self.rng.choice(usable)
+            if ecard_id not in busy:
+                break
+        busy[ecard_id] = busy.get(ecard_id, 0) + 1
+        _TAKEN.setdefault(gevent.getcurrent(), []).append(ecard_id)
         return ecard_id, self.signers[self.rng.choice(bound)]
+
+    def visit_ended(self) -> None:
+        """The holders the visit that ends took are free for the next ones."""
+        busy = _IN_A_VISIT
+        for ecard_id in _TAKEN.pop(gevent.getcurrent(), ()):
+            left = busy.pop(ecard_id) - 1
+            if left:
+                busy[ecard_id] = left
 
     def forger(self) -> TokenSigner:
         """A signer that claims the bank's key id but holds a key nobody registered."""

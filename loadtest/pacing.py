@@ -126,3 +126,8 @@ class ScheduledUser(GrpcUser):
         except Exception as exc:
             log.exception("visit %s of %s failed", getattr(kind, "__name__", kind), type(self).__name__)
             self.environment.events.user_error.fire(user_instance=self, exception=exc, tb=exc.__traceback__)
+        finally:
+            self.visit_ended()
+
+    def visit_ended(self) -> None:
+        """Hook: a visit ended (in its own greenlet, whatever its outcome)."""

@@ -155,6 +155,46 @@ def report_of(prefix: Path) -> dict:  # type: ignore[type-arg]
     return json.loads(Path(f"{prefix}.report.json").read_text(encoding="utf-8"))
 
 
+HOLDERS_AT_COUNTERS = """
+import random, types
+import gevent
+from gevent.event import Event
+from loadtest.counter import MerchantCounter
+
+counters = []
+for _ in range(3):
+    counter = MerchantCounter.__new__(MerchantCounter)  # what holder() reads; no Locust environment
+    counter.rng, counter.signers = random.Random(7), ["bank"]  # the same draws: the same first pick
+    counter.seed = types.SimpleNamespace(usable=[("e1", (0,)), ("e2", (0,))])
+    counters.append(counter)
+inside, leave = [], Event()
+
+def visit(counter):
+    try:
+        inside.append(counter.holder()[0])
+        leave.wait()
+    finally:
+        counter.visit_ended()
+
+first = [gevent.spawn(visit, c) for c in counters[:2]]
+gevent.sleep(0)
+print(sorted(inside))  # two visits under way at once: two people
+leave.set()
+gevent.joinall(first)
+again = [counters[2].holder()[0] for _ in range(40)]
+print(sorted(set(again)))  # both free again once those visits ended
+"""
+
+
+def test_a_holder_is_in_one_visit_at_a_time() -> None:
+    """Two visits under way at once take two holders, not one holder twice (her second quote would be
+    stale: QUOTE_STALE, a failed RPC against the SLO), and a holder is free again once her visit ends."""
+    done = subprocess.run([sys.executable, "-c", HOLDERS_AT_COUNTERS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["['e1', 'e2']", "['e1', 'e2']"], done.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.serial
 @pytest.mark.timeout(90)
