@@ -51,6 +51,7 @@ from ecard import (
 )
 from ecard.testing import EcardServer, fake_holder
 from ecard.v1 import cards_pb2, cards_pb2_grpc, types_pb2
+from loadtest.bench.versus import delete_namespace
 from loadtest.bench.workers import cpu_seconds
 
 DEFAULT_BINDINGS = 8
@@ -196,15 +197,21 @@ async def measure(target: str, issuers: list[str], ecard_ids: list[str], rate: f
 def run(rate: float, seconds: float, channels: int, bindings: int, out: Path, db: str | None,
         redis: str | None) -> int:
     cards = max(channels * 4, int(rate / bindings))
-    with tempfile.TemporaryDirectory(prefix="ecard-bench-events-") as tmp:
-        config = Path(tmp) / "ecard.toml"  # its own Redis namespace: never the shared default
-        config.write_text(f'redis_namespace = "ecard-bench-events-{uuid.uuid4().hex[:8]}"\n')
-        with EcardServer(db=db, redis=redis, extra_args=["--config", str(config)]) as server:
-            issuers, ecard_ids = seed(server.target, channels, cards, bindings)
-            assert server.process is not None
-            figures = asyncio.run(measure(server.target, issuers, ecard_ids, rate, seconds, bindings,
-                                          server.process.pid))
+    namespace = f"ecard-bench-events-{uuid.uuid4().hex[:8]}"  # its own Redis namespace: never the shared default
+    try:
+        with tempfile.TemporaryDirectory(prefix="ecard-bench-events-") as tmp:
+            config = Path(tmp) / "ecard.toml"
+            config.write_text(f'redis_namespace = "{namespace}"\n')
+            with EcardServer(db=db, redis=redis, extra_args=["--config", str(config)]) as server:
+                issuers, ecard_ids = seed(server.target, channels, cards, bindings)
+                assert server.process is not None
+                figures = asyncio.run(measure(server.target, issuers, ecard_ids, rate, seconds, bindings,
+                                              server.process.pid))
+    finally:
+        if redis:
+            delete_namespace(namespace, redis)  # the machine's Redis keeps nothing of the run, also on failure
     figures["store"] = "postgresql+redis" if db and db.startswith("postgresql") else "sqlite"
+    figures["redis_namespace"] = namespace if redis else ""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     width = max(len(k) for k in figures)

@@ -174,10 +174,11 @@ class Profiler:
             self.process.wait()
 
 
-def delete_namespace(namespace: str) -> None:
+def delete_namespace(namespace: str, url: str = REDIS_URL) -> None:
+    """Every key of `namespace` (a server's redis_namespace) in the Redis at `url`."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     try:
         for keys in _chunks(client.scan_iter(match=f"{namespace}:*", count=1000), 1000):
             client.delete(*keys)

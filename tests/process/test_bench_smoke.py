@@ -75,6 +75,33 @@ def test_events_bench_reports_delivery_and_lag(tmp_path: Path) -> None:
     assert figures["server_ms_per_change"] > 0
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_events_bench_on_the_shared_deployment_leaves_nothing_in_redis(
+    tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    """On PostgreSQL + Redis the events bench's server has a Redis namespace of its own: every event
+    delivered once, and none of the namespace's keys left on the machine's Redis after the run."""
+    import redis
+
+    out = tmp_path / "bench_events.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench.events", "--rate", "40", "--seconds", "1", "--channels", "4",
+         "--bindings", "2", "--db", pg_url, "--redis", redis_url, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.exists(), result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["store"] == "postgresql+redis" and figures["events_lost"] == figures["events_repeated"] == 0
+    namespace = figures["redis_namespace"]
+    assert namespace.startswith("ecard-bench-events-")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"{namespace}:*", count=1000)) == []
+    finally:
+        client.close()
+
+
 @pytest.mark.slow
 def test_tracing_bench_reports_each_sampler(tmp_path: Path) -> None:
     """`make bench`'s tracing part, small: every traced server exported spans to the receiver, every call
