@@ -138,16 +138,19 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
                 return extract({key: value for key, value in metadata if key in fields})
         return None
 
-    def sdk_begin(context: Any) -> None:  # every decision the SDK's
-        parent = caller_context(context)
+    def recorded(parent: Any) -> None:
+        """The SDK's span of the call (it decides, or records what the layer decided), made current."""
         span = start(method, context=parent, kind=kind, attributes=attributes)
         set_call((span, attach(in_context(span, parent)), True))
 
     if rule is None:
-        begin = sdk_begin
+        def begin(context: Any) -> None:  # every decision the SDK's
+            recorded(caller_context(context))
     else:
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
         bound, follows_parent = rule
-        limit = _TRACE_ID_LIMIT
+        limit = TraceIdRatioBased.TRACE_ID_LIMIT
         ids = _provider.id_generator
         new_trace_id, new_span_id = ids.generate_trace_id, ids.generate_span_id
         unsampled = TraceFlags(TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else TraceFlags.DEFAULT)
@@ -162,8 +165,7 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
                 caller = current_span(parent).get_span_context()
                 if caller.is_valid:  # parentbased_*: its sampled flag decides; traceidratio: its trace id
                     if caller.trace_flags.sampled if follows_parent else caller.trace_id & limit < bound:
-                        span = start(method, context=parent, kind=kind, attributes=attributes)
-                        set_call((span, attach(in_context(span, parent)), True))
+                        recorded(parent)
                     else:
                         span = NonRecordingSpan(SpanContext(
                             caller.trace_id, new_span_id(), False,
@@ -176,8 +178,7 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
                 set_call((span, attach(Context({**(current() if parent is None else parent), span_key: span})), False))
             else:
                 drawn_set(trace_id)
-                span = start(method, context=parent, kind=kind, attributes=attributes)
-                set_call((span, attach(in_context(span, parent)), True))
+                recorded(parent)
 
     def end(status_name: str) -> None:
         call = _call.get()
@@ -229,14 +230,11 @@ class _Drawn:
         return int(self._ids.generate_trace_id())
 
 
-_TRACE_ID_LIMIT = (1 << 64) - 1  # the SDK's TraceIdRatioBased.TRACE_ID_LIMIT: a ratio decides on the low 64 bits
-
-
 def _dropping(sampler: Any) -> tuple[int, bool] | None:
     """For a sampler whose decision is known from the trace id and the caller's flag, the standard ones
     OTEL_TRACES_SAMPLER names (classes of the SDK's whose `should_sample` is the SDK's own): (the bound: a
     call with no caller's trace context is sampled exactly when its trace id's low 64 bits are under it,
-    as TraceIdRatioBased decides; 0 for always_off, 2**64 for always_on; whether a caller's sampled flag
+    as TraceIdRatioBased decides; 0 for always_off, TRACE_ID_LIMIT + 1 for always_on; whether a caller's sampled flag
     decides instead). None for any other sampler (the SDK asks it for every call)."""
     from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler, TraceIdRatioBased
 
@@ -250,8 +248,8 @@ def _dropping(sampler: Any) -> tuple[int, bool] | None:
         if static(root) is Decision.DROP:
             return 0
         if static(root) is Decision.RECORD_AND_SAMPLE:
-            return _TRACE_ID_LIMIT + 1
-        if own(root, TraceIdRatioBased) and TraceIdRatioBased.TRACE_ID_LIMIT == _TRACE_ID_LIMIT:
+            return TraceIdRatioBased.TRACE_ID_LIMIT + 1
+        if own(root, TraceIdRatioBased):
             return int(root.bound)
         return None
 
