@@ -8,7 +8,8 @@ OTEL_TRACES_SAMPLER and its argument; OTEL_RESOURCE_ATTRIBUTES). Then:
   the method's name, `rpc.*` attributes, the gRPC status), the child of the caller's span when the call
   carries a W3C `traceparent` (the SDK sends one); with the standard samplers a call that is not sampled
   is decided before the SDK is asked and pays for a trace id, a non-recording span and making it current
-  (its children are not sampled either), nothing more;
+  (its children are not sampled either), nothing more: its context also suppresses the instrumentations,
+  so its store calls go straight to the drivers instead of asking the SDK for spans it would drop;
 - every PostgreSQL statement, SQLite statement and Redis command it makes is a child span (psycopg,
   sqlite3 and redis instrumentations), also from the thread pool (the guard runs blocking work in a
   copy of the call's context); the nonce consumption's script call, sent on a connection the redis
@@ -33,7 +34,8 @@ import grpc
 
 _enabled = False
 _provider: Any = None  # the TracerProvider configure was given or made (OpenTelemetry's global is set once)
-# the current call's (span, context token, whether the span records), set by the guard's span layer
+# the current call's (span, context token, whether the span records), set by the guard's span layer; a
+# dropped call without a caller's trace context has its trace id (an int) where the span would be
 _call: contextvars.ContextVar[tuple[Any, Any, bool] | None] = contextvars.ContextVar("ecard_span", default=None)
 
 
@@ -107,17 +109,19 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
 
     A call the sampler drops is decided before the SDK is asked (`_dropping`): with the standard samplers
     (`parentbased_*`, `traceidratio`, `always_*`, OTEL_TRACES_SAMPLER's) the decision is a function of
-    the trace id and the caller's sampled flag, so the layer draws the trace id itself and, for a call
-    that is not sampled, makes the span the SDK would make (a NonRecordingSpan of that trace id: the
-    caller's when it sent one, with its trace state, else the drawn one) without the SDK's sampler
-    results and checks, and makes it current with one ContextVar set (`_context_var`); at its end nothing
-    is set on it or ended, the context is reset. A sampled call's span is the SDK's, made with the trace
-    id the decision was taken on. Any other sampler (a subclass, a custom one) is asked by the SDK for
-    every call."""
+    the trace id and the caller's sampled flag, so the layer draws the trace id itself. A call that is not
+    sampled and whose caller sent a trace context gets the span the SDK would make (a NonRecordingSpan
+    of the caller's trace id, with its trace state) without the SDK's sampler results and checks; one
+    whose caller sent none (the common case: a till without tracing) is only its drawn trace id, kept
+    for the request log (`trace_id`), no span object at all. Either is made current with one ContextVar
+    set (`_context_var`) of a context that suppresses the instrumentations (a shared one when the call's
+    context was empty); at its end nothing is set or ended, the context is reset. A sampled call's span
+    is the SDK's, made with the trace id the decision was taken on. Any other sampler (a subclass, a
+    custom one) is asked by the SDK for every call."""
     if not _enabled:
         return None
     from opentelemetry import propagate, trace
-    from opentelemetry.context import Context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
     from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
     tracer = _provider.get_tracer("ecard_server")
@@ -127,6 +131,9 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
     extract, in_context, start, set_call = propagate.extract, trace.set_span_in_context, tracer.start_span, _call.set
     attach, detach, current = _context_var()
     codes = {code.name: code.value[0] for code in grpc.StatusCode}
+    # an unsampled call's children are dropped whatever they are: the instrumentations' own switch off
+    # (psycopg's, sqlite3's, redis's `is_instrumentation_enabled`) spares each statement the SDK's span
+    quiet = {_SUPPRESS_INSTRUMENTATION_KEY: True}
     rule = _dropping(_provider.sampler)
     kind = SpanKind.SERVER
 
@@ -139,9 +146,13 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
         return None
 
     def recorded(parent: Any) -> None:
-        """The SDK's span of the call (it decides, or records what the layer decided), made current."""
+        """The SDK's span of the call (it decides, or records what the layer decided), made current; one
+        its sampler dropped is made current with the instrumentations suppressed, as the layer's own."""
         span = start(method, context=parent, kind=kind, attributes=attributes)
-        set_call((span, attach(in_context(span, parent)), True))
+        if span.is_recording():
+            set_call((span, attach(in_context(span, parent)), True))
+        else:
+            set_call((span, attach(Context({**in_context(span, parent), **quiet})), False))
 
     if rule is None:
         def begin(context: Any) -> None:  # every decision the SDK's
@@ -153,14 +164,20 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
         limit = TraceIdRatioBased.TRACE_ID_LIMIT
         ids = _provider.id_generator
         new_trace_id, new_span_id = ids.generate_trace_id, ids.generate_span_id
-        unsampled = TraceFlags(TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else TraceFlags.DEFAULT)
+        draw = _draws(ids)
         drawn_set = _drawn.set
         tracer.id_generator = _Drawn(ids)  # this tracer's root spans take the trace id drawn below
         current_span = trace.get_current_span
         span_key = next(iter(in_context(NonRecordingSpan(SpanContext(1, 1, False)), Context())))
+        quiet_context = Context(quiet)
 
         def begin(context: Any) -> None:
-            parent = caller_context(context)
+            parent = None
+            metadata = context.invocation_metadata() or ()
+            for key, _ in metadata:  # (caller_context, inline: a Python call fewer on every call)
+                if key in fields:
+                    parent = extract({key: value for key, value in metadata if key in fields})
+                    break
             if parent is not None:  # the caller's trace context
                 caller = current_span(parent).get_span_context()
                 if caller.is_valid:  # parentbased_*: its sampled flag decides; traceidratio: its trace id
@@ -168,14 +185,14 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
                         recorded(parent)
                     else:
                         span = NonRecordingSpan(SpanContext(
-                            caller.trace_id, new_span_id(), False,
+                            caller.trace_id, draw(64) or new_span_id(), False,
                             TraceFlags(caller.trace_flags & TraceFlags.RANDOM_TRACE_ID), caller.trace_state))
-                        set_call((span, attach(in_context(span, parent)), False))
+                        set_call((span, attach(Context({**parent, span_key: span, **quiet})), False))
                     return
-            trace_id = new_trace_id()
-            if trace_id & limit >= bound:  # dropped: the span the SDK would make, made current as it would
-                span = NonRecordingSpan(SpanContext(trace_id, new_span_id(), False, unsampled))
-                set_call((span, attach(Context({**(current() if parent is None else parent), span_key: span})), False))
+            trace_id = draw(128) or new_trace_id()
+            if trace_id & limit >= bound:  # dropped: its trace id, and its children's instrumentation off
+                base = current() if parent is None else parent
+                set_call((trace_id, attach(Context({**base, **quiet}) if base else quiet_context), False))
             else:
                 drawn_set(trace_id)
                 recorded(parent)
@@ -194,6 +211,19 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
         detach(token)
 
     return begin, end
+
+
+def _draws(ids: Any) -> Callable[[int], int]:
+    """`draw(bits)`: a random id of that many bits as the SDK's default id generator (RandomIdGenerator)
+    draws it, with `random.getrandbits` itself (a Python call fewer an id); 0, which the caller replaces
+    by the generator's own draw, for an id generator of another kind (or the invalid id 0 drawn)."""
+    import random
+
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    if type(ids) is RandomIdGenerator and type(ids).generate_trace_id is RandomIdGenerator.generate_trace_id:
+        return random.getrandbits
+    return lambda bits: 0
 
 
 def _context_var() -> tuple[Callable[[Any], Any], Callable[[Any], None], Callable[[], Any]]:
@@ -297,7 +327,9 @@ def trace_id() -> str:
     """The current span's trace id (32 hex digits), or "" when no span is current. An unsampled call has
     one too (its caller's, or the one its sampler was asked about): the till's log lines can be matched."""
     call = _call.get()
-    if call is not None:  # the call's span, as the guard's layer opened it
+    if call is not None:  # the call's span, as the guard's layer opened it, or a dropped call's trace id
+        if type(call[0]) is int:
+            return format(call[0], "032x")
         context = call[0].get_span_context()
     else:
         from opentelemetry import trace

@@ -278,3 +278,49 @@ def test_the_span_layer_makes_its_span_current_through_opentelemetrys_own_contex
     assert context.get_value("ecard-test") == 1 and current() is context.get_current()
     detach(token)
     assert context.get_value("ecard-test") is None
+
+
+@pytest.mark.parametrize("decided_by", ["layer", "sdk"])
+def test_a_dropped_calls_store_calls_never_ask_the_sdk_for_a_span(
+    decided_by: str, pg_url: str, redis_url: str
+) -> None:
+    """A call its sampler drops runs its PostgreSQL and Redis calls with the instrumentations switched off:
+    none of them asks the SDK for a span (the SDK would make a non-recording one and drop it, at a cost
+    on every statement); whether the layer decided (a standard sampler) or the SDK did (a sampler of
+    its own)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    asked: list[str] = []  # the spans an instrumentation asked for inside a dropped call
+
+    class Counting(TracerProvider):
+        def get_tracer(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+            tracer = super().get_tracer(name, *args, **kwargs)
+            if name != "ecard_server":
+                start = tracer.start_span
+
+                def counted(name, context=None, **kw):  # type: ignore[no-untyped-def]
+                    current = trace.get_current_span(context).get_span_context()
+                    if current.is_valid and not current.trace_flags.sampled:
+                        asked.append(name)
+                    return start(name, context, **kw)
+
+                tracer.start_span = counted  # type: ignore[method-assign]
+            return tracer
+
+    class Own(ParentBased):  # decides as ParentBased(ALWAYS_OFF) does, but the layer cannot know it
+        def should_sample(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return super().should_sample(*args, **kwargs)
+
+    sampler = ParentBased(ALWAYS_OFF) if decided_by == "layer" else Own(ALWAYS_OFF)
+    provider = Counting(sampler=sampler)
+    with configured(provider), shared_server(pg_url, redis_url) as server:
+        assert (tracing._dropping(sampler) is None) == (decided_by == "sdk")
+        world = World.seed(server.target, cards=1)
+        asked.clear()
+        with world.pharmacy() as pos:
+            for _ in range(3):
+                assert pos.verify(world.mint(0), purpose=Purpose.MEDICAL_SETTLEMENT).verdict == Verdict.ACCEPTED
+                with pytest.raises(Exception, match="VERIFICATION_NOT_FOUND"):
+                    pos.get_verification("no-such-request")
+        assert asked == []
