@@ -38,7 +38,13 @@ def test_a_frozen_replica_leaves_the_rotation_within_seconds(pg_url: str, redis_
         world = World.seed(a.target, cards=1)
         options = ClientOptions(timeout=1.0, retry=RetryConfig(max_attempts=1))
         with PharmacyClient([a.target, b.target], merchant_id=world.pharmacy_id, options=options) as pos:
-            assert all(answered(pos) for _ in range(20))  # both replicas in the rotation
+            assert all(answered(pos) for _ in range(20))
+            # both replicas in the rotation: b has answered some of them (on a loaded machine b's
+            # connection may be READY only later; until then round robin sends every call to a)
+            deadline = time.monotonic() + 15
+            while '"GetSettlement"' not in b.logs():
+                assert time.monotonic() < deadline, "replica b never joined the rotation"
+                assert answered(pos)
             b.process.send_signal(signal.SIGSTOP)
             frozen_at = time.monotonic()
             try:
