@@ -10,9 +10,11 @@ from ecard_server.rpc.threaded import HotPool
 
 
 def test_calls_queue_on_its_few_threads_while_they_move() -> None:
-    pool = HotPool(2, 64, stall_s=0.05)
+    # the pool's own look (0.2 s), four times over a queue that moves: ~0.8 s of calls, each ending at
+    # once (at 0.05 s, a loaded machine's scheduler alone once kept both threads off a core that long)
+    pool = HotPool(2, 64)
     try:
-        futures = [pool.submit(time.sleep, 0.002) for _ in range(200)]  # ~0.2 s of calls, each ending at once
+        futures = [pool.submit(time.sleep, 0.002) for _ in range(800)]
         for future in futures:
             future.result(timeout=10)
         assert pool.threads == 2 and len(pool._threads) <= 2  # type: ignore[attr-defined]
