@@ -30,6 +30,11 @@ BASKET = [line_item(f"C{n:03d}", "", 0, 500 + 37 * n, 1 + n % 3) for n in range(
 # with the COMMIT. One statement a round trip took 20; 7 while the key was read before the verification
 # was opened, and the key's lock, the card's lock and the bindings were statements of their own.
 MOST_ROUND_TRIPS = 4
+# BEGIN, the locks, the reads under them, the balance's compare-and-set, the writes nobody reads back (the
+# accumulators, the ledger row, the settlement, the fund's row, the audit row, the channels' event: one
+# data-modifying WITH, SqlStore.writes), COMMIT. Eleven when each write was a statement of its own:
+# psycopg's Python costs about 60 k instructions a statement.
+MOST_STATEMENTS = 6
 
 
 class Traced:
@@ -67,6 +72,11 @@ class Traced:
             trips += sum(1 for before, after in itertools.pairwise(sides) if before == "F" and after == "B")
         return trips
 
+    def statements(self) -> int:
+        """Statements run (a Bind each, in the extended protocol that psycopg speaks), over every traced unit."""
+        return sum(1 for path in self.files for line in path.read_text().splitlines()
+                   if line.split("\t")[1:2] == ["F"] and line.split("\t")[3:4] == ["Bind"])
+
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_20_line_settle_takes_a_few_round_trips(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +100,4 @@ def test_a_20_line_settle_takes_a_few_round_trips(served: InProcessServer, monke
         traced.thread = None
         assert len(record.line_shares) == 20 and record.catalogue_version
         assert 0 < traced.round_trips() <= MOST_ROUND_TRIPS, traced.round_trips()
+        assert 0 < traced.statements() <= MOST_STATEMENTS, traced.statements()

@@ -188,8 +188,9 @@ class SqlLedger:
         return mapper.settlement(rows)
 
     def _move_balance(self, cur: Cursor, card_no: str, balance: int, delta: int, kind: str, ref: str,
-                      now: int) -> int:
-        """Changes a locked balance by `delta` and writes its ledger row; returns the new balance."""
+                      now: int, *, writes: Cursor | None = None) -> int:
+        """Changes a locked balance by `delta` and writes its ledger row (through `writes`, a
+        Transactions.writes block, when given); returns the new balance."""
         after = balance + delta
         if delta:
             # Compare-and-set on the value read under the lock: a second guard besides the lock itself.
@@ -199,7 +200,7 @@ class SqlLedger:
             )
             if cur.fetchone() is None:
                 raise Unavailable("the account changed under a settlement; retry", "CONCURRENT_UPDATE")
-            cur.execute(
+            (cur if writes is None else writes).execute(
                 "INSERT INTO ledger (card_no, delta_fen, balance_after_fen, kind, ref, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (card_no, delta, after, kind, ref, now),
@@ -280,42 +281,46 @@ class SqlLedger:
                                          0 if account is None else account["balance_fen"], category, accumulated)
         assert account is not None  # an unknown card was refused by the rules
         added = draft.accrual(category, accumulated)
-        accumulate(cur, account["card_no"], year, added)
-        # 4. Move the money: the account and its ledger row, the settlement row, the fund's ledger row.
         card_no, balance = account["card_no"], account["balance_fen"]
-        after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id, now)
         line_paid = draft.line_shares(shares)
-        # Each line with the shares that paid it and how it was priced: [code, name, class as the POS gave
-        # it, unit price, quantity, fund, account, self-pay, priced class, covered, self-pay-first, over the
-        # limit, not covered].
+        # Each line with the shares that paid it and how it was priced: [code, name, class as the POS gave it,
+        # unit price, quantity, fund, account, self-pay, priced class, covered, self-pay-first, over the limit,
+        # not covered].
         items = compact_json(
             [[i.code, i.name, i.drug_class, i.unit_price_fen, i.quantity, p.fund_fen, p.account_fen, p.self_pay_fen,
               x.drug_class, x.covered_fen, x.self_pay_first_fen, x.over_limit_fen, x.not_covered_fen]
              for i, p, x in zip(draft.items, line_paid, draft.split.lines, strict=True)],
         )
-        cur.execute(
-            "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, card_no, "
-            "status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, verification_nonce, "
-            "settled_at, catalogue_version, policy_version, terminal_id, operator_id, benefit_year, deductible_fen) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (draft.settlement_id, draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.ecard_id,
-             card_no, SETTLED, draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
-             after, items, draft.verification_nonce, now, draft.split.catalogue_version, draft.split.policy_version,
-             draft.terminal_id, draft.operator_id, year, added.deductible_fen),
-        )
-        if shares.fund_fen:
-            cur.execute(
-                "INSERT INTO fund_ledger (settlement_id, merchant_id, delta_fen, kind, created_at) "
-                "VALUES (?, ?, ?, 'SETTLE', ?)",
-                (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
+        # 4. Move the money: the balance's compare-and-set (read back), then what nobody reads back in one
+        #    statement where the backend can (Transactions.writes): the year's accumulators, the account's
+        #    ledger row, the settlement row, the fund's ledger row, the audit row, the channels' event.
+        with self._store.writes(cur) as writes:
+            accumulate(writes, card_no, year, added)
+            after = self._move_balance(cur, card_no, balance, -shares.account_fen, "SETTLE", draft.settlement_id,
+                                       now, writes=writes)
+            writes.execute(
+                "INSERT INTO settlements (settlement_id, merchant_id, idempotency_key, request_hash, ecard_id, "
+                "card_no, status, total_fen, fund_fen, account_fen, self_pay_fen, balance_after_fen, items, "
+                "verification_nonce, settled_at, catalogue_version, policy_version, terminal_id, operator_id, "
+                "benefit_year, deductible_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (draft.settlement_id, draft.merchant_id, draft.idempotency_key, draft.request_hash, draft.ecard_id,
+                 card_no, SETTLED, draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,
+                 after, items, draft.verification_nonce, now, draft.split.catalogue_version,
+                 draft.split.policy_version, draft.terminal_id, draft.operator_id, year, added.deductible_fen),
             )
+            if shares.fund_fen:
+                writes.execute(
+                    "INSERT INTO fund_ledger (settlement_id, merchant_id, delta_fen, kind, created_at) "
+                    "VALUES (?, ?, ?, 'SETTLE', ?)",
+                    (draft.settlement_id, draft.merchant_id, shares.fund_fen, now),
+                )
+            # 5. What the settlement leaves besides: its audit row and the channels' event.
+            write_audit(writes, audit.settled(now, draft, shares))
+            self._money_event(writes, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
+                              shares, after, now, merchant_name=state.merchant_name, channels=state.channels)
         if draft.visit_id:  # a hospital visit closes with its settlement, or neither commits
             visits.settle_in(self._store, cur, draft.merchant_id, draft.visit_id, draft.visit_revision,
                              draft.ecard_id, draft.settlement_id, now)
-        # 5. What the settlement leaves besides: its audit row and the channels' event.
-        write_audit(cur, audit.settled(now, draft, shares))
-        self._money_event(cur, draft.ecard_id, SETTLED_EVENT, draft.settlement_id, draft.merchant_id,
-                          shares, after, now, merchant_name=state.merchant_name, channels=state.channels)
         nothing = (Shares(0, 0, 0),) * len(draft.items)
         return SettlementRecord(draft.settlement_id, draft.ecard_id, draft.merchant_id, SETTLED,
                                 draft.split.total_fen, shares.fund_fen, shares.account_fen, shares.self_pay_fen,

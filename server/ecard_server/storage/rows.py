@@ -47,6 +47,7 @@ class Transactions(Protocol):
     def outbox(self) -> EventWriter: ...
     def lock_key(self, cur: Cursor, *parts: str) -> None: ...  # a lock on a name, until the transaction ends
     def select_locked_under_key(self, cur: Cursor, parts: Sequence[str], sql: str, params: Sequence[Any]) -> None: ...
+    def writes(self, cur: Cursor) -> AbstractContextManager[Cursor]: ...  # writes sent as one statement (SqlStore)
     @property
     def aggregate_text(self) -> str: ...  # the SQL aggregate joining texts with a separator
 

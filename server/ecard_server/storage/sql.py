@@ -10,7 +10,7 @@ whether its reads stay on this host (`local`), and which driver errors mean "the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
@@ -100,6 +100,13 @@ class SqlStore:
         statement where the backend can (PostgreSQL: one round trip, not two)."""
         self.lock_key(cur, *parts)
         cur.execute(sql + self.for_update, params)
+
+    def writes(self, cur: Cursor) -> AbstractContextManager[Cursor]:
+        """Writes sent as one statement where the backend can (PostgreSQL: a data-modifying WITH), at
+        the block's end; here `cur` itself. For writes whose rows nobody reads, that neither read nor
+        touch what another of them writes (one statement has one snapshot), and that nothing else the
+        transaction runs before the block ends depends on."""
+        return nullcontext(cur)
 
     def close(self) -> None:
         raise NotImplementedError
