@@ -274,7 +274,6 @@ class SettlementService:
                       basket_digest(request.items, request.skip_personal_account), paid, state.balance_fen,
                       split.catalogue_version, split.policy_version, expires_at,
                       (state.accumulated.deductible_fen, state.accumulated.fund_fen))
-        draft = replace(draft, split=replace(split, fund_fen=paid.fund_fen))  # the lines' shares of this fund
         return Quoted(self._quotes.seal(quote), quote, request.items, split, draft.line_shares(paid))
 
     def _open_verification(self, merchant_id: str, handle: str) -> tuple[str, bytes, int]:

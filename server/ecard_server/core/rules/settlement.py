@@ -29,7 +29,7 @@ import math
 import operator
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
@@ -106,7 +106,7 @@ class Draft:
         if card_status != ACTIVE:
             raise FailedPrecondition("the card is not active", NOT_ACTIVE_REASON.get(card_status, "CARD_CANCELLED"))
         fund, _ = self._fund(category, accumulated)
-        paid = shares(replace(self.split, fund_fen=fund), balance_fen, skip_personal_account=self.skip_personal_account)
+        paid = shares(self.split, balance_fen, skip_personal_account=self.skip_personal_account, fund_fen=fund)
         if self.quote is not None:
             self.quote.stale_unless(paid, balance_fen, accumulated)
         return paid
@@ -213,10 +213,12 @@ def line_shares(items: Sequence[LineItem], split: Split, paid: Shares) -> tuple[
                   for item, f, a in zip(items, fund, account, strict=True)])
 
 
-def shares(split: Split, balance_fen: int, *, skip_personal_account: bool) -> Shares:
-    due = 0 if skip_personal_account else split.covered_fen - split.fund_fen
+def shares(split: Split, balance_fen: int, *, skip_personal_account: bool, fund_fen: int | None = None) -> Shares:
+    """`fund_fen`: the fund's share when the holder's benefits decided it (default: the split's)."""
+    fund = split.fund_fen if fund_fen is None else fund_fen
+    due = 0 if skip_personal_account else split.covered_fen - fund
     account = max(0, min(balance_fen, due))
-    return Shares(split.fund_fen, account, split.total_fen - split.fund_fen - account)
+    return Shares(fund, account, split.total_fen - fund - account)
 
 
 @dataclass(frozen=True)

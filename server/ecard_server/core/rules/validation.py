@@ -135,6 +135,7 @@ MAX_SETTLEMENT_ID = 64
 MAX_REFUND_LINES = 1000
 MAX_CREDENTIAL = 1024  # a token is at most 300 characters and a handle far less: longer is a broken client
 DRUG_CLASSES = (t.DRUG_CLASS_A, t.DRUG_CLASS_B, t.DRUG_CLASS_C)
+_CLASSES_OR_UNSET = frozenset((*DRUG_CLASSES, t.DRUG_CLASS_UNSPECIFIED))
 
 
 def idempotency_key(key: str) -> str:
@@ -150,28 +151,30 @@ def idempotency_key(key: str) -> str:
 
 def basket(items: Sequence[LineItem], max_items: int) -> None:
     """Raises InvalidArgument naming the first bad line; afterwards the basket's total is at most
-    MAX_AMOUNT_FEN."""
+    MAX_AMOUNT_FEN. (The line's number is written only into an error: a 20-line basket is checked on
+    every Quote and Settle.)"""
     if not items:
         raise InvalidArgument("the basket is empty", "EMPTY_BASKET")
     if len(items) > max_items:
         raise InvalidArgument(f"a basket holds at most {max_items} lines", "BASKET_TOO_LARGE")
     total = 0
     for number, item in enumerate(items, start=1):
-        where = f"line {number}"
-        if not item.code.strip():
-            raise InvalidArgument(f"{where}: code is required", "MISSING_ITEM_CODE")
-        if len(item.code) > MAX_CODE or len(item.name) > MAX_NAME:
-            raise InvalidArgument(f"{where}: code or name is too long", "INVALID_ITEM")
-        if item.drug_class not in DRUG_CLASSES and item.drug_class != t.DRUG_CLASS_UNSPECIFIED:
-            raise InvalidArgument(f"{where}: drug_class must be A, B or C (or unset)", "INVALID_DRUG_CLASS")
-        if item.unit_price_fen <= 0:
-            raise InvalidArgument(f"{where}: unit_price_fen must be positive", "INVALID_PRICE")
-        if item.quantity <= 0:
-            raise InvalidArgument(f"{where}: quantity must be positive", "INVALID_QUANTITY")
-        total += item.amount_fen
+        code = item.code
+        if not code.strip():
+            raise InvalidArgument(f"line {number}: code is required", "MISSING_ITEM_CODE")
+        if len(code) > MAX_CODE or len(item.name) > MAX_NAME:
+            raise InvalidArgument(f"line {number}: code or name is too long", "INVALID_ITEM")
+        if item.drug_class not in _CLASSES_OR_UNSET:
+            raise InvalidArgument(f"line {number}: drug_class must be A, B or C (or unset)", "INVALID_DRUG_CLASS")
+        price, quantity = item.unit_price_fen, item.quantity
+        if price <= 0:
+            raise InvalidArgument(f"line {number}: unit_price_fen must be positive", "INVALID_PRICE")
+        if quantity <= 0:
+            raise InvalidArgument(f"line {number}: quantity must be positive", "INVALID_QUANTITY")
+        total += price * quantity  # the line's amount_fen
         if total > MAX_AMOUNT_FEN:
-            raise InvalidArgument(f"{where}: the basket's total is above the ceiling of {MAX_AMOUNT_FEN} fen",
-                                  "AMOUNT_TOO_LARGE")
+            raise InvalidArgument(f"line {number}: the basket's total is above the ceiling of {MAX_AMOUNT_FEN} "
+                                  "fen", "AMOUNT_TOO_LARGE")
 
 
 def settle_request(request: SettleInput, max_items: int, *, quote: bool = False) -> None:
