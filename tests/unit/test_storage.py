@@ -54,6 +54,38 @@ def test_migrate_twice_is_a_no_op(db_url: str, store: SqlStore) -> None:
         again.close()
 
 
+_META_INSERT = "INSERT INTO meta (name, value) VALUES (?, ?)"
+_META_UPDATE = "UPDATE meta SET value = ? WHERE name = ?"
+
+
+def test_writes_sent_together_land_together_and_none_when_the_block_raises(store: SqlStore) -> None:
+    with store.transaction(pipelined=True) as cur, store.writes(cur) as writes:  # PostgreSQL: one statement
+        writes.execute(_META_INSERT, ("w1", b"1"))
+        writes.execute(_META_INSERT, ("w2", b"2"))
+        writes.execute(_META_UPDATE, (b"3", "probe-absent"))
+    assert (store.meta_value("w1"), store.meta_value("w2")) == (b"1", b"2")
+    with pytest.raises(RuntimeError), store.transaction(pipelined=True) as cur, store.writes(cur) as writes:
+        writes.execute(_META_INSERT, ("w3", b"3"))
+        raise RuntimeError("the block fails: nothing of it is written")
+    assert store.meta_value("w3") is None
+    with pytest.raises(store.unique_errors), store.transaction(pipelined=True) as cur, store.writes(cur) as writes:
+        writes.execute(_META_INSERT, ("w4", b"4"))  # and the next breaks the key: neither lands
+        writes.execute(_META_INSERT, ("w1", b"again"))
+    assert (store.meta_value("w4"), store.meta_value("w1")) == (None, b"1")
+
+
+def test_statements_in_turn_commit_together_or_not_at_all(store: SqlStore) -> None:
+    store.set_meta_value("a", b"1")
+    store.in_turn([(_META_UPDATE, (b"2", "a")), (_META_INSERT, ("b", b"it's \\ 3"))])  # values quoted client side
+    assert (store.meta_value("a"), store.meta_value("b")) == (b"2", b"it's \\ 3")
+    with pytest.raises(store.unique_errors):  # the second statement breaks the key: the first rolls back with it
+        store.in_turn([(_META_UPDATE, (b"4", "a")), (_META_INSERT, ("b", b"5"))])
+    assert (store.meta_value("a"), store.meta_value("b")) == (b"2", b"it's \\ 3")
+    for n in range(20):  # no pooled connection was left inside the failed transaction
+        store.in_turn([(_META_UPDATE, (bytes([n]), "a"))])
+        assert store.meta_value("a") == bytes([n])
+
+
 @pytest.mark.postgres
 def test_stores_opened_at_once_migrate_once(pg_empty_url: str) -> None:
     """Workers starting together all migrate the same empty database (the advisory lock)."""

@@ -172,9 +172,7 @@ class Outbox:
         channels = sorted(set(issuer_ids))
         if not self._store.numbers_after_commit or not channels:
             return
-        with self._store.transaction(pipelined=True) as cur:  # one round trip: nothing is read back
-            cur.execute(_LOCK_HEADS, (channels,))
-            cur.execute(_NUMBER, (channels,))
+        self._store.in_turn([(_LOCK_HEADS, (channels,)), (_NUMBER, (channels,))])  # one message, read nothing
 
     def _unnumbered(self, issuer_id: str) -> bool:
         return self._store.numbers_after_commit and bool(self._store.rows(

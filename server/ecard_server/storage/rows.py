@@ -48,6 +48,7 @@ class Transactions(Protocol):
     def lock_key(self, cur: Cursor, *parts: str) -> None: ...  # a lock on a name, until the transaction ends
     def select_locked_under_key(self, cur: Cursor, parts: Sequence[str], sql: str, params: Sequence[Any]) -> None: ...
     def writes(self, cur: Cursor) -> AbstractContextManager[Cursor]: ...  # writes sent as one statement (SqlStore)
+    def in_turn(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None: ...  # one transaction (SqlStore)
     @property
     def aggregate_text(self) -> str: ...  # the SQL aggregate joining texts with a separator
 

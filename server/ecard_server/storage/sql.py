@@ -108,6 +108,14 @@ class SqlStore:
         transaction runs before the block ends depends on."""
         return nullcontext(cur)
 
+    def in_turn(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """The statements (writes nothing reads back), one after another in one transaction, each seeing
+        what committed before it started where the backend gives each statement a snapshot of its own
+        (PostgreSQL): in one message there."""
+        with self.transaction() as cur:
+            for sql, params in statements:
+                cur.execute(sql, params)
+
     def close(self) -> None:
         raise NotImplementedError
 
