@@ -74,14 +74,6 @@ def test_writes_sent_together_land_together_and_none_when_the_block_raises(store
     assert (store.meta_value("w4"), store.meta_value("w1")) == (None, b"1")
 
 
-def test_each_read_gets_its_own_rows_after_a_failed_one(store: SqlStore) -> None:
-    """PostgreSQL keeps a cursor per pooled connection for every unit that takes it."""
-    for n in range(40):  # more than the pool holds: each connection (and its cursor) is taken again
-        with pytest.raises(Exception):  # noqa: B017 - a bad column: each backend says so its own way
-            store.rows("SELECT nope FROM meta")
-        assert store.rows("SELECT name FROM meta WHERE ? = ?", (n, n)) == store.rows("SELECT name FROM meta")
-
-
 def test_statements_in_turn_commit_together_or_not_at_all(store: SqlStore) -> None:
     store.set_meta_value("a", b"1")
     store.in_turn([(_META_UPDATE, (b"2", "a")), (_META_INSERT, ("b", b"it's \\ 3"))])  # values quoted client side

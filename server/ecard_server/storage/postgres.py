@@ -13,7 +13,6 @@ import hashlib
 import re
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, cast
@@ -110,7 +109,7 @@ class _Unit:
             self._store._suspect = True
             raise
         self._store._suspect = False
-        self._conn, self._cur, self._sent = conn, self._store._cursor(conn), False
+        self._conn, self._cur, self._sent = conn, conn.cursor(), False
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
@@ -118,7 +117,8 @@ class _Unit:
         if pipeline is not None:
             with contextlib.suppress(psycopg.Error):
                 pipeline.close()
-        if conn is not None:  # its cursor stays with it, for the next unit that takes it
+        if conn is not None:
+            self._cur.close()
             self._pool.putconn(conn)  # the pool drops a broken connection and makes a new one
 
     def _run(self, method: str, sql: str, params: Any) -> None:
@@ -150,7 +150,7 @@ class _Unit:
     def _send(self, method: str, sql: str, params: Any) -> None:
         if method == "script":  # statements in one message: the simple query protocol, values bound here
             assert self._conn is not None
-            self._store._cursor(self._conn, psycopg.ClientCursor).execute(sql, params)
+            psycopg.ClientCursor(self._conn).execute(sql, params)
         elif method == "copy":  # COPY ... FROM STDIN (never in pipeline mode): each row formatted by psycopg's C code
             with self._cur.copy(sql) as copy:
                 for row in params:
@@ -271,11 +271,6 @@ class PostgresStore(SqlStore):
         self._acquire_timeout = acquire_timeout
         self._suspect = False  # the last wait for a connection timed out: the database is probably down
         self._closed = threading.Event()
-        # One cursor of each kind per pooled connection, for every unit that takes it: making one costs
-        # about 36 k instructions, a third of a short read (docs/performance.md). A cursor's last result
-        # is let go at its next use; a connection the pool drops takes its cursors with it.
-        self._cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], dict[type, psycopg.Cursor[Any]]] = (
-            weakref.WeakKeyDictionary())
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             kwargs={**CONNECT_DEFAULTS, **self._url_settings(url), "autocommit": True},
@@ -292,16 +287,6 @@ class PostgresStore(SqlStore):
         except BaseException:
             self.close()
             raise
-
-    def _cursor(self, conn: psycopg.Connection[Any], kind: type = psycopg.Cursor) -> Any:
-        """The connection's own cursor of `kind` (psycopg.Cursor, or ClientCursor for scripts)."""
-        kept = self._cursors.get(conn)
-        if kept is None:
-            kept = self._cursors[conn] = {}
-        cursor = kept.get(kind)
-        if cursor is None or cursor.closed:
-            cursor = kept[kind] = kind(conn)
-        return cursor
 
     @staticmethod
     def _url_settings(url: str) -> dict[str, Any]:
