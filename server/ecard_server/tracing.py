@@ -7,9 +7,9 @@ OTEL_TRACES_SAMPLER and its argument; OTEL_RESOURCE_ATTRIBUTES). Then:
 - every RPC is a server span, opened by the guard's first layer and closed by its last (`server_spans`:
   the method's name, `rpc.*` attributes, the gRPC status), the child of the caller's span when the call
   carries a W3C `traceparent` (the SDK sends one); with the standard samplers a call that is not sampled
-  is decided before the SDK is asked and pays for a trace id, a non-recording span and making it current
-  (its children are not sampled either), nothing more: its context also suppresses the instrumentations,
-  so its store calls go straight to the drivers instead of asking the SDK for spans it would drop;
+  is decided before the SDK is asked and pays for a trace id (and, when its caller sent a trace context,
+  a non-recording span) made current in a context that switches the instrumentations off: its children
+  are not sampled either, so its store calls go straight to the drivers;
 - every PostgreSQL statement, SQLite statement and Redis command it makes is a child span (psycopg,
   sqlite3 and redis instrumentations), also from the thread pool (the guard runs blocking work in a
   copy of the call's context); the nonce consumption's script call, sent on a connection the redis
@@ -172,12 +172,7 @@ def server_spans(method: str) -> tuple[Callable[[Any], None], Callable[[str], No
         quiet_context = Context(quiet)
 
         def begin(context: Any) -> None:
-            parent = None
-            metadata = context.invocation_metadata() or ()
-            for key, _ in metadata:  # (caller_context, inline: a Python call fewer on every call)
-                if key in fields:
-                    parent = extract({key: value for key, value in metadata if key in fields})
-                    break
+            parent = caller_context(context)
             if parent is not None:  # the caller's trace context
                 caller = current_span(parent).get_span_context()
                 if caller.is_valid:  # parentbased_*: its sampled flag decides; traceidratio: its trace id

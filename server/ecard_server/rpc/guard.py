@@ -147,23 +147,21 @@ class GuardedRegistry:
             logged(status_name, seconds, outcome)
 
         spans = tracing.server_spans(method)
-        if spans is not None:  # tracing on: the call's span around every other layer (the layers above
-            span_begin, span_end = spans  # written out again, not called: a Python call fewer each)
+        if spans is not None:  # tracing on: the call's span around every other layer
+            span_begin, span_end = spans
+            untraced_enter, untraced_enter_async, untraced_finished = enter, enter_async, finished
 
             def enter(context: Context) -> None:
                 span_begin(context)
-                begin(context)
-                check(context)
+                untraced_enter(context)
 
             async def enter_async(context: Context) -> None:
                 span_begin(context)
-                begin(context)
-                await check_async(context, run)
+                await untraced_enter_async(context)
 
             def finished(status_name: str, seconds: float, outcome: object = None) -> None:
                 try:
-                    counted(status_name, seconds, outcome.reason if isinstance(outcome, EcardError) else None)
-                    logged(status_name, seconds, outcome)
+                    untraced_finished(status_name, seconds, outcome)
                 finally:
                     span_end(status_name)
 
